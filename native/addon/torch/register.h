@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: MIT
+// Registration hooks of the torch addon. Weak: an area that is not built leaves its hook null.
+#pragma once
+#include <napi.h>
+
+// native/addon/torch/train_*.cc: LLaMA/LoRA/PPO and the other training cores.
+__attribute__((weak)) void RegisterTrain(Napi::Env env, Napi::Object exports);
+// native/cuda (when compiled): GPU merges and kernels.
+__attribute__((weak)) void RegisterCuda(Napi::Env env, Napi::Object exports);
+// Defined by native/cuda when compiled: true, and the number of visible devices (0 without a GPU).
+__attribute__((weak)) bool SoupCudaCompiled();
+__attribute__((weak)) int SoupCudaDeviceCount();

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: MIT
+// The list of rsoup commands. Each module exports `register(program)`.
+import type { Command } from 'commander';
+import { register as doctor } from './doctor.js';
+import { register as merge } from './merge.js';
+import { register as bench } from './bench.js';
+import { register as pareto } from './pareto.js';
+import { register as rewards } from './rewards.js';
+import { register as train } from './train.js';
+import { register as run } from './run.js';
+
+export const commands: Array<(program: Command) => void> = [doctor, merge, bench, pareto, rewards, train, run];
