@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: MIT
+// Pareto dominance and the non-dominated subset.
+import { sortByKey } from './sort.js';
+import { checkPoints, senseSigns, type Points, type SenseOption } from './validate.js';
+
+export interface ParetoOptions {
+  /** 'max' (default, rewards), 'min', or one per objective. */
+  sense?: SenseOption;
+}
+
+export interface ParetoFront {
+  /** Indices into the input of the non-dominated points, ascending; of equal points, the first only. */
+  indices: number[];
+  /** The non-dominated points themselves (the input arrays, not copies), in `indices` order. */
+  points: Array<ArrayLike<number>>;
+}
+
+/**
+ * True when a Pareto-dominates b: at least as good on every objective and strictly better on one
+ * (morl-baselines' definition; 'max' by default).
+ */
+export function dominates(a: ArrayLike<number>, b: ArrayLike<number>, opts: ParetoOptions = {}): boolean {
+  const d = checkPoints([a, b], '[a, b]');
+  const s = senseSigns(opts.sense, d);
+  let strict = false;
+  for (let k = 0; k < d; k++) {
+    const diff = s[k] * (a[k] - b[k]);
+    if (diff < 0) return false;
+    if (diff > 0) strict = true;
+  }
+  return strict;
+}
+
+/**
+ * The non-dominated subset of `points`. Points equal on every objective are kept once (the first).
+ * 2-D: O(n log n) sweep; d >= 3: lexicographic sort then a scan against the front found so far,
+ * O(n log n + n * |front| * d).
+ */
+export function paretoFront(points: Points, opts: ParetoOptions = {}): ParetoFront {
+  const d = checkPoints(points);
+  const s = senseSigns(opts.sense, d);
+  const n = points.length;
+  const keep: number[] = [];
+  if (d === 2) {
+    // Sort by x descending, ties by y descending, then by index (a composite key is not needed:
+    // equal x are regrouped below).
+    const keys = new Float64Array(n);
+    const idx = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      keys[i] = -s[0] * points[i][0];
+      idx[i] = i;
+    }
+    sortByKey(keys, idx);
+    let top = -Infinity;
+    let j = 0;
+    while (j < n) {
+      // One group of equal x: only its best y (first index among equals) can be on the front.
+      let g = j;
+      let bestY = -Infinity;
+      let bestI = -1;
+      while (g < n && keys[g] === keys[j]) {
+        const i = idx[g];
+        const y = s[1] * points[i][1];
+        if (y > bestY || (y === bestY && i < bestI)) {
+          bestY = y;
+          bestI = i;
+        }
+        g++;
+      }
+      if (bestY > top) {
+        keep.push(bestI);
+        top = bestY;
+      }
+      j = g;
+    }
+  } else {
+    const order = Array.from({ length: n }, (_, i) => i);
+    order.sort((a, b) => {
+      const p = points[a];
+      const q = points[b];
+      for (let k = 0; k < d; k++) {
+        const diff = s[k] * (q[k] - p[k]);
+        if (diff !== 0) return diff;
+      }
+      return a - b;
+    });
+    // Anything that weakly dominates p sorts before p, so the front only grows.
+    const front: number[] = [];
+    for (const i of order) {
+      const p = points[i];
+      let dominated = false;
+      for (const f of front) {
+        const q = points[f];
+        let ge = true;
+        for (let k = 0; k < d; k++) {
+          if (s[k] * (q[k] - p[k]) < 0) {
+            ge = false;
+            break;
+          }
+        }
+        if (ge) {
+          dominated = true;
+          break;
+        }
+      }
+      if (!dominated) front.push(i);
+    }
+    for (const i of front) keep.push(i);
+  }
+  keep.sort((a, b) => a - b);
+  return { indices: keep, points: keep.map((i) => points[i]) };
+}
