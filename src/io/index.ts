@@ -1,2 +1,12 @@
 // SPDX-License-Identifier: MIT
-export {};
+export * from './tensor.js';
+export {
+  readSafetensors, writeSafetensors, readHeader, parseHeader, buildHeader, tensorsOf, mapFile, checkTensor, MAX_HEADER_BYTES,
+  type SafetensorsEntry, type SafetensorsHeader, type ReadOptions, type HeaderEntryInput,
+} from './safetensors.js';
+export {
+  openCheckpoint, loadTensors, loadModelDir, saveModelDir, readPeftAdapter, writePeftAdapter, planShards, shardName, indexJson,
+  describeCheckpoint, DEFAULT_SHARD_SIZE, INDEX_NAME, ADAPTER_CONFIG, ADAPTER_WEIGHTS,
+  type Checkpoint, type CheckpointKind, type TensorLocation,
+} from './checkpoint.js';
+export { atomicWriteFile, atomicWriteDir, tempPathFor } from './atomic.js';

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT
+// Scheduling of the fused kernels: fixed-size chunks over the concatenation of all segments
+// (NOTE: [Chunks] in interp.h), run on the shared thread pool, checked for cancellation per chunk.
+#include "core/interp.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+
+namespace soup {
+
+bool Control::cancelled() const {
+  if (!slots) return false;
+  return __atomic_load_n(reinterpret_cast<const uint64_t*>(slots), __ATOMIC_RELAXED) != 0;
+}
+
+void Control::addProgress(double bytes) {
+  if (!slots) return;
+  // One writer at a time per job step (called from the coordinating thread only).
+  uint64_t* p = reinterpret_cast<uint64_t*>(slots + 1);
+  double cur;
+  uint64_t bits = __atomic_load_n(p, __ATOMIC_RELAXED);
+  std::memcpy(&cur, &bits, 8);
+  cur += bytes;
+  std::memcpy(&bits, &cur, 8);
+  __atomic_store_n(p, bits, __ATOMIC_RELAXED);
+}
+
+RangeFn rangeKernel(Simd simd) {
+  switch (simd) {
+    case Simd::Avx512: return interpRangeAvx512;
+    case Simd::Avx2: return interpRangeAvx2;
+    default: return interpRangeScalar;
+  }
+}
+
+void interpolateSegments(const std::vector<Segment>& segs, const Weights& w, const InterpOptions& opt, Control* ctl) {
+  if (segs.empty()) return;
+  // prefix[k] = first global element of segment k
+  std::vector<size_t> prefix(segs.size() + 1, 0);
+  for (size_t k = 0; k < segs.size(); k++) prefix[k + 1] = prefix[k] + segs[k].count;
+  const size_t total = prefix.back();
+  if (total == 0) return;
+  const size_t chunk = std::max<size_t>(opt.chunkElems, 64);
+  const size_t nChunks = (total + chunk - 1) / chunk;
+  RangeFn fn = rangeKernel(opt.simd);
+  std::atomic<bool> aborted{false};
+  ThreadPool::instance().parallelFor(nChunks, opt.threads, [&](size_t c) {
+    if (aborted.load(std::memory_order_relaxed)) return;
+    if (ctl && ctl->cancelled()) {
+      aborted.store(true);
+      return;
+    }
+    size_t g0 = c * chunk, g1 = std::min(total, g0 + chunk);
+    size_t k = static_cast<size_t>(std::upper_bound(prefix.begin(), prefix.end(), g0) - prefix.begin()) - 1;
+    while (g0 < g1) {
+      while (segs[k].count == 0 || prefix[k + 1] <= g0) k++;
+      size_t b = g0 - prefix[k];
+      size_t e = std::min(segs[k].count, g1 - prefix[k]);
+      fn(segs[k], b, e, w, opt.nonTemporal);
+      g0 = prefix[k] + e;
+    }
+  });
+  if (aborted.load()) throw std::runtime_error("[ERR_SOUP_ABORTED] interpolation cancelled");
+}
+
+void lowRankUpdate(const LowRank& job, const InterpOptions& opt, Control* ctl) {
+  if (job.rows == 0 || job.cols == 0) return;
+  const size_t rowsPerTask = std::max<size_t>(1, (size_t{1} << 16) / job.cols);
+  const size_t nTasks = (job.rows + rowsPerTask - 1) / rowsPerTask;
+  LowRankRowsFn fn = opt.simd == Simd::Scalar ? lowRankRowsScalar : lowRankRowsAvx2;
+  std::atomic<bool> aborted{false};
+  ThreadPool::instance().parallelFor(nTasks, opt.threads, [&](size_t t) {
+    if (aborted.load(std::memory_order_relaxed)) return;
+    if (ctl && ctl->cancelled()) {
+      aborted.store(true);
+      return;
+    }
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < job.cols) scratch.resize(job.cols);
+    size_t r0 = t * rowsPerTask, r1 = std::min(job.rows, r0 + rowsPerTask);
+    fn(job, r0, r1, scratch.data());
+  });
+  if (aborted.load()) throw std::runtime_error("[ERR_SOUP_ABORTED] low-rank update cancelled");
+}
+
+double bandwidthTriad(float* a, const float* b, const float* c, size_t n, int reps, const InterpOptions& opt) {
+  auto fn = opt.simd == Simd::Avx512 ? triadRangeAvx512 : opt.simd == Simd::Avx2 ? triadRangeAvx2 : triadRangeScalar;
+  const size_t chunk = std::max<size_t>(opt.chunkElems, 64);
+  const size_t nChunks = (n + chunk - 1) / chunk;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < reps; r++) {
+    ThreadPool::instance().parallelFor(nChunks, opt.threads, [&](size_t k) {
+      size_t b0 = k * chunk, b1 = std::min(n, b0 + chunk);
+      fn(a, b, c, 0.5f + 0.25f * static_cast<float>(r & 1), b0, b1, opt.nonTemporal);
+    });
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace soup

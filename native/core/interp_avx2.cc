@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MIT
+// AVX2 + FMA + F16C kernels (chosen at run time; this file alone is compiled for those extensions).
+#include <immintrin.h>
+
+#include <cmath>
+
+#pragma GCC target("avx2,fma,f16c")
+
+#include "core/interp_impl.h"
+
+namespace soup {
+namespace {
+
+struct Avx2 {
+  using F = __m256;
+  static constexpr size_t W = 8;
+  static F set1(float x) { return _mm256_set1_ps(x); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F loadF32(const float* p) { return _mm256_loadu_ps(p); }
+  static F loadF16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static F loadBF16(const uint16_t* p) {
+    __m256i x = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+  }
+  static void storeF32(float* p, F v, bool nt) {
+    if (nt) _mm256_stream_ps(p, v);
+    else _mm256_storeu_ps(p, v);
+  }
+  static void store128(uint16_t* p, __m128i h, bool nt) {
+    if (nt) _mm_stream_si128(reinterpret_cast<__m128i*>(p), h);
+    else _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h);
+  }
+  static void storeF16(uint16_t* p, F v, bool nt) { store128(p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nt); }
+  static void storeBF16(uint16_t* p, F v, bool nt) {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i isNan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+    const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    r = _mm256_blendv_epi8(r, quiet, isNan);
+    __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+    store128(p, _mm256_castsi256_si128(packed), nt);
+  }
+  static void storeF64(double* p, F v, bool nt) {
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    if (nt) { _mm256_stream_pd(p, lo); _mm256_stream_pd(p + 4, hi); }
+    else { _mm256_storeu_pd(p, lo); _mm256_storeu_pd(p + 4, hi); }
+  }
+  static float h2f(uint16_t h) { return _cvtsh_ss(h); }
+  static uint16_t f2h(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static void fence() { _mm_sfence(); }
+};
+
+}  // namespace
+
+void interpRangeAvx2(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) { impl::range<Avx2>(s, b, e, w, nt); }
+void lowRankRowsAvx2(const LowRank& j, size_t r0, size_t r1, float* scratch) { impl::lowRankRows<Avx2>(j, r0, r1, scratch); }
+void triadRangeAvx2(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) {
+  impl::triadRange<Avx2>(a, b, c, s, i, e, nt);
+}
+
+}  // namespace soup

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT
+// AVX-512 (F, BW, VL) kernels, chosen at run time. Same formula as every other path (interp.h).
+#include <immintrin.h>
+
+#include <cmath>
+
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
+
+#include "core/interp_impl.h"
+
+namespace soup {
+namespace {
+
+struct Avx512 {
+  using F = __m512;
+  static constexpr size_t W = 16;
+  static F set1(float x) { return _mm512_set1_ps(x); }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F loadF32(const float* p) { return _mm512_loadu_ps(p); }
+  static F loadF16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static F loadBF16(const uint16_t* p) {
+    __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+  }
+  static void storeF32(float* p, F v, bool nt) {
+    if (nt) _mm512_stream_ps(p, v);
+    else _mm512_storeu_ps(p, v);
+  }
+  static void store256(uint16_t* p, __m256i h, bool nt) {
+    if (nt) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), h);
+    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
+  }
+  static void storeF16(uint16_t* p, F v, bool nt) { store256(p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nt); }
+  static void storeBF16(uint16_t* p, F v, bool nt) {
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    const __mmask16 isNan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    r = _mm512_mask_blend_epi32(isNan, r, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+    store256(p, _mm512_cvtepi32_epi16(r), nt);
+  }
+  static void storeF64(double* p, F v, bool nt) {
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    if (nt) { _mm512_stream_pd(p, lo); _mm512_stream_pd(p + 8, hi); }
+    else { _mm512_storeu_pd(p, lo); _mm512_storeu_pd(p + 8, hi); }
+  }
+  static float h2f(uint16_t h) { return _cvtsh_ss(h); }
+  static uint16_t f2h(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static void fence() { _mm_sfence(); }
+};
+
+}  // namespace
+
+void interpRangeAvx512(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) { impl::range<Avx512>(s, b, e, w, nt); }
+void triadRangeAvx512(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) {
+  impl::triadRange<Avx512>(a, b, c, s, i, e, nt);
+}
+
+}  // namespace soup

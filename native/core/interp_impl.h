@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+// The interpolation and low-rank kernels, written once over a SIMD traits struct V and instantiated by
+// the per-ISA translation units (each compiled under its own `#pragma GCC target`). Not a public header.
+//
+// V provides: F (vector of W floats), W, set1, mul, fma(a, b, c) = a·b + c (one rounding),
+// loadF32/loadF16/loadBF16 (unaligned), storeF32/storeF16/storeBF16/storeF64 (nt = streaming, aligned),
+// h2f/f2h (scalar fp16 conversions matching the vector ones), fence().
+// See NOTE: [Summation order] in interp.h.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "core/interp.h"
+
+namespace soup {
+namespace impl {
+
+template <class V>
+inline float loadOne(const void* p, int32_t dt, size_t i) {
+  switch (dt) {
+    case kF32: return static_cast<const float*>(p)[i];
+    case kF16: return V::h2f(static_cast<const uint16_t*>(p)[i]);
+    default: return bf16ToF32(static_cast<const uint16_t*>(p)[i]);
+  }
+}
+
+template <class V>
+inline void storeOne(void* p, int32_t dt, size_t i, float v) {
+  switch (dt) {
+    case kF32: static_cast<float*>(p)[i] = v; break;
+    case kF16: static_cast<uint16_t*>(p)[i] = V::f2h(v); break;
+    case kBF16: static_cast<uint16_t*>(p)[i] = f32ToBf16(v); break;
+    default: static_cast<double*>(p)[i] = static_cast<double>(v); break;
+  }
+}
+
+template <class V, int IN>
+inline typename V::F loadVec(const void* p, size_t i) {
+  if constexpr (IN == kF32) return V::loadF32(static_cast<const float*>(p) + i);
+  else if constexpr (IN == kF16) return V::loadF16(static_cast<const uint16_t*>(p) + i);
+  else return V::loadBF16(static_cast<const uint16_t*>(p) + i);
+}
+
+template <class V, int OUT>
+inline void storeVec(void* p, size_t i, typename V::F v, bool nt) {
+  if constexpr (OUT == kF32) V::storeF32(static_cast<float*>(p) + i, v, nt);
+  else if constexpr (OUT == kF16) V::storeF16(static_cast<uint16_t*>(p) + i, v, nt);
+  else if constexpr (OUT == kBF16) V::storeBF16(static_cast<uint16_t*>(p) + i, v, nt);
+  else V::storeF64(static_cast<double*>(p) + i, v, nt);
+}
+
+template <class V>
+inline float elementF32(const Segment& s, size_t i, const float* w, int n) {
+  float acc = w[0] * loadOne<V>(s.src[0], s.inDtype, i);
+  for (int j = 1; j < n; j++) acc = std::fma(w[j], loadOne<V>(s.src[j], s.inDtype, i), acc);
+  return acc;
+}
+
+template <class V, int IN, int OUT>
+void rangeF32(const Segment& s, size_t i, size_t e, const Weights& wt, bool nt) {
+  using F = typename V::F;
+  constexpr size_t W = V::W;
+  const float* w = wt.f32.data();
+  const int n = wt.n();
+  constexpr size_t outSize = OUT == kF64 ? 8 : OUT == kF32 ? 4 : 2;
+  if (nt) {  // peel until the output is 64-byte aligned so streaming stores are legal
+    while (i < e && (reinterpret_cast<uintptr_t>(static_cast<char*>(s.out) + i * outSize) & 63u) != 0) {
+      storeOne<V>(s.out, OUT, i, elementF32<V>(s, i, w, n));
+      i++;
+    }
+  }
+  for (; i + 4 * W <= e; i += 4 * W) {  // ILP 4: four independent accumulators
+    F w0 = V::set1(w[0]);
+    F a0 = V::mul(w0, loadVec<V, IN>(s.src[0], i));
+    F a1 = V::mul(w0, loadVec<V, IN>(s.src[0], i + W));
+    F a2 = V::mul(w0, loadVec<V, IN>(s.src[0], i + 2 * W));
+    F a3 = V::mul(w0, loadVec<V, IN>(s.src[0], i + 3 * W));
+    for (int j = 1; j < n; j++) {
+      F wj = V::set1(w[j]);
+      const void* p = s.src[j];
+      a0 = V::fma(wj, loadVec<V, IN>(p, i), a0);
+      a1 = V::fma(wj, loadVec<V, IN>(p, i + W), a1);
+      a2 = V::fma(wj, loadVec<V, IN>(p, i + 2 * W), a2);
+      a3 = V::fma(wj, loadVec<V, IN>(p, i + 3 * W), a3);
+    }
+    storeVec<V, OUT>(s.out, i, a0, nt);
+    storeVec<V, OUT>(s.out, i + W, a1, nt);
+    storeVec<V, OUT>(s.out, i + 2 * W, a2, nt);
+    storeVec<V, OUT>(s.out, i + 3 * W, a3, nt);
+  }
+  for (; i + W <= e; i += W) {
+    F a = V::mul(V::set1(w[0]), loadVec<V, IN>(s.src[0], i));
+    for (int j = 1; j < n; j++) a = V::fma(V::set1(w[j]), loadVec<V, IN>(s.src[j], i), a);
+    storeVec<V, OUT>(s.out, i, a, nt);
+  }
+  for (; i < e; i++) storeOne<V>(s.out, OUT, i, elementF32<V>(s, i, w, n));
+  if (nt) V::fence();
+}
+
+// fp64 inputs accumulate in fp64 (scalar: rare in practice, kept exact and simple).
+template <class V>
+void rangeF64(const Segment& s, size_t i, size_t e, const Weights& wt) {
+  const double* w = wt.f64.data();
+  const int n = wt.n();
+  for (; i < e; i++) {
+    double acc = w[0] * static_cast<const double*>(s.src[0])[i];
+    for (int j = 1; j < n; j++) acc = std::fma(w[j], static_cast<const double*>(s.src[j])[i], acc);
+    if (s.outDtype == kF64) static_cast<double*>(s.out)[i] = acc;
+    else storeOne<V>(s.out, s.outDtype, i, static_cast<float>(acc));
+  }
+}
+
+template <class V, int IN>
+void dispatchOut(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) {
+  switch (s.outDtype) {
+    case kF32: return rangeF32<V, IN, kF32>(s, b, e, w, nt);
+    case kF16: return rangeF32<V, IN, kF16>(s, b, e, w, nt);
+    case kBF16: return rangeF32<V, IN, kBF16>(s, b, e, w, nt);
+    default: return rangeF32<V, IN, kF64>(s, b, e, w, nt);
+  }
+}
+
+template <class V>
+void range(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) {
+  switch (s.inDtype) {
+    case kF32: return dispatchOut<V, kF32>(s, b, e, w, nt);
+    case kF16: return dispatchOut<V, kF16>(s, b, e, w, nt);
+    case kBF16: return dispatchOut<V, kBF16>(s, b, e, w, nt);
+    default: return rangeF64<V>(s, b, e, w);
+  }
+}
+
+// out[r,:] = base[r,:] + Σ_k L[r,k]·R[k,:], accumulated in fp32 in a scratch row (k ascending).
+template <class V>
+void lowRankRows(const LowRank& j, size_t r0, size_t r1, float* acc) {
+  using F = typename V::F;
+  constexpr size_t W = V::W;
+  const size_t C = j.cols;
+  for (size_t r = r0; r < r1; r++) {
+    if (j.base) {
+      if (j.baseDtype == kF64) {
+        for (size_t c = 0; c < C; c++) acc[c] = static_cast<float>(static_cast<const double*>(j.base)[r * C + c]);
+      } else {
+        for (size_t c = 0; c < C; c++) acc[c] = loadOne<V>(j.base, j.baseDtype, r * C + c);
+      }
+    } else {
+      std::memset(acc, 0, C * sizeof(float));
+    }
+    for (size_t k = 0; k < j.rank; k++) {
+      const float l = j.L[r * j.rank + k];
+      const float* row = j.R + k * C;
+      F lv = V::set1(l);
+      size_t c = 0;
+      for (; c + W <= C; c += W) V::storeF32(acc + c, V::fma(lv, V::loadF32(row + c), V::loadF32(acc + c)), false);
+      for (; c < C; c++) acc[c] = std::fma(l, row[c], acc[c]);
+    }
+    for (size_t c = 0; c < C; c++) storeOne<V>(j.out, j.outDtype, r * C + c, acc[c]);
+  }
+}
+
+template <class V>
+void triadRange(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) {
+  constexpr size_t W = V::W;
+  if (nt)
+    while (i < e && (reinterpret_cast<uintptr_t>(a + i) & 63u) != 0) { a[i] = std::fma(s, c[i], b[i]); i++; }
+  typename V::F sv = V::set1(s);
+  for (; i + W <= e; i += W) V::storeF32(a + i, V::fma(sv, V::loadF32(c + i), V::loadF32(b + i)), nt);
+  for (; i < e; i++) a[i] = std::fma(s, c[i], b[i]);
+  if (nt) V::fence();
+}
+
+}  // namespace impl
+}  // namespace soup

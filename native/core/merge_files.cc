@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+#include "core/merge_files.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+
+#include "core/dtype.h"
+#include "core/mapped_file.h"
+
+namespace soup {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+class OutFile {
+ public:
+  explicit OutFile(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw std::runtime_error("[ERR_SOUP_IO] cannot create '" + path + "': " + errnoMessage(errno));
+  }
+  ~OutFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void write(const void* p, size_t n) {
+    const uint8_t* b = static_cast<const uint8_t*>(p);
+    while (n > 0) {
+      ssize_t w = ::write(fd_, b, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw std::runtime_error("[ERR_SOUP_IO] writing '" + path_ + "': " + errnoMessage(errno));
+      }
+      b += w;
+      n -= static_cast<size_t>(w);
+      written_ += static_cast<double>(w);
+    }
+  }
+  void syncAndClose() {
+    if (::fsync(fd_) != 0) throw std::runtime_error("[ERR_SOUP_IO] fsync '" + path_ + "': " + errnoMessage(errno));
+    int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw std::runtime_error("[ERR_SOUP_IO] closing '" + path_ + "': " + errnoMessage(errno));
+  }
+  double written() const { return written_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  double written_ = 0;
+};
+
+struct AlignedBuffer {
+  void* p = nullptr;
+  explicit AlignedBuffer(size_t n) {
+    if (posix_memalign(&p, 64, std::max<size_t>(n, 64)) != 0) throw std::runtime_error("[ERR_SOUP_OOM] cannot allocate merge window");
+  }
+  ~AlignedBuffer() { free(p); }
+};
+
+void checkRange(const MappedFile& f, uint64_t off, uint64_t bytes, const std::string& tensor) {
+  if (off > f.size() || bytes > f.size() - off)
+    throw std::runtime_error("[ERR_SOUP_FORMAT] tensor '" + tensor + "' in '" + f.path() + "': bytes [" + std::to_string(off) + ", " +
+                             std::to_string(off + bytes) + ") are beyond the file size " + std::to_string(f.size()));
+}
+
+}  // namespace
+
+MergeFilesResult mergeFiles(const MergeFilesJob& job, Control* ctl) {
+  auto t0 = Clock::now();
+  MergeFilesResult res;
+  const Weights w(job.weights);
+  const size_t n = job.weights.size();
+
+  std::vector<std::unique_ptr<MappedFile>> maps;
+  for (const auto& f : job.files) maps.push_back(std::make_unique<MappedFile>(f));
+  // Validate every range up front: nothing is written for a job that would read out of bounds.
+  for (const auto& t : job.tensors) {
+    if (!validDType(t.inDtype) || !validDType(t.outDtype)) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensor '" + t.name + "': bad dtype code");
+    if (t.kind == FileTensor::Interp) {
+      if (t.srcFile.size() != n || t.srcOffset.size() != n)
+        throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensor '" + t.name + "': expected " + std::to_string(n) + " sources");
+      for (size_t i = 0; i < n; i++) {
+        if (t.srcFile[i] < 0 || static_cast<size_t>(t.srcFile[i]) >= maps.size())
+          throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensor '" + t.name + "': bad file index");
+        checkRange(*maps[t.srcFile[i]], t.srcOffset[i], t.numel * dtypeSize(t.inDtype), t.name);
+      }
+    } else {
+      if (t.rows * t.cols != t.numel || !t.L || !t.R)
+        throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensor '" + t.name + "': inconsistent low-rank update");
+      if (t.baseFile >= 0) {
+        if (static_cast<size_t>(t.baseFile) >= maps.size()) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensor '" + t.name + "': bad base file index");
+        checkRange(*maps[t.baseFile], t.baseOffset, t.numel * dtypeSize(t.inDtype), t.name);
+      }
+    }
+  }
+
+  OutFile out(job.out);
+  out.write(job.header.data(), job.header.size());
+  const size_t window = std::max<size_t>(job.windowBytes, 1 << 16);
+  AlignedBuffer buf(window);
+  uint8_t* base = static_cast<uint8_t*>(buf.p);
+
+  std::vector<Segment> segs;
+  std::vector<std::vector<const void*>> srcPtrs;  // storage for Segment::src
+  struct Consumed { const MappedFile* f; uint64_t off, len; };
+  std::vector<Consumed> consumed;
+  size_t used = 0;
+
+  auto flush = [&]() {
+    if (used == 0) return;
+    auto tk = Clock::now();
+    for (size_t k = 0; k < segs.size(); k++) segs[k].src = srcPtrs[k].data();
+    interpolateSegments(segs, w, job.opt, ctl);
+    res.kernelSeconds += since(tk);
+    auto tw = Clock::now();
+    out.write(base, used);
+    res.writeSeconds += since(tw);
+    for (const auto& c : consumed) c.f->release(c.off, c.len);
+    if (ctl) ctl->addProgress(static_cast<double>(used));
+    segs.clear();
+    srcPtrs.clear();
+    consumed.clear();
+    used = 0;
+    if (ctl && ctl->cancelled()) throw std::runtime_error("[ERR_SOUP_ABORTED] merge cancelled");
+  };
+
+  for (const auto& t : job.tensors) {
+    const size_t inSize = dtypeSize(t.inDtype), outSize = dtypeSize(t.outDtype);
+    if (t.kind == FileTensor::Interp) {
+      uint64_t done = 0;
+      while (done < t.numel) {
+        size_t room = (window - used) / outSize;
+        if (room == 0) {
+          flush();
+          continue;
+        }
+        uint64_t take = std::min<uint64_t>(room, t.numel - done);
+        Segment s;
+        s.inDtype = t.inDtype;
+        s.outDtype = t.outDtype;
+        s.out = base + used;
+        s.count = take;
+        std::vector<const void*> ptrs(n);
+        for (size_t i = 0; i < n; i++) {
+          const MappedFile& f = *maps[t.srcFile[i]];
+          uint64_t off = t.srcOffset[i] + done * inSize;
+          ptrs[i] = f.data() + off;
+          consumed.push_back({&f, off, take * inSize});
+          res.bytesRead += static_cast<double>(take * inSize);
+        }
+        srcPtrs.push_back(std::move(ptrs));
+        segs.push_back(s);
+        used += take * outSize;
+        done += take;
+      }
+    } else {
+      flush();
+      const size_t rowBytes = t.cols * outSize;
+      const size_t rowsPer = std::max<size_t>(1, window / std::max<size_t>(rowBytes, 1));
+      std::unique_ptr<AlignedBuffer> big;
+      uint8_t* dst = base;
+      if (rowBytes > window) {  // one row larger than the window: a bigger buffer for this tensor only
+        big = std::make_unique<AlignedBuffer>(rowBytes);
+        dst = static_cast<uint8_t*>(big->p);
+      }
+      for (uint64_t r0 = 0; r0 < t.rows; r0 += rowsPer) {
+        uint64_t r1 = std::min<uint64_t>(t.rows, r0 + rowsPer);
+        LowRank lr;
+        lr.rows = r1 - r0;
+        lr.cols = t.cols;
+        lr.rank = t.rank;
+        lr.L = t.L + r0 * t.rank;
+        lr.R = t.R;
+        lr.out = dst;
+        lr.outDtype = t.outDtype;
+        lr.baseDtype = t.inDtype;
+        if (t.baseFile >= 0) {
+          const MappedFile& f = *maps[t.baseFile];
+          uint64_t off = t.baseOffset + r0 * t.cols * inSize;
+          lr.base = f.data() + off;
+          res.bytesRead += static_cast<double>(lr.rows * t.cols * inSize);
+        }
+        auto tk = Clock::now();
+        lowRankUpdate(lr, job.opt, ctl);
+        res.kernelSeconds += since(tk);
+        auto tw = Clock::now();
+        out.write(dst, lr.rows * rowBytes);
+        res.writeSeconds += since(tw);
+        if (t.baseFile >= 0) maps[t.baseFile]->release(t.baseOffset + r0 * t.cols * inSize, lr.rows * t.cols * inSize);
+        if (ctl) ctl->addProgress(static_cast<double>(lr.rows * rowBytes));
+        if (ctl && ctl->cancelled()) throw std::runtime_error("[ERR_SOUP_ABORTED] merge cancelled");
+      }
+    }
+  }
+  flush();
+  auto tw = Clock::now();
+  out.syncAndClose();
+  res.writeSeconds += since(tw);
+  res.bytesWritten = out.written();
+  res.seconds = since(t0);
+  return res;
+}
+
+}  // namespace soup
