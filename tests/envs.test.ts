@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: MIT
+// Locomotion envs against Gymnasium's definitions: the project's MJCF against Gymnasium's files
+// (compiled models and trajectories), and observations, reward terms, resets, truncation and
+// Hopper's termination against an independent float64 loop over the raw MuJoCo API.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { SoupError } from '../src/errors.js';
+import { compileMjcf, loadMujoco, resolveEnvName, VecEnv, defaultModelPath, type EnvName } from '../src/envs/index.js';
+import { readMjcf, type MjModel } from '../src/envs/mujoco.js';
+
+const FIX = '../shared/fixtures/mujoco';
+const gymFile = (name: EnvName) => join(FIX, name === 'HalfCheetah-v5' ? 'half_cheetah.xml' : 'hopper.xml');
+
+/** Deterministic action source in [-1, 1] (Park–Miller), independent of the env's own RNG. */
+function lcg(seed: number): () => number {
+  let s = seed;
+  return () => {
+    s = (s * 16807) % 2147483647;
+    return (s / 2147483647) * 2 - 1;
+  };
+}
+
+const toClose: VecEnv[] = [];
+async function make(opts: Parameters<typeof VecEnv.create>[0]): Promise<VecEnv> {
+  const env = await VecEnv.create(opts);
+  toClose.push(env);
+  return env;
+}
+afterAll(async () => {
+  for (const e of toClose) await e.close();
+});
+
+function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number, what: string): void {
+  expect(actual.length, `${what} length`).toBe(expected.length);
+  for (let k = 0; k < expected.length; k++) {
+    const tol = atol + rtol * Math.abs(expected[k]);
+    if (!(Math.abs(actual[k] - expected[k]) <= tol)) {
+      throw new Error(`${what}[${k}] = ${actual[k]}, expected ${expected[k]} (tol ${tol})`);
+    }
+  }
+}
+
+async function expectSoupError(p: Promise<unknown> | (() => unknown), code: string, ...parts: (string | RegExp)[]): Promise<void> {
+  let err: unknown;
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    err = e;
+  }
+  expect(err, 'expected a SoupError').toBeInstanceOf(SoupError);
+  expect((err as SoupError).code).toBe(code);
+  for (const part of parts) expect((err as SoupError).message).toMatch(part);
+}
+
+describe('project MJCF vs Gymnasium MJCF', () => {
+  const fields = ['body_mass', 'body_inertia', 'body_pos', 'body_ipos', 'body_quat', 'jnt_range', 'jnt_type', 'jnt_axis', 'jnt_pos', 'jnt_stiffness',
+    'dof_armature', 'dof_damping', 'actuator_gear', 'actuator_ctrlrange', 'geom_size', 'geom_pos', 'geom_quat', 'geom_friction',
+    'geom_solref', 'geom_solimp', 'geom_margin', 'geom_contype', 'geom_conaffinity', 'geom_condim', 'qpos0'] as const;
+
+  for (const name of ['HalfCheetah-v5', 'Hopper-v5'] as const) {
+    it(`${name}: same compiled model and same trajectory`, async () => {
+      const mj = await loadMujoco();
+      const ours = compileMjcf(mj, readMjcf(defaultModelPath(name)), 'ours');
+      const gym = compileMjcf(mj, readMjcf(gymFile(name)), 'gym');
+      try {
+        for (const k of ['nq', 'nv', 'nu', 'nbody', 'njnt', 'ngeom'] as const) expect(ours[k], k).toBe(gym[k]);
+        expect(ours.opt.timestep).toBe(gym.opt.timestep);
+        expect(ours.opt.integrator).toBe(gym.opt.integrator);
+        const pick = (m: MjModel, f: string) => Array.from((m as unknown as Record<string, ArrayLike<number>>)[f], Number);
+        for (const f of fields) expectClose(pick(ours, f), pick(gym, f), 1e-12, 1e-15, f);
+        // Gymnasium's published action table: gears and ranges
+        if (name === 'HalfCheetah-v5') {
+          expect(pick(ours, 'body_mass').reduce((a, b) => a + b, 0)).toBeCloseTo(14, 12);
+          expect(pick(ours, 'actuator_gear').filter((_, i) => i % 6 === 0)).toEqual([120, 90, 60, 120, 60, 30]);
+        } else {
+          expect(pick(ours, 'actuator_gear').filter((_, i) => i % 6 === 0)).toEqual([200, 200, 200]);
+          expectClose(pick(ours, 'jnt_range').slice(6), [-150, 0, -150, 0, -45, 45].map((d) => (d * Math.PI) / 180), 1e-15, 0, 'hopper ranges');
+        }
+        // same dynamics: 400 physics steps of one random control sequence from a perturbed state
+        const da = new mj.MjData(ours);
+        const db = new mj.MjData(gym);
+        const rnd = lcg(7);
+        const qa = da.qpos as Float64Array;
+        for (let k = 0; k < ours.nq; k++) qa[k] += 0.05 * rnd();
+        (db.qpos as Float64Array).set(da.qpos as Float64Array);
+        let maxDiff = 0;
+        for (let t = 0; t < 400; t++) {
+          for (let k = 0; k < ours.nu; k++) {
+            const u = rnd();
+            (da.ctrl as Float64Array)[k] = u;
+            (db.ctrl as Float64Array)[k] = u;
+          }
+          mj.mj_step(ours, da);
+          mj.mj_step(gym, db);
+          const a = da.qpos as Float64Array;
+          const b = db.qpos as Float64Array;
+          for (let k = 0; k < ours.nq; k++) maxDiff = Math.max(maxDiff, Math.abs(a[k] - b[k]));
+        }
+        expect(maxDiff).toBeLessThan(1e-9);
+        expect(Math.abs((da.qpos as Float64Array)[0])).toBeGreaterThan(1e-3); // it did move
+        da.delete();
+        db.delete();
+      } finally {
+        ours.delete();
+        gym.delete();
+      }
+    });
+  }
+});
+
+/** Reference env step in float64 over the raw API: Gymnasium's formulas written out independently. */
+async function referenceRollout(name: EnvName, qpos: Float64Array, qvel: Float64Array, actions: number[][], clip: boolean) {
+  const mj = await loadMujoco();
+  const m = compileMjcf(mj, readMjcf(gymFile(name)), 'gym');
+  const d = new mj.MjData(m);
+  (d.qpos as Float64Array).set(qpos);
+  (d.qvel as Float64Array).set(qvel);
+  mj.mj_forward(m, d);
+  const skip = name === 'HalfCheetah-v5' ? 5 : 4;
+  const dt = m.opt.timestep * skip;
+  const out: { obs: number[]; vel: number; ctrlSq: number; healthy: boolean; z: number }[] = [];
+  for (const a0 of actions) {
+    const a = clip ? a0.map((x) => Math.min(1, Math.max(-1, x))) : a0;
+    for (let k = 0; k < m.nu; k++) (d.ctrl as Float64Array)[k] = a[k];
+    const x0 = (d.qpos as Float64Array)[0];
+    for (let f = 0; f < skip; f++) mj.mj_step(m, d);
+    const q = Array.from(d.qpos as Float64Array);
+    const v = Array.from(d.qvel as Float64Array);
+    const velClip = name === 'Hopper-v5' ? 10 : Infinity;
+    const state = [...q.slice(2), ...v];
+    out.push({
+      obs: [...q.slice(1), ...v.map((x) => Math.max(-velClip, Math.min(velClip, x)))],
+      vel: (q[0] - x0) / dt,
+      ctrlSq: a.reduce((s, x) => s + x * x, 0),
+      healthy: q[1] > 0.7 && q[2] > -0.2 && q[2] < 0.2 && state.every((x) => x > -100 && x < 100),
+      z: q[1],
+    });
+  }
+  d.delete();
+  m.delete();
+  return out;
+}
+
+describe('HalfCheetah-v5', () => {
+  it('observation layout, dt, reward vector and scalar reward on a fixed action sequence', async () => {
+    const env = await make({ env: 'HalfCheetah-v5', modelPath: gymFile('HalfCheetah-v5'), numEnvs: 1, seed: 11 });
+    expect(env.info.obsDim).toBe(17);
+    expect(env.info.actDim).toBe(6);
+    expect(env.info.dt).toBeCloseTo(0.05, 15);
+    expect(env.info.rewardNames).toEqual(['velocity', 'neg_ctrl_sq']);
+    const s0 = env.state(0);
+    // order: qpos[1:] then qvel
+    expectClose(env.obs, Float32Array.from([...s0.qpos.slice(1), ...s0.qvel]), 0, 0, 'reset obs');
+    const rnd = lcg(3);
+    // float32 values, as the env receives them
+    const actions = Array.from({ length: 60 }, () => Array.from({ length: 6 }, () => Math.fround(1.2 * rnd())));
+    const ref = await referenceRollout('HalfCheetah-v5', s0.qpos, s0.qvel, actions, true);
+    let ret = 0;
+    let refRet = 0;
+    for (let t = 0; t < actions.length; t++) {
+      const r = env.step(Float32Array.from(actions[t]));
+      expectClose(r.obs, ref[t].obs, 2e-6, 2e-6, `obs@${t}`);
+      expectClose([r.rewards[0], r.rewards[1]], [ref[t].vel, -ref[t].ctrlSq], 1e-6, 1e-6, `rewards@${t}`);
+      expectClose([r.reward[0]], [ref[t].vel - 0.1 * ref[t].ctrlSq], 1e-6, 1e-6, `reward@${t}`);
+      expect(r.terminated[0]).toBe(0);
+      expect(r.truncated[0]).toBe(0);
+      ret += r.reward[0];
+      refRet += ref[t].vel - 0.1 * ref[t].ctrlSq;
+    }
+    expect(ret).toBeCloseTo(refRet, 4);
+    // it moved: velocity terms are not all zero
+    expect(ref.some((x) => Math.abs(x.vel) > 0.05)).toBe(true);
+  });
+
+  it('clipActions: cost on the clipped action (default) or the raw one; physics identical', async () => {
+    const a = new Float32Array([1.5, -2, 0.25, 0.5, -0.75, 3]);
+    const clipped = await make({ env: 'HalfCheetah-v5', numEnvs: 1, seed: 5 });
+    const raw = await make({ env: 'HalfCheetah-v5', numEnvs: 1, seed: 5, clipActions: false });
+    const r1 = clipped.step(a);
+    const r2 = raw.step(a);
+    expect(r1.rewards[1]).toBeCloseTo(-(1 + 1 + 0.0625 + 0.25 + 0.5625 + 1), 6);
+    expect(r2.rewards[1]).toBeCloseTo(-(2.25 + 4 + 0.0625 + 0.25 + 0.5625 + 9), 6);
+    expect(Array.from(r2.obs)).toEqual(Array.from(r1.obs));
+  });
+
+  it('truncates at 1000 steps (never terminates), keeps the final observation and resets', async () => {
+    const env = await make({ env: 'HalfCheetah-v5', numEnvs: 2, seed: 2 });
+    const a = new Float32Array(12);
+    const rnd = lcg(9);
+    let last = new Float32Array(34);
+    for (let t = 1; t <= 1000; t++) {
+      for (let j = 0; j < a.length; j++) a[j] = rnd();
+      last = Float32Array.from(env.obs);
+      const r = env.step(a);
+      expect(r.terminated[0] + r.terminated[1]).toBe(0);
+      if (t < 1000) {
+        expect(r.truncated[0] + r.truncated[1], `step ${t}`).toBe(0);
+        expect(r.episodeStep[0]).toBe(t);
+      } else {
+        expect(Array.from(r.truncated)).toEqual([1, 1]);
+        expect(Array.from(r.episodeStep)).toEqual([0, 0]);
+        // the new episode starts near qpos0 (z ≈ 0 ± 0.1) while the final obs is a moved cheetah
+        const fin = r.finalObs.slice(0, 17);
+        expect(Array.from(fin)).not.toEqual(Array.from(r.obs.slice(0, 17)));
+        expect(Math.abs(r.obs[0])).toBeLessThanOrEqual(0.1);
+        expect(last.length).toBe(34);
+      }
+    }
+  });
+
+  it('reset noise: qpos0 + U(-0.1, 0.1), qvel 0.1·N(0,1); seeded and per-env', async () => {
+    const n = 300;
+    const env = await make({ env: 'HalfCheetah-v5', numEnvs: n, seed: 1234 });
+    const pos: number[] = [];
+    const vel: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = env.state(i);
+      pos.push(...s.qpos); // qpos0 is all zeros for the cheetah
+      vel.push(...s.qvel);
+    }
+    const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / x.length;
+    const sd = (x: number[]) => Math.sqrt(mean(x.map((v) => (v - mean(x)) ** 2)));
+    expect(Math.max(...pos.map(Math.abs))).toBeLessThanOrEqual(0.1);
+    expect(Math.max(...pos.map(Math.abs))).toBeGreaterThan(0.099);
+    expect(Math.abs(mean(pos))).toBeLessThan(0.005); // sd of the mean: 0.0577/√2700 ≈ 0.0011
+    expect(sd(pos)).toBeGreaterThan(0.0577 * 0.93);
+    expect(sd(pos)).toBeLessThan(0.0577 * 1.07);
+    expect(Math.abs(mean(vel))).toBeLessThan(0.01);
+    expect(sd(vel)).toBeGreaterThan(0.1 * 0.93);
+    expect(sd(vel)).toBeLessThan(0.1 * 1.07);
+    expect(Math.max(...vel.map(Math.abs))).toBeGreaterThan(0.2); // normal, not uniform ±0.1
+    // same seed → same start; other seed or other env → other start
+    const first = Float32Array.from(env.obs);
+    env.reset(1234);
+    expect(Array.from(env.obs)).toEqual(Array.from(first));
+    env.reset(1235);
+    expect(env.obs[0]).not.toBe(first[0]);
+    expect(first[0]).not.toBe(first[17]);
+  });
+
+  it('rejects bad actions', async () => {
+    const env = await make({ env: 'HalfCheetah-v5', numEnvs: 2 });
+    await expectSoupError(() => env.step(new Float32Array(11)), 'ERR_SOUP_SHAPE_MISMATCH', /2·6 = 12/, /11 values/);
+    await expectSoupError(() => env.step(new Float64Array(12) as unknown as Float32Array), 'ERR_SOUP_SHAPE_MISMATCH', /Float64Array/);
+    const a = new Float32Array(12).fill(0.1);
+    a[7] = NaN;
+    await expectSoupError(() => env.step(a), 'ERR_SOUP_INVALID_ARG', /actions\[7\] \(env 1, dim 1\) is NaN/);
+  });
+});
+
+describe('Hopper-v5', () => {
+  it('observation (qpos[1:] + clipped qvel), healthy reward, termination on a fixed action sequence', async () => {
+    const env = await make({ env: 'Hopper-v5', modelPath: gymFile('Hopper-v5'), numEnvs: 1, seed: 21 });
+    expect(env.info.obsDim).toBe(11);
+    expect(env.info.actDim).toBe(3);
+    expect(env.info.dt).toBeCloseTo(0.008, 15);
+    const s0 = env.state(0);
+    // reset noise U(-5e-3, 5e-3) around qpos0 = [0, 1.25, 0, 0, 0, 0] and qvel 0
+    expectClose(s0.qpos, [0, 1.25, 0, 0, 0, 0], 0, 5e-3, 'reset qpos');
+    expectClose(s0.qvel, [0, 0, 0, 0, 0, 0], 0, 5e-3, 'reset qvel');
+    // a constant push on the thigh with noise tips the hopper over within a few hundred steps
+    const rnd = lcg(5);
+    const actions = Array.from({ length: 400 }, () => [0.8 + 0.2 * rnd(), 0.3 * rnd(), -0.5 + 0.2 * rnd()].map((x) => Math.fround(x)));
+    const ref = await referenceRollout('Hopper-v5', s0.qpos, s0.qvel, actions, true);
+    const end = ref.findIndex((r) => !r.healthy);
+    expect(end).toBeGreaterThan(3);
+    for (let t = 0; t <= end; t++) {
+      const r = env.step(Float32Array.from(actions[t]));
+      const h = ref[t].healthy ? 1 : 0;
+      const obs = t === end ? r.finalObs : r.obs;
+      expectClose(obs, ref[t].obs, 2e-6, 2e-6, `obs@${t}`);
+      expectClose(Array.from(r.rewards), [ref[t].vel + h, 10 * (ref[t].z - 1.25) + h, -ref[t].ctrlSq + h], 1e-6, 1e-6, `rewards@${t}`);
+      expectClose([r.reward[0]], [ref[t].vel + h - 1e-3 * ref[t].ctrlSq], 1e-6, 1e-6, `reward@${t}`);
+      expect(r.terminated[0], `terminated@${t}`).toBe(t === end ? 1 : 0);
+    }
+    // after termination the env restarted near qpos0
+    expect(env.buffers.episodeStep[0]).toBe(0);
+    expect(Math.abs(env.obs[0] - 1.25)).toBeLessThanOrEqual(5e-3);
+  });
+
+  it('healthy rule edges: z, angle, unclipped state range; clipped velocities in the observation', async () => {
+    const env = await make({ env: 'Hopper-v5', numEnvs: 1, seed: 1 });
+    const zero = new Float32Array(3);
+    const q = [0, 1.25, 0, -0.1, -0.1, 0];
+    // observation clips |qvel| at 10 but the healthy rule sees the raw 60 (< 100: still healthy)
+    env.setState(0, q, [0, 0, 0, 60, -25, 3]);
+    expect(Array.from(env.obs.slice(5))).toEqual([0, 0, 0, 10, -10, 3]);
+    env.step(zero);
+    expect(env.buffers.terminated[0]).toBe(0);
+    // |qvel| above 100 on a leg joint: unhealthy although the observation shows 10
+    env.setState(0, q, [0, 0, 0, 400, 0, 0]);
+    env.step(zero);
+    expect(env.buffers.terminated[0]).toBe(1);
+    expect(env.buffers.finalObs[8]).toBe(10);
+    expect(env.buffers.rewards[2]).toBeCloseTo(0, 12); // no healthy bonus, zero action
+    // torso too low
+    env.setState(0, [0, 0.6, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]);
+    env.step(zero);
+    expect(env.buffers.terminated[0]).toBe(1);
+    // tilted beyond 0.2 rad
+    env.setState(0, [0, 1.25, 0.3, 0, 0, 0], [0, 0, 0, 0, 0, 0]);
+    env.step(zero);
+    expect(env.buffers.terminated[0]).toBe(1);
+    // upright, slightly tilted inside the range: healthy, reward includes the bonus
+    env.setState(0, [0, 1.25, 0.1, 0, 0, 0], [0, 0, 0, 0, 0, 0]);
+    env.step(zero);
+    expect(env.buffers.terminated[0]).toBe(0);
+    expect(env.buffers.reward[0] - env.buffers.rewards[0]).toBeCloseTo(0, 12); // = v + 1 − 0
+    // terminateWhenUnhealthy: false keeps going (and gives no bonus)
+    const cont = await make({ env: 'Hopper-v5', numEnvs: 1, terminateWhenUnhealthy: false });
+    cont.setState(0, [0, 0.6, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]);
+    cont.step(zero);
+    expect(cont.buffers.terminated[0]).toBe(0);
+    expect(cont.buffers.reward[0]).toBeCloseTo(cont.buffers.rewards[0], 12);
+    expect(cont.buffers.rewards[0] - cont.buffers.rewards[2]).toBeCloseTo(cont.buffers.rewards[0], 12);
+  });
+});
+
+describe('views survive WASM heap growth', () => {
+  it('an env keeps stepping correctly after the heap grows', async () => {
+    const mj = await loadMujoco();
+    const a = await make({ env: 'Hopper-v5', numEnvs: 2, seed: 4 });
+    const rnd = lcg(17);
+    const acts = Array.from({ length: 40 }, () => Float32Array.from({ length: 6 }, () => rnd()));
+    const seen: number[] = [];
+    for (let t = 0; t < 20; t++) seen.push(...a.step(acts[t]).obs);
+    // a raw view taken now goes stale (length 0) once the heap grows: proves growth happened
+    const probeModel = compileMjcf(mj, readMjcf(defaultModelPath('Hopper-v5')), 'probe');
+    const probeData = new mj.MjData(probeModel);
+    const probe = probeData.qpos as Float64Array;
+    expect(probe.length).toBe(6);
+    const big = await make({ env: 'HalfCheetah-v5', numEnvs: 400 });
+    expect(probe.length).toBe(0);
+    expect(big.obs.length).toBe(400 * 17);
+    for (let t = 20; t < 40; t++) seen.push(...a.step(acts[t]).obs);
+    // the same run without interruption in a new env gives the same numbers
+    const b = await make({ env: 'Hopper-v5', numEnvs: 2, seed: 4 });
+    const again: number[] = [];
+    for (let t = 0; t < 40; t++) again.push(...b.step(acts[t]).obs);
+    expect(seen).toEqual(again);
+    probeData.delete();
+    probeModel.delete();
+  });
+});
+
+describe('bad input', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rsoup-envs-'));
+
+  it('an MJCF file that fails to parse names the file and MuJoCo\'s message', async () => {
+    const f = join(dir, 'broken.xml');
+    writeFileSync(f, '<mujoco><worldbody><body><geom type="sphere" size="0.1"/></bod></worldbody></mujoco>');
+    await expectSoupError(VecEnv.create({ env: 'HalfCheetah-v5', modelPath: f }), 'ERR_SOUP_FORMAT', f, /XML_ERROR_MISMATCHED_ELEMENT/);
+  });
+
+  it('an MJCF file that fails to compile names the file and the element', async () => {
+    const f = join(dir, 'badref.xml');
+    writeFileSync(f, '<mujoco><worldbody><body><joint name="j" type="hinge"/><geom type="sphere" size="0.1"/></body></worldbody><actuator><motor joint="nope"/></actuator></mujoco>');
+    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', modelPath: f }), 'ERR_SOUP_FORMAT', f, /unknown transmission target 'nope'/);
+    const g = join(dir, 'badattr.xml');
+    writeFileSync(g, '<mujoco><worldbody><body><geom type="sphere" size="abc"/></body></worldbody></mujoco>');
+    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', modelPath: g }), 'ERR_SOUP_FORMAT', g, /bad format in attribute 'size'/);
+    // the module still works after MuJoCo threw
+    const ok = await make({ env: 'Hopper-v5' });
+    expect(ok.obs.length).toBe(11);
+  });
+
+  it('a missing file, a model that is not a planar walker, an unknown env', async () => {
+    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', modelPath: join(dir, 'nope.xml') }), 'ERR_SOUP_IO', /nope\.xml/, /ENOENT/);
+    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', modelPath: join(FIX, 'humanoid.xml') }), 'ERR_SOUP_SHAPE_MISMATCH', /humanoid\.xml/, /planar root/, /free/);
+    await expectSoupError(VecEnv.create({ env: 'Humanoid-v5' }), 'ERR_SOUP_INVALID_ARG', /unknown env 'Humanoid-v5'/, /HalfCheetah-v5, Hopper-v5/);
+    await expectSoupError(() => resolveEnvName(42), 'ERR_SOUP_INVALID_ARG', /number 42/);
+    expect(resolveEnvName('mo-halfcheetah-v5')).toBe('HalfCheetah-v5');
+  });
+
+  it('bad options', async () => {
+    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', numEnvs: 0 }), 'ERR_SOUP_INVALID_ARG', /numEnvs/);
+    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', numEnvs: 2, threads: 3 }), 'ERR_SOUP_INVALID_ARG', /threads/);
+    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', frameSkip: 1.5 }), 'ERR_SOUP_INVALID_ARG', /frameSkip/);
+    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', healthyZRange: [1, 0.5] }), 'ERR_SOUP_INVALID_ARG', /healthyZRange/);
+    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', seed: 0.5 }), 'ERR_SOUP_INVALID_ARG', /seed/);
+    const env = await make({ env: 'Hopper-v5' });
+    await expectSoupError(() => env.setState(0, [0, 1], [0]), 'ERR_SOUP_SHAPE_MISMATCH', /nq=6/);
+    await expectSoupError(() => env.frame(3), 'ERR_SOUP_INVALID_ARG', /env index 3/);
+  });
+});
