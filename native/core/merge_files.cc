@@ -75,8 +75,7 @@ void checkRange(const MappedFile& f, uint64_t off, uint64_t bytes, const std::st
 MergeFilesResult mergeFiles(const MergeFilesJob& job, Control* ctl) {
   auto t0 = Clock::now();
   MergeFilesResult res;
-  const Weights w(job.weights);
-  const size_t n = job.weights.size();
+  auto weightsOf = [&](const FileTensor& t) -> const std::vector<double>& { return t.weights.empty() ? job.weights : t.weights; };
 
   std::vector<std::unique_ptr<MappedFile>> maps;
   for (const auto& f : job.files) maps.push_back(std::make_unique<MappedFile>(f));
@@ -84,7 +83,8 @@ MergeFilesResult mergeFiles(const MergeFilesJob& job, Control* ctl) {
   for (const auto& t : job.tensors) {
     if (!validDType(t.inDtype) || !validDType(t.outDtype)) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensor '" + t.name + "': bad dtype code");
     if (t.kind == FileTensor::Interp) {
-      if (t.srcFile.size() != n || t.srcOffset.size() != n)
+      const size_t n = weightsOf(t).size();
+      if (n == 0 || t.srcFile.size() != n || t.srcOffset.size() != n)
         throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensor '" + t.name + "': expected " + std::to_string(n) + " sources");
       for (size_t i = 0; i < n; i++) {
         if (t.srcFile[i] < 0 || static_cast<size_t>(t.srcFile[i]) >= maps.size())
@@ -112,12 +112,13 @@ MergeFilesResult mergeFiles(const MergeFilesJob& job, Control* ctl) {
   struct Consumed { const MappedFile* f; uint64_t off, len; };
   std::vector<Consumed> consumed;
   size_t used = 0;
+  const std::vector<double>* batchWeights = nullptr;  // all segments of one batch share their λ
 
   auto flush = [&]() {
     if (used == 0) return;
     auto tk = Clock::now();
     for (size_t k = 0; k < segs.size(); k++) segs[k].src = srcPtrs[k].data();
-    interpolateSegments(segs, w, job.opt, ctl);
+    interpolateSegments(segs, Weights(*batchWeights), job.opt, ctl);
     res.kernelSeconds += since(tk);
     auto tw = Clock::now();
     out.write(base, used);
@@ -134,6 +135,10 @@ MergeFilesResult mergeFiles(const MergeFilesJob& job, Control* ctl) {
   for (const auto& t : job.tensors) {
     const size_t inSize = dtypeSize(t.inDtype), outSize = dtypeSize(t.outDtype);
     if (t.kind == FileTensor::Interp) {
+      const std::vector<double>& tw = weightsOf(t);
+      if (batchWeights && *batchWeights != tw) flush();
+      batchWeights = &tw;
+      const size_t n = tw.size();
       uint64_t done = 0;
       while (done < t.numel) {
         size_t room = (window - used) / outSize;

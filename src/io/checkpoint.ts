@@ -157,6 +157,9 @@ export async function readPeftAdapter(dir: string): Promise<{ config: Record<str
 
 export const DEFAULT_SHARD_SIZE = 5_000_000_000;
 
+/** Files of an HF dir that travel with merged weights (config, tokenizer), as mergekit copies them. */
+export const SIDECAR_FILES = /^(config\.json|generation_config\.json|tokenizer.*|special_tokens_map\.json|vocab\.json|merges\.txt|.*\.model)$/;
+
 /** Shard file names as transformers writes them. */
 export function shardName(i: number, n: number): string {
   return `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;

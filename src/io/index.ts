@@ -6,7 +6,7 @@ export {
 } from './safetensors.js';
 export {
   openCheckpoint, loadTensors, loadModelDir, saveModelDir, readPeftAdapter, writePeftAdapter, planShards, shardName, indexJson,
-  describeCheckpoint, DEFAULT_SHARD_SIZE, INDEX_NAME, ADAPTER_CONFIG, ADAPTER_WEIGHTS,
+  describeCheckpoint, DEFAULT_SHARD_SIZE, SIDECAR_FILES, INDEX_NAME, ADAPTER_CONFIG, ADAPTER_WEIGHTS,
   type Checkpoint, type CheckpointKind, type TensorLocation,
 } from './checkpoint.js';
 export { atomicWriteFile, atomicWriteDir, tempPathFor } from './atomic.js';

@@ -1,2 +1,6 @@
 // SPDX-License-Identifier: MIT
-export {};
+export { interpolate, allocateTensors, checkSameTensors, type InterpolateOptions, type InterpolateStats, type Simd } from './interpolate.js';
+export { merge, checkSameLayout, type MergeOptions, type MergeReport, type MergeProgress } from './merge.js';
+export { resolveWeights, type WeightRules } from './weights.js';
+export { parseAdapter, catAdapters, baseNameFor, type LoraMode, type LoraModule, type ParsedAdapter } from './lora.js';
+export { checkDevice, type Device } from './device.js';

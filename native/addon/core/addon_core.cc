@@ -289,7 +289,6 @@ Napi::Value JS_mergeFiles(const Napi::CallbackInfo& info) {
     auto wv = viewOf(env, b.Get("weights"), "weights");
     const double* wd = static_cast<const double*>(wv.data);
     job.weights.assign(wd, wd + wv.bytes / 8);
-    const size_t n = job.weights.size();
     Napi::Array ts = b.Get("tensors").As<Napi::Array>();
     job.tensors.resize(ts.Length());
     for (uint32_t k = 0; k < ts.Length(); k++) {
@@ -315,6 +314,13 @@ Napi::Value JS_mergeFiles(const Napi::CallbackInfo& info) {
         w->keep.push_back(Napi::Persistent(lr.Get("L").As<Napi::Object>()));
         w->keep.push_back(Napi::Persistent(lr.Get("R").As<Napi::Object>()));
       } else {
+        size_t n = job.weights.size();
+        if (o.Has("weights") && !o.Get("weights").IsUndefined()) {
+          auto tw = viewOf(env, o.Get("weights"), "tensors[" + t.name + "].weights");
+          const double* p = static_cast<const double*>(tw.data);
+          t.weights.assign(p, p + tw.bytes / 8);
+          n = t.weights.size();
+        }
         auto fv = viewOf(env, o.Get("srcFile"), "srcFile");
         auto ov = viewOf(env, o.Get("srcOffset"), "srcOffset");
         if (fv.bytes / 4 != n || ov.bytes / 8 != n) argError(env, "tensor '" + t.name + "': srcFile/srcOffset need one entry per weight");
