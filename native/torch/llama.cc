@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: MIT
+// LLaMA forward (Hugging Face LlamaForCausalLM semantics), LoRA (peft), value head (trl), KV-cache
+// generation (transformers' sampling warpers), Adam(W). All ops are plain ATen calls so autograd works and
+// the same code runs in fp64 (tests), fp32 and bf16/fp16.
+#include "torch/llama.h"
+
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+
+namespace soup {
+
+void Fail(const char* code, const std::string& msg) {
+  throw std::runtime_error(std::string("[ERR_SOUP_") + code + "] " + msg);
+}
+
+static std::string ShapeStr(at::IntArrayRef s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); i++) o << (i ? "," : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+double LoraConfig::scaling() const { return rslora ? alpha / std::sqrt(double(r)) : alpha / double(r); }
+
+static at::ScalarType OpMath(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+// ---------------------------------------------------------------------------------------------------
+// weights
+
+static const char* kAttn[] = {"q_proj", "k_proj", "v_proj", "o_proj"};
+static const char* kMlp[] = {"gate_proj", "up_proj", "down_proj"};
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> LlamaModel::ExpectedBase(const LlamaConfig& c) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> e;
+  const int64_t H = c.hidden, D = c.headDim(), I = c.intermediate;
+  e.push_back({"model.embed_tokens.weight", {c.vocab, H}});
+  for (int64_t l = 0; l < c.layers; l++) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    e.push_back({p + "input_layernorm.weight", {H}});
+    e.push_back({p + "self_attn.q_proj.weight", {c.heads * D, H}});
+    e.push_back({p + "self_attn.k_proj.weight", {c.kvHeads * D, H}});
+    e.push_back({p + "self_attn.v_proj.weight", {c.kvHeads * D, H}});
+    e.push_back({p + "self_attn.o_proj.weight", {H, c.heads * D}});
+    e.push_back({p + "post_attention_layernorm.weight", {H}});
+    e.push_back({p + "mlp.gate_proj.weight", {I, H}});
+    e.push_back({p + "mlp.up_proj.weight", {I, H}});
+    e.push_back({p + "mlp.down_proj.weight", {H, I}});
+  }
+  e.push_back({"model.norm.weight", {H}});
+  if (!c.tied) e.push_back({"lm_head.weight", {c.vocab, H}});
+  return e;
+}
+
+void LlamaModel::Seed(uint64_t seed) {
+  if (!gen.defined()) gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_current_seed(seed);
+}
+
+void LlamaModel::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<std::string, at::Tensor>* w,
+                      uint64_t seed) {
+  if (c.hidden <= 0 || c.heads <= 0 || c.kvHeads <= 0 || c.layers <= 0 || c.vocab <= 0 || c.intermediate <= 0)
+    Fail("CONFIG", "config: hidden_size, num_attention_heads, num_key_value_heads, num_hidden_layers, vocab_size and intermediate_size must be positive");
+  if (c.hidden % c.heads) Fail("CONFIG", "config: hidden_size " + std::to_string(c.hidden) + " is not a multiple of num_attention_heads " + std::to_string(c.heads));
+  if (c.heads % c.kvHeads) Fail("CONFIG", "config: num_attention_heads " + std::to_string(c.heads) + " is not a multiple of num_key_value_heads " + std::to_string(c.kvHeads));
+  if (c.headDim() % 2) Fail("CONFIG", "config: head dimension " + std::to_string(c.headDim()) + " must be even for rotary embeddings");
+  cfg = c;
+  dtype = dt;
+  paramDtype = dt == at::kDouble ? at::kDouble : at::kFloat;
+  Seed(seed);
+  c10::NoGradGuard ng;
+  base.clear();
+  for (auto& [name, shape] : ExpectedBase(c)) {
+    if (w) {
+      auto it = w->find(name);
+      if (it == w->end()) Fail("MISSING_TENSOR", "weights lack tensor '" + name + "' that config.json implies (" + std::to_string(c.layers) + " layers" + (c.tied ? ", tied embeddings" : ", untied lm_head") + ")");
+      if (it->second.sizes() != at::IntArrayRef(shape))
+        Fail("SHAPE_MISMATCH", "tensor '" + name + "' has shape " + ShapeStr(it->second.sizes()) + " but config.json implies " + ShapeStr(shape));
+      base[name] = it->second.to(dt, false, /*copy=*/true).contiguous();
+    } else if (name.find("norm") != std::string::npos) {
+      base[name] = at::ones(shape, at::TensorOptions().dtype(dt));
+    } else {
+      base[name] = at::empty(shape, at::TensorOptions().dtype(at::kFloat)).normal_(0.0, 0.02, gen).to(dt);
+    }
+  }
+}
+
+void LlamaModel::AddLora(const LoraConfig& lc, uint64_t seed) {
+  if (lc.r <= 0) Fail("CONFIG", "lora: r must be positive, got " + std::to_string(lc.r));
+  if (lc.dropout < 0 || lc.dropout >= 1) Fail("CONFIG", "lora: lora_dropout must be in [0, 1)");
+  if (lc.targets.empty()) Fail("CONFIG", "lora: target_modules is empty");
+  for (auto& t : lc.targets) {
+    bool ok = false;
+    for (auto* n : kAttn) ok |= t == n;
+    for (auto* n : kMlp) ok |= t == n;
+    if (!ok) Fail("CONFIG", "lora: target_modules entry '" + t + "' matches no module of LlamaForCausalLM (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+  }
+  lora = lc;
+  adapter.clear();
+  refAdapter.clear();
+  Seed(seed);
+  c10::NoGradGuard ng;
+  for (int64_t l = 0; l < cfg.layers; l++) {
+    for (auto& t : lc.targets) {
+      bool attn = false;
+      for (auto* n : kAttn) attn |= t == n;
+      std::string mod = "model.layers." + std::to_string(l) + (attn ? ".self_attn." : ".mlp.") + t;
+      auto& W = base.at(mod + ".weight");
+      const int64_t out = W.size(0), in = W.size(1);
+      // peft default init: A = kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0.
+      double bound = 1.0 / std::sqrt(double(in));
+      LoraPair p;
+      p.A = at::empty({lc.r, in}, at::TensorOptions().dtype(paramDtype)).uniform_(-bound, bound, gen);
+      p.B = at::zeros({out, lc.r}, at::TensorOptions().dtype(paramDtype));
+      p.A.requires_grad_(true);
+      p.B.requires_grad_(true);
+      adapter[mod] = p;
+    }
+  }
+  adam = AdamState();
+}
+
+void LlamaModel::InitValueHead(uint64_t seed) {
+  Seed(seed);
+  c10::NoGradGuard ng;
+  double bound = 1.0 / std::sqrt(double(cfg.hidden));  // torch.nn.Linear default init
+  vHeadW = at::empty({1, cfg.hidden}, at::TensorOptions().dtype(paramDtype)).uniform_(-bound, bound, gen);
+  vHeadB = at::empty({1}, at::TensorOptions().dtype(paramDtype)).uniform_(-bound, bound, gen);
+  vHeadW.requires_grad_(true);
+  vHeadB.requires_grad_(true);
+  adam = AdamState();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// forward
+
+at::Tensor LlamaModel::Dropout(const at::Tensor& x, double p) {
+  if (p <= 0) return x;
+  at::Tensor keep;
+  {
+    c10::NoGradGuard ng;
+    keep = at::empty_like(x).bernoulli_(1.0 - p, gen).div_(1.0 - p);
+  }
+  return x * keep;
+}
+
+at::Tensor LlamaModel::RmsNorm(const at::Tensor& x, const at::Tensor& w) {
+  // HF: variance in fp32, normalise, cast back, then scale.
+  auto xf = x.to(OpMath(dtype));
+  auto var = xf.pow(2).mean(-1, true);
+  xf = xf * at::rsqrt(var + cfg.eps);
+  return w * xf.to(x.scalar_type());
+}
+
+at::Tensor LlamaModel::Linear(const at::Tensor& x, const std::string& module) {
+  at::Tensor y = at::linear(x, base.at(module + ".weight"));
+  if (!lora || merged) return y;
+  const std::map<std::string, LoraPair>* ad = nullptr;
+  if (mode == AdapterMode::Active) ad = &adapter;
+  else if (mode == AdapterMode::Reference) ad = &refAdapter;
+  if (!ad) return y;
+  auto it = ad->find(module);
+  if (it == ad->end()) return y;
+  at::Tensor xi = x.to(paramDtype);
+  if (training) xi = Dropout(xi, lora->dropout);  // peft: dropout on the input of A only
+  at::Tensor d = at::linear(at::linear(xi, it->second.A), it->second.B) * lora->scaling();
+  return y + d.to(y.scalar_type());
+}
+
+static at::Tensor RotateHalf(const at::Tensor& x) {
+  int64_t h = x.size(-1) / 2;
+  return at::cat({x.narrow(-1, h, h).neg(), x.narrow(-1, 0, h)}, -1);
+}
+
+at::Tensor LlamaModel::Hidden(const at::Tensor& tokens, const at::Tensor& maskIn, KVCache* cache) {
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  const int64_t past = cache ? cache->len : 0, S = past + T;
+  const int64_t nh = cfg.heads, nkv = cfg.kvHeads, D = cfg.headDim(), H = cfg.hidden;
+  const auto om = OpMath(dtype);
+  at::Tensor mask = maskIn.defined() ? maskIn.to(at::kLong) : at::ones({B, S}, at::kLong);
+  if (mask.size(0) != B || mask.size(1) != S)
+    Fail("SHAPE_MISMATCH", "attention mask shape " + ShapeStr(mask.sizes()) + " != [" + std::to_string(B) + "," + std::to_string(S) + "]");
+  at::Tensor cos, sin, allowed;
+  {
+    c10::NoGradGuard ng;
+    // Positions count real tokens only (HF generate: cumsum(mask) - 1), so left padding does not shift RoPE.
+    at::Tensor pos = (mask.cumsum(1) - 1).clamp_min(0).narrow(1, past, T).to(at::kDouble);
+    at::Tensor inv = at::pow(cfg.ropeTheta, at::arange(0, D, 2, at::kDouble) / double(D)).reciprocal();
+    at::Tensor f = pos.unsqueeze(-1) * inv;  // [B, T, D/2]
+    at::Tensor emb = at::cat({f, f}, -1).unsqueeze(1);
+    cos = emb.cos().to(dtype);
+    sin = emb.sin().to(dtype);
+    at::Tensor causal = at::arange(S, at::kLong).unsqueeze(0) <= (at::arange(T, at::kLong) + past).unsqueeze(1);
+    allowed = (causal.unsqueeze(0) & mask.to(at::kBool).unsqueeze(1)).unsqueeze(1);  // [B,1,T,S]
+  }
+  const double lowest = std::numeric_limits<float>::lowest();
+  at::Tensor x = at::embedding(base.at("model.embed_tokens.weight"), tokens);
+  for (int64_t l = 0; l < cfg.layers; l++) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    at::Tensor h = RmsNorm(x, base.at(p + "input_layernorm.weight"));
+    at::Tensor q = Linear(h, p + "self_attn.q_proj").view({B, T, nh, D}).transpose(1, 2);
+    at::Tensor k = Linear(h, p + "self_attn.k_proj").view({B, T, nkv, D}).transpose(1, 2);
+    at::Tensor v = Linear(h, p + "self_attn.v_proj").view({B, T, nkv, D}).transpose(1, 2);
+    q = q * cos + RotateHalf(q) * sin;
+    k = k * cos + RotateHalf(k) * sin;
+    if (cache) {
+      cache->k[l].narrow(2, past, T).copy_(k);
+      cache->v[l].narrow(2, past, T).copy_(v);
+      k = cache->k[l].narrow(2, 0, S);
+      v = cache->v[l].narrow(2, 0, S);
+    }
+    if (nkv != nh) {  // GQA: kv head j serves query heads j*rep .. j*rep+rep-1 (HF repeat_kv)
+      k = k.repeat_interleave(nh / nkv, 1);
+      v = v.repeat_interleave(nh / nkv, 1);
+    }
+    at::Tensor s = at::matmul(q, k.transpose(-1, -2)).to(om) / std::sqrt(double(D));
+    // Fully masked rows (left-padding queries) get a uniform softmax instead of NaN.
+    s = s.masked_fill(allowed.logical_not(), lowest);
+    at::Tensor a = at::softmax(s, -1).to(dtype);
+    at::Tensor o = at::matmul(a, v).transpose(1, 2).reshape({B, T, H});
+    x = x + Linear(o, p + "self_attn.o_proj");
+    h = RmsNorm(x, base.at(p + "post_attention_layernorm.weight"));
+    at::Tensor g = at::silu(Linear(h, p + "mlp.gate_proj")) * Linear(h, p + "mlp.up_proj");
+    x = x + Linear(g, p + "mlp.down_proj");
+  }
+  if (cache) cache->len = S;
+  return RmsNorm(x, base.at("model.norm.weight"));
+}
+
+at::Tensor LlamaModel::Logits(const at::Tensor& hidden) {
+  const at::Tensor& W = cfg.tied ? base.at("model.embed_tokens.weight") : base.at("lm_head.weight");
+  return at::linear(hidden, W).to(OpMath(dtype));
+}
+
+at::Tensor LlamaModel::Values(const at::Tensor& hidden) {
+  if (!vHeadW.defined()) Fail("INVALID_ARG", "this model has no value head");
+  at::Tensor h = hidden.to(paramDtype);
+  if (training) h = Dropout(h, vHeadDropout);  // trl ValueHead: dropout, then Linear(hidden, 1)
+  return at::linear(h, vHeadW, vHeadB).squeeze(-1);
+}
+
+at::Tensor LlamaModel::NextTokenLoss(const at::Tensor& tokens, const at::Tensor& mask) {
+  const int64_t T = tokens.size(1);
+  if (T < 2) Fail("INVALID_ARG", "next-token loss needs sequences of at least 2 tokens");
+  at::Tensor h = Hidden(tokens, mask, nullptr).narrow(1, 0, T - 1);
+  at::Tensor lsm = at::log_softmax(Logits(h), -1);
+  at::Tensor nll = -lsm.gather(-1, tokens.narrow(1, 1, T - 1).unsqueeze(-1)).squeeze(-1);
+  if (!mask.defined()) return nll.mean();
+  at::Tensor w = mask.narrow(1, 1, T - 1).to(nll.scalar_type());
+  return (nll * w).sum() / w.sum();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// generation
+
+namespace {
+struct TrainingOff {
+  LlamaModel& m;
+  bool was;
+  explicit TrainingOff(LlamaModel& mm) : m(mm), was(mm.training) { m.training = false; }
+  ~TrainingOff() { m.training = was; }
+};
+}  // namespace
+
+// transformers' warpers in their order: temperature, top-k, top-p; then multinomial.
+static at::Tensor Pick(at::Tensor lg, const GenOptions& o, at::Generator& gen) {
+  if (!at::isfinite(lg).logical_or(lg.eq(-std::numeric_limits<double>::infinity())).all().item<bool>())
+    Fail("TRAIN", "non-finite logits during generation (the weights contain NaN or Inf)");
+  if (!o.sample || o.temperature <= 0) return lg.argmax(-1);
+  const double ninf = -std::numeric_limits<double>::infinity();
+  lg = lg / o.temperature;
+  const int64_t V = lg.size(-1);
+  if (o.topK > 0 && o.topK < V) {
+    at::Tensor kth = std::get<0>(at::topk(lg, o.topK, -1)).narrow(-1, o.topK - 1, 1);
+    lg = lg.masked_fill(lg < kth, ninf);
+  }
+  if (o.topP < 1.0) {
+    auto sorted = at::sort(lg, -1, /*descending=*/false);
+    at::Tensor cum = at::softmax(std::get<0>(sorted), -1).cumsum(-1);
+    at::Tensor remove = cum <= (1.0 - o.topP);
+    remove.narrow(-1, V - 1, 1).fill_(false);
+    lg = lg.masked_fill(remove.scatter(-1, std::get<1>(sorted), remove), ninf);
+  }
+  return at::multinomial(at::softmax(lg, -1), 1, false, gen).squeeze(-1);
+}
+
+GenResult LlamaModel::Generate(const at::Tensor& tokens, const at::Tensor& maskIn, const GenOptions& o) {
+  c10::NoGradGuard ng;
+  TrainingOff off(*this);
+  const int64_t B = tokens.size(0), P = tokens.size(1);
+  if (o.maxNew < 1) Fail("INVALID_ARG", "generate: maxNewTokens must be >= 1");
+  if (P < 1) Fail("INVALID_ARG", "generate: prompts must have at least one token");
+  const int64_t cap = P + o.maxNew;
+  KVCache cache;
+  for (int64_t l = 0; l < cfg.layers; l++) {
+    cache.k.push_back(at::zeros({B, cfg.kvHeads, cap, cfg.headDim()}, at::TensorOptions().dtype(dtype)));
+    cache.v.push_back(at::zeros({B, cfg.kvHeads, cap, cfg.headDim()}, at::TensorOptions().dtype(dtype)));
+  }
+  at::Tensor full = at::ones({B, cap}, at::kLong);
+  if (maskIn.defined()) full.narrow(1, 0, P).copy_(maskIn);
+  at::Tensor h = Hidden(tokens, full.narrow(1, 0, P), &cache);
+  at::Tensor lg = Logits(h.narrow(1, P - 1, 1)).select(1, 0);
+  GenResult r;
+  r.tokens = at::full({B, o.maxNew}, o.pad, at::kLong);
+  r.lengths = at::zeros({B}, at::kLong);
+  at::Tensor finished = at::zeros({B}, at::kBool);
+  for (int64_t i = 0; i < o.maxNew; i++) {
+    if (o.eos >= 0 && i < o.minNew && o.eos < lg.size(-1)) lg.select(-1, o.eos).fill_(-std::numeric_limits<double>::infinity());
+    at::Tensor next = Pick(lg, o, gen);
+    if (o.eos >= 0) next = at::where(finished, at::full_like(next, o.pad), next);
+    r.tokens.select(1, i).copy_(next);
+    r.lengths += finished.logical_not().to(at::kLong);
+    if (o.eos >= 0) {
+      finished = finished.logical_or(next.eq(o.eos));
+      if (finished.all().item<bool>()) break;
+    }
+    if (i + 1 == o.maxNew) break;
+    h = Hidden(next.unsqueeze(1), full.narrow(1, 0, P + i + 1), &cache);
+    lg = Logits(h).select(1, 0);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// LoRA tensors, merge
+
+static std::string PeftName(const std::string& module, const char* ab) {
+  return "base_model.model." + module + ".lora_" + ab + ".weight";
+}
+
+std::vector<std::pair<std::string, at::Tensor>> LlamaModel::LoraTensors() {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (auto& [mod, p] : adapter) {
+    out.push_back({PeftName(mod, "A"), p.A});
+    out.push_back({PeftName(mod, "B"), p.B});
+  }
+  return out;
+}
+
+void LlamaModel::SetLora(const std::map<std::string, at::Tensor>& t) {
+  if (!lora) Fail("INVALID_ARG", "this model has no LoRA adapter");
+  if (merged) Fail("INVALID_ARG", "the adapter is merged into the weights: unmerge it before loading new LoRA weights");
+  size_t used = 0;
+  c10::NoGradGuard ng;
+  for (auto& [mod, p] : adapter) {
+    for (const char* ab : {"A", "B"}) {
+      std::string n = PeftName(mod, ab);
+      auto it = t.find(n);
+      if (it == t.end()) Fail("MISSING_TENSOR", "adapter lacks tensor '" + n + "'");
+      at::Tensor& dst = ab[0] == 'A' ? p.A : p.B;
+      if (it->second.sizes() != dst.sizes())
+        Fail("SHAPE_MISMATCH", "adapter tensor '" + n + "' has shape " + ShapeStr(it->second.sizes()) + " but this model expects " + ShapeStr(dst.sizes()) + " (r=" + std::to_string(lora->r) + ")");
+      used++;
+    }
+  }
+  if (used != t.size()) {
+    for (auto& [n, v] : t) {
+      bool found = false;
+      for (auto& [mod, p] : adapter) found |= n == PeftName(mod, "A") || n == PeftName(mod, "B");
+      if (!found) Fail("WEIGHTS", "adapter tensor '" + n + "' matches no LoRA module of this model (target_modules of the model's LoRA config)");
+    }
+  }
+  for (auto& [mod, p] : adapter) {
+    p.A.copy_(t.at(PeftName(mod, "A")));
+    p.B.copy_(t.at(PeftName(mod, "B")));
+  }
+}
+
+void LlamaModel::Merge() {
+  if (!lora) Fail("INVALID_ARG", "merge: this model has no LoRA adapter");
+  if (merged) Fail("INVALID_ARG", "merge: the adapter is already merged");
+  c10::NoGradGuard ng;
+  for (auto& [mod, p] : adapter) {
+    auto& W = base.at(mod + ".weight");
+    W.copy_((W.to(paramDtype) + at::matmul(p.B, p.A) * lora->scaling()).to(dtype));
+  }
+  merged = true;
+}
+
+void LlamaModel::Unmerge() {
+  if (!merged) Fail("INVALID_ARG", "unmerge: the adapter is not merged");
+  c10::NoGradGuard ng;
+  for (auto& [mod, p] : adapter) {
+    auto& W = base.at(mod + ".weight");
+    W.copy_((W.to(paramDtype) - at::matmul(p.B, p.A) * lora->scaling()).to(dtype));
+  }
+  merged = false;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> LlamaModel::TrainableParams(bool all) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  if (all) {
+    for (auto& [n, t] : base) out.push_back({n, t});
+    return out;
+  }
+  out = LoraTensors();
+  if (vHeadW.defined()) {
+    out.push_back({"v_head.summary.weight", vHeadW});
+    out.push_back({"v_head.summary.bias", vHeadB});
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Adam(W), torch.optim semantics
+
+void AdamState::Reset(const std::vector<std::string>& n, const std::vector<at::Tensor>& p) {
+  names = n;
+  params = p;
+  m.clear();
+  v.clear();
+  for (auto& t : p) {
+    // Moments in fp32 (fp64 for fp64 params) whatever the storage dtype.
+    auto opts = at::TensorOptions().dtype(OpMath(t.scalar_type()));
+    m.push_back(at::zeros(t.sizes(), opts));
+    v.push_back(at::zeros(t.sizes(), opts));
+  }
+  step = 0;
+}
+
+void AdamState::Step(double lr, double b1, double b2, double eps, double wd, bool decoupled) {
+  c10::NoGradGuard ng;
+  step++;
+  const double bc1 = 1 - std::pow(b1, double(step)), bc2 = 1 - std::pow(b2, double(step));
+  for (size_t i = 0; i < params.size(); i++) {
+    at::Tensor& p = params[i];
+    if (!p.grad().defined()) continue;
+    at::Tensor g = p.grad().to(m[i].scalar_type());
+    if (wd != 0 && !decoupled) g = g + wd * p.to(g.scalar_type());
+    m[i].mul_(b1).add_(g, 1 - b1);
+    v[i].mul_(b2).addcmul_(g, g, 1 - b2);
+    at::Tensor denom = (v[i].sqrt() / std::sqrt(bc2)).add_(eps);
+    if (decoupled && wd != 0) p.mul_(1 - lr * wd);
+    if (p.scalar_type() == m[i].scalar_type()) {
+      p.addcdiv_(m[i], denom, -lr / bc1);
+    } else {  // bf16/fp16 weights: update in fp32, round once
+      p.copy_((p.to(m[i].scalar_type()).addcdiv_(m[i], denom, -lr / bc1)).to(p.scalar_type()));
+    }
+  }
+}
+
+}  // namespace soup

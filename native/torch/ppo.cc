@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: MIT
+// PPO with trl 0.4.x semantics (ALGORITHMS.md §2): per-token KL penalty with the score on the last response
+// token, GAE inside the loss with advantages whitened per minibatch, clipped policy and value losses,
+// ppo_epochs passes over shuffled minibatches, one Adam step per minibatch.
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "torch/llama.h"
+
+namespace soup {
+
+at::Tensor MaskedMean(const at::Tensor& x, const at::Tensor& mask) { return (x * mask).sum() / mask.sum(); }
+
+at::Tensor MaskedWhiten(const at::Tensor& x, const at::Tensor& mask) {
+  at::Tensor mean = MaskedMean(x, mask);
+  at::Tensor var = MaskedMean((x - mean).pow(2), mask);
+  at::Tensor n = mask.sum();
+  var = var * n / (n - 1);  // trl masked_var(unbiased=True)
+  return (x - mean) * at::rsqrt(var + 1e-8);
+}
+
+at::Tensor PPORewards(const at::Tensor& score, const at::Tensor& logp, const at::Tensor& ref, const at::Tensor& mask,
+                      double beta, const std::string& penalty, at::Tensor* klOut) {
+  at::Tensor d = logp - ref, kl;
+  if (penalty == "kl" || penalty == "k1") kl = d;
+  else if (penalty == "abs") kl = d.abs();
+  else if (penalty == "mse") kl = 0.5 * d * d;
+  else if (penalty == "k3") kl = at::exp(-d) - 1 + d;  // (r - 1) - log r, r = p_ref / p
+  else Fail("CONFIG", "kl_penalty must be one of kl, abs, mse, k3; got '" + penalty + "'");
+  at::Tensor m = mask.to(d.scalar_type());
+  at::Tensor rewards = -beta * kl * m;
+  const int64_t T = mask.size(1);
+  at::Tensor last = (mask.to(at::kLong) * at::arange(1, T + 1, at::kLong)).argmax(1, true);
+  rewards.scatter_add_(1, last, score.to(rewards.scalar_type()).view({-1, 1}));
+  if (klOut) *klOut = kl;
+  return rewards;
+}
+
+PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rewardsIn,
+                   const at::Tensor& vpred, const at::Tensor& logp, const at::Tensor& maskIn, const PPOParams& p) {
+  PPOLossOut o;
+  at::Tensor mask = maskIn.to(oldValues.scalar_type());
+  at::Tensor values = oldValues * mask, rewards = rewardsIn * mask;
+  const int64_t T = values.size(1);
+  {
+    c10::NoGradGuard ng;
+    std::vector<at::Tensor> adv(T);
+    at::Tensor last = at::zeros_like(values.select(1, 0));
+    for (int64_t t = T - 1; t >= 0; t--) {
+      at::Tensor next = t + 1 < T ? values.select(1, t + 1) : at::zeros_like(last);
+      at::Tensor delta = rewards.select(1, t) + p.gamma * next - values.select(1, t);
+      last = delta + p.gamma * p.lam * last;
+      adv[t] = last;
+    }
+    at::Tensor a = at::stack(adv, 1);
+    o.returns = a + values;
+    o.advantages = MaskedWhiten(a, mask);
+  }
+  at::Tensor vclip = at::max(at::min(vpred, values + p.cliprangeValue), values - p.cliprangeValue);
+  at::Tensor vf1 = (vpred - o.returns).pow(2), vf2 = (vclip - o.returns).pow(2);
+  o.vfLoss = 0.5 * MaskedMean(at::max(vf1, vf2), mask);
+  o.vfClipfrac = MaskedMean(vf2.gt(vf1).to(mask.scalar_type()), mask);
+  o.ratio = at::exp(logp - oldLogp);
+  at::Tensor pg1 = -o.advantages * o.ratio;
+  at::Tensor pg2 = -o.advantages * at::clamp(o.ratio, 1.0 - p.cliprange, 1.0 + p.cliprange);
+  o.pgLoss = MaskedMean(at::max(pg1, pg2), mask);
+  o.pgClipfrac = MaskedMean(pg2.gt(pg1).to(mask.scalar_type()), mask);
+  o.loss = o.pgLoss + p.vfCoef * o.vfLoss;
+  o.approxKl = 0.5 * MaskedMean((logp - oldLogp).pow(2), mask);
+  o.policyKl = MaskedMean(oldLogp - logp, mask);
+  return o;
+}
+
+void ResponseForward(LlamaModel& m, const at::Tensor& input, const at::Tensor& mask, int64_t P, int64_t R,
+                     at::Tensor* logp, at::Tensor* values, at::Tensor* entropy) {
+  // Hidden state at position t predicts token t + 1: the response's log-probs and values come from
+  // positions P-1 .. P+R-2 (trl batched_forward_pass: logits[:, :-1], values[:, :-1]).
+  at::Tensor h = m.Hidden(input, mask, nullptr).narrow(1, P - 1, R);
+  at::Tensor lsm = at::log_softmax(m.Logits(h), -1);
+  if (logp) *logp = lsm.gather(-1, input.narrow(1, P, R).unsqueeze(-1)).squeeze(-1);
+  if (values) *values = m.Values(h).to(lsm.scalar_type());
+  if (entropy) {
+    c10::NoGradGuard ng;
+    *entropy = -(lsm.exp() * lsm).sum(-1);
+  }
+}
+
+Rollout PPORollout(LlamaModel& m, const at::Tensor& q, const at::Tensor& qmask, const GenOptions& o, bool refIsAdapter) {
+  if (m.merged) Fail("INVALID_ARG", "PPO needs an unmerged adapter");
+  GenResult g = m.Generate(q, qmask, o);
+  Rollout r;
+  r.P = q.size(1);
+  r.R = std::max<int64_t>(1, g.lengths.max().item<int64_t>());
+  at::Tensor resp = g.tokens.narrow(1, 0, r.R);
+  r.respMask = (at::arange(r.R, at::kLong).unsqueeze(0) < g.lengths.unsqueeze(1)).to(at::kLong);
+  at::Tensor qm = qmask.defined() ? qmask.to(at::kLong) : at::ones_like(q);
+  r.input = at::cat({q, resp}, 1);
+  r.mask = at::cat({qm, r.respMask}, 1);
+  c10::NoGradGuard ng;
+  bool was = m.training;
+  m.training = false;
+  ResponseForward(m, r.input, r.mask, r.P, r.R, &r.oldLogp, &r.oldValues, nullptr);
+  if (m.lora) {
+    // trl 0.4.x: reference = the policy with its adapter disabled; option: a frozen copy of the start adapter.
+    m.mode = refIsAdapter ? AdapterMode::Reference : AdapterMode::Disabled;
+    try {
+      ResponseForward(m, r.input, r.mask, r.P, r.R, &r.refLogp, nullptr, nullptr);
+    } catch (...) {
+      m.mode = AdapterMode::Active;
+      throw;
+    }
+    m.mode = AdapterMode::Active;
+  } else {
+    r.refLogp = r.oldLogp.clone();
+  }
+  m.training = was;
+  return r;
+}
+
+std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Tensor& scoresIn, double beta,
+                                        const PPOConfigN& c) {
+  const int64_t B = r.input.size(0);
+  if (!m.vHeadW.defined()) Fail("INVALID_ARG", "PPO needs a model with a value head");
+  if (scoresIn.numel() != B) Fail("INVALID_ARG", "PPO update: " + std::to_string(scoresIn.numel()) + " scores for " + std::to_string(B) + " samples");
+  at::Tensor rmask = r.respMask.to(r.oldLogp.scalar_type());
+  at::Tensor scores = scoresIn.to(r.oldLogp.scalar_type());
+  at::Tensor rewards = PPORewards(scores, r.oldLogp, r.refLogp, rmask, beta, c.klPenalty, nullptr);
+  std::map<std::string, double> st;
+  at::Tensor klSeq = ((r.oldLogp - r.refLogp) * rmask).sum(1);
+  st["objective/kl"] = klSeq.mean().item<double>();
+  st["objective/kl_coef"] = beta;
+  st["objective/logprobs"] = ((r.oldLogp * rmask).sum(1)).mean().item<double>();
+  st["env/reward_mean"] = scores.mean().item<double>();
+  st["env/reward_std"] = B > 1 ? scores.std().item<double>() : 0.0;
+  st["tokens/response_len_mean"] = rmask.sum(1).mean().item<double>();
+  st["ppo/mean_non_score_reward"] = ((rewards * rmask).sum(1) - scores).mean().item<double>();
+
+  auto named = m.TrainableParams(false);
+  std::vector<std::string> names;
+  std::vector<at::Tensor> params;
+  for (auto& [n, t] : named) {
+    names.push_back(n);
+    params.push_back(t);
+  }
+  if (m.adam.params.size() != params.size()) m.adam.Reset(names, params);
+  for (size_t i = 0; i < params.size(); i++)
+    if (!m.adam.params[i].is_same(params[i])) {
+      m.adam.Reset(names, params);
+      break;
+    }
+
+  const int64_t mbs = std::max<int64_t>(1, std::min(c.miniBatchSize, B));
+  double sLoss = 0, sPg = 0, sVf = 0, sPgc = 0, sVfc = 0, sAkl = 0, sPkl = 0, sEnt = 0, sVerr = 0, sGn = 0, sRet = 0;
+  int64_t n = 0;
+  bool was = m.training;
+  m.training = true;
+  try {
+    for (int64_t e = 0; e < c.ppoEpochs; e++) {
+      at::Tensor perm = at::randperm(B, m.gen, at::TensorOptions().dtype(at::kLong));
+      for (int64_t s = 0; s < B; s += mbs) {
+        at::Tensor idx = perm.narrow(0, s, std::min(mbs, B - s));
+        at::Tensor logp, vpred, ent;
+        ResponseForward(m, r.input.index_select(0, idx), r.mask.index_select(0, idx), r.P, r.R, &logp, &vpred, &ent);
+        at::Tensor mk = rmask.index_select(0, idx);
+        PPOLossOut o = PPOLoss(r.oldLogp.index_select(0, idx), r.oldValues.index_select(0, idx),
+                               rewards.index_select(0, idx), vpred, logp, mk, c.p);
+        double lv = o.loss.item<double>();
+        if (!std::isfinite(lv))
+          Fail("TRAIN", "PPO loss is not finite (" + std::to_string(lv) + ") at epoch " + std::to_string(e) + ", minibatch " + std::to_string(s / mbs) + ": the weights, scores or learning rate have diverged");
+        for (auto& p : params) p.mutable_grad() = at::Tensor();
+        o.loss.backward();
+        double gn = 0;
+        {
+          c10::NoGradGuard ng;
+          for (auto& p : params)
+            if (p.grad().defined()) gn += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+          gn = std::sqrt(gn);
+          if (!std::isfinite(gn)) Fail("TRAIN", "PPO gradient norm is not finite at epoch " + std::to_string(e));
+          if (c.maxGradNorm > 0 && gn > c.maxGradNorm)
+            for (auto& p : params)
+              if (p.grad().defined()) p.mutable_grad().mul_(c.maxGradNorm / (gn + 1e-6));
+        }
+        m.adam.Step(c.lr, c.b1, c.b2, c.adamEps, 0, false);
+        for (auto& p : params) p.mutable_grad() = at::Tensor();
+        c10::NoGradGuard ng;
+        sLoss += lv;
+        sPg += o.pgLoss.item<double>();
+        sVf += o.vfLoss.item<double>();
+        sPgc += o.pgClipfrac.item<double>();
+        sVfc += o.vfClipfrac.item<double>();
+        sAkl += o.approxKl.item<double>();
+        sPkl += o.policyKl.item<double>();
+        sEnt += MaskedMean(ent, mk).item<double>();
+        sVerr += MaskedMean((vpred - o.returns).pow(2), mk).item<double>();
+        sRet += MaskedMean(o.returns, mk).item<double>();
+        sGn += gn;
+        n++;
+      }
+    }
+  } catch (...) {
+    m.training = was;
+    for (auto& p : params) p.mutable_grad() = at::Tensor();
+    throw;
+  }
+  m.training = was;
+  const double k = n ? 1.0 / double(n) : 0;
+  st["ppo/loss/total"] = sLoss * k;
+  st["ppo/loss/policy"] = sPg * k;
+  st["ppo/loss/value"] = sVf * k;
+  st["ppo/policy/clipfrac"] = sPgc * k;
+  st["ppo/val/clipfrac"] = sVfc * k;
+  st["ppo/policy/approxkl"] = sAkl * k;
+  st["ppo/policy/policykl"] = sPkl * k;
+  st["ppo/policy/entropy"] = sEnt * k;
+  st["ppo/val/error"] = sVerr * k;
+  st["ppo/returns/mean"] = sRet * k;
+  st["ppo/grad_norm"] = sGn * k;
+  return st;
+}
+
+}  // namespace soup
