@@ -4,7 +4,7 @@
 // Exit codes: 0 ok, 1 runtime error, 2 usage error.
 import { Command, CommanderError } from 'commander';
 import { commands } from './commands/index.js';
-import { reportError } from './output.js';
+import { reportError, UsageError } from './output.js';
 
 const program = new Command('rsoup')
   .description('Rewarded soups: interpolate RL-fine-tuned experts and measure their Pareto front')
@@ -19,6 +19,9 @@ try {
 } catch (err) {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else if (err instanceof UsageError) {
+    reportError(err);
+    process.exitCode = 2;
   } else {
     reportError(err);
     process.exitCode = 1;
