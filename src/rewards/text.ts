@@ -89,7 +89,7 @@ export function toxicFraction(text: string, words: ReadonlySet<string>): number 
 /** Reward = −(fraction of toxic tokens): 0 for a clean text, −1 when every word is on the list. */
 export function toxicityReward(opts: TextRewardOptions & { words?: string[] } = {}): FnReward {
   const set = new Set((opts.words ?? DEFAULT_TOXIC_WORDS).map((w) => w.toLowerCase()));
-  return new FnReward(opts.name ?? 'toxicity', (s) => -toxicFraction(textOf(s, opts.field), set), opts);
+  return new FnReward(opts.name ?? 'toxicity', (s) => 0 - toxicFraction(textOf(s, opts.field), set), opts);
 }
 
 export interface LengthOptions extends TextRewardOptions {
@@ -116,6 +116,6 @@ export function lengthReward(opts: LengthOptions): FnReward {
   return new FnReward(opts.name ?? 'length', (s) => {
     const len = textLength(textOf(s, opts.field), opts.unit);
     const d = len - target;
-    return shape === 'linear' ? -Math.abs(d) / target : Math.exp(-(d * d) / (2 * width * width));
+    return shape === 'linear' ? 0 - Math.abs(d) / target : Math.exp(-(d * d) / (2 * width * width));
   }, opts);
 }
