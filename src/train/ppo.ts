@@ -191,7 +191,7 @@ export class PPOTrainer {
           const kept = this.lastCheckpoint >= 0 && this.opts.checkpointDir
             ? `; the last good checkpoint (step ${this.lastCheckpoint}) is kept in ${this.opts.checkpointDir}`
             : '; no checkpoint was written yet';
-          throw new SoupError('ERR_SOUP_TRAIN', `step ${this.step}: ${e.message}${kept}`, { cause: e });
+          throw new SoupError('ERR_SOUP_TRAIN', `step ${this.step + 1}: ${e.message}${kept}`, { cause: e });
         }
         throw e;
       }
