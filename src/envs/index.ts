@@ -6,3 +6,5 @@ export { ENV_NAMES, resolveEnvName, resolveEnvConfig, defaultModelPath, type Env
 export { type Frame, type VecBuffers } from './shard.js';
 export { loadMujoco, compileMjcf } from './mujoco.js';
 export { Rng } from './rng.js';
+export { RolloutCollector, evaluateEpisodes, recordEpisodeFrames, type PolicyFn, type Rollout, type EpisodeRecord, type EvaluationResult } from './rollout.js';
+export { filmstripSvg, filmstripPng, type FilmstripRow, type FilmstripOptions } from './render.js';

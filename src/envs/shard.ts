@@ -38,6 +38,8 @@ export interface VecBuffers {
   xPosition: Float64Array;
   /** [numEnvs] Σa² of the last step's (clipped) action. */
   ctrlSq: Float64Array;
+  /** [numEnvs] rootx at the start of the current episode (after the reset noise). */
+  startX: Float64Array;
 }
 
 /** Byte layout of VecBuffers in one (Shared)ArrayBuffer, 8-byte aligned sections. */
@@ -48,6 +50,7 @@ export function bufferLayout(dims: EnvDims): { bytes: number; offsets: Record<ke
     ['reward', n * 8],
     ['xPosition', n * 8],
     ['ctrlSq', n * 8],
+    ['startX', n * 8],
     ['actions', n * actDim * 4],
     ['obs', n * obsDim * 4],
     ['finalObs', n * obsDim * 4],
@@ -72,6 +75,7 @@ export function makeBuffers(buf: ArrayBufferLike, dims: EnvDims): VecBuffers {
     reward: new Float64Array(buf, o.reward, n),
     xPosition: new Float64Array(buf, o.xPosition, n),
     ctrlSq: new Float64Array(buf, o.ctrlSq, n),
+    startX: new Float64Array(buf, o.startX, n),
     actions: new Float32Array(buf, o.actions, n * actDim),
     obs: new Float32Array(buf, o.obs, n * obsDim),
     finalObs: new Float32Array(buf, o.finalObs, n * obsDim),
@@ -104,6 +108,8 @@ export function loadEnvModel(mj: Mujoco, cfg: EnvConfig): MjModel {
 export interface Frame {
   /** rootx of the body (m). */
   x: number;
+  /** Simulated time since the episode start (s), when known. */
+  time?: number;
   /** One entry per non-plane geom: segment end points (m) and radius; spheres have a = b. */
   capsules: { ax: number; az: number; bx: number; bz: number; r: number; body: number }[];
 }
@@ -191,6 +197,7 @@ export class EnvShard {
     else for (let k = 0; k < model.nv; k++) v.qvel[k] = rng.uniform(-s, s);
     mj.mj_forward(model, d);
     this.buf.episodeStep[i] = 0;
+    this.buf.startX[i] = v.qpos[0];
   }
 
   private writeObs(i: number, out: Float32Array): void {
@@ -305,7 +312,7 @@ export class EnvShard {
       const ez = v.geomXmat[9 * g + 8] * half;
       capsules.push({ ax: cx - ex, az: cz - ez, bx: cx + ex, bz: cz + ez, r: size[3 * g], body: body[g] });
     }
-    return { x: v.qpos[0], capsules };
+    return { x: v.qpos[0], time: this.buf.episodeStep[i] * this.dt, capsules };
   }
 
   private check(i: number): void {

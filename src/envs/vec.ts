@@ -196,6 +196,8 @@ export class VecEnv {
     if (this.closed) return;
     this.closed = true;
     if (this.workers.length > 0) {
+      // workers are unref'd while idle; hold the loop open until they have exited
+      for (const w of this.workers) w.worker.ref();
       Atomics.store(this.ctrl, C_CMD, CMD_CLOSE);
       Atomics.add(this.ctrl, C_GEN, 1);
       Atomics.notify(this.ctrl, C_GEN);
