@@ -278,6 +278,20 @@ describe('paretoFront', () => {
     }
   }
 
+  it('3-D sweep on 3000 points on a plane plus copies and dominated points', () => {
+    const rand = mulberry32(77);
+    const plane = Array.from({ length: 3000 }, () => {
+      const a = Math.round(rand() * 40) / 40;
+      const b = Math.round(rand() * (1 - a) * 40) / 40;
+      return [a, b, 1 - a - b];
+    });
+    const pts = [...plane, ...plane.slice(0, 200).map((p) => p.map((v) => v - 0.01)), ...plane.slice(0, 100)];
+    for (const sense of ['max', 'min'] as const) {
+      const f = paretoFront(pts, { sense });
+      expect(f.indices).toEqual(bruteFront(pts, [sense, sense, sense]));
+    }
+  });
+
   it('keeps one of several equal points (the first), drops weakly dominated ones', () => {
     const f = paretoFront([[0, 0], [1, 2], [2, 1], [1, 2], [1, 1], [2, 1], [2, 0.5]]);
     expect(f.indices).toEqual([1, 2]);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Pareto dominance and the non-dominated subset.
+import { RankSet } from './rankset.js';
 import { sortByKey } from './sort.js';
 import { checkPoints, senseSigns, type Points, type SenseOption } from './validate.js';
 
@@ -33,8 +34,8 @@ export function dominates(a: ArrayLike<number>, b: ArrayLike<number>, opts: Pare
 
 /**
  * The non-dominated subset of `points`. Points equal on every objective are kept once (the first).
- * 2-D: O(n log n) sweep; d >= 3: lexicographic sort then a scan against the front found so far,
- * O(n log n + n * |front| * d).
+ * 2-D and 3-D: O(n log n) sweeps; d >= 4: lexicographic sort then a scan against the front found so
+ * far, O(n log n + n * |front| * d).
  */
 export function paretoFront(points: Points, opts: ParetoOptions = {}): ParetoFront {
   const d = checkPoints(points);
@@ -42,8 +43,7 @@ export function paretoFront(points: Points, opts: ParetoOptions = {}): ParetoFro
   const n = points.length;
   const keep: number[] = [];
   if (d === 2) {
-    // Sort by x descending, ties by y descending, then by index (a composite key is not needed:
-    // equal x are regrouped below).
+    // Sort by x descending; points with equal x are grouped below, so ties need no secondary key.
     const keys = new Float64Array(n);
     const idx = new Int32Array(n);
     for (let i = 0; i < n; i++) {
@@ -73,17 +73,10 @@ export function paretoFront(points: Points, opts: ParetoOptions = {}): ParetoFro
       }
       j = g;
     }
+  } else if (d === 3) {
+    for (const i of front3d(points, s)) keep.push(i);
   } else {
-    const order = Array.from({ length: n }, (_, i) => i);
-    order.sort((a, b) => {
-      const p = points[a];
-      const q = points[b];
-      for (let k = 0; k < d; k++) {
-        const diff = s[k] * (q[k] - p[k]);
-        if (diff !== 0) return diff;
-      }
-      return a - b;
-    });
+    const order = lexOrder(points, s, d);
     // Anything that weakly dominates p sorts before p, so the front only grows.
     const front: number[] = [];
     for (const i of order) {
@@ -109,4 +102,70 @@ export function paretoFront(points: Points, opts: ParetoOptions = {}): ParetoFro
   }
   keep.sort((a, b) => a - b);
   return { indices: keep, points: keep.map((i) => points[i]) };
+}
+
+/** Indices sorted lexicographically best-first (ties by index): a weak dominator always comes first. */
+function lexOrder(points: Points, s: Float64Array, d: number): number[] {
+  const order = Array.from({ length: points.length }, (_, i) => i);
+  order.sort((a, b) => {
+    const p = points[a];
+    const q = points[b];
+    for (let k = 0; k < d; k++) {
+      const diff = s[k] * (q[k] - p[k]);
+      if (diff !== 0) return diff;
+    }
+    return a - b;
+  });
+  return order;
+}
+
+/**
+ * 3-D: visit points best-first in (z, x, y); p is weakly dominated iff some earlier point is at least as
+ * good in x and y, which a 2-D staircase of the earlier points answers in O(log n).
+ */
+function front3d(points: Points, s: Float64Array): number[] {
+  const n = points.length;
+  const order = lexOrder(
+    points.map((p) => [s[2] * p[2], s[0] * p[0], s[1] * p[1]]),
+    new Float64Array([1, 1, 1]),
+    3,
+  );
+  // Ranks by x (ascending) so the staircase is an ordered set of ranks.
+  const keys = new Float64Array(n);
+  const byX = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    keys[i] = s[0] * points[i][0];
+    byX[i] = i;
+  }
+  sortByKey(keys, byX);
+  const rank = new Int32Array(n);
+  const rx = new Float64Array(n);
+  const ry = new Float64Array(n);
+  for (let r = 0; r < n; r++) {
+    rank[byX[r]] = r;
+    rx[r] = keys[r];
+    ry[r] = s[1] * points[byX[r]][1];
+  }
+  const set = new RankSet(n);
+  const out: number[] = [];
+  for (const i of order) {
+    const r = rank[i];
+    const a = rx[r];
+    const b = ry[r];
+    const pr = set.prev(r);
+    const sc = set.next(r);
+    const cand = pr >= 0 && rx[pr] === a ? pr : sc;
+    if (cand >= 0 && ry[cand] >= b) continue;
+    out.push(i);
+    // Keep the staircase minimal: drop earlier points that (a, b) covers in x and y.
+    if (sc >= 0 && rx[sc] === a) set.delete(sc);
+    let q = pr;
+    while (q >= 0 && ry[q] <= b) {
+      const p2 = set.prev(q);
+      set.delete(q);
+      q = p2;
+    }
+    set.add(r);
+  }
+  return out;
 }

@@ -101,17 +101,47 @@ export function hypervolumeOfLengths(flat: Float64Array, m: number, d: number): 
 }
 
 function hv2d(flat: Float64Array, m: number): number {
+  // Pre-filter in O(m) before sorting: bucket the points by x (a monotone map), and drop every point
+  // whose y does not exceed the best y found in a bucket strictly to its right; such a point's box lies
+  // inside another's, so the result is exact. Random sets keep ~|front| points; the sort then handles
+  // whatever is left (all of it in the worst case, still O(m log m)).
+  let xmin = Infinity;
+  let xmax = -Infinity;
+  for (let i = 0; i < m; i++) {
+    const x = flat[2 * i];
+    if (x < xmin) xmin = x;
+    if (x > xmax) xmax = x;
+  }
+  const nb = Math.min(m, 1 << 20);
+  const scale = xmax > xmin ? (nb - 1) / (xmax - xmin) : 0;
+  const bucketTop = new Float64Array(nb + 1).fill(-Infinity);
+  for (let i = 0; i < m; i++) {
+    const b = Math.floor((flat[2 * i] - xmin) * scale);
+    const y = flat[2 * i + 1];
+    if (y > bucketTop[b]) bucketTop[b] = y;
+  }
+  // bucketTop[b] becomes the best y in buckets > b.
+  let run = -Infinity;
+  for (let b = nb; b >= 0; b--) {
+    const here = bucketTop[b];
+    bucketTop[b] = run;
+    if (here > run) run = here;
+  }
+  let c = 0;
   const keys = new Float64Array(m);
   const idx = new Int32Array(m);
   for (let i = 0; i < m; i++) {
-    keys[i] = -flat[2 * i];
-    idx[i] = i;
+    const x = flat[2 * i];
+    if (flat[2 * i + 1] > bucketTop[Math.floor((x - xmin) * scale)]) {
+      keys[c] = -x;
+      idx[c++] = i;
+    }
   }
-  sortByKey(keys, idx);
+  sortByKey(keys, idx, 0, c);
   // x descending: each point adds x * (the part of its height not yet covered).
   let area = 0;
   let top = 0;
-  for (let j = 0; j < m; j++) {
+  for (let j = 0; j < c; j++) {
     const y = flat[2 * idx[j] + 1];
     if (y > top) {
       area += -keys[j] * (y - top);
