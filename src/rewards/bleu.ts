@@ -66,41 +66,37 @@ function preprocess(sent: string, o: Required<Pick<BleuOptions, 'tokenize' | 'lo
   return o.tokenize === '13a' ? tokenize13a(pyRstrip(s)) : pyRstrip(s);
 }
 
-/** n-gram counts for orders 1..maxN; keys are the tokens joined by '\u0001' with the order implied by the count of separators. */
-function ngramCounts(tokens: string[], maxN: number): Map<string, number> {
-  const m = new Map<string, number>();
+/** n-gram counts per order (index n - 1); keys are tokens joined by ' ' (tokens never contain whitespace). */
+function ngramCounts(tokens: string[], maxN: number): Array<Map<string, number>> {
+  const out: Array<Map<string, number>> = [];
   for (let n = 1; n <= maxN; n++) {
+    const m = new Map<string, number>();
     for (let i = 0; i + n <= tokens.length; i++) {
       let k = tokens[i];
-      for (let j = 1; j < n; j++) k += '\u0001' + tokens[i + j];
+      for (let j = 1; j < n; j++) k += ' ' + tokens[i + j];
       m.set(k, (m.get(k) ?? 0) + 1);
     }
+    out.push(m);
   }
-  return m;
-}
-
-function ngramOrder(key: string): number {
-  let n = 1;
-  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) === 1) n++;
-  return n;
+  return out;
 }
 
 interface RefInfo {
-  ngrams: Map<string, number>;
+  ngrams: Array<Map<string, number>>;
   lens: number[];
 }
 
 function refInfo(refs: string[], maxN: number): RefInfo {
-  let ngrams: Map<string, number> | null = null;
+  let ngrams: Array<Map<string, number>> | null = null;
   const lens: number[] = [];
   for (const r of refs) {
     const toks = pySplit(r);
     lens.push(toks.length);
     const c = ngramCounts(toks, maxN);
     if (ngrams === null) ngrams = c;
-    else for (const [k, v] of c) if (v > (ngrams.get(k) ?? 0)) ngrams.set(k, v);
+    else for (let n = 0; n < maxN; n++) for (const [k, v] of c[n]) if (v > (ngrams[n].get(k) ?? 0)) ngrams[n].set(k, v);
   }
-  return { ngrams: ngrams ?? new Map(), lens };
+  return { ngrams: ngrams ?? Array.from({ length: maxN }, () => new Map()), lens };
 }
 
 function closestRefLen(hypLen: number, lens: number[]): number {
@@ -123,10 +119,12 @@ function segmentStats(hyp: string, ref: RefInfo, maxN: number): number[] {
   const stats = new Array<number>(2 + 2 * maxN).fill(0);
   stats[0] = toks.length;
   stats[1] = closestRefLen(toks.length, ref.lens);
-  for (const [k, c] of hypNgrams) {
-    const n = ngramOrder(k);
-    const r = ref.ngrams.get(k);
-    if (r !== undefined) stats[1 + n] += Math.min(c, r);
+  for (let n = 1; n <= maxN; n++) {
+    const refN = ref.ngrams[n - 1];
+    for (const [k, c] of hypNgrams[n - 1]) {
+      const r = refN.get(k);
+      if (r !== undefined) stats[1 + n] += Math.min(c, r);
+    }
   }
   for (let n = 1; n <= maxN; n++) stats[1 + maxN + n] = Math.max(0, toks.length - n + 1);
   return stats;
@@ -228,7 +226,10 @@ export function sentenceBleu(hyp: string, refs: string[], opts: BleuOptions = {}
 /** Pre-tokenizes references once, for per-sample rewards that score many hypotheses against the same references. */
 export class SentenceBleuScorer {
   private readonly o: ReturnType<typeof resolve>;
+  // Small on purpose: references repeat within a PPO/SCST batch (several samples per prompt or image),
+  // and a large cache of n-gram maps costs more in GC than it saves.
   private readonly cache = new Map<string, RefInfo>();
+  private readonly capacity = 256;
   constructor(opts: BleuOptions = {}) {
     this.o = resolve(opts, true);
   }
@@ -237,7 +238,7 @@ export class SentenceBleuScorer {
     let info = this.cache.get(key);
     if (!info) {
       info = refInfo(refs.filter((r) => r !== '').map((r) => preprocess(r, this.o)), this.o.maxNgramOrder);
-      if (this.cache.size > 10_000) this.cache.clear();
+      if (this.cache.size >= this.capacity) this.cache.delete(this.cache.keys().next().value as string);
       this.cache.set(key, info);
     }
     const maxN = this.o.maxNgramOrder;
