@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Tokenizer } from 'tokenizers';
-import { onnxReward, rewardFromConfig, loadRewardsFile, applyFormat, parseFormat, type Sample } from '../src/index.js';
+import { onnxReward, rewardFromConfig, loadRewardsFile, applyFormat, parseFormat, firstSentence, type Sample } from '../src/index.js';
 import { bagLogits, makeBagWeights, writeBagModel, type BagModel } from './helpers/onnx-model.js';
 
 const TOKENIZER = new URL('../../shared/fixtures/llama2-tokenizer/tokenizer.json', import.meta.url).pathname;
@@ -63,6 +63,11 @@ describe('ONNX reward model', () => {
     expectClose(await r1.score(samples), await expected(samples.map((s) => [s.response, null]), '0'));
     const r2 = await onnxReward({ model: modelPath, tokenizer: TOKENIZER, format: '0', input: '{response}{eos}{eos}{prompt}' });
     expectClose(await r2.score(samples), await expected(samples.map((s) => [`${s.response}</s></s>${s.prompt}`, null]), '0'));
+    // Named preset of the paper's BART detector = the same template; first-sentence response option.
+    const r3 = await onnxReward({ model: modelPath, tokenizer: TOKENIZER, format: '0', input: 'bart-faithfulness', response: 'first-sentence' });
+    const multi: Sample = { prompt: 'Post text.', response: 'First one here. Second sentence! Third?' };
+    expect(firstSentence(multi.response)).toBe('First one here.');
+    expectClose(await r3.score([multi]), await expected([['First one here.</s></s>Post text.', null]], '0'));
     // The template really inserts the tokenizer's eos id (2) twice.
     const enc = await r2.encode([samples[0]]);
     expect(enc.ids[0].filter((x) => x === 2).length).toBe(2);

@@ -40,7 +40,7 @@ const leaf = {
   readability: z.strictObject({ type: z.literal('readability'), ...batching, field, metric: z.enum(READABILITY_METRICS).optional() }),
   toxicity: z.strictObject({ type: z.literal('toxicity'), ...batching, field, words: z.array(z.string()).optional() }),
   length: z.strictObject({ type: z.literal('length'), ...batching, field, target: z.number().positive(), unit: z.enum(['words', 'chars']).optional(), shape: z.enum(['linear', 'gaussian']).optional(), width: z.number().positive().optional() }),
-  onnx: z.strictObject({ type: z.literal('onnx'), ...batching, model: z.string().min(1), tokenizer: z.string().optional(), format: z.union([z.string(), z.number()]).optional(), input: z.string().optional(), max_length: z.number().int().positive().optional(), output: z.string().optional(), pad_id: z.number().int().nonnegative().optional(), threads: z.number().int().positive().optional(), special_tokens: z.strictObject({ sep: z.string().optional(), bos: z.string().optional(), eos: z.string().optional() }).optional() }),
+  onnx: z.strictObject({ type: z.literal('onnx'), ...batching, model: z.string().min(1), tokenizer: z.string().optional(), format: z.union([z.string(), z.number()]).optional(), input: z.string().optional(), response: z.enum(['full', 'first-sentence']).optional(), max_length: z.number().int().positive().optional(), output: z.string().optional(), pad_id: z.number().int().nonnegative().optional(), threads: z.number().int().positive().optional(), special_tokens: z.strictObject({ sep: z.string().optional(), bos: z.string().optional(), eos: z.string().optional() }).optional() }),
   http: z.strictObject({ type: z.literal('http'), ...batching, url: z.string().url(), timeout_ms: z.number().positive().optional(), retries: z.number().int().nonnegative().optional(), backoff_ms: z.number().nonnegative().optional(), max_backoff_ms: z.number().nonnegative().optional(), headers: z.record(z.string(), z.string()).optional() }),
   locomotion: z.strictObject({ type: z.literal('locomotion'), ...batching, alpha: z.number().nonnegative(), forward_weight: z.number().optional(), healthy_reward: z.number().optional(), always_healthy: z.boolean().optional() }),
 };
@@ -136,7 +136,7 @@ export async function rewardFromConfig(cfg: unknown, ctx: RewardConfigContext = 
     case 'length':
       return lengthReward({ ...b(c), field: c.field, target: c.target, unit: c.unit, shape: c.shape, width: c.width });
     case 'onnx':
-      return onnxReward({ ...b(c), model: abs(c.model, ctx.baseDir) as string, tokenizer: abs(c.tokenizer, ctx.baseDir), format: c.format, input: c.input, maxLength: c.max_length, output: c.output, padId: c.pad_id, threads: c.threads, specialTokens: c.special_tokens });
+      return onnxReward({ ...b(c), model: abs(c.model, ctx.baseDir) as string, tokenizer: abs(c.tokenizer, ctx.baseDir), format: c.format, input: c.input, response: c.response, maxLength: c.max_length, output: c.output, padId: c.pad_id, threads: c.threads, specialTokens: c.special_tokens });
     case 'http':
       return httpReward({ ...b(c), url: c.url, timeoutMs: c.timeout_ms, retries: c.retries, backoffMs: c.backoff_ms, maxBackoffMs: c.max_backoff_ms, headers: c.headers });
     case 'locomotion':

@@ -2,10 +2,19 @@
 // Reward adapters: one Reward interface; caption/summary metrics with the reference tools' numbers;
 // lexicon text rewards; ONNX and HTTP reward models; MORL scalarisation and other combinators;
 // locomotion control rewards; YAML declarations. Design notes: docs/rewards.md.
-export * from './types.js';
+export {
+  BatchedReward,
+  FnReward,
+  checkFinite,
+  requireReferences,
+  type BatchingOptions,
+  type Reward,
+  type Sample,
+  type ScoreOptions,
+} from './types.js';
 export { porterStem } from './porter.js';
 export * from './bleu.js';
-export * from './rouge.js';
+export { rouge, rougeMulti, rougeTokenize, type RougeOptions, type RougeScore, type RougeType } from './rouge.js';
 export * from './coco.js';
 export { WordNet, defaultWordNet } from './wordnet.js';
 export * from './meteor.js';

@@ -46,6 +46,22 @@ export function applyFormat(f: ScoreFormat, logits: ArrayLike<number>): number {
  */
 export type InputFormat = 'pair' | 'response' | string;
 
+/** Input formats of the paper's reward models (alexrame/rewardedsoups llama/tasks/*.py), by name. */
+export const INPUT_PRESETS: Readonly<Record<string, string>> = {
+  /** OpenAssistant DeBERTa RMs: question + sep + answer. */
+  openassistant: 'pair',
+  /** BART faithfulness detector: response + eos + eos + post. */
+  'bart-faithfulness': '{response}{eos}{eos}{prompt}',
+  /** GPT-2 RM: response + " " + bos + " " + post. */
+  'gpt2-rm': '{response} {bos} {prompt}',
+};
+
+/** The first sentence of a text (up to the first . ! or ? followed by a space or the end), trimmed. */
+export function firstSentence(text: string): string {
+  const m = /^\s*([\s\S]*?[.!?])(\s|$)/.exec(text);
+  return (m ? m[1] : text).trim();
+}
+
 export interface OnnxRewardOptions extends BatchingOptions {
   name?: string;
   /** Path to model.onnx (or a folder holding model.onnx and tokenizer.json). */
@@ -54,6 +70,8 @@ export interface OnnxRewardOptions extends BatchingOptions {
   tokenizer?: string;
   format?: string | number;
   input?: InputFormat;
+  /** 'first-sentence' keeps only the first sentence of the response (the paper's summary task). */
+  response?: 'full' | 'first-sentence';
   /** Special tokens for templates (defaults: the tokenizer's [SEP]/</s>, <s>/[CLS], </s>). */
   specialTokens?: { sep?: string; bos?: string; eos?: string };
   maxLength?: number;
@@ -139,12 +157,14 @@ export class OnnxReward extends BatchedReward {
 
   /** The text(s) handed to the tokenizer for one sample. */
   formatInput(s: Sample): [string, string | null] {
-    const input = this.o.input ?? 'pair';
-    if (input === 'pair') return [s.prompt, s.response];
-    if (input === 'response') return [s.response, null];
+    const raw = this.o.input ?? 'pair';
+    const input = INPUT_PRESETS[raw] ?? raw;
+    const response = this.o.response === 'first-sentence' ? firstSentence(s.response) : s.response;
+    if (input === 'pair') return [s.prompt, response];
+    if (input === 'response') return [response, null];
     const text = input
       .replaceAll('{prompt}', s.prompt)
-      .replaceAll('{response}', s.response)
+      .replaceAll('{response}', response)
       .replaceAll('{sep}', this.special.sep)
       .replaceAll('{bos}', this.special.bos)
       .replaceAll('{eos}', this.special.eos);
