@@ -10,7 +10,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // libtorch-dev: the torch addon; libopenblas0-pthread: without it Debian's torch uses reference BLAS
 // (~20x slower matmul); python3-torch: same-run baselines and float64 references in tests/benches;
 // fortunes: the demo's offline text corpus; tmpfs/mount (util-linux) is part of the base system.
-export const APT_PACKAGES = ['libtorch-dev', 'libopenblas0-pthread', 'python3-torch', 'fortunes', 'fortunes-min', 'cmake', 'g++'];
+export const APT_PACKAGES = ['libtorch-dev', 'libopenblas0-pthread', 'python3-torch', 'fortunes', 'fortunes-min', 'cmake', 'g++', 'fonts-dejavu-core'];
 
 function missingApt() {
   const r = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Status}\n', ...APT_PACKAGES], { encoding: 'utf8' });
