@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Env throughput: env steps per second of VecEnv (HalfCheetah-v5, Hopper-v5) with 1 and 2 threads,
-// against a same-run baseline (a bare mujoco-js loop: mj_step × frame_skip per env, no env logic).
+// against a same-run baseline (a bare mujoco-js loop: mj_step × frame_skip per env, no env logic;
+// it restarts a hopper that fell, as the env does, and every env each 1000 steps).
 // Each trial runs in a fresh child process (better-sqlite3's rule); results are JSON lines on stdout
-// followed by a table. Usage: npx tsx bench/envs.ts [--seconds 2] [--envs 8,16] [--env HalfCheetah-v5]
+// followed by a table of medians over rounds (each round runs every configuration once, interleaved,
+// so a noisy neighbour hits all of them alike).
+// Usage: npx tsx bench/envs.ts [--seconds 2] [--rounds 3] [--envs 8,16] [--env HalfCheetah-v5,Hopper-v5]
 import { execSync, spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { compileMjcf, defaultModelPath, loadMujoco, VecEnv, type EnvName } from '../src/envs/index.js';
@@ -41,6 +44,8 @@ async function runTrial(t: Trial): Promise<Result> {
     const m = compileMjcf(mj, readMjcf(defaultModelPath(t.env)), t.env);
     const datas = Array.from({ length: t.numEnvs }, () => new mj.MjData(m));
     const ctrls = datas.map((d) => d.ctrl as Float64Array);
+    const qposs = datas.map((d) => d.qpos as Float64Array);
+    const hopper = t.env === 'Hopper-v5';
     const acts = actionsTable(pool * t.numEnvs * m.nu, 1);
     let steps = 0;
     const go = (limitS: number) => {
@@ -52,6 +57,8 @@ async function runTrial(t: Trial): Promise<Result> {
           for (let i = 0; i < t.numEnvs; i++) {
             for (let u = 0; u < m.nu; u++) ctrls[i][u] = acts[base + i * m.nu + u];
             for (let f = 0; f < frameSkip; f++) mj.mj_step(m, datas[i]);
+            // like the env, restart a fallen hopper (a hopper lying on the floor costs more per step)
+            if (hopper && (qposs[i][1] < 0.7 || Math.abs(qposs[i][2]) > 0.2)) mj.mj_resetData(m, datas[i]);
           }
           // keep the bare loop's bodies from drifting into unbounded states: reset now and then
           if (n % 1000 === 999) for (const d of datas) mj.mj_resetData(m, d);
@@ -94,6 +101,7 @@ async function main(): Promise<void> {
     return;
   }
   const seconds = Number(arg('seconds', '2'));
+  const rounds = Number(arg('rounds', '3'));
   const envCounts = arg('envs', '8,16').split(',').map(Number);
   const envNames = arg('env', 'HalfCheetah-v5,Hopper-v5').split(',') as EnvName[];
   let sha = 'unknown';
@@ -105,26 +113,34 @@ async function main(): Promise<void> {
   const meta = { bench: 'envs', sha, node: process.version, cpu: cpus()[0]?.model, cores: cpus().length, loadavg1: loadavg()[0] };
   process.stdout.write(JSON.stringify(meta) + '\n');
   const results: Result[] = [];
-  for (const env of envNames) {
-    for (const numEnvs of envCounts) {
-      const trials: Trial[] = [
-        { kind: 'bare', env, numEnvs, threads: 1, seconds },
-        { kind: 'vecenv', env, numEnvs, threads: 1, seconds },
-        { kind: 'vecenv', env, numEnvs, threads: 2, seconds },
-      ];
-      for (const t of trials) {
-        const p = spawnSync(process.execPath, [...process.execArgv, process.argv[1], '--child', JSON.stringify(t)], { encoding: 'utf8' });
-        if (p.status !== 0) throw new Error(`trial ${JSON.stringify(t)} failed: ${p.stderr}`);
-        const r = JSON.parse(p.stdout.trim().split('\n').pop()!) as Result;
-        results.push(r);
-        process.stdout.write(JSON.stringify(r) + '\n');
+  for (let round = 0; round < rounds; round++) {
+    for (const env of envNames) {
+      for (const numEnvs of envCounts) {
+        const trials: Trial[] = [
+          { kind: 'bare', env, numEnvs, threads: 1, seconds },
+          { kind: 'vecenv', env, numEnvs, threads: 1, seconds },
+          { kind: 'vecenv', env, numEnvs, threads: 2, seconds },
+        ];
+        for (const t of trials) {
+          const p = spawnSync(process.execPath, [...process.execArgv, process.argv[1], '--child', JSON.stringify(t)], { encoding: 'utf8' });
+          if (p.status !== 0) throw new Error(`trial ${JSON.stringify(t)} failed (exit ${p.status}): ${p.stderr}`);
+          const r = { ...(JSON.parse(p.stdout.trim().split('\n').pop()!) as Result), round };
+          results.push(r);
+          process.stdout.write(JSON.stringify(r) + '\n');
+        }
       }
     }
   }
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
   const rows = ['| env | envs | bare loop (1 thread) | VecEnv 1 thread | VecEnv 2 threads | 2 vs 1 thread | VecEnv 1 vs bare |', '|---|---|---|---|---|---|---|'];
   for (const env of envNames) {
     for (const numEnvs of envCounts) {
-      const get = (kind: string, threads: number) => results.find((r) => r.env === env && r.numEnvs === numEnvs && r.kind === kind && r.threads === threads)!;
+      const get = (kind: string, threads: number) => ({
+        envStepsPerS: median(results.filter((r) => r.env === env && r.numEnvs === numEnvs && r.kind === kind && r.threads === threads).map((r) => r.envStepsPerS)),
+      });
       const bare = get('bare', 1);
       const one = get('vecenv', 1);
       const two = get('vecenv', 2);
@@ -132,7 +148,7 @@ async function main(): Promise<void> {
       rows.push(`| ${env} | ${numEnvs} | ${f(bare.envStepsPerS)} | ${f(one.envStepsPerS)} | ${f(two.envStepsPerS)} | ${(two.envStepsPerS / one.envStepsPerS).toFixed(2)}× | ${(one.envStepsPerS / bare.envStepsPerS).toFixed(2)} |`);
     }
   }
-  process.stderr.write(`\nenv steps per second (${meta.cpu}, ${meta.cores} cores, load ${meta.loadavg1.toFixed(2)} at start, ${seconds} s per trial)\n${rows.join('\n')}\n`);
+  process.stderr.write(`\nenv steps per second, median of ${rounds} rounds (${meta.cpu}, ${meta.cores} cores, load ${meta.loadavg1.toFixed(2)} at start, ${loadavg()[0].toFixed(2)} at end, ${seconds} s per trial)\n${rows.join('\n')}\n`);
 }
 
 await main();
