@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { saveModelDir, f32ToBf16, bf16ToF32, type TensorMap } from '../src/io/index.js';
+import { saveModelDir, f32ToBf16, bf16ToF32, f16ToF32, type TensorMap } from '../src/io/index.js';
 import { CausalLM, llamaConfigToHF, type LlamaConfig } from '../src/train/llama.js';
 import { randomLlamaWeights } from '../src/train/testing.js';
 
@@ -149,6 +149,22 @@ describe('LLaMA forward vs float64 reference', () => {
     expect(base['model.embed_tokens.weight'].dtype).toBe('bfloat16');
     expect(Array.from(base['model.embed_tokens.weight'].data.subarray(0, 50))).toEqual(Array.from(bf['model.embed_tokens.weight'].data.subarray(0, 50)));
     await Promise.all([m32.dispose(), m16.dispose()]);
+    // fp16 weights: computed in fp32 (libtorch has no fp16 matmul on CPU: a clear error)
+    const h: TensorMap = {}, hr: TensorMap = {};
+    let state = 12345;
+    for (const [k, t] of Object.entries(W)) {
+      // random fp16 bit patterns in ±[2^-5, 2^-1) (exponents 10..13), sign and mantissa random
+      const u = new Uint16Array(t.data.length).map(() => {
+        state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+        return ((state >>> 31) << 15) | ((10 + ((state >>> 20) & 3)) << 10) | ((state >>> 4) & 0x3ff);
+      });
+      h[k] = { dtype: 'float16', shape: t.shape, data: u };
+      hr[k] = { dtype: 'float64', shape: t.shape, data: Float64Array.from(u, f16ToF32) };
+    }
+    const mh = await CausalLM.fromTensors(GQA, h, { dtype: 'float32' });
+    expect(maxRel(await mh.logits([toks]), refLogits(GQA, hr, toks))).toBeLessThan(1e-5);
+    await mh.dispose();
+    await expect(CausalLM.fromTensors(GQA, h, { dtype: 'float16' })).rejects.toMatchObject({ code: 'ERR_SOUP_CONFIG', message: expect.stringContaining('float16 compute') });
   });
 });
 

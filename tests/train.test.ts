@@ -112,6 +112,24 @@ describe('PPOTrainer', () => {
     await m.dispose();
   });
 
+  it("ref_model 'adapter' measures KL from the starting adapter; 'base' from the adapter-disabled model", async () => {
+    const kl0 = async (ref: 'adapter' | 'base') => {
+      const m = await model();
+      // a non-trivial starting adapter (the Alpaca case): B != 0
+      const lora = await m.getTensors('lora');
+      const r = mulberry32(8);
+      for (const t of Object.values(lora)) for (let i = 0; i < t.data.length; i++) t.data[i] = (r() * 2 - 1) * 0.5;
+      await m.setTensors('lora', lora);
+      const t = new PPOTrainer(m, { ...PPO, batch_size: 16, mini_batch_size: 16, ppo_epochs: 1, ref_model: ref }, { rewards: [freq] });
+      let kl = NaN;
+      for await (const s of t.train({ prompts: PROMPTS, steps: 1 })) kl = s.kl;
+      await m.dispose();
+      return kl;
+    };
+    expect(Math.abs(await kl0('adapter'))).toBeLessThan(1e-4);
+    expect(await kl0('base')).toBeGreaterThan(0.5);
+  });
+
   it('pre-training steps (AdamW on next-token loss) fit a repeated sequence', async () => {
     const m = await CausalLM.fromTensors(CFG, null, { seed: 4, threads: 1 });
     const seq = Int32Array.from({ length: 4 * 16 }, (_, i) => 3 + ((i * 5) % 11));

@@ -255,6 +255,7 @@ export class CausalLM {
   static async fromTensors(config: LlamaConfig, tensors: TensorMap | null, opts: Omit<LoadOptions, 'lora'> & { lora?: LoraOptions } = {}): Promise<CausalLM> {
     if (opts.device === 'cuda') throw new SoupError('ERR_SOUP_NO_CUDA', 'the training core runs on CPU in this build (libtorch without CUDA)');
     const dtype = opts.dtype ?? 'float32';
+    if (dtype === 'float16') throw new SoupError('ERR_SOUP_CONFIG', "float16 compute is not supported by libtorch on CPU: load float16 weights with dtype 'float32' or 'bfloat16'");
     const lora = opts.lora ? normalizeLora(opts.lora) : undefined;
     const h = await callNative('lmCreate', {
       config: {
