@@ -63,8 +63,8 @@ describe('HTTP reward client', () => {
   });
 
   it('slow server: the request times out, the retry succeeds', async () => {
-    handler = (n, body, _req, res) => setTimeout(() => ok(res, body.samples), n === 0 ? 1500 : 0);
-    const r = httpReward({ url, timeoutMs: 200, retries: 2, backoffMs: 10 });
+    handler = (n, body, _req, res) => setTimeout(() => ok(res, body.samples), n === 0 ? 3000 : 0);
+    const r = httpReward({ url, timeoutMs: 600, retries: 2, backoffMs: 10 });
     expect(Array.from(await r.score(batch))).toEqual(want);
     expect(requests).toBe(2);
     expect(r.attempts).toBe(2);

@@ -12,6 +12,7 @@ import {
   rougeTokenize,
   porterStem,
   cocoCaptionScores,
+  ptbLite,
   meteor,
   singleMeteor,
   SoupError,
@@ -262,6 +263,13 @@ describe('coco-caption (pycocoevalcap) semantics', () => {
     const cA = (((10 * 0.5) / 4) * Math.exp(-1 / 72)) / 2;
     close(res.perImage.A.CIDEr, cA, 1e-12);
     close(res.perImage.B.CIDEr, 10 / 4, 1e-12);
+  });
+
+  it("tokenize: 'ptb' approximates pycocoevalcap's PTBTokenizer step (lower case, punctuation dropped, clitics split)", () => {
+    expect(ptbLite("The dog's ball, isn't it?")).toBe("the dog 's ball is n't it");
+    expect(ptbLite('A man riding a horse.')).toBe('a man riding a horse');
+    const a = cocoCaptionScores({ i: 'A man riding a horse.' }, { i: ['a man riding a horse'] }, { tokenize: 'ptb' });
+    expect(a.corpus.ROUGE_L).toBe(1);
   });
 
   it('bad input: missing or extra references are named', () => {

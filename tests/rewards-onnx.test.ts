@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Tokenizer } from 'tokenizers';
-import { onnxReward, rewardFromConfig, loadRewardsFile, applyFormat, parseFormat, firstSentence, type Sample } from '../src/index.js';
+import { onnxReward, rewardFromConfig, loadRewardsFile, applyFormat, parseFormat, parseWeightedFormat, firstSentence, type Sample } from '../src/index.js';
 import { bagLogits, makeBagWeights, writeBagModel, type BagModel } from './helpers/onnx-model.js';
 
 const TOKENIZER = new URL('../../shared/fixtures/llama2-tokenizer/tokenizer.json', import.meta.url).pathname;
@@ -45,6 +45,18 @@ function expectClose(got: Float64Array, want: number[]) {
 }
 
 describe('ONNX reward model', () => {
+  it("the paper's reward_formats with weights: '0x0.4', '1-0x0.6'", () => {
+    expect(parseWeightedFormat('0x0.4')).toEqual({ format: '0', weight: 0.4 });
+    expect(parseWeightedFormat('1-0x0.6')).toEqual({ format: '1-0', weight: 0.6 });
+    expect(parseWeightedFormat('prob:2')).toEqual({ format: 'prob:2', weight: 1 });
+    expect(() => parseWeightedFormat('ax2')).toThrow(/unknown score format 'a'/);
+    // applyFormat on a known row: logits [0.5, -1, 2]
+    expect(applyFormat(parseFormat('2'), [0.5, -1, 2])).toBe(2);
+    expect(applyFormat(parseFormat('0-1'), [0.5, -1, 2])).toBe(1.5);
+    const z = Math.exp(0.5) + Math.exp(-1) + Math.exp(2);
+    expect(applyFormat(parseFormat('prob:0'), [0.5, -1, 2])).toBeCloseTo(Math.exp(0.5) / z, 15);
+  });
+
   it('the tokenizer is the real LLaMA-2 one (known ids)', async () => {
     expect((await tok.encode('Hello world')).getIds()).toEqual([1, 15043, 3186]);
   });

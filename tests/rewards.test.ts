@@ -5,6 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Command } from 'commander';
+import { register as registerRewards } from '../src/cli/commands/rewards.js';
 import {
   afinnReward,
   bleuReward,
@@ -215,7 +217,7 @@ describe('YAML configs and the CLI', () => {
     await expect(rewardFromConfig({ type: 'weighted', weights: [1], rewards: [{ type: 'nope' }] })).rejects.toThrow(/reward\.rewards\[0\]\.type: unknown reward type "nope"/);
   });
 
-  it('rsoup rewards score CONFIG --input samples.jsonl', () => {
+  it('rsoup rewards score CONFIG --input samples.jsonl', async () => {
     const cfg = join(tmp, 'r.yml');
     const inp = join(tmp, 's.jsonl');
     writeFileSync(cfg, 'rewards:\n  - type: vader\n  - type: bleu\n  - type: weighted\n    name: mix\n    weights: [1, 3]\n    rewards: [{type: vader}, {type: length, target: 4}]\n');
@@ -230,13 +232,19 @@ describe('YAML configs and the CLI', () => {
     expect(rows[0].scores.bleu).toBeCloseTo(sentenceBleu('I love this great movie', ['I love the movie']).score / 100, 14);
     expect(rows[0].scores.mix).toBeCloseTo((v0 + 3 * (-1 / 4)) / 4, 14);
     expect(r.stderr).toMatch(/vader: mean/);
+    // Error paths in process (the end-to-end spawn above covers main.ts; exit code 1 = runtime error there).
     writeFileSync(join(tmp, 'bad.yml'), 'rewards:\n  - type: sentiment\n');
-    const bad = run(join(tmp, 'bad.yml'), '--input', inp);
-    expect(bad.status).toBe(1);
-    expect(bad.stderr).toMatch(/\[ERR_SOUP_CONFIG\].*bad\.yml: rewards\[0\]\.type: unknown reward type "sentiment" \(valid types: /);
+    const cli = async (...args: string[]) => {
+      const program = new Command('rsoup').exitOverride();
+      registerRewards(program);
+      await program.parseAsync(['node', 'rsoup', 'rewards', 'score', ...args]);
+    };
+    await expect(cli(join(tmp, 'bad.yml'), '--input', inp)).rejects.toMatchObject({
+      code: 'ERR_SOUP_CONFIG',
+      message: expect.stringMatching(/bad\.yml: rewards\[0\]\.type: unknown reward type "sentiment" \(valid types: /),
+    });
     writeFileSync(join(tmp, 'broken.jsonl'), '{"response": "ok"}\nnot json\n');
-    const broken = run(cfg, '--input', join(tmp, 'broken.jsonl'));
-    expect(broken.status).toBe(1);
-    expect(broken.stderr).toMatch(/broken\.jsonl:2: not valid JSON/);
+    await expect(cli(cfg, '--input', join(tmp, 'broken.jsonl'))).rejects.toThrow(/broken\.jsonl:2: not valid JSON/);
+    await expect(cli(cfg, '--input', join(tmp, 'missing.jsonl'))).rejects.toThrow(/cannot read .*missing\.jsonl/);
   });
 });

@@ -22,6 +22,18 @@ export function parseFormat(f: string | number): ScoreFormat {
   throw new SoupError('ERR_SOUP_INVALID_ARG', `unknown score format '${s}' (expected "k", "a-b" or "prob:k", e.g. "0", "1-0", "prob:1")`);
 }
 
+/**
+ * One entry of the paper's `--reward_formats`: a format with an optional "xC" weight suffix,
+ * e.g. "1-0x0.6" -> format 1-0, weight 0.6 ("0" -> weight 1).
+ */
+export function parseWeightedFormat(spec: string): { format: string; weight: number } {
+  const m = /^(.*?)(?:x([0-9]*\.?[0-9]+(?:e-?[0-9]+)?))?$/.exec(String(spec).trim());
+  const format = m ? m[1] : String(spec);
+  parseFormat(format);
+  const weight = m && m[2] !== undefined ? Number(m[2]) : 1;
+  return { format, weight };
+}
+
 function maxClass(f: ScoreFormat): number {
   return f.kind === 'diff' ? Math.max(f.a, f.b) : f.k;
 }
