@@ -115,6 +115,18 @@ describe('sacreBLEU semantics', () => {
     close(sentenceBleu('THE CAT', ['the cat'], { lowercase: true }).score, 100);
   });
 
+  it('references with a huge vocabulary (string n-gram keys) give the same statistics', () => {
+    // 10 000 distinct tokens: V^4 exceeds 2^53, so n-grams are keyed by strings instead of numbers.
+    const ref = Array.from({ length: 10_000 }, (_, i) => `t${i}`);
+    const half = sentenceBleu(ref.slice(0, 5000).join(' '), [ref.join(' ')], { tokenize: 'none' });
+    expect(half.counts).toEqual([5000, 4999, 4998, 4997]);
+    expect(half.totals).toEqual([5000, 4999, 4998, 4997]);
+    close(half.score, 100 * Math.exp(1 - 10_000 / 5000), 1e-9); // all precisions 100%, BP = e^-1
+    // Repeated n-grams are clipped by the max count over references.
+    const rep = sentenceBleu('x x x x', ['x y', 'x x y'], { tokenize: 'none' });
+    expect(rep.counts).toEqual([2, 1, 0, 0]); // x: min(4, max(1, 2)); "x x": min(3, 1)
+  });
+
   it('rejects bad input with named fields', () => {
     expect(() => corpusBleu(['a'], [['a', 'b']])).toThrow(/reference stream 0 has 2 sentences but there are 1 hypotheses/);
     expect(() => sentenceBleu('a', [])).toThrow(/refs must be a non-empty array/);

@@ -66,37 +66,54 @@ function preprocess(sent: string, o: Required<Pick<BleuOptions, 'tokenize' | 'lo
   return o.tokenize === '13a' ? tokenize13a(pyRstrip(s)) : pyRstrip(s);
 }
 
-/** n-gram counts per order (index n - 1); keys are tokens joined by ' ' (tokens never contain whitespace). */
-function ngramCounts(tokens: string[], maxN: number): Array<Map<string, number>> {
-  const out: Array<Map<string, number>> = [];
-  for (let n = 1; n <= maxN; n++) {
-    const m = new Map<string, number>();
-    for (let i = 0; i + n <= tokens.length; i++) {
-      let k = tokens[i];
-      for (let j = 1; j < n; j++) k += ' ' + tokens[i + j];
-      m.set(k, (m.get(k) ?? 0) + 1);
-    }
-    out.push(m);
+// N-grams are keyed by the ids of their tokens in the references' vocabulary (V distinct tokens):
+// key = Σ id_j · V^j, exact in a double while V^maxN < 2^53; beyond that, ids joined as a string.
+// Hypothesis n-grams with a token absent from every reference can never match and are skipped.
+type Key = number | string;
+
+function keyOf(ids: Int32Array, i: number, n: number, V: number, numeric: boolean): Key {
+  if (numeric) {
+    let k = 0;
+    for (let j = n - 1; j >= 0; j--) k = k * V + ids[i + j];
+    return k;
   }
-  return out;
+  let k = String(ids[i]);
+  for (let j = 1; j < n; j++) k += ',' + ids[i + j];
+  return k;
 }
 
 interface RefInfo {
-  ngrams: Array<Map<string, number>>;
+  vocab: Map<string, number>;
+  numeric: boolean;
+  /** Max count over references per n-gram, one map per order. */
+  ngrams: Array<Map<Key, number>>;
   lens: number[];
 }
 
 function refInfo(refs: string[], maxN: number): RefInfo {
-  let ngrams: Array<Map<string, number>> | null = null;
+  const toks = refs.map(pySplit);
+  const vocab = new Map<string, number>();
+  for (const t of toks) for (const w of t) if (!vocab.has(w)) vocab.set(w, vocab.size);
+  const V = vocab.size + 1;
+  const numeric = Math.pow(V, maxN) < Number.MAX_SAFE_INTEGER;
+  const ngrams = Array.from({ length: maxN }, () => new Map<Key, number>());
   const lens: number[] = [];
-  for (const r of refs) {
-    const toks = pySplit(r);
-    lens.push(toks.length);
-    const c = ngramCounts(toks, maxN);
-    if (ngrams === null) ngrams = c;
-    else for (let n = 0; n < maxN; n++) for (const [k, v] of c[n]) if (v > (ngrams[n].get(k) ?? 0)) ngrams[n].set(k, v);
+  const local = new Map<Key, number>(); // reused: fewer short-lived maps, less GC
+  for (const t of toks) {
+    lens.push(t.length);
+    const ids = Int32Array.from(t, (w) => vocab.get(w) as number);
+    for (let n = 1; n <= maxN; n++) {
+      const m = ngrams[n - 1];
+      const target = toks.length === 1 ? m : local;
+      target.clear();
+      for (let i = 0; i + n <= ids.length; i++) {
+        const k = keyOf(ids, i, n, V, numeric);
+        target.set(k, (target.get(k) ?? 0) + 1);
+      }
+      if (target === local) for (const [k, c] of local) if (c > (m.get(k) ?? 0)) m.set(k, c);
+    }
   }
-  return { ngrams: ngrams ?? Array.from({ length: maxN }, () => new Map()), lens };
+  return { vocab, numeric, ngrams, lens };
 }
 
 function closestRefLen(hypLen: number, lens: number[]): number {
@@ -115,18 +132,27 @@ function closestRefLen(hypLen: number, lens: number[]): number {
 /** Per-segment sufficient statistics: [sysLen, refLen, correct_1..N, total_1..N]. */
 function segmentStats(hyp: string, ref: RefInfo, maxN: number): number[] {
   const toks = pySplit(hyp);
-  const hypNgrams = ngramCounts(toks, maxN);
+  const V = ref.vocab.size + 1;
+  const ids = Int32Array.from(toks, (w) => ref.vocab.get(w) ?? -1);
   const stats = new Array<number>(2 + 2 * maxN).fill(0);
   stats[0] = toks.length;
   stats[1] = closestRefLen(toks.length, ref.lens);
+  const counts = new Map<Key, number>();
   for (let n = 1; n <= maxN; n++) {
+    counts.clear();
     const refN = ref.ngrams[n - 1];
-    for (const [k, c] of hypNgrams[n - 1]) {
-      const r = refN.get(k);
-      if (r !== undefined) stats[1 + n] += Math.min(c, r);
+    let run = 0; // length of the current run of in-vocabulary tokens ending at i
+    for (let i = 0; i < ids.length; i++) {
+      run = ids[i] < 0 ? 0 : run + 1;
+      if (run < n) continue;
+      const k = keyOf(ids, i - n + 1, n, V, ref.numeric);
+      if (refN.has(k)) counts.set(k, (counts.get(k) ?? 0) + 1);
     }
+    let correct = 0;
+    for (const [k, c] of counts) correct += Math.min(c, refN.get(k) as number);
+    stats[1 + n] = correct;
+    stats[1 + maxN + n] = Math.max(0, toks.length - n + 1);
   }
-  for (let n = 1; n <= maxN; n++) stats[1 + maxN + n] = Math.max(0, toks.length - n + 1);
   return stats;
 }
 
