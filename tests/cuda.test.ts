@@ -18,6 +18,7 @@ const available = cudaAvailable();
 const noGpuReason = available ? '' : status.reason;
 const nvcc = ['/usr/local/cuda/bin/nvcc', '/usr/local/cuda-13.0/bin/nvcc', '/usr/local/bin/nvcc'].find((p) => existsSync(p));
 const testBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'tests', 'soup_cuda_tests');
+const torchCheckBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'tests', 'soup_torch_cuda_check');
 
 type Raw = Record<string, (b: unknown) => Promise<unknown>>;
 const raw = () => torchAddon() as unknown as Raw;
@@ -74,6 +75,24 @@ describe('CUDA: build and status (any machine)', () => {
     });
     const report = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(report.cudaStatus).toBe('CUDA compiled, no device');
+  });
+
+  it.skipIf(!nvcc)('CI compiles every CUDA source for sm_80 and sm_90 (machine code) plus compute_90 PTX', () => {
+    const ninja = readFileSync(join(packageRoot, 'build-torch', 'build.ninja'), 'utf8');
+    expect(ninja).toContain('native/cuda/interpolate.cu');
+    expect(ninja).toContain('generate-code=arch=compute_80,code=[sm_80]');
+    expect(ninja).toContain('generate-code=arch=compute_90,code=[compute_90,sm_90]');
+    // Built, not only configured: the static library and the C ABI exist next to the addon.
+    expect(existsSync(join(packageRoot, 'build-torch', 'native', 'cuda', 'libsoup_cuda.a'))).toBe(true);
+    expect(existsSync(join(packageRoot, 'build-torch', 'Release', 'libsoup_cuda_capi.so'))).toBe(true); // cmake-js puts shared libraries in Release/
+  });
+
+  it.skipIf(!existsSync(torchCheckBinary))('the libtorch-linked check loads alongside libtorch (SKIP without a GPU)', () => {
+    const r = spawnSync(torchCheckBinary, [], { encoding: 'utf8', timeout: 300_000 });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const last = r.stdout.trim().split('\n').pop()!;
+    if (available) expect(last).toMatch(/^[1-9]\d* passed, 0 failed$/);
+    else expect(last).toBe('0 passed, 0 failed, 1 skipped');
   });
 
   it.skipIf(!existsSync(testBinary))('the C++ kernel tests (native/tests) pass; their GPU cases skip with the reason here', () => {

@@ -249,6 +249,37 @@ constexpr size_t kSegBytes = sizeof(SegDesc) + kMaxSources * sizeof(uint64_t);
 
 }  // namespace
 
+namespace {
+void checkSegments(const std::vector<Segment>& segs, int n) {
+  if (n < 1 || n > kMaxSources)
+    throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: " + std::to_string(n) + " sources; the CUDA kernel takes 1.." +
+                             std::to_string(kMaxSources));
+  for (size_t s = 0; s < segs.size(); ++s) {
+    const Segment& g = segs[s];
+    if (!pick(g.inDtype, g.outDtype))
+      throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " has dtype codes " +
+                               std::to_string(g.inDtype) + "->" + std::to_string(g.outDtype) + " (0..3 expected)");
+    if (g.numel < 0) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " numel < 0");
+    if (g.numel == 0) continue;
+    if (!g.out) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " out is null");
+    for (int i = 0; i < n; ++i)
+      if (!g.srcs[i])
+        throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " source " + std::to_string(i) +
+                                 " is null");
+  }
+}
+
+Lambdas lambdasOf(const double* weights, int n) {
+  Lambdas lam{};
+  for (int i = 0; i < n; ++i) {
+    if (!(weights[i] == weights[i])) throw std::runtime_error("[ERR_SOUP_WEIGHTS] interpolate: weights[" + std::to_string(i) + "] is NaN");
+    lam.f[i] = static_cast<float>(weights[i]);  // one round-to-nearest-even, as the CPU path
+    lam.d[i] = weights[i];
+  }
+  return lam;
+}
+}  // namespace
+
 Interpolator::Interpolator(void* stream, int64_t tableCapacity) : stream_(stream) {
   requireDevice();
   cap_ = std::max<int64_t>(16, tableCapacity);
@@ -277,25 +308,8 @@ Interpolator::~Interpolator() {
 }
 
 void Interpolator::run(const std::vector<Segment>& segs, const double* weights, int n) {
-  if (n < 1 || n > kMaxSources)
-    throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: " + std::to_string(n) + " sources; the CUDA kernel takes 1.." +
-                             std::to_string(kMaxSources));
-  for (int i = 0; i < n; ++i)
-    if (!(weights[i] == weights[i]))
-      throw std::runtime_error("[ERR_SOUP_WEIGHTS] interpolate: weights[" + std::to_string(i) + "] is NaN");
-  for (size_t s = 0; s < segs.size(); ++s) {
-    const Segment& g = segs[s];
-    if (!pick(g.inDtype, g.outDtype))
-      throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " has dtype codes " +
-                               std::to_string(g.inDtype) + "->" + std::to_string(g.outDtype) + " (0..3 expected)");
-    if (g.numel < 0) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " numel < 0");
-    if (g.numel == 0) continue;
-    if (!g.out) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " out is null");
-    for (int i = 0; i < n; ++i)
-      if (!g.srcs[i])
-        throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " source " + std::to_string(i) +
-                                 " is null");
-  }
+  checkSegments(segs, n);
+  (void)lambdasOf(weights, n);  // NaN weights are an error before any launch
   // One pass per (in, out) dtype pair present, in first-seen order.
   std::vector<std::pair<int, int>> pairs;
   for (const Segment& g : segs) {
@@ -314,11 +328,7 @@ void Interpolator::run(const std::vector<Segment>& segs, const double* weights, 
 // Fills the tables from pending_ and launches, as many times as the tables' capacity requires.
 void Interpolator::flush(int n, const double* weights, int inDt, int outDt) {
   KernelFn fn = pick(inDt, outDt);
-  Lambdas lam{};
-  for (int i = 0; i < n; ++i) {
-    lam.f[i] = static_cast<float>(weights[i]);  // one round-to-nearest-even, as the CPU path
-    lam.d[i] = weights[i];
-  }
+  const Lambdas lam = lambdasOf(weights, n);
   size_t si = 0;      // next segment
   int64_t chunk = 0;  // next chunk of that segment
   while (si < pending_.size()) {
@@ -359,6 +369,83 @@ void Interpolator::flush(int n, const double* weights, int inDt, int outDt) {
                                               reinterpret_cast<const uint2*>(devTable_ + workOff), n, lam);
     SOUP_CUDA_CHECK_LAUNCH("soup_interpolate_multi_cuda");
     ++launches_;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Plan: tables uploaded once, launches only
+
+Plan::Plan(const std::vector<Segment>& segs, int n) : n_(n) {
+  requireDevice();
+  checkSegments(segs, n);
+  std::vector<std::pair<int, int>> pairs;
+  for (const Segment& g : segs) {
+    auto p = std::make_pair(g.inDtype, g.outDtype);
+    if (g.numel > 0 && std::find(pairs.begin(), pairs.end(), p) == pairs.end()) pairs.push_back(p);
+  }
+  std::vector<char> host;
+  auto reserve = [&](size_t bytes) {
+    const size_t off = (host.size() + 255) / 256 * 256;
+    host.resize(off + bytes);
+    return off;
+  };
+  for (auto [inDt, outDt] : pairs) {
+    std::vector<const Segment*> mine;
+    int64_t nwork = 0;
+    for (const Segment& g : segs)
+      if (g.numel > 0 && g.inDtype == inDt && g.outDtype == outDt) {
+        mine.push_back(&g);
+        nwork += (g.numel + kChunk - 1) / kChunk;
+      }
+    if (nwork > int64_t(0x7fffffff)) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: more than 2^31 chunks in one plan");
+    Group gr{inDt, outDt, nwork, 0, 0, 0};
+    gr.segOff = reserve(mine.size() * sizeof(SegDesc));
+    gr.srcOff = reserve(mine.size() * n * sizeof(uint64_t));
+    gr.workOff = reserve(size_t(nwork) * sizeof(uint2));
+    int64_t w = 0;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const Segment& g = *mine[k];
+      bool aligned = reinterpret_cast<uintptr_t>(g.out) % 16 == 0;
+      for (int i = 0; i < n; ++i) aligned = aligned && reinterpret_cast<uintptr_t>(g.srcs[i]) % 16 == 0;
+      SegDesc d{reinterpret_cast<uint64_t>(g.out), g.numel, uint32_t(k * n), aligned ? 1u : 0u, 0};
+      std::memcpy(host.data() + gr.segOff + k * sizeof(SegDesc), &d, sizeof d);
+      for (int i = 0; i < n; ++i) {
+        const uint64_t p = reinterpret_cast<uint64_t>(g.srcs[i]);
+        std::memcpy(host.data() + gr.srcOff + (k * n + i) * sizeof(uint64_t), &p, sizeof p);
+      }
+      for (int64_t c = 0; c < (g.numel + kChunk - 1) / kChunk; ++c) {
+        const uint2 wk = make_uint2(uint32_t(k), uint32_t(c));
+        std::memcpy(host.data() + gr.workOff + size_t(w++) * sizeof(uint2), &wk, sizeof wk);
+      }
+    }
+    groups_.push_back(gr);
+  }
+  if (!host.empty()) {
+    SOUP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&dev_), host.size()));
+    const cudaError_t e = cudaMemcpy(dev_, host.data(), host.size(), cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) {
+      cudaFree(dev_);
+      dev_ = nullptr;
+      throwCuda(e, "cudaMemcpy(plan tables)", __FILE__, __LINE__);
+    }
+  }
+}
+
+Plan::~Plan() {
+  if (dev_) {
+    cudaDeviceSynchronize();  // a launch still in flight may read the tables
+    cudaFree(dev_);
+  }
+}
+
+void Plan::run(const double* weights, void* stream) {
+  const Lambdas lam = lambdasOf(weights, n_);
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  for (const Group& g : groups_) {
+    pick(g.inDtype, g.outDtype)<<<unsigned(g.nwork), kThreads, 0, st>>>(
+        reinterpret_cast<const SegDesc*>(dev_ + g.segOff), reinterpret_cast<const uint64_t*>(dev_ + g.srcOff),
+        reinterpret_cast<const uint2*>(dev_ + g.workOff), n_, lam);
+    SOUP_CUDA_CHECK_LAUNCH("soup_interpolate_multi_cuda");
   }
 }
 

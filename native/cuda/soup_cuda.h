@@ -73,6 +73,31 @@ class Interpolator {
   std::vector<const Segment*> pending_;
 };
 
+// A fixed list of device tensors interpolated many times with different weights (the lambda sweep of
+// adapters without leaving the GPU): the chunk tables are built and uploaded once, so each run() is one
+// kernel launch per (input, output) dtype pair and nothing else. Segments must stay valid meanwhile.
+class Plan {
+ public:
+  Plan(const std::vector<Segment>& segs, int n);
+  ~Plan();
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  // Enqueues on `stream` (cudaStream_t; nullptr = legacy default stream); does not synchronize.
+  void run(const double* weights, void* stream = nullptr);
+  int launchesPerRun() const { return int(groups_.size()); }
+  int sources() const { return n_; }
+
+ private:
+  struct Group {
+    int inDtype, outDtype;
+    int64_t nwork;
+    size_t segOff, srcOff, workOff;
+  };
+  std::vector<Group> groups_;
+  char* dev_ = nullptr;
+  int n_;
+};
+
 // Host-memory interpolation (the interpolateCuda baton) and file merges (mergeFilesCuda) stream
 // through pinned buffers on several CUDA streams; see NOTE: [Pipeline] in pipeline.cc.
 struct HostTensor {

@@ -341,6 +341,36 @@ int main(int argc, char** argv) {
     double nanw = NAN;
     expectThrows([&] { interp.run({}, &nanw, 1); }, "ERR_SOUP_WEIGHTS");
   });
+  gpuTest("Plan: tables uploaded once, a lambda sweep re-launches only, same bits as the one-shot path", [&] {
+    const int n = 3;
+    std::vector<Case> cases;
+    for (int in = 0; in < 3; ++in) cases.push_back(Case{in, ref::BF16, 65536 * 2 + 17 + in});
+    cases.push_back(Case{ref::F32, ref::F32, 9});
+    runCases(cases, n, rng, 1 << 16, "plan setup");  // fills the device sources
+    std::vector<sc::Segment> segs;
+    for (Case& c : cases) {
+      sc::Segment s{};
+      for (int i = 0; i < n; ++i) s.srcs[i] = c.srcDev[i].ptr();
+      s.out = c.outDev.ptr();
+      s.numel = c.numel;
+      s.inDtype = c.inDt;
+      s.outDtype = c.outDt;
+      segs.push_back(s);
+    }
+    sc::Plan plan(segs, n);
+    EXPECT(plan.launchesPerRun() == 4, "4 dtype pairs, %d launches", plan.launchesPerRun());
+    for (int sweep = 0; sweep < 5; ++sweep) {
+      for (Case& c : cases) CK(cudaMemset(c.outDev.ptr(), 0xA5, c.outDev.bytes));
+      const std::vector<double> w = randomWeights(n, rng);
+      plan.run(w.data());
+      CK(cudaDeviceSynchronize());
+      for (Case& c : cases) {
+        std::vector<uint8_t> out((c.numel + kGuard) * ref::size(c.outDt));
+        CK(cudaMemcpy(out.data(), c.outDev.ptr(), out.size(), cudaMemcpyDeviceToHost));
+        checkOutput(c, out, w, "plan");
+      }
+    }
+  });
   gpuTest("host pipeline: many windows, tensors split across windows, bit-exact", [&] {
     const int n = 3;
     std::uniform_int_distribution<int> sz(1, 200000);
