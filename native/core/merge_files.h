@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Streaming file-to-file merge: inputs are memory-mapped, the output is produced window by window into
-// one reused buffer and written to a (temporary) file, which is fsynced. Input pages of each finished
-// window are released, so peak memory is bounded by the window, not by the model size.
+// Streaming file-to-file merge: inputs are read with pread() into reused buffers, the output is produced window by window into
+// one reused buffer and written to a (temporary) file, which is fsynced. Peak memory is bounded by the
+// windows ((2N + 1) × windowBytes), not by the model size.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -33,12 +33,12 @@ struct MergeFilesJob {
   std::vector<uint8_t> header;
   std::vector<double> weights;
   std::vector<FileTensor> tensors;
-  size_t windowBytes = 64u << 20;
+  size_t windowBytes = 32u << 20;
   InterpOptions opt;
 };
 
 struct MergeFilesResult {
-  double seconds = 0, kernelSeconds = 0, writeSeconds = 0;
+  double seconds = 0, readSeconds = 0, kernelSeconds = 0, writeSeconds = 0;
   double bytesRead = 0, bytesWritten = 0;
 };
 

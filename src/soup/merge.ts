@@ -42,7 +42,7 @@ export interface MergeOptions {
   shardSize?: number;
   threads?: number;
   device?: 'cpu' | 'cuda';
-  /** Bytes of output computed per window (default 64 MiB). */
+  /** Bytes of output computed per window (default 32 MiB; inputs use 2 × this per source). */
   windowBytes?: number;
   simd?: Simd;
   onProgress?: (p: MergeProgress) => void;
@@ -60,6 +60,10 @@ export interface MergeReport {
   /** (bytes read + bytes written) / seconds / 1e9. */
   gbps: number;
   kernel: string;
+  /** Seconds reading inputs, in the interpolation kernel, and in write() + fsync: where the time went. */
+  readSeconds: number;
+  kernelSeconds: number;
+  writeSeconds: number;
   weights: number[];
   lora?: LoraMode;
 }
@@ -85,6 +89,7 @@ export interface NativeTensor {
 
 interface NativeMergeResult {
   seconds: number;
+  readSeconds?: number;
   kernelSeconds?: number;
   writeSeconds?: number;
   bytesRead: number;
@@ -159,7 +164,7 @@ async function writeInMemory(opts: MergeOptions, m: { tensors: TensorMap; config
   return {
     out: opts.out, layout: singleFile ? 'file' : 'peft', files: singleFile ? [basename(opts.out)] : [ADAPTER_CONFIG, ADAPTER_WEIGHTS],
     tensors: Object.keys(m.tensors).length, bytesRead: 0, bytesWritten: bytes, seconds, gbps: bytes / seconds / 1e9,
-    kernel: 'js-cat', weights: Array.from(weights), lora: 'dense',
+    kernel: 'js-cat', readSeconds: 0, kernelSeconds: 0, writeSeconds: seconds, weights: Array.from(weights), lora: 'dense',
   };
 }
 
@@ -222,14 +227,17 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
   let timer: NodeJS.Timeout | undefined;
   const report = () => opts.onProgress?.({ bytesDone: control[1], bytesTotal, fraction: bytesTotal ? control[1] / bytesTotal : 1 });
   if (opts.onProgress) timer = setInterval(report, 100);
-  let bytesRead = 0, bytesWritten = 0, kernel = '';
+  let bytesRead = 0, bytesWritten = 0, kernel = '', readSeconds = 0, kernelSeconds = 0, writeSeconds = 0;
   const runOne = async (plan: FilePlan, path: string) => {
     const baton = { files, out: path, header: plan.header, weights, tensors: plan.tensors, windowBytes: opts.windowBytes, threads: opts.threads, simd: opts.simd, control };
-    const fn = cuda ? (b: Record<string, unknown>) => cuda.mergeFilesCuda(b) : (coreAddon().mergeFiles as (b: Record<string, unknown>) => Promise<NativeMergeResult>);
+    const fn: (b: Record<string, unknown>) => Promise<NativeMergeResult> = cuda ? (b) => cuda.mergeFilesCuda(b) : (coreAddon().mergeFiles as (b: Record<string, unknown>) => Promise<NativeMergeResult>);
     try {
       const r = await fn(baton);
       bytesRead += r.bytesRead;
       bytesWritten += r.bytesWritten;
+      readSeconds += r.readSeconds ?? 0;
+      kernelSeconds += r.kernelSeconds ?? 0;
+      writeSeconds += r.writeSeconds ?? 0;
       kernel = r.kernel;
     } catch (e) {
       const err = fromNative(e, stack);
@@ -277,6 +285,9 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
     seconds,
     gbps: (bytesRead + bytesWritten) / seconds / 1e9,
     kernel,
+    readSeconds,
+    kernelSeconds,
+    writeSeconds,
     weights: Array.from(weights),
     lora: loraMode,
   };

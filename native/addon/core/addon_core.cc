@@ -254,6 +254,7 @@ class MergeFilesWorker : public PromiseWorker {
   Napi::Value Result(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
     o.Set("seconds", res.seconds);
+    o.Set("readSeconds", res.readSeconds);
     o.Set("kernelSeconds", res.kernelSeconds);
     o.Set("writeSeconds", res.writeSeconds);
     o.Set("bytesRead", res.bytesRead);

@@ -8,5 +8,6 @@ import { register as pareto } from './pareto.js';
 import { register as rewards } from './rewards.js';
 import { register as train } from './train.js';
 import { register as run } from './run.js';
+import { register as demo } from './demo.js';
 
-export const commands: Array<(program: Command) => void> = [doctor, merge, bench, pareto, rewards, train, run];
+export const commands: Array<(program: Command) => void> = [doctor, merge, bench, pareto, rewards, train, run, demo];

@@ -153,7 +153,7 @@ export function register(program: Command): void {
       else
         process.stderr.write(
           `merged ${opts.sources.length} sources -> ${report.out} (${report.layout}, ${report.tensors} tensors, ${report.files.length} files)\n` +
-            `read ${(report.bytesRead / 1e9).toFixed(3)} GB, wrote ${(report.bytesWritten / 1e9).toFixed(3)} GB in ${report.seconds.toFixed(2)} s: ${report.gbps.toFixed(2)} GB/s (kernel ${report.kernel})\n`,
+            `read ${(report.bytesRead / 1e9).toFixed(3)} GB, wrote ${(report.bytesWritten / 1e9).toFixed(3)} GB in ${report.seconds.toFixed(2)} s: ${report.gbps.toFixed(2)} GB/s (kernel ${report.kernel}: ${report.readSeconds.toFixed(2)} s reading, ${report.kernelSeconds.toFixed(2)} s computing, ${report.writeSeconds.toFixed(2)} s writing + fsync)\n`,
         );
     });
 }
