@@ -217,6 +217,26 @@ describe('YAML configs and the CLI', () => {
     await expect(rewardFromConfig({ type: 'weighted', weights: [1], rewards: [{ type: 'nope' }] })).rejects.toThrow(/reward\.rewards\[0\]\.type: unknown reward type "nope"/);
   });
 
+  it('every leaf type builds from YAML and scores like the direct API', async () => {
+    const smp = [S('The cats sat on the big mat!', ['the cat sat on the mat', 'a cat is on a mat']), S('a dog', ['a dog runs'])];
+    const pairs: Array<[Record<string, unknown>, Reward]> = [
+      [{ type: 'bleu', smooth_method: 'floor', smooth_value: 0.2, tokenize: 'none' }, bleuReward({ smoothMethod: 'floor', smoothValue: 0.2, tokenize: 'none' })],
+      [{ type: 'coco-bleu', n: 2, tokenize: 'ptb' }, cocoBleuReward({ n: 2, tokenize: 'ptb' })],
+      [{ type: 'rouge', variant: 'rougeLsum', measure: 'recall', stemmer: true }, rougeReward({ variant: 'rougeLsum', measure: 'recall', stemmer: true })],
+      [{ type: 'cider', sigma: 3 }, new CiderReward({ sigma: 3 })],
+      [{ type: 'meteor', gamma: 0.4 }, meteorReward({ gamma: 0.4 })],
+      [{ type: 'afinn', field: 'prompt+response' }, afinnReward({ field: 'prompt+response' })],
+      [{ type: 'readability', metric: 'gunningFog' }, readabilityReward({ metric: 'gunningFog' })],
+      [{ type: 'toxicity', words: ['dog'] }, toxicityReward({ words: ['dog'] })],
+      [{ type: 'length', target: 5, unit: 'chars', shape: 'gaussian', width: 3 }, lengthReward({ target: 5, unit: 'chars', shape: 'gaussian', width: 3 })],
+      [{ type: 'normalize', reward: { type: 'vader' } }, runningNorm(vaderReward())],
+    ];
+    for (const [cfg, direct] of pairs) {
+      const fromCfg = await rewardFromConfig(cfg);
+      expect(Array.from(await fromCfg.score(smp)), JSON.stringify(cfg)).toEqual(Array.from(await direct.score(smp)));
+    }
+  });
+
   it('rsoup rewards score CONFIG --input samples.jsonl', async () => {
     const cfg = join(tmp, 'r.yml');
     const inp = join(tmp, 's.jsonl');

@@ -69,9 +69,10 @@ function preprocess(sent: string, o: Required<Pick<BleuOptions, 'tokenize' | 'lo
 // N-grams are keyed by the ids of their tokens in the references' vocabulary (V distinct tokens):
 // key = Σ id_j · V^j, exact in a double while V^maxN < 2^53; beyond that, ids joined as a string.
 // Hypothesis n-grams with a token absent from every reference can never match and are skipped.
+// (Plain arrays, not Int32Array: small typed arrays get off-heap backing stores that cost GC time.)
 type Key = number | string;
 
-function keyOf(ids: Int32Array, i: number, n: number, V: number, numeric: boolean): Key {
+function keyOf(ids: number[], i: number, n: number, V: number, numeric: boolean): Key {
   if (numeric) {
     let k = 0;
     for (let j = n - 1; j >= 0; j--) k = k * V + ids[i + j];
@@ -101,7 +102,7 @@ function refInfo(refs: string[], maxN: number): RefInfo {
   const local = new Map<Key, number>(); // reused: fewer short-lived maps, less GC
   for (const t of toks) {
     lens.push(t.length);
-    const ids = Int32Array.from(t, (w) => vocab.get(w) as number);
+    const ids = t.map((w) => vocab.get(w) as number);
     for (let n = 1; n <= maxN; n++) {
       const m = ngrams[n - 1];
       const target = toks.length === 1 ? m : local;
@@ -133,7 +134,7 @@ function closestRefLen(hypLen: number, lens: number[]): number {
 function segmentStats(hyp: string, ref: RefInfo, maxN: number): number[] {
   const toks = pySplit(hyp);
   const V = ref.vocab.size + 1;
-  const ids = Int32Array.from(toks, (w) => ref.vocab.get(w) ?? -1);
+  const ids = toks.map((w) => ref.vocab.get(w) ?? -1);
   const stats = new Array<number>(2 + 2 * maxN).fill(0);
   stats[0] = toks.length;
   stats[1] = closestRefLen(toks.length, ref.lens);

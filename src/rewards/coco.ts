@@ -146,8 +146,8 @@ export function cocoRougeL(hyp: string, refs: string[], beta = 1.2): number {
 }
 
 function lcsLen(a: string[], b: string[]): number {
-  let prev = new Int32Array(b.length + 1);
-  let cur = new Int32Array(b.length + 1);
+  let prev: number[] = new Array<number>(b.length + 1).fill(0);
+  let cur: number[] = new Array<number>(b.length + 1).fill(0);
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) cur[j] = a[i - 1] === b[j - 1] ? prev[j - 1] + 1 : Math.max(prev[j], cur[j - 1]);
     [prev, cur] = [cur, prev];

@@ -59,8 +59,8 @@ function scoreNgrams(t: Map<string, number>, p: Map<string, number>): RougeScore
 /** LCS length with two rolling rows (O(min) memory). */
 export function lcsLength(a: string[], b: string[]): number {
   if (a.length === 0 || b.length === 0) return 0;
-  let prev = new Int32Array(b.length + 1);
-  let cur = new Int32Array(b.length + 1);
+  let prev: number[] = new Array<number>(b.length + 1).fill(0);
+  let cur: number[] = new Array<number>(b.length + 1).fill(0);
   for (let i = 1; i <= a.length; i++) {
     const ai = a[i - 1];
     for (let j = 1; j <= b.length; j++) {
@@ -71,9 +71,9 @@ export function lcsLength(a: string[], b: string[]): number {
   return prev[b.length];
 }
 
-function lcsTable(ref: string[], can: string[]): Int32Array[] {
-  const t: Int32Array[] = [];
-  for (let i = 0; i <= ref.length; i++) t.push(new Int32Array(can.length + 1));
+function lcsTable(ref: string[], can: string[]): number[][] {
+  const t: number[][] = [];
+  for (let i = 0; i <= ref.length; i++) t.push(new Array<number>(can.length + 1).fill(0));
   for (let i = 1; i <= ref.length; i++) {
     for (let j = 1; j <= can.length; j++) {
       t[i][j] = ref[i - 1] === can[j - 1] ? t[i - 1][j - 1] + 1 : Math.max(t[i - 1][j], t[i][j - 1]);
