@@ -137,6 +137,7 @@ describe('Reward machinery', () => {
     expect(cider[1]).toBeCloseTo(coco.perImage.b.CIDEr, 14);
     for (const r of [bleuReward(), rougeReward(), cocoBleuReward(), new CiderReward(), meteorReward()] as Reward[]) {
       await expect(r.score([S('x', ['y']), S('no refs')])).rejects.toThrow(/sample 1 has no references, but this metric compares the response with references/);
+      await expect(r.score([S('x', ['', ' '])])).rejects.toThrow(/sample 0 has only empty references/);
     }
   });
 });

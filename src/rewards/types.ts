@@ -54,6 +54,7 @@ export function requireReferences(name: string, s: Sample, i: number): string[] 
   if (!s.references || s.references.length === 0) {
     throw rewardError(name, `sample ${i} has no references, but this metric compares the response with references (set 'references: [...]')`);
   }
+  if (s.references.every((r) => r.trim() === '')) throw rewardError(name, `sample ${i} has only empty references`);
   return s.references;
 }
 
