@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SoupError } from '../src/errors.js';
-import { compileMjcf, loadMujoco, resolveEnvName, VecEnv, defaultModelPath, type EnvName } from '../src/envs/index.js';
+import { checkPolicyFits, compileMjcf, loadMujoco, resolveEnvName, VecEnv, defaultModelPath, type EnvName } from '../src/envs/index.js';
 import { readMjcf, type MjModel } from '../src/envs/mujoco.js';
 
 const FIX = '../shared/fixtures/mujoco';
@@ -440,5 +440,12 @@ describe('bad input', () => {
     const env = await make({ env: 'Hopper-v5' });
     await expectSoupError(() => env.setState(0, [0, 1], [0]), 'ERR_SOUP_SHAPE_MISMATCH', /nq=6/);
     await expectSoupError(() => env.frame(3), 'ERR_SOUP_INVALID_ARG', /env index 3/);
+  });
+
+  it('a policy whose sizes do not match the env', async () => {
+    const env = await make({ env: 'Hopper-v5' });
+    checkPolicyFits(env.info, { obsDim: 11, actDim: 3 }, 'ok.safetensors');
+    await expectSoupError(() => checkPolicyFits(env.info, { obsDim: 17, actDim: 6 }, 'runs/cheetah/policy.safetensors'), 'ERR_SOUP_SHAPE_MISMATCH',
+      /policy runs\/cheetah\/policy\.safetensors takes 17 observations and gives 6 actions/, /Hopper-v5 .*obsDim=11, actDim=3/);
   });
 });

@@ -298,3 +298,16 @@ function startWorker(cfg: EnvConfig, data: SharedArrayBuffer, dims: EnvDims, ctr
     worker.once('error', (err) => fail(new SoupError('ERR_SOUP_INTERNAL', `VecEnv worker failed to start: ${err.message}`, { cause: err })));
   });
 }
+
+/**
+ * Checks that a policy's input/output sizes fit an env; `source` names the checkpoint in the error.
+ * For trainers and loaders: a policy trained on another env fails here, not deep inside a matmul.
+ */
+export function checkPolicyFits(info: EnvInfo, policy: { obsDim: number; actDim: number }, source: string): void {
+  if (policy.obsDim !== info.obsDim || policy.actDim !== info.actDim) {
+    throw new SoupError(
+      'ERR_SOUP_SHAPE_MISMATCH',
+      `policy ${source} takes ${policy.obsDim} observations and gives ${policy.actDim} actions, but ${info.name} (${info.modelPath}) has obsDim=${info.obsDim}, actDim=${info.actDim}`,
+    );
+  }
+}
