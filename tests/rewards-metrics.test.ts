@@ -322,3 +322,95 @@ describe('METEOR (NLTK definition)', () => {
     expect(() => meteor('x', [])).toThrow(/references must be a non-empty array/);
   });
 });
+
+describe('randomized checks against naive reference implementations', () => {
+  // Deterministic PRNG (mulberry32) over a small vocabulary so that n-grams repeat and clip.
+  let seed = 20231;
+  const rnd = () => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+  const vocab = ['a', 'b', 'c', 'd', 'e', 'f'];
+  const sent = (min: number, max: number) => Array.from({ length: min + Math.floor(rnd() * (max - min + 1)) }, () => vocab[Math.floor(rnd() * vocab.length)]);
+
+  // Naive clipped n-gram matches: count each distinct hypothesis n-gram by scanning, clip by the max over references.
+  const grams = (t: string[], n: number) => Array.from({ length: Math.max(0, t.length - n + 1) }, (_, i) => t.slice(i, i + n).join(' '));
+  const count = (xs: string[], x: string) => xs.filter((y) => y === x).length;
+  function naiveMatches(h: string[], refs: string[][], n: number): number {
+    const hg = grams(h, n);
+    let total = 0;
+    for (const g of new Set(hg)) total += Math.min(count(hg, g), Math.max(...refs.map((r) => count(grams(r, n), g))));
+    return total;
+  }
+  // LCS by its recursive definition (memoised).
+  function naiveLcs(a: string[], b: string[]): number {
+    const memo = new Map<string, number>();
+    const f = (i: number, j: number): number => {
+      if (i === a.length || j === b.length) return 0;
+      const k = `${i},${j}`;
+      const hit = memo.get(k);
+      if (hit !== undefined) return hit;
+      const v = a[i] === b[j] ? 1 + f(i + 1, j + 1) : Math.max(f(i + 1, j), f(i, j + 1));
+      memo.set(k, v);
+      return v;
+    };
+    return f(0, 0);
+  }
+
+  it('sacreBLEU statistics and score on 200 random segments with 1-3 references', () => {
+    for (let trial = 0; trial < 200; trial++) {
+      const h = sent(0, 12);
+      const refs = Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => sent(1, 12));
+      const r = sentenceBleu(h.join(' '), refs.map((x) => x.join(' ')), { tokenize: 'none', smoothMethod: 'floor', effectiveOrder: false });
+      const matches = [1, 2, 3, 4].map((n) => naiveMatches(h, refs, n));
+      expect(r.counts).toEqual(matches);
+      expect(r.totals).toEqual([1, 2, 3, 4].map((n) => Math.max(0, h.length - n + 1)));
+      const lens = refs.map((x) => x.length);
+      const refLen = lens.reduce((best, l) => (Math.abs(l - h.length) < Math.abs(best - h.length) || (Math.abs(l - h.length) === Math.abs(best - h.length) && l < best) ? l : best));
+      expect(r.refLen).toBe(refLen);
+      if (matches.every((m) => m === 0)) {
+        expect(r.score).toBe(0);
+        continue;
+      }
+      // floor smoothing (0.1) for zero matches; orders with no n-gram stop the loop (precision 0 -> log = -9999999999).
+      let logSum = 0;
+      for (let n = 1; n <= 4; n++) {
+        const tot = Math.max(0, h.length - n + 1);
+        const p = tot === 0 ? 0 : matches[n - 1] === 0 ? (100 * 0.1) / tot : (100 * matches[n - 1]) / tot;
+        logSum += p === 0 ? -9999999999 : Math.log(p);
+      }
+      const bp = h.length < refLen ? Math.exp(1 - refLen / h.length) : 1;
+      expect(Math.abs(r.score - bp * Math.exp(logSum / 4))).toBeLessThanOrEqual(1e-9);
+    }
+  });
+
+  it('ROUGE-N and ROUGE-L on 200 random pairs', () => {
+    for (let trial = 0; trial < 200; trial++) {
+      const t = sent(0, 15);
+      const p = sent(0, 15);
+      for (const n of [1, 2]) {
+        const s = rouge(t.join(' '), p.join(' '), { type: n === 1 ? 'rouge1' : 'rouge2' });
+        const m = naiveMatches(p, [t], n);
+        const P = m / Math.max(1, grams(p, n).length);
+        const R = m / Math.max(1, grams(t, n).length);
+        expect(Math.abs(s.precision - P)).toBeLessThanOrEqual(1e-12);
+        expect(Math.abs(s.recall - R)).toBeLessThanOrEqual(1e-12);
+      }
+      const L = rouge(t.join(' '), p.join(' '), { type: 'rougeL' });
+      const l = t.length && p.length ? naiveLcs(t, p) : 0;
+      expect(Math.abs(L.precision - (p.length ? l / p.length : 0))).toBeLessThanOrEqual(1e-12);
+      expect(Math.abs(L.recall - (t.length ? l / t.length : 0))).toBeLessThanOrEqual(1e-12);
+      // coco ROUGE_L (beta 1.2) for a single reference.
+      if (t.length && p.length) {
+        const c = cocoCaptionScores({ i: p.join(' ') }, { i: [t.join(' ')] }).corpus.ROUGE_L;
+        const pp = l / p.length;
+        const rr = l / t.length;
+        const want = pp && rr ? ((1 + 1.44) * pp * rr) / (rr + 1.44 * pp) : 0;
+        expect(Math.abs(c - want)).toBeLessThanOrEqual(1e-12);
+      }
+    }
+  });
+});
