@@ -413,4 +413,68 @@ describe('randomized checks against naive reference implementations', () => {
       }
     }
   });
+
+  it('coco Bleu_4 and CIDEr-D on 30 random multi-image corpora', () => {
+    const T = 1e-15;
+    const Sm = 1e-9;
+    for (let trial = 0; trial < 30; trial++) {
+      const nImg = 2 + Math.floor(rnd() * 4);
+      const hyps: string[][] = [];
+      const refs: string[][][] = [];
+      for (let i = 0; i < nImg; i++) {
+        hyps.push(sent(1, 10));
+        refs.push(Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => sent(1, 10)));
+      }
+      const res = cocoCaptionScores(Object.fromEntries(hyps.map((h, i) => [`im${i}`, h.join(' ')])), Object.fromEntries(refs.map((r, i) => [`im${i}`, r.map((x) => x.join(' '))])));
+      // Bleu_4, pooled: closest reference length per image (ties -> shorter), epsilons as pycocoevalcap.
+      let testLen = 0;
+      let refLen = 0;
+      const correct = [0, 0, 0, 0];
+      const guess = [0, 0, 0, 0];
+      hyps.forEach((h, i) => {
+        testLen += h.length;
+        refLen += refs[i].map((r) => r.length).sort((a, b) => Math.abs(a - h.length) - Math.abs(b - h.length) || a - b)[0];
+        for (let n = 1; n <= 4; n++) {
+          correct[n - 1] += naiveMatches(h, refs[i], n);
+          guess[n - 1] += Math.max(0, h.length - n + 1);
+        }
+      });
+      let prod = 1;
+      for (let n = 0; n < 4; n++) prod *= (correct[n] + T) / (guess[n] + Sm);
+      const ratio = (testLen + T) / (refLen + Sm);
+      const bleu4 = prod ** 0.25 * (ratio < 1 ? Math.exp(1 - 1 / ratio) : 1);
+      expect(Math.abs(res.corpus.Bleu_4 - bleu4)).toBeLessThanOrEqual(1e-12);
+      // CIDEr-D from its definition with plain objects.
+      const df = new Map<string, number>();
+      refs.forEach((rs) => {
+        const seen = new Set<string>();
+        rs.forEach((r) => [1, 2, 3, 4].forEach((n) => grams(r, n).forEach((g) => seen.add(`${n}|${g}`))));
+        seen.forEach((g) => df.set(g, (df.get(g) ?? 0) + 1));
+      });
+      const L = Math.log(nImg);
+      const vec = (t: string[], n: number) => {
+        const v: Record<string, number> = {};
+        for (const g of grams(t, n)) v[g] = (v[g] ?? 0) + 1;
+        for (const g of Object.keys(v)) v[g] *= L - Math.log(Math.max(1, df.get(`${n}|${g}`) ?? 0));
+        return v;
+      };
+      const norm = (v: Record<string, number>) => Math.sqrt(Object.values(v).reduce((a, x) => a + x * x, 0));
+      hyps.forEach((h, i) => {
+        let sum = 0;
+        for (const r of refs[i]) {
+          const penalty = Math.exp(-((grams(h, 2).length - grams(r, 2).length) ** 2) / (2 * 36));
+          for (let n = 1; n <= 4; n++) {
+            const vh = vec(h, n);
+            const vr = vec(r, n);
+            let dot = 0;
+            for (const g of Object.keys(vh)) dot += Math.min(vh[g], vr[g] ?? 0) * (vr[g] ?? 0);
+            const d = norm(vh) * norm(vr);
+            sum += (d !== 0 ? dot / d : dot) * penalty;
+          }
+        }
+        const want = ((sum / 4) / refs[i].length) * 10;
+        expect(Math.abs(res.perImage[`im${i}`].CIDEr - want)).toBeLessThanOrEqual(1e-12);
+      });
+    }
+  });
 });
