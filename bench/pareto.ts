@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Hypervolume speed against the issue's targets: 2-D 10^6 points < 1 s, 3-D 10^5 < 2 s, 5-D 200 < 1 s.
+// Cases: random shells (many points dominated), every point on the front (2-D line, 3-D plane).
 // Run: `npx tsx bench/pareto.ts` or, without npm, `node --import tsx bench/pareto.ts` (add `--quick` for
 // fewer repeats). Prints a table on stderr and one JSON line per case on stdout. Each case also times a
 // same-run baseline so the figure can be read on a loaded machine: for 2-D, the textbook sweep with
@@ -38,6 +39,17 @@ function plane(n: number, seed: number): number[][] {
     const b = rand() * (1 - a);
     return [a, b, 1 - a - b];
   });
+}
+
+/** 10^6 points all on one 2-D front (shuffled): the pre-filter keeps everything, the sort does the work. */
+function line2d(n: number, seed: number): number[][] {
+  const rand = mulberry32(seed);
+  const pts = Array.from({ length: n }, (_, i) => [i / n, 1 - i / n]);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [pts[i], pts[j]] = [pts[j], pts[i]];
+  }
+  return pts;
 }
 
 function naive2d(points: number[][], ref: number[]): number {
@@ -98,6 +110,7 @@ interface Case {
 
 const cases: Case[] = [
   { name: '2-D shell', d: 2, n: 1_000_000, limitMs: 1000, points: shell(1_000_000, 2, 1), ref: [0, 0], baseline: { name: 'Array.sort sweep', f: naive2d } },
+  { name: '2-D line', d: 2, n: 1_000_000, limitMs: 1000, points: line2d(1_000_000, 5), ref: [-0.1, -0.1], baseline: { name: 'Array.sort sweep', f: naive2d } },
   { name: '3-D shell', d: 3, n: 100_000, limitMs: 2000, points: shell(100_000, 3, 2), ref: [0, 0, 0], baseline: { name: 'read pass', f: readAll } },
   { name: '3-D plane', d: 3, n: 100_000, limitMs: 2000, points: plane(100_000, 3), ref: [0, 0, 0], baseline: { name: 'read pass', f: readAll } },
   { name: '5-D shell', d: 5, n: 200, limitMs: 1000, points: shell(200, 5, 4), ref: [0, 0, 0, 0, 0], baseline: { name: 'read pass', f: readAll } },

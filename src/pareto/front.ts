@@ -9,11 +9,11 @@ export interface ParetoOptions {
   sense?: SenseOption;
 }
 
-export interface ParetoFront {
+export interface ParetoFront<P extends ArrayLike<number> = number[]> {
   /** Indices into the input of the non-dominated points, ascending; of equal points, the first only. */
   indices: number[];
   /** The non-dominated points themselves (the input arrays, not copies), in `indices` order. */
-  points: Array<ArrayLike<number>>;
+  points: P[];
 }
 
 /**
@@ -37,7 +37,7 @@ export function dominates(a: ArrayLike<number>, b: ArrayLike<number>, opts: Pare
  * 2-D and 3-D: O(n log n) sweeps; d >= 4: lexicographic sort then a scan against the front found so
  * far, O(n log n + n * |front| * d).
  */
-export function paretoFront(points: Points, opts: ParetoOptions = {}): ParetoFront {
+export function paretoFront<P extends ArrayLike<number>>(points: ReadonlyArray<P>, opts: ParetoOptions = {}): ParetoFront<P> {
   const d = checkPoints(points);
   const s = senseSigns(opts.sense, d);
   const n = points.length;

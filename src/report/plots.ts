@@ -293,13 +293,19 @@ export async function spiderPlot(data: SpiderPlotData, opts: PlotOptions = {}): 
     for (let k = 0; k <= K; k++) polys.push({ ...at(radius(vals[i][k % K], k % K), k % K), series: s.name, order: k });
   });
   const size = opts.width ?? 420;
-  const scale = { domain: [-1.55, 1.55], nice: false };
-  const axisOff = { x: { field: 'x', type: 'quantitative', axis: null, scale }, y: { field: 'y', type: 'quantitative', axis: null, scale } };
+  // Equal units on both axes; the y range hugs the labels (an odd number of axes leaves the bottom empty).
+  const xDomain = [-1.55, 1.55];
+  const yDomain = [Math.min(...labels.map((l) => l.y)) - 0.15, Math.max(...labels.map((l) => l.y)) + 0.15];
+  const height = opts.height ?? Math.round((size * (yDomain[1] - yDomain[0])) / (xDomain[1] - xDomain[0]));
+  const axisOff = {
+    x: { field: 'x', type: 'quantitative', axis: null, scale: { domain: xDomain, nice: false } },
+    y: { field: 'y', type: 'quantitative', axis: null, scale: { domain: yDomain, nice: false } },
+  };
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: opts.title ?? 'Spider map (each axis min-max normalised over the plotted models)',
     width: size,
-    height: opts.height ?? size,
+    height,
     config: { ...PLOT_CONFIG, view: { stroke: null } },
     layer: [
       { data: { values: grid }, mark: { type: 'line', color: '#d0d0d0', strokeWidth: 1 }, encoding: { ...axisOff, detail: { field: 'ring' }, order: { field: 'order' } } },

@@ -263,12 +263,18 @@ export async function paretoCommand(file: string, opts: ParetoCommandOptions): P
     say(`LMC check skipped: needs soups and at least 2 experts (found ${soups.length} soups, ${experts.length} experts)`);
   }
 
+  // Models the spider map shows (Fig. 2f style): experts, init, the chosen soup(s), the best MORL model.
+  const spotlight = new Set<ResultModel>([...experts, ...byKind('init').map((x) => x.m)]);
+  const utility = (v: number[]) => v.reduce((acc, x, k) => acc + flags.prefer[k] * (sense[k] === 'max' ? x : -x), 0);
+  const morlBest = byKind('morl').sort((p, q) => utility(q.v) - utility(p.v))[0];
   if (soups.length > 0) {
     const cands = soups.map((s) => ({ lambda: s.m.lambda!, rewards: s.v, name: s.m.name }));
     // Utilities are over maximised rewards: flip minimised objectives so "higher is better" holds.
     const signed = cands.map((c) => ({ ...c, rewards: c.rewards.map((v, k) => (sense[k] === 'max' ? v : -v)) }));
     const sel = selectLambda(signed, flags.prefer);
     const unsign = (r: number[]) => r.map((v, k) => (sense[k] === 'max' ? v : -v));
+    spotlight.add(soups[sel.best.index].m);
+    if (sel.muRule) spotlight.add(soups[sel.muRule.index].m);
     if (json) {
       jsonLine({ type: 'selection', prefer: flags.prefer, best: { ...sel.best, rewards: unsign(sel.best.rewards) }, muRule: sel.muRule ? { ...sel.muRule, rewards: unsign(sel.muRule.rewards) } : null });
     } else {
@@ -301,7 +307,10 @@ export async function paretoCommand(file: string, opts: ParetoCommandOptions): P
       );
       mainName = 'front';
     } else {
-      main = await spiderPlot({ objectives, series: models.map((m, i) => ({ name: m.name, rewards: vectors[i] })) }, { png: wantPng });
+      if (morlBest) spotlight.add(morlBest.m);
+      const shown = models.filter((m) => spotlight.has(m));
+      const series = (shown.length >= 2 ? shown : models).map((m) => ({ name: `${m.name} (${m.kind})`, rewards: vectors[models.indexOf(m)] }));
+      main = await spiderPlot({ objectives, series }, { png: wantPng, title: 'Spider map: experts, init, chosen soups, best MORL (axes min-max normalised)' });
       mainName = 'spider';
     }
     writePlot(main, opts.svg, opts.png, written);
