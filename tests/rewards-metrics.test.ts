@@ -47,6 +47,21 @@ describe('sacreBLEU semantics', () => {
     close(r.score, Math.exp(1 - 18 / 17) * Math.exp((Math.log(100 * 14 / 17) + Math.log(50) + Math.log(100 * 5 / 11) + Math.log(37.5)) / 4), 1e-9);
   });
 
+  it('corpus BLEU with add-k and floor smoothing, by hand from the README statistics', () => {
+    // counts [14, 7, 5, 3] / totals [17, 14, 11, 8], BP = exp(1 - 18/17).
+    const bp = Math.exp(1 - 18 / 17);
+    const geo = (ps: number[]) => Math.exp(ps.reduce((a, p) => a + Math.log(p), 0) / ps.length);
+    // add-k (k = 1) adds 1 to matches and totals of orders >= 2.
+    const addk = corpusBleu(hyps, refs, { smoothMethod: 'add-k' });
+    close(addk.score, bp * geo([(100 * 14) / 17, (100 * 8) / 15, (100 * 6) / 12, (100 * 4) / 9]));
+    expect(addk.counts).toEqual([14, 8, 6, 4]);
+    // floor only acts on zero counts: none here, so floor = exp = none.
+    close(corpusBleu(hyps, refs, { smoothMethod: 'floor' }).score, 48.530827);
+    // tokenize 'none': "man." and "surprised." stay glued; its published score 49.1919566 matches above.
+    const none = corpusBleu(hyps, refs, { tokenize: 'none' });
+    expect(none.sysLen).toBe(14);
+  });
+
   it('13a tokenizer: punctuation split, period/comma kept inside numbers, apostrophes kept', () => {
     expect(tokenize13a("It wasn't surprising.")).toBe("It wasn't surprising .");
     expect(tokenize13a('Cost: $5,000.50 (approx.) 1-2 &amp; more')).toBe('Cost : $ 5,000.50 ( approx . ) 1 - 2 & more');

@@ -24,6 +24,7 @@ import {
   rewardsFromConfig,
   rougeReward,
   runningNorm,
+  scoreAll,
   sentenceBleu,
   toxicityReward,
   vaderCompound,
@@ -177,6 +178,10 @@ describe('combinators', () => {
     expect(n.mean).toBeCloseTo(m, 12);
     expect(n.std).toBeCloseTo(sd, 12);
     for (let i = 0; i < 4; i++) expect(second[i]).toBeCloseTo((vals[3 + i] - m) / sd, 12);
+    const all = await scoreAll([a, b], batch);
+    expect(Object.keys(all)).toEqual(['a', 'b']);
+    expect(Array.from(all.b)).toEqual([1, -1, -1]);
+    await expect(scoreAll([a, a], batch)).rejects.toThrow(/two rewards are named 'a'/);
     const c = await clip(a, 2.5, 10).score(batch);
     expect(Array.from(c)).toEqual([6, 2.5, 10]);
     expect(() => clip(a, 1, 0)).toThrow(/expected lo <= hi/);

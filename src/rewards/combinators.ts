@@ -146,3 +146,14 @@ export function custom(
   if (opts.batched) return new CustomBatched(name, fn as (b: Sample[], o: ScoreOptions) => ArrayLike<number>, opts);
   return new FnReward(name, fn as (s: Sample, i: number) => number, opts);
 }
+
+/** Scores one batch with several rewards at once: { [reward.name]: scores } (names must be unique). */
+export async function scoreAll(rewards: Reward[], batch: Sample[], opts: ScoreOptions = {}): Promise<Record<string, Float64Array>> {
+  const names = new Set<string>();
+  for (const r of rewards) {
+    if (names.has(r.name)) throw new SoupError('ERR_SOUP_INVALID_ARG', `scoreAll: two rewards are named '${r.name}'`);
+    names.add(r.name);
+  }
+  const parts = await Promise.all(rewards.map((r) => r.score(batch, opts)));
+  return Object.fromEntries(rewards.map((r, i) => [r.name, parts[i]]));
+}

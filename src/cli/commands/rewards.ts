@@ -5,7 +5,7 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
-import { loadRewardsFile, type Sample } from '../../rewards/index.js';
+import { loadRewardsFile, scoreAll, type Sample } from '../../rewards/index.js';
 import { SoupError } from '../../errors.js';
 import { jsonLine, progressBar, UsageError } from '../output.js';
 
@@ -51,8 +51,8 @@ export function register(program: Command): void {
       const bar = progressBar('scoring');
       for (let i = 0; i < samples.length; i += bs) {
         const chunk = samples.slice(i, i + bs);
-        const parts = await Promise.all(list.map((r) => r.score(chunk)));
-        list.forEach((r, k) => scores.get(r.name)?.set(parts[k], i));
+        const parts = await scoreAll(list, chunk);
+        for (const r of list) scores.get(r.name)?.set(parts[r.name], i);
         bar.update(Math.min(1, (i + chunk.length) / samples.length));
       }
       bar.done();
