@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { httpReward, rewardFromConfig, type Sample } from '../src/index.js';
+import { httpReward, rewardFromConfig, type Sample } from '../src/rewards/index.js';
 
 type Handler = (n: number, body: { samples: Sample[]; batch: number }, req: IncomingMessage, res: ServerResponse) => void;
 let server: Server;

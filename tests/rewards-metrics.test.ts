@@ -7,6 +7,7 @@ import {
   sentenceBleu,
   computeBleu,
   tokenize13a,
+  pySplit,
   rouge,
   rougeMulti,
   rougeTokenize,
@@ -15,8 +16,8 @@ import {
   ptbLite,
   meteor,
   singleMeteor,
-  SoupError,
-} from '../src/index.js';
+} from '../src/rewards/index.js';
+import { SoupError } from '../src/errors.js';
 
 const close = (a: number, b: number, tol = 1e-6) => expect(Math.abs(a - b), `${a} vs ${b}`).toBeLessThanOrEqual(tol);
 
@@ -65,6 +66,11 @@ describe('sacreBLEU semantics', () => {
   it('13a tokenizer: punctuation split, period/comma kept inside numbers, apostrophes kept', () => {
     expect(tokenize13a("It wasn't surprising.")).toBe("It wasn't surprising .");
     expect(tokenize13a('Cost: $5,000.50 (approx.) 1-2 &amp; more')).toBe('Cost : $ 5,000.50 ( approx . ) 1 - 2 & more');
+  });
+
+  it("splits on Python's whitespace, not JavaScript's", () => {
+    expect(pySplit(' a\x1cb\x85c\u3000d ')).toEqual(['a', 'b', 'c', 'd']);
+    expect(pySplit('a\ufeffb')).toEqual(['a\ufeffb']);
   });
 
   it('compute_bleu from statistics (test_bleu.py test_case_scoring: 0.8375922397)', () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Tokenizer } from 'tokenizers';
-import { onnxReward, rewardFromConfig, loadRewardsFile, applyFormat, parseFormat, parseWeightedFormat, firstSentence, type Sample } from '../src/index.js';
+import { onnxReward, rewardFromConfig, loadRewardsFile, applyFormat, parseFormat, parseWeightedFormat, firstSentence, type Sample } from '../src/rewards/index.js';
 import { bagLogits, makeBagWeights, writeBagModel, type BagModel } from './helpers/onnx-model.js';
 
 const TOKENIZER = new URL('../../shared/fixtures/llama2-tokenizer/tokenizer.json', import.meta.url).pathname;

@@ -32,7 +32,7 @@ import {
   weighted,
   type Reward,
   type Sample,
-} from '../src/index.js';
+} from '../src/rewards/index.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-rewards-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -32,8 +32,11 @@ export interface BleuResult {
 
 const SMOOTH_DEFAULTS: Record<BleuSmoothing, number | null> = { none: null, floor: 0.1, 'add-k': 1, exp: null };
 
-// Python's str.split() also splits on the ASCII separators \x1c-\x1f and \x85.
-const PY_WS = /[\s\x1c-\x1f\x85]+/;
+// Python's str.split() whitespace (str.isspace): unlike JS \s it includes \x1c-\x1f and \x85 and
+// excludes U+FEFF.
+const PY_WS_CLASS = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const PY_WS = new RegExp(`[${PY_WS_CLASS}]+`);
+const PY_WS_END = new RegExp(`[${PY_WS_CLASS}]+$`);
 export function pySplit(s: string): string[] {
   const t = s.split(PY_WS);
   let a = 0;
@@ -58,7 +61,7 @@ export function tokenize13a(line: string): string {
 }
 
 function pyRstrip(s: string): string {
-  return s.replace(/[\s\x1c-\x1f\x85]+$/, '');
+  return s.replace(PY_WS_END, '');
 }
 
 function preprocess(sent: string, o: Required<Pick<BleuOptions, 'tokenize' | 'lowercase'>>): string {
