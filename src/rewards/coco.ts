@@ -7,6 +7,7 @@
 // on whitespace; pycocoevalcap first runs the Java PTBTokenizer, for which `tokenize: 'ptb'` is a
 // close approximation (lowercase, punctuation dropped).
 import { SoupError } from '../errors.js';
+import { pySplit } from './bleu.js';
 
 const SMALL = 1e-9;
 const TINY = 1e-15;
@@ -44,9 +45,8 @@ export function ptbLite(s: string): string {
   return t.split(/\s+/).filter((w) => w !== '' && !PTB_PUNCT.has(w) && !/^[^\w]+$/.test(w)).join(' ');
 }
 
-function words(s: string): string[] {
-  return s.split(/\s+/).filter((w) => w !== '');
-}
+// s.split() as Python does it (the scorers' precook).
+const words = pySplit;
 
 function precook(ws: string[], n = 4): Map<string, number> {
   const m = new Map<string, number>();

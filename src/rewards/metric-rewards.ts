@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Per-sample rewards from the reference-based metrics: response vs sample.references.
-import { SentenceBleuScorer, type BleuOptions } from './bleu.js';
+import { SentenceBleuScorer, pySplit, type BleuOptions } from './bleu.js';
 import { rougeMulti, type RougeType } from './rouge.js';
 import { cocoBleu, cocoRougeL, ciderD, ciderDocFreq, ptbLite } from './coco.js';
 import { meteor, type MeteorOptions } from './meteor.js';
@@ -46,7 +46,7 @@ export function cocoBleuReward(opts: CocoRewardOptions & { n?: number } = {}): F
   const n = opts.n ?? 4;
   const tok = opts.tokenize === 'ptb' ? ptbLite : (x: string) => x;
   const name = opts.name ?? `Bleu_${n}`;
-  const words = (x: string) => tok(x).split(/\s+/).filter((w) => w !== '');
+  const words = (x: string) => pySplit(tok(x));
   return new FnReward(name, (s, i) => cocoBleu([words(s.response)], [requireReferences(name, s, i).map(words)], n).perImage[n - 1][0], opts);
 }
 
@@ -70,7 +70,7 @@ export class CiderReward extends BatchedReward {
     this.df = opts.corpus ? ciderDocFreq(opts.corpus.map((rs) => rs.map((r) => this.words(r)))) : null;
   }
   private words(x: string): string[] {
-    return this.tok(x).split(/\s+/).filter((w) => w !== '');
+    return pySplit(this.tok(x));
   }
   protected async scoreBatch(batch: Sample[], offsets: number[]): Promise<number[]> {
     const refs = batch.map((s, i) => requireReferences(this.name, s, offsets[i]).map((r) => this.words(r)));
