@@ -49,13 +49,16 @@ const median = (a: number[]) => { const s = [...a].sort((x, y) => x - y); return
 function parent(): void {
   const env = { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OMP_NUM_THREADS: String(o.threads), OPENBLAS_NUM_THREADS: String(o.threads) };
   const flags = Object.entries(o).filter(([k]) => !['reps'].includes(k)).flatMap(([k, v]) => [`--${k}`, String(v)]);
-  const res: Record<string, { step: number[]; gen: number[]; tokens: number }> = { native: { step: [], gen: [], tokens: 0 }, 'torch-eager': { step: [], gen: [], tokens: 0 } };
+  // torch-eager-malloc: the baseline with the same glibc settings the native core applies to itself.
+  const IMPLS = ['native', 'torch-eager', 'torch-eager-malloc'];
+  const mallocEnv = { MALLOC_MMAP_THRESHOLD_: String(32 << 20), MALLOC_TRIM_THRESHOLD_: String(512 << 20), MALLOC_TOP_PAD_: String(64 << 20) };
+  const res: Record<string, { step: number[]; gen: number[]; tokens: number }> = Object.fromEntries(IMPLS.map((k) => [k, { step: [], gen: [], tokens: 0 }]));
   for (let r = 0; r < o.reps; r++) {
-    for (const impl of ['native', 'torch-eager']) {
+    for (const impl of IMPLS) {
       const cmd = impl === 'native'
         ? [process.execPath, ['--import', 'tsx', join(here, 'ppo.ts'), '--child', ...flags]]
         : ['/usr/bin/python3', [join(here, 'ppo_torch.py'), ...flags.filter((f, i, a) => !(f === '--reps' || a[i - 1] === '--reps'))]];
-      const p = spawnSync(cmd[0] as string, cmd[1] as string[], { env, encoding: 'utf8', maxBuffer: 1 << 24 });
+      const p = spawnSync(cmd[0] as string, cmd[1] as string[], { env: impl === 'torch-eager-malloc' ? { ...env, ...mallocEnv } : env, encoding: 'utf8', maxBuffer: 1 << 24 });
       if (p.status !== 0) { process.stderr.write(p.stderr); throw new Error(`${impl} child failed (${p.status})`); }
       const line = JSON.parse(p.stdout.trim().split('\n').pop() as string);
       res[impl].step.push(...line.step_s);
@@ -66,20 +69,23 @@ function parent(): void {
   }
   let sha = '';
   try { sha = execSync('git rev-parse --short HEAD', { cwd: here, encoding: 'utf8' }).trim(); } catch { /* not a checkout */ }
-  const n = res.native, t = res['torch-eager'];
+  const n = res.native, t = res['torch-eager'], tm = res['torch-eager-malloc'];
   const row = {
     bench: 'ppo', git: sha, threads: o.threads, model: { vocab: o.vocab, hidden: o.hidden, layers: o.layers, heads: o.heads, kv: o.kv, inter: o.inter },
     batch: o.batch, prompt: o.prompt, gen: o.gen, minibatch: o.mb, epochs: o.epochs,
     native: { step_s_p50: median(n.step), gen_tok_s_p50: n.tokens / median(n.gen) },
     torch_eager: { step_s_p50: median(t.step), gen_tok_s_p50: t.tokens / median(t.gen) },
+    torch_eager_malloc: { step_s_p50: median(tm.step), gen_tok_s_p50: tm.tokens / median(tm.gen) },
     speedup_step: median(t.step) / median(n.step),
     speedup_gen: median(t.gen) / median(n.gen),
+    speedup_step_vs_malloc_tuned: median(tm.step) / median(n.step),
   };
   process.stdout.write(`${JSON.stringify(row)}\n`);
   process.stderr.write(`\nPPO step (rollout + update), ${o.threads} thread(s), ${o.reps}x${o.steps} steps, medians:\n`);
   process.stderr.write(`  native       ${row.native.step_s_p50.toFixed(3)} s/step   generation ${row.native.gen_tok_s_p50.toFixed(0)} tok/s\n`);
   process.stderr.write(`  torch eager  ${row.torch_eager.step_s_p50.toFixed(3)} s/step   generation ${row.torch_eager.gen_tok_s_p50.toFixed(0)} tok/s\n`);
-  process.stderr.write(`  speedup      ${row.speedup_step.toFixed(2)}x per step, ${row.speedup_gen.toFixed(2)}x generation\n`);
+  process.stderr.write(`  torch+malloc ${row.torch_eager_malloc.step_s_p50.toFixed(3)} s/step   generation ${row.torch_eager_malloc.gen_tok_s_p50.toFixed(0)} tok/s\n`);
+  process.stderr.write(`  speedup      ${row.speedup_step.toFixed(2)}x per step, ${row.speedup_gen.toFixed(2)}x generation (${row.speedup_step_vs_malloc_tuned.toFixed(2)}x per step vs torch with the same malloc settings)\n`);
 }
 
 if (process.argv.includes('--child')) await child();

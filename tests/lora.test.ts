@@ -132,6 +132,24 @@ describe('LoRA', () => {
     });
   }
 
+  it('generation with an adapter (fused eval weights) equals greedy recomputation with the unmerged adapter', async () => {
+    const m = await CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 13), { dtype: 'float64', lora: { r: 4, lora_alpha: 8, lora_dropout: 0.2, target_modules: ['q_proj', 'v_proj', 'up_proj'] } });
+    await m.setTensors('lora', randomise(await m.getTensors('lora'), 21, 0.4));
+    const prompts = [[3, 9, 14, 2], [5, 6]];
+    const out = await m.generate(prompts, { maxNewTokens: 8, doSample: false, eosTokenId: -1 });
+    for (let b = 0; b < 2; b++) {
+      const seq = [...prompts[b]];
+      for (let i = 0; i < 8; i++) {
+        const lg = await m.logits([seq]);
+        let best = 0;
+        for (let v = 1; v < 23; v++) if (lg[(seq.length - 1) * 23 + v] > lg[(seq.length - 1) * 23 + best]) best = v;
+        expect(out[b][i]).toBe(best);
+        seq.push(best);
+      }
+    }
+    await m.dispose();
+  });
+
   it("saves peft's adapter layout (vs a real peft adapter), reloads bit for bit, and starts a model from it", async () => {
     const W = randomLlamaWeights(CFG, 7, { dtype: 'float32' });
     const dir = join(tmp, 'base');

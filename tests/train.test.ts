@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readPeftAdapter } from '../src/io/index.js';
+import { callNative } from '../src/train/native.js';
 import { CausalLM, PPOTrainer, randomLlamaWeights, mulberry32, type LlamaConfig, type PPOConfigInput, type PPOStats, type RewardLike, type TrainSample } from '../src/train/index.js';
 
 const CFG: LlamaConfig = {
@@ -128,6 +129,61 @@ describe('PPOTrainer', () => {
     };
     expect(Math.abs(await kl0('adapter'))).toBeLessThan(1e-4);
     expect(await kl0('base')).toBeGreaterThan(0.5);
+  });
+
+  it('rollout log-probs and values collected during generation equal a full forward pass (float64)', async () => {
+    const m = await CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 3, { scale: 0.3 }), { dtype: 'float64', valueHead: true, lora: { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'] } });
+    const lora = await m.getTensors('lora');
+    const r = mulberry32(3);
+    for (const t of Object.values(lora)) for (let i = 0; i < t.data.length; i++) t.data[i] = (r() * 2 - 1) * 0.3;
+    await m.setTensors('lora', lora);
+    const prompts = [[4, 9, 12], [5, 6, 7, 8, 30], [11]];
+    const { leftPad } = await import('../src/train/llama.js');
+    const p = leftPad(prompts, 0);
+    const roll = await callNative('ppoRollout', m.handle, p.tokens, p.B, p.T, p.mask, { maxNewTokens: 6, eosTokenId: 2, padTokenId: 0, seed: 4, refIsAdapter: false });
+    const R = roll.width;
+    for (let b = 0; b < 3; b++) {
+      const resp = Array.from(roll.tokens.subarray(b * R, b * R + roll.lengths[b]));
+      const full = [...prompts[b], ...resp];
+      const lg = await m.logits([full]);
+      await m.disableAdapter();
+      const lgRef = await m.logits([full]);
+      await m.enableAdapter();
+      const lsm = (l: ArrayLike<number>, pos: number, tok: number) => {
+        let mx = -Infinity; for (let v = 0; v < 32; v++) mx = Math.max(mx, l[pos * 32 + v]);
+        let z = 0; for (let v = 0; v < 32; v++) z += Math.exp(l[pos * 32 + v] - mx);
+        return l[pos * 32 + tok] - mx - Math.log(z);
+      };
+      for (let i = 0; i < resp.length; i++) {
+        const pos = prompts[b].length - 1 + i;
+        expect(roll.logprobs.data[b * R + i]).toBeCloseTo(lsm(lg, pos, resp[i]), 10);
+        expect(roll.refLogprobs.data[b * R + i]).toBeCloseTo(lsm(lgRef, pos, resp[i]), 10);
+      }
+    }
+    // values: the value head on the last hidden state before each response token. With tied embeddings
+    // and vocab = hidden, logits = E·h with E square, so h is recovered by solving E h = logits.
+    const E = (await m.getTensors('base'))['model.embed_tokens.weight'].data;
+    const vh = await m.getTensors('valueHead');
+    const w = vh['v_head.summary.weight'].data, bias = vh['v_head.summary.bias'].data[0];
+    const solve = (rhs: number[]) => {
+      const n = 32, a = Array.from({ length: n }, (_, i) => [...Array.from(E.subarray(i * n, i * n + n)), rhs[i]]);
+      for (let c = 0; c < n; c++) {
+        let piv = c; for (let i = c + 1; i < n; i++) if (Math.abs(a[i][c]) > Math.abs(a[piv][c])) piv = i;
+        [a[c], a[piv]] = [a[piv], a[c]];
+        for (let i = 0; i < n; i++) if (i !== c) { const f = a[i][c] / a[c][c]; for (let k = c; k <= n; k++) a[i][k] -= f * a[c][k]; }
+      }
+      return a.map((row, i) => row[n] / a[i][i]);
+    };
+    for (let b = 0; b < 3; b++) {
+      const resp = Array.from(roll.tokens.subarray(b * R, b * R + roll.lengths[b]));
+      const lg = await m.logits([[...prompts[b], ...resp]]);
+      for (let i = 0; i < resp.length; i++) {
+        const pos = prompts[b].length - 1 + i;
+        const h = solve(Array.from(lg.subarray(pos * 32, pos * 32 + 32)));
+        expect(roll.values.data[b * R + i]).toBeCloseTo(h.reduce((acc, x, k) => acc + x * w[k], bias), 8);
+      }
+    }
+    await m.dispose();
   });
 
   it('pre-training steps (AdamW on next-token loss) fit a repeated sequence', async () => {

@@ -159,6 +159,10 @@ at::Tensor LlamaModel::RmsNorm(const at::Tensor& x, const at::Tensor& w) {
 }
 
 at::Tensor LlamaModel::Linear(const at::Tensor& x, const std::string& module) {
+  if (!fused.empty()) {
+    auto f = fused.find(module);
+    return at::linear(x, f != fused.end() ? f->second : base.at(module + ".weight"));
+  }
   at::Tensor y = at::linear(x, base.at(module + ".weight"));
   if (!lora || merged) return y;
   const std::map<std::string, LoraPair>* ad = nullptr;
@@ -260,6 +264,21 @@ at::Tensor LlamaModel::NextTokenLoss(const at::Tensor& tokens, const at::Tensor&
 // generation
 
 namespace {
+// Builds model.fused for the adapter the current mode uses (none when disabled or merged); clears it after.
+struct FusedEval {
+  LlamaModel& m;
+  explicit FusedEval(LlamaModel& mm) : m(mm) {
+    m.fused.clear();
+    if (!m.lora || m.merged || m.training || m.mode == AdapterMode::Disabled) return;
+    const auto& ad = m.mode == AdapterMode::Active ? m.adapter : m.refAdapter;
+    for (auto& [mod, p] : ad) {
+      const at::Tensor& W = m.base.at(mod + ".weight");
+      m.fused[mod] = (W.to(m.paramDtype) + at::matmul(p.B, p.A) * m.lora->scaling()).to(W.scalar_type());
+    }
+  }
+  ~FusedEval() { m.fused.clear(); }
+};
+
 struct TrainingOff {
   LlamaModel& m;
   bool was;
@@ -293,6 +312,7 @@ static at::Tensor Pick(at::Tensor lg, const GenOptions& o, at::Generator& gen) {
 GenResult LlamaModel::Generate(const at::Tensor& tokens, const at::Tensor& maskIn, const GenOptions& o) {
   c10::NoGradGuard ng;
   TrainingOff off(*this);
+  FusedEval fusedEval(*this);
   const int64_t B = tokens.size(0), P = tokens.size(1);
   if (o.maxNew < 1) Fail("INVALID_ARG", "generate: maxNewTokens must be >= 1");
   if (P < 1) Fail("INVALID_ARG", "generate: prompts must have at least one token");
@@ -304,15 +324,22 @@ GenResult LlamaModel::Generate(const at::Tensor& tokens, const at::Tensor& maskI
   }
   at::Tensor full = at::ones({B, cap}, at::kLong);
   if (maskIn.defined()) full.narrow(1, 0, P).copy_(maskIn);
-  at::Tensor h = Hidden(tokens, full.narrow(1, 0, P), &cache);
-  at::Tensor lg = Logits(h.narrow(1, P - 1, 1)).select(1, 0);
+  at::Tensor h = Hidden(tokens, full.narrow(1, 0, P), &cache).narrow(1, P - 1, 1);
+  at::Tensor lg = Logits(h).select(1, 0);
   GenResult r;
   r.tokens = at::full({B, o.maxNew}, o.pad, at::kLong);
   r.lengths = at::zeros({B}, at::kLong);
+  const bool values = o.collect && vHeadW.defined();
+  if (o.collect) r.logp = at::zeros({B, o.maxNew}, lg.options());
+  if (values) r.values = at::zeros({B, o.maxNew}, lg.options());
   at::Tensor finished = at::zeros({B}, at::kBool);
   for (int64_t i = 0; i < o.maxNew; i++) {
+    at::Tensor lsm;
+    if (o.collect) lsm = at::log_softmax(lg, -1);  // raw logits, as trl's forward pass sees them
+    if (values) r.values.select(1, i).copy_(Values(h).select(1, 0).to(lg.scalar_type()));
     if (o.eos >= 0 && i < o.minNew && o.eos < lg.size(-1)) lg.select(-1, o.eos).fill_(-std::numeric_limits<double>::infinity());
     at::Tensor next = Pick(lg, o, gen);
+    if (o.collect) r.logp.select(1, i).copy_(lsm.gather(-1, next.unsqueeze(-1)).squeeze(-1));
     if (o.eos >= 0) next = at::where(finished, at::full_like(next, o.pad), next);
     r.tokens.select(1, i).copy_(next);
     r.lengths += finished.logical_not().to(at::kLong);

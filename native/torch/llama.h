@@ -50,11 +50,13 @@ struct GenOptions {
   double temperature = 1.0, topP = 1.0;
   int64_t topK = 0;
   int64_t eos = -1, pad = 0;  // eos < 0: never stop (fixed length)
+  bool collect = false;       // also return the log-probs (raw logits) and values of the sampled tokens
 };
 
 struct GenResult {
   at::Tensor tokens;   // [B, maxNew] int64, pad after the end
   at::Tensor lengths;  // [B] int64, tokens up to and including EOS
+  at::Tensor logp, values;  // [B, maxNew] when GenOptions::collect (values need a value head)
 };
 
 class AdamState {
@@ -82,6 +84,9 @@ class LlamaModel {
   double vHeadDropout = 0.1;
   at::Generator gen;
   AdamState adam;
+  // NOTE: [fused eval weights] without dropout or gradients, W·x + s·B(A·x) = (W + s·BA)·x: generation
+  // computes the merged weights once per call and runs one matmul per module (see Generate).
+  std::map<std::string, at::Tensor> fused;
 
   // Base weights: a map of HF names (missing/shape checks), or random init (HF: N(0, 0.02), norms 1).
   void Init(const LlamaConfig& c, at::ScalarType dt, const std::map<std::string, at::Tensor>* weights, uint64_t seed);

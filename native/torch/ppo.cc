@@ -89,7 +89,12 @@ void ResponseForward(LlamaModel& m, const at::Tensor& input, const at::Tensor& m
 
 Rollout PPORollout(LlamaModel& m, const at::Tensor& q, const at::Tensor& qmask, const GenOptions& o, bool refIsAdapter) {
   if (m.merged) Fail("INVALID_ARG", "PPO needs an unmerged adapter");
-  GenResult g = m.Generate(q, qmask, o);
+  if (!m.vHeadW.defined()) Fail("INVALID_ARG", "PPO needs a model with a value head");
+  // The policy's log-probs and values of the sampled tokens come out of generation itself (same
+  // weights, no dropout, same positions): trl recomputes them with a second forward pass.
+  GenOptions go = o;
+  go.collect = true;
+  GenResult g = m.Generate(q, qmask, go);
   Rollout r;
   r.P = q.size(1);
   r.R = std::max<int64_t>(1, g.lengths.max().item<int64_t>());
@@ -101,7 +106,10 @@ Rollout PPORollout(LlamaModel& m, const at::Tensor& q, const at::Tensor& qmask, 
   c10::NoGradGuard ng;
   bool was = m.training;
   m.training = false;
-  ResponseForward(m, r.input, r.mask, r.P, r.R, &r.oldLogp, &r.oldValues, nullptr);
+  r.oldLogp = g.logp.narrow(1, 0, r.R).contiguous();
+  r.oldValues = g.values.narrow(1, 0, r.R).contiguous();
+  if (!at::isfinite(r.oldLogp).all().item<bool>() || !at::isfinite(r.oldValues).all().item<bool>())
+    Fail("TRAIN", "non-finite log-probs or values in the rollout (the weights contain NaN or Inf)");
   if (m.lora) {
     // trl 0.4.x: reference = the policy with its adapter disabled; option: a frozen copy of the start adapter.
     m.mode = refIsAdapter ? AdapterMode::Reference : AdapterMode::Disabled;

@@ -57,7 +57,7 @@ interface TrainAddon {
   lmOp(h: ModelHandle, op: 'merge' | 'unmerge' | 'enableAdapter' | 'disableAdapter' | 'snapshotRef' | 'dispose'): Promise<void>;
   lmLossGrad(h: ModelHandle, tokens: Int32Array, B: number, T: number, mask: Int32Array | null, params: 'lora' | 'all'): Promise<{ loss: number; grads: TensorMap }>;
   lmTrainStep(h: ModelHandle, tokens: Int32Array, B: number, T: number, mask: Int32Array | null, o: Record<string, unknown>): Promise<{ loss: number; gradNorm: number }>;
-  ppoRollout(h: ModelHandle, tokens: Int32Array, B: number, P: number, mask: Int32Array | null, o: NativeGenOptions & { refIsAdapter: boolean; seed: number }): Promise<NativeGenResult>;
+  ppoRollout(h: ModelHandle, tokens: Int32Array, B: number, P: number, mask: Int32Array | null, o: NativeGenOptions & { refIsAdapter: boolean; seed: number }): Promise<NativeGenResult & { logprobs: Tensor; refLogprobs: Tensor; values: Tensor }>;
   ppoUpdate(h: ModelHandle, scores: Float64Array, o: Record<string, unknown>): Promise<Record<string, number>>;
   ppoMath(o: Record<string, unknown>): Record<string, Tensor | number>;
 }
