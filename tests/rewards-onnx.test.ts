@@ -89,6 +89,25 @@ describe('ONNX reward model', () => {
     for (const v of sp) expect(v > 0 && v < 1).toBe(true);
   });
 
+  it('token_type_ids reach a BERT-style model: segment ids of the (question, answer) pair', async () => {
+    const T = Float32Array.from([0.25, -0.5, 1.5, 0.75, -1.25, 2, -0.125, 0.5, 1, -2]); // 2 x dim(5)
+    const p = join(dir, 'typed.onnx');
+    writeBagModel(p, m, { typeEmbedding: T });
+    const r = await onnxReward({ model: p, tokenizer: TOKENIZER, format: '2-1' });
+    const want: number[] = [];
+    for (const s of samples) {
+      const enc = await tok.encode(s.prompt, s.response);
+      const types = enc.getTypeIds();
+      expect(types.includes(1)).toBe(true); // the pair template marks the answer as segment 1
+      const l = bagLogits(m, enc.getIds(), types.map(() => 1), { T, ids: types });
+      want.push(l[2] - l[1]);
+    }
+    expectClose(await r.score(samples), want);
+    // Without the type embedding the scores differ (the input is not ignored).
+    const plain = await expected(samples.map((s) => [s.prompt, s.response]), '2-1');
+    expect(Math.abs(plain[0] - want[0])).toBeGreaterThan(1e-3);
+  });
+
   it('truncation to maxLength changes the score to the truncated hand computation', async () => {
     const r = await onnxReward({ model: modelPath, tokenizer: TOKENIZER, format: '1', input: 'response', maxLength: 4 });
     const ids = (await tok.encode(samples[2].response, null)).getIds().slice(0, 4);

@@ -84,6 +84,8 @@ export interface WriteOptions {
   idsName?: string;
   idsDims?: Dim[];
   withMask?: boolean;
+  /** BERT-style segment input: adds `token_type_ids` and a 2-row type embedding T to each token. */
+  typeEmbedding?: Float32Array;
 }
 
 /** Writes the embedding-bag classifier to `path`. */
@@ -91,9 +93,15 @@ export function writeBagModel(path: string, m: BagModel, opts: WriteOptions = {}
   const ids = opts.idsName ?? 'input_ids';
   const withMask = opts.withMask ?? true;
   const idsDims = opts.idsDims ?? ['batch', 'seq'];
-  const nodes: number[][] = [node('Gather', ['E', ids], ['emb'], [attrInt('axis', 0)])];
+  const T = opts.typeEmbedding;
+  const nodes: number[][] = [node('Gather', ['E', ids], [T ? 'tokemb' : 'emb'], [attrInt('axis', 0)])];
   const inits = [floatTensor('E', [m.vocab, m.dim], m.E), floatTensor('W', [m.dim, m.classes], m.W), floatTensor('bias', [m.classes], m.b), int64Tensor('ax1', [1], [1n]), int64Tensor('ax2', [1], [2n])];
   const inputs = [valueInfo(ids, INT64, idsDims)];
+  if (T) {
+    inits.push(floatTensor('T', [2, m.dim], T));
+    inputs.push(valueInfo('token_type_ids', INT64, ['batch', 'seq']));
+    nodes.push(node('Gather', ['T', 'token_type_ids'], ['typeemb'], [attrInt('axis', 0)]), node('Add', ['tokemb', 'typeemb'], ['emb']));
+  }
   if (withMask) {
     inputs.push(valueInfo('attention_mask', INT64, ['batch', 'seq']));
     nodes.push(
@@ -113,13 +121,13 @@ export function writeBagModel(path: string, m: BagModel, opts: WriteOptions = {}
 }
 
 /** float64 reference of the same graph (weights read back as float32 values). */
-export function bagLogits(m: BagModel, ids: number[], mask: number[]): number[] {
+export function bagLogits(m: BagModel, ids: number[], mask: number[], types?: { T: Float32Array; ids: number[] }): number[] {
   const mean = new Array<number>(m.dim).fill(0);
   let cnt = 0;
   ids.forEach((id, t) => {
     if (!mask[t]) return;
     cnt++;
-    for (let d = 0; d < m.dim; d++) mean[d] += m.E[id * m.dim + d];
+    for (let d = 0; d < m.dim; d++) mean[d] += m.E[id * m.dim + d] + (types ? types.T[types.ids[t] * m.dim + d] : 0);
   });
   for (let d = 0; d < m.dim; d++) mean[d] /= cnt;
   return Array.from({ length: m.classes }, (_, c) => {
