@@ -18,6 +18,7 @@ const available = cudaAvailable();
 const noGpuReason = available ? '' : status.reason;
 const nvcc = ['/usr/local/cuda/bin/nvcc', '/usr/local/cuda-13.0/bin/nvcc', '/usr/local/bin/nvcc'].find((p) => existsSync(p));
 const testBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'tests', 'soup_cuda_tests');
+const emuBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'soup_cuda_emu_tests');
 const torchCheckBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'tests', 'soup_torch_cuda_check');
 
 type Raw = Record<string, (b: unknown) => Promise<unknown>>;
@@ -86,6 +87,15 @@ describe('CUDA: build and status (any machine)', () => {
     expect(existsSync(join(packageRoot, 'build-torch', 'native', 'cuda', 'libsoup_cuda.a'))).toBe(true);
     expect(existsSync(join(packageRoot, 'build-torch', 'Release', 'libsoup_cuda_capi.so'))).toBe(true); // cmake-js puts shared libraries in Release/
   });
+
+  it.skipIf(!existsSync(emuBinary))('the kernels, tables and pipeline pass every GPU test under the CPU emulation (fresh random data)', () => {
+    const seed = String(Date.now());
+    const r = spawnSync(emuBinary, ['--seed', seed, '--quick'], { encoding: 'utf8', timeout: 600_000 });
+    expect(r.status, `seed ${seed}\n${r.stdout}${r.stderr}`).toBe(0);
+    expect(r.stdout).toMatch(/device: CPU emulation/);
+    expect(r.stdout).not.toMatch(/^SKIP/m);
+    expect(r.stdout.trim().split('\n').pop()).toMatch(/^1[0-9] passed, 0 failed$/);
+  }, 600_000);
 
   it.skipIf(!existsSync(torchCheckBinary))('the libtorch-linked check loads alongside libtorch (SKIP without a GPU)', () => {
     const r = spawnSync(torchCheckBinary, [], { encoding: 'utf8', timeout: 300_000 });

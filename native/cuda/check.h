@@ -38,3 +38,11 @@ namespace cuda {
     cudaError_t soup_err_ = cudaGetLastError();                                    \
     if (soup_err_ != cudaSuccess) ::soup::cuda::throwCuda(soup_err_, "launch of " name, __FILE__, __LINE__); \
   } while (0)
+
+// Kernel launches go through one macro so that native/tests/emu can run the kernels on the CPU (a
+// sequential emulation used to test the indexing, tables and pipeline on machines without a GPU).
+#ifdef SOUP_CUDA_EMULATE
+#define SOUP_LAUNCH(kernel, grid, block, stream, ...) ::soup_emu::launch(kernel, grid, block, __VA_ARGS__)
+#else
+#define SOUP_LAUNCH(kernel, grid, block, stream, ...) kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#endif

@@ -100,14 +100,27 @@ __device__ __forceinline__ float fma_(float l, float x, float acc) { return __fm
 __device__ __forceinline__ double mul(double l, double x) { return __dmul_rn(l, x); }
 __device__ __forceinline__ double fma_(double l, double x, double acc) { return __fma_rn(l, x, acc); }
 
-template <int Bytes> struct StoreVec;
-template <> struct StoreVec<4> { static __device__ __forceinline__ void put(void* p, const void* v) { __stcs(reinterpret_cast<unsigned int*>(p), *reinterpret_cast<const unsigned int*>(v)); } };
-template <> struct StoreVec<8> { static __device__ __forceinline__ void put(void* p, const void* v) { __stcs(reinterpret_cast<uint2*>(p), *reinterpret_cast<const uint2*>(v)); } };
+// Stores Bytes bytes of a register array with the widest streaming stores the alignment allows. The
+// bytes move through memcpy (no type punning through pointers: that would break strict aliasing).
 template <int Bytes> struct StoreVec {
-  static_assert(Bytes % 16 == 0, "vector store width");
+  static_assert(Bytes == 4 || Bytes == 8 || Bytes % 16 == 0, "vector store width");
   static __device__ __forceinline__ void put(void* p, const void* v) {
+    if constexpr (Bytes == 4) {
+      unsigned int t;
+      memcpy(&t, v, 4);
+      __stcs(reinterpret_cast<unsigned int*>(p), t);
+    } else if constexpr (Bytes == 8) {
+      uint2 t;
+      memcpy(&t, v, 8);
+      __stcs(reinterpret_cast<uint2*>(p), t);
+    } else {
 #pragma unroll
-    for (int j = 0; j < Bytes / 16; ++j) __stcs(reinterpret_cast<uint4*>(p) + j, reinterpret_cast<const uint4*>(v)[j]);
+      for (int j = 0; j < Bytes / 16; ++j) {
+        uint4 t;
+        memcpy(&t, static_cast<const char*>(v) + 16 * j, 16);
+        __stcs(reinterpret_cast<uint4*>(p) + j, t);
+      }
+    }
   }
 };
 
@@ -364,9 +377,8 @@ void Interpolator::flush(int n, const double* weights, int inDt, int outDt) {
     SOUP_CUDA_CHECK(cudaMemcpyAsync(devTable_ + srcOff, hostTable_ + srcOff, nseg * n * sizeof(uint64_t), cudaMemcpyHostToDevice, st));
     SOUP_CUDA_CHECK(cudaMemcpyAsync(devTable_ + workOff, hostTable_ + workOff, nwork * sizeof(uint2), cudaMemcpyHostToDevice, st));
     SOUP_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(copied_), st));
-    fn<<<unsigned(nwork), kThreads, 0, st>>>(reinterpret_cast<const SegDesc*>(devTable_),
-                                              reinterpret_cast<const uint64_t*>(devTable_ + srcOff),
-                                              reinterpret_cast<const uint2*>(devTable_ + workOff), n, lam);
+    SOUP_LAUNCH(fn, unsigned(nwork), kThreads, st, reinterpret_cast<const SegDesc*>(devTable_),
+                reinterpret_cast<const uint64_t*>(devTable_ + srcOff), reinterpret_cast<const uint2*>(devTable_ + workOff), n, lam);
     SOUP_CUDA_CHECK_LAUNCH("soup_interpolate_multi_cuda");
     ++launches_;
   }
@@ -442,9 +454,8 @@ void Plan::run(const double* weights, void* stream) {
   const Lambdas lam = lambdasOf(weights, n_);
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   for (const Group& g : groups_) {
-    pick(g.inDtype, g.outDtype)<<<unsigned(g.nwork), kThreads, 0, st>>>(
-        reinterpret_cast<const SegDesc*>(dev_ + g.segOff), reinterpret_cast<const uint64_t*>(dev_ + g.srcOff),
-        reinterpret_cast<const uint2*>(dev_ + g.workOff), n_, lam);
+    SOUP_LAUNCH(pick(g.inDtype, g.outDtype), unsigned(g.nwork), kThreads, st, reinterpret_cast<const SegDesc*>(dev_ + g.segOff),
+                reinterpret_cast<const uint64_t*>(dev_ + g.srcOff), reinterpret_cast<const uint2*>(dev_ + g.workOff), n_, lam);
     SOUP_CUDA_CHECK_LAUNCH("soup_interpolate_multi_cuda");
   }
 }
