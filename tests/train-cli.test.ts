@@ -61,7 +61,16 @@ describe('rsoup train ppo', () => {
     expect(resumed.stderr).toMatch(/resuming .* at step 2/);
     expect(resumed.stdout.trim().split('\n').map((l) => JSON.parse(l).step)).toEqual([3]);
     expect(JSON.parse(readFileSync(join(tmp, 'out', 'trainer_state.json'), 'utf8')).step).toBe(3);
-    return readPeftAdapter(join(tmp, 'out')).then((a) => expect(Object.keys(a.tensors).length).toBe(4));
+    // the checkpoint dir is a PEFT adapter dir that rsoup merge accepts (a soup of the run with itself)
+    const merged = rsoup(['merge', '--sources', join(tmp, 'out'), join(tmp, 'out'), '--weights', '0.3', '0.7', '--out', join(tmp, 'soup')]);
+    expect(merged.code, merged.stderr).toBe(0);
+    return Promise.all([readPeftAdapter(join(tmp, 'out')), readPeftAdapter(join(tmp, 'soup'))]).then(([a, m]) => {
+      expect(Object.keys(a.tensors).length).toBe(4);
+      for (const [k, t] of Object.entries(a.tensors)) {
+        const d = m.tensors[k].data;
+        t.data.forEach((v, i) => expect(d[i]).toBeCloseTo(v, 6));
+      }
+    });
   });
 
   it('config errors name the field', () => {
