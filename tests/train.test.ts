@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readPeftAdapter } from '../src/io/index.js';
 import { callNative } from '../src/train/native.js';
-import { CausalLM, PPOTrainer, randomLlamaWeights, mulberry32, type LlamaConfig, type PPOConfigInput, type PPOStats, type RewardLike, type TrainSample } from '../src/train/index.js';
+import { CausalLM, PPOTrainer, randomLlamaWeights, pretrain, evaluate, cosineLr, mulberry32, type LlamaConfig, type PPOConfigInput, type PPOStats, type RewardLike, type TrainSample } from '../src/train/index.js';
 
 const CFG: LlamaConfig = {
   vocabSize: 32, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4,
@@ -183,6 +183,26 @@ describe('PPOTrainer', () => {
         expect(roll.values.data[b * R + i]).toBeCloseTo(h.reduce((acc, x, k) => acc + x * w[k], bias), 8);
       }
     }
+    await m.dispose();
+  });
+
+  it('pretrain(): cosine schedule by hand, loss falls on a patterned stream; evaluate() is seeded', async () => {
+    expect(cosineLr(0, 100, 1e-3, 1e-4, 10)).toBeCloseTo(1e-4, 15);
+    expect(cosineLr(9, 100, 1e-3, 1e-4, 10)).toBeCloseTo(1e-3, 15);
+    expect(cosineLr(55, 100, 1e-3, 1e-4, 10)).toBeCloseTo(1e-4 + 0.45e-3 * (1 + Math.cos(Math.PI * 0.5)), 15);
+    expect(cosineLr(100, 100, 1e-3, 1e-4, 10)).toBeCloseTo(1e-4, 15);
+    const m = await CausalLM.fromTensors(CFG, null, { seed: 2, threads: 1 });
+    const stream = Int32Array.from({ length: 4000 }, (_, i) => 3 + ((i * 7) % 13));
+    const losses: number[] = [];
+    for await (const s of pretrain(m, { tokens: stream, seqLen: 16, batchSize: 8, steps: 40, lr: 1e-2, seed: 1 })) losses.push(s.loss);
+    expect(losses[0]).toBeGreaterThan(3);
+    expect(losses[39]).toBeLessThan(losses[0] / 3);
+    await expect((async () => { for await (const _ of pretrain(m, { tokens: Int32Array.of(1, 2, 99), seqLen: 2, batchSize: 1, steps: 1 })) void _; })()).rejects.toMatchObject({ code: 'ERR_SOUP_INVALID_ARG', message: expect.stringContaining('99') });
+    const prompts = PROMPTS.slice(0, 6);
+    const a = await evaluate(m, prompts, [freq], { maxNewTokens: 5, eosTokenId: -1, seed: 3, batchSize: 4 });
+    const b = await evaluate(m, prompts, [freq], { maxNewTokens: 5, eosTokenId: -1, seed: 3, batchSize: 4 });
+    expect(a.samples.map((x) => x.meta.responseTokens)).toEqual(b.samples.map((x) => x.meta.responseTokens));
+    expect(a.means.freq7).toBeCloseTo(a.samples.reduce((acc, x) => acc + x.meta.responseTokens.filter((t) => t === 7).length / 5, 0) / 6, 12);
     await m.dispose();
   });
 

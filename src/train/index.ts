@@ -3,5 +3,6 @@
 // thread), KV-cache generation, PPO with trl 0.4.x semantics.
 export * from './llama.js';
 export * from './ppo.js';
+export * from './pretrain.js';
 export { randomLlamaWeights, llamaShapes } from './testing.js';
 export type { ModelHandle, TensorGroup } from './native.js';
