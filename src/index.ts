@@ -7,5 +7,6 @@ export * from './pareto/index.js';
 export * from './report/index.js';
 export * from './rewards/index.js';
 export * from './train/index.js';
+export * from './envs/index.js';
 export * from './pipeline/index.js';
 export { coreAddon, torchAddon, hasTorch } from './native/index.js';

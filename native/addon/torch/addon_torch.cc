@@ -45,6 +45,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, JS_info));
   exports.Set("setNumThreads", Napi::Function::New(env, JS_setNumThreads));
   if (RegisterTrain) RegisterTrain(env, exports);
+  if (RegisterControl) RegisterControl(env, exports);
+  if (RegisterDiffusion) RegisterDiffusion(env, exports);
   if (RegisterCuda) RegisterCuda(env, exports);
   return exports;
 }
