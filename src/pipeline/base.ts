@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: MIT
+// The base stage's built-in path: a tiny LLaMA-architecture model pre-trained from scratch on the
+// fortunes corpus (MINIATURES.md, Text): byte-level BPE tokenizer, then AdamW on packed 128-token
+// windows with a cosine schedule. Every random draw is seeded, so the same config gives the same model.
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SoupError } from '../errors.js';
+import { CausalLM, llamaConfigToHF, mulberry32, type LlamaConfig } from '../train/index.js';
+import { readFortunes, trainTokenizer, type Corpus } from './corpus.js';
+
+export interface PretrainSpec {
+  corpus_dir: string;
+  hold_every: number;
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_layers: number;
+  num_heads: number;
+  steps: number;
+  batch_size: number;
+  seq_len: number;
+  learning_rate: number;
+  warmup_steps: number;
+  weight_decay: number;
+  seed: number;
+  threads: number;
+}
+
+export interface PretrainResult {
+  dir: string;
+  steps: number;
+  firstLoss: number;
+  finalLoss: number;
+  bitsPerChar: number;
+  seconds: number;
+  params: number;
+}
+
+/** Tokenizes `<s> entry </s>` for every entry and concatenates them (one long stream to cut windows from). */
+export async function packCorpus(entries: string[], tok: import('tokenizers').Tokenizer): Promise<Int32Array> {
+  const encs = await tok.encodeBatch(entries.map((e) => `<s>${e}</s>`));
+  let n = 0;
+  for (const e of encs) n += e.getIds().length;
+  const out = new Int32Array(n);
+  let o = 0;
+  for (const e of encs) {
+    out.set(e.getIds(), o);
+    o += e.getIds().length;
+  }
+  return out;
+}
+
+export function tinyLlamaConfig(s: Pick<PretrainSpec, 'vocab_size' | 'hidden_size' | 'intermediate_size' | 'num_layers' | 'num_heads'>): LlamaConfig {
+  return {
+    vocabSize: s.vocab_size, hiddenSize: s.hidden_size, intermediateSize: s.intermediate_size, numHiddenLayers: s.num_layers,
+    numAttentionHeads: s.num_heads, numKeyValueHeads: s.num_heads, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: true,
+    bosTokenId: 1, eosTokenId: 2, padTokenId: 0, maxPositionEmbeddings: 512,
+  };
+}
+
+/** Learning rate at step t: linear warmup then cosine decay to 10%. */
+export function cosineLr(t: number, total: number, peak: number, warmup: number): number {
+  if (t < warmup) return (peak * (t + 1)) / warmup;
+  const p = (t - warmup) / Math.max(1, total - warmup);
+  return peak * (0.1 + 0.45 * (1 + Math.cos(Math.PI * Math.min(1, p))));
+}
+
+/** Trains the tokenizer and the model, writes a Hugging Face dir (config.json, model.safetensors, tokenizer.json). */
+export async function pretrainTiny(spec: PretrainSpec, dir: string, o: { corpus?: Corpus; onProgress?: (step: number, loss: number) => void; signal?: AbortSignal } = {}): Promise<PretrainResult> {
+  const t0 = performance.now();
+  // The model dir is written last (saveModelDir replaces it whole); the tokenizer is made beside it.
+  const work = `${dir}.work`;
+  mkdirSync(work, { recursive: true });
+  const corpus = o.corpus ?? readFortunes(spec.corpus_dir, spec.hold_every);
+  const textFile = join(work, 'corpus-train.txt');
+  writeFileSync(textFile, corpus.train.join('\n\n'));
+  const tokFile = join(work, 'tokenizer.json');
+  const tok = trainTokenizer(textFile, spec.vocab_size, tokFile);
+  const stream = await packCorpus(corpus.train, tok);
+  const charsPerToken = corpus.train.reduce((a, e) => a + e.length + 2, 0) / stream.length;
+  const config = tinyLlamaConfig(spec);
+  const model = await CausalLM.fromTensors(config, null, { seed: spec.seed, threads: spec.threads });
+  const B = spec.batch_size, T = spec.seq_len;
+  if (stream.length < T + 1) throw new SoupError('ERR_SOUP_CONFIG', `base.pretrain: the corpus has ${stream.length} tokens, fewer than seq_len ${T}`);
+  const rnd = mulberry32(spec.seed ^ 0x9e3779b9);
+  const batch = new Int32Array(B * T);
+  let firstLoss = NaN, ema = NaN, loss = NaN;
+  try {
+    for (let step = 0; step < spec.steps; step++) {
+      if (o.signal?.aborted) throw new SoupError('ERR_SOUP_ABORTED', `pre-training aborted at step ${step}`);
+      for (let b = 0; b < B; b++) {
+        const start = Math.floor(rnd() * (stream.length - T));
+        batch.set(stream.subarray(start, start + T), b * T);
+      }
+      const lr = cosineLr(step, spec.steps, spec.learning_rate, spec.warmup_steps);
+      const r = await model.trainStep(batch, B, T, { lr, beta1: 0.9, beta2: 0.95, weightDecay: spec.weight_decay, maxGradNorm: 1, params: 'all' });
+      loss = r.loss;
+      if (step === 0) firstLoss = loss;
+      ema = Number.isNaN(ema) ? loss : 0.95 * ema + 0.05 * loss;
+      o.onProgress?.(step + 1, ema);
+    }
+    await model.save(dir);
+  } finally {
+    await model.dispose();
+  }
+  // config.json with the tokenizer's special ids, and the tokenizer itself
+  writeFileSync(join(dir, 'config.json'), `${JSON.stringify(llamaConfigToHF(config), null, 2)}\n`);
+  copyFileSync(tokFile, join(dir, 'tokenizer.json'));
+  rmSync(work, { recursive: true, force: true });
+  const params = spec.vocab_size * spec.hidden_size + spec.num_layers * (4 * spec.hidden_size ** 2 + 3 * spec.hidden_size * spec.intermediate_size + 2 * spec.hidden_size) + spec.hidden_size;
+  return { dir, steps: spec.steps, firstLoss, finalLoss: ema, bitsPerChar: ema / Math.LN2 / charsPerToken, seconds: (performance.now() - t0) / 1000, params };
+}

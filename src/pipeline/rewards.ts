@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: MIT
+// Builds an experiment's rewards: every type of src/rewards (rewardsFromConfig), plus `lexicon`, the
+// demo's topic-word reward (MINIATURES.md: a lexicon of frequent topic words is a reward a tiny model
+// can move, unlike VADER alone): the fraction of the response's words that are on the list.
+import { custom, rewardFromConfig, type Reward, type Sample } from '../rewards/index.js';
+import { LEXICON_TYPE } from './config.js';
+
+/** Fraction of word tokens (lower-cased letters and apostrophes) in `words`; 0 for a text with no word. */
+export function lexiconFraction(text: string, words: ReadonlySet<string>): number {
+  const toks = text.toLowerCase().match(/[a-z']+/g) ?? [];
+  if (toks.length === 0) return 0;
+  let n = 0;
+  for (const t of toks) if (words.has(t.replace(/^'+|'+$/g, ''))) n++;
+  return n / toks.length;
+}
+
+export function lexiconReward(name: string, words: string[]): Reward {
+  const set = new Set(words.map((w) => w.toLowerCase()));
+  return custom(name, (s: Sample) => lexiconFraction(s.response, set), { cacheSize: 4096 });
+}
+
+/** The rewards in config order; `specs` were checked by loadExperiment. */
+export async function buildRewards(specs: unknown[], baseDir: string, where = 'experiment'): Promise<Reward[]> {
+  return Promise.all(specs.map(async (r, i) => {
+    const o = r as Record<string, unknown>;
+    if (o.type === LEXICON_TYPE) return lexiconReward(typeof o.name === 'string' ? o.name : LEXICON_TYPE, o.words as string[]);
+    return rewardFromConfig(o, { baseDir, path: `${where}: rewards[${i}]` });
+  }));
+}

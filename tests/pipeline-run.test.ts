@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+// `rsoup run` end to end on a micro experiment (a 1-layer d=16 model pre-trained for a few steps on a
+// slice of the fortunes, 3-step PPO runs): the report and plots are written; the same seed gives the
+// same report; a run killed during the experts resumes from its checkpoints and ends with the same
+// report as an uninterrupted one; a changed sweep reruns only the sweep; bad configs fail before any
+// training; the GPU examples pass --dry-run's checks when their files exist.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, rsoup, rsoupAsync } from './helpers/cli.js';
+
+const FORTUNES = '/usr/share/games/fortunes';
+const tmp = mkdtempSync(join(tmpdir(), 'rsoup-run-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const micro = (steps = 3, extra = '') => `name: micro
+seed: 3
+output: run
+base:
+  pretrain: { corpus_dir: corpus, hold_every: 4, vocab_size: 320, hidden_size: 16, intermediate_size: 32, num_layers: 1, num_heads: 2, steps: 4, batch_size: 4, seq_len: 32, warmup_steps: 2, threads: 1 }
+prompts: { prompt_tokens: 6, num_train: 16, num_eval: 8 }
+rewards:
+  - { type: vader, name: vader }
+  - { type: lexicon, name: topic, words: [life, world, man, time, computer, the, a] }
+lora: { r: 2, lora_alpha: 4, target_modules: [q_proj, v_proj] }
+ppo: { learning_rate: 0.01, batch_size: 4, mini_batch_size: 2, ppo_epochs: 1, init_kl_coef: 0.01, save_every: 2, generation: { output_min_length: 4, output_max_length: 6 } }
+experts: { steps: ${steps} }
+morl: { mu: [[0.5, 0.5]] }
+sweep: { lambdas: 3, max_new_tokens: 5, threads: 1 }
+${extra}`;
+
+beforeAll(() => {
+  // a slice of the real corpus keeps the tokenizer and pre-training to a second
+  mkdirSync(join(tmp, 'corpus'));
+  writeFileSync(join(tmp, 'corpus', 'fortunes'), readFileSync(join(FORTUNES, 'fortunes'), 'utf8').slice(0, 60_000).replace(/\n%\n[^%]*$/, '\n'));
+  writeFileSync(join(tmp, 'micro.yml'), micro());
+  writeFileSync(join(tmp, 'micro6.yml'), micro(6));
+});
+
+const stripTimes = (r: Record<string, unknown>) => {
+  const c = structuredClone(r) as { cost: Record<string, { seconds?: number }>; reading: string[] };
+  for (const k of Object.keys(c.cost)) delete c.cost[k].seconds;
+  c.reading = c.reading.filter((l) => !l.startsWith('Training cost'));
+  return c;
+};
+const report = (dir: string) => JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
+
+describe('rsoup run (micro experiment)', () => {
+  it('runs every stage, writes the report and the plots; the same seed gives the same report', () => {
+    const a = rsoup(['run', join(tmp, 'micro.yml'), '--out', join(tmp, 'a')]);
+    expect(a.code, a.stderr).toBe(0);
+    for (const stage of ['base', 'experts', 'morl', 'sweep', 'report']) expect(a.stderr).toMatch(new RegExp(`\\] ${stage}: done in`));
+    expect(a.stderr).toMatch(/finished in .*base .*experts\+morl .*sweep .*report/);
+    expect(a.stderr).toMatch(/report: .*report\.html/);
+    expect(a.stderr).toMatch(/found: soups\/MORL hypervolume ratio [\d.∞]+ .*same reference point .*LMC \(Hypothesis 1\) (holds|does not hold|not tested)/);
+    const dir = join(tmp, 'a');
+    for (const f of ['report.json', 'report.html', 'front.svg', 'front.png', 'rewards-vs-lambda.png', 'training.png', 'timings.json']) expect(existsSync(join(dir, f)), f).toBe(true);
+    const png = readFileSync(join(dir, 'front.png'));
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+    const r = report(dir);
+    expect(r.rewards).toEqual(['vader', 'topic']);
+    expect(r.models.map((m: { kind: string }) => m.kind)).toEqual(['init', 'expert', 'expert', 'morl', 'soup', 'soup', 'soup']);
+    // λ = eᵢ soups are the experts themselves: same tensors, same seed, same numbers
+    expect(r.models[4].rewards).toEqual(r.models[1].rewards);
+    expect(r.models[6].rewards).toEqual(r.models[2].rewards);
+    expect(r.cost.soups.ppo_steps).toBe(6);
+    expect(r.cost.morl.ppo_steps).toBe(3);
+    const hist = readFileSync(join(dir, 'experts', 'expert-vader', 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(hist.map((h: { step: number }) => h.step)).toEqual([1, 2, 3]);
+    // the PEFT adapter of each run is where `rsoup merge` reads it
+    expect(existsSync(join(dir, 'experts', 'expert-topic', 'adapter', 'adapter_model.safetensors'))).toBe(true);
+    const b = rsoup(['run', join(tmp, 'micro.yml'), '--out', join(tmp, 'b'), '--json']);
+    expect(b.code, b.stderr).toBe(0);
+    expect(stripTimes(report(join(tmp, 'b')))).toEqual(stripTimes(r));
+    const events = b.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(events.filter((e) => e.event === 'run' && e.name === 'expert-vader').map((e) => e.step)).toEqual([1, 2, 3]);
+    expect(events.at(-1)).toMatchObject({ event: 'finished', report: join(tmp, 'b', 'report.json') });
+
+    // a changed sweep reruns the sweep only
+    writeFileSync(join(tmp, 'micro5.yml'), micro(3).replace('lambdas: 3', 'lambdas: 5'));
+    const c = rsoup(['run', join(tmp, 'micro5.yml'), '--out', join(tmp, 'b')]);
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stderr).toMatch(/base: cached/);
+    expect(c.stderr.match(/(experts|morl): cached/g)).toHaveLength(3);
+    expect(c.stderr).toMatch(/sweep: done in/);
+    expect(report(join(tmp, 'b')).models.filter((m: { kind: string }) => m.kind === 'soup')).toHaveLength(5);
+  }, 300_000);
+
+  it('resumes a run killed during the experts, with the same report as an uninterrupted run', async () => {
+    const ref = rsoup(['run', join(tmp, 'micro6.yml'), '--out', join(tmp, 'ref')]);
+    expect(ref.code, ref.stderr).toBe(0);
+    const out = join(tmp, 'killed');
+    const child = rsoupAsync(['run', join(tmp, 'micro6.yml'), '--out', out]);
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    const hist = join(out, 'experts', 'expert-vader', 'history.jsonl');
+    const ckpt = join(out, 'experts', 'expert-vader', 'adapter', 'trainer_state.json');
+    const t0 = Date.now();
+    while (!(existsSync(ckpt) && existsSync(hist) && readFileSync(hist, 'utf8').trim().split('\n').length >= 3)) {
+      if (Date.now() - t0 > 200_000) throw new Error(`no checkpoint in time:\n${err}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+    expect(existsSync(join(out, 'report.json'))).toBe(false);
+    const again = rsoup(['run', join(tmp, 'micro6.yml'), '--out', out]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/base: cached/);
+    expect(again.stderr).toMatch(/expert-vader: resumed at step [2-6]|experts: cached \(expert-vader\)/);
+    const steps = readFileSync(hist, 'utf8').trim().split('\n').map((l) => JSON.parse(l).step);
+    expect(steps).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(stripTimes(report(out))).toEqual(stripTimes(report(join(tmp, 'ref'))));
+  }, 400_000);
+
+  it('bad configs fail before any training, naming the problem', () => {
+    const cases: Array<[string, string, RegExp]> = [
+      ['unknown-reward', micro().replace('type: vader, name: vader', 'type: sentiment, name: vader'), /rewards\[0\]\.type: unknown reward type "sentiment"/],
+      ['missing-model', micro().replace(/base:\n  pretrain: .*\n/, `base:\n  model: ${join(tmp, 'no-such-model')}\n`).replace('prompts: {', 'prompts: { train: micro.yml, eval: micro.yml,'), /missing base\.model \(dir\) .*no-such-model/],
+      ['lambda-n', micro().replace('lambdas: 3', 'lambdas: [[0.2, 0.3, 0.5]]'), /sweep\.lambdas\[0\] has 3 entries but there are 2 experts/],
+      ['mu-sum', micro().replace('mu: [[0.5, 0.5]]', 'mu: [[0.5, 0.4]]'), /morl\.mu\[0\] = \[0\.5, 0\.4\] sums to 0\.9, not 1/],
+      ['bad-http', micro().replace('type: vader, name: vader', 'type: http, name: vader, url: not-a-url'), /rewards\[0\]\.url/],
+    ];
+    for (const [name, text, re] of cases) {
+      writeFileSync(join(tmp, `${name}.yml`), text);
+      const out = join(tmp, `bad-${name}`);
+      const r = rsoup(['run', join(tmp, `${name}.yml`), '--out', out]);
+      expect(r.code, `${name}: ${r.stderr}`).toBe(1);
+      expect(r.stderr, name).toMatch(re);
+      expect(existsSync(join(out, 'base')), `${name} trained something`).toBe(false);
+    }
+  }, 120_000);
+
+  it('--dry-run checks the GPU examples and every file they name, and prints the plan with its cost', () => {
+    const r = rsoup(['run', join(ROOT, 'examples', 'llama7b-summary.yml'), '--dry-run']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/MISSING base\.model: .*models\/llama-7b-hf/);
+    expect(r.stderr).toMatch(/MISSING rewards\[1\]\.model: .*bart-faithful\/model\.onnx/);
+    expect(r.stderr).toMatch(/cost: 5 PPO runs, 500 PPO steps, 64000 samples/);
+    // with the files in place (stand-ins), the same config passes
+    const root = join(tmp, 'gpu');
+    const touch = (p: string) => {
+      mkdirSync(join(root, p, '..'), { recursive: true });
+      writeFileSync(join(root, p), '{}');
+    };
+    for (const p of ['models/llama-7b-hf/config.json', 'models/llama-7b-hf/tokenizer.json', 'models/alpaca-lora-7b/adapter_config.json', 'data/news-train.jsonl', 'data/news-eval.jsonl',
+      'rm/gpt2-summarization/model.onnx', 'rm/gpt2-summarization/tokenizer.json', 'rm/bart-faithful/model.onnx', 'rm/bart-faithful/tokenizer.json']) touch(p);
+    writeFileSync(join(root, 'summary.yml'), readFileSync(join(ROOT, 'examples', 'llama7b-summary.yml'), 'utf8'));
+    const ok = rsoup(['run', join(root, 'summary.yml'), '--dry-run', '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const plan = JSON.parse(ok.stdout.trim().split('\n').at(-1)!);
+    expect(plan).toMatchObject({ event: 'plan', ok: true, rewards: ['gpt2-summary', 'faithful'] });
+    expect(plan.stages.map((s: { stage: string }) => s.stage)).toEqual(['base', 'experts', 'experts', 'morl', 'morl', 'morl', 'sweep', 'report']);
+    expect(readdirSync(root)).not.toContain('runs');
+    for (const f of ['llama7b-review-http.yml', 'llama7b-assistant-n4.yml', 'demo.yml']) {
+      const d = rsoup(['run', join(ROOT, 'examples', f), '--dry-run']);
+      expect(d.stderr, f).toMatch(/plan:\n  base/);
+      expect(d.code, f).toBe(f === 'demo.yml' ? 0 : 1);
+    }
+  }, 120_000);
+
+  it('rsoup demo: --task for later tasks errors clearly', () => {
+    const r = rsoup(['demo', '--task', 'locomotion']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--task locomotion: the locomotion demo is not available yet \(available: text\)/);
+    const d = rsoup(['demo', '--dry-run', '--out', join(tmp, 'demo')]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stderr).toMatch(/pre-train a 4-layer d=128 LLaMA \(vocab 2048\) for 450 steps/);
+    expect(d.stderr).toMatch(/expert-vader: PPO on vader for 150 steps of 64 samples/);
+  });
+});

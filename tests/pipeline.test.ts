@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: MIT
+// The experiment pipeline without training: config checks (every bad config fails before any
+// training, naming the field), stage hashes (what a changed config reruns), the corpus split and the
+// tokenizer, the lexicon reward, the LR schedule and the report's numbers against hand computation.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import {
+  buildReport, cosineLr, DEMO_EXPERIMENT, hashOf, lexiconFraction, loadExperiment, plannedRuns, readFortunes,
+  stageHashes, trainTokenizer, byteChar, type EvalEntry, type ExperimentInput,
+} from '../src/pipeline/index.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'rsoup-pipeline-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const base = (): ExperimentInput => ({
+  name: 't', seed: 1, output: join(tmp, 'run'),
+  base: { pretrain: { steps: 3 } },
+  rewards: [{ type: 'vader', name: 'vader' }, { type: 'lexicon', name: 'topic', words: ['life', 'time'] }],
+  experts: { steps: 2 },
+});
+const err = (x: ExperimentInput) => {
+  try {
+    loadExperiment(x);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return 'no error';
+};
+
+describe('experiment config', () => {
+  it('accepts the demo and fills the paper defaults', () => {
+    const x = loadExperiment(DEMO_EXPERIMENT);
+    expect(x.rewardNames).toEqual(['vader', 'topic']);
+    expect(x.lambdas).toHaveLength(11);
+    x.lambdas.forEach((l, i) => {
+      expect(l[1]).toBeCloseTo(i / 10, 12);
+      expect(l[0] + l[1]).toBeCloseTo(1, 12);
+    });
+    expect(x.ppoConfig.init_kl_coef).toBe(0.01);
+    expect(x.ppoConfig.seed).toBe(0);
+    expect(x.ppoConfig.generation).toMatchObject({ fixed_length: true, output_min_length: 16, output_max_length: 32 });
+    expect(plannedRuns(x).map((r) => r.name)).toEqual(['expert-vader', 'expert-topic', 'morl-0.5-0.5']);
+  });
+
+  it('examples/demo.yml is the built-in demo', () => {
+    const y = parseYaml(readFileSync(join(__dirname, '..', 'examples', 'demo.yml'), 'utf8'));
+    expect(y).toEqual(JSON.parse(JSON.stringify(DEMO_EXPERIMENT)));
+  });
+
+  it('rejects an unknown reward, naming it and the valid types', () => {
+    const x = base();
+    x.rewards[1] = { type: 'vaderr' };
+    expect(err(x)).toMatch(/rewards\[1\]\.type: unknown reward type "vaderr" \(valid types: bleu.*lexicon\)/);
+  });
+
+  it('rejects μ off the simplex and μ of the wrong length', () => {
+    expect(err({ ...base(), morl: { mu: [[0.5, 0.6]] } })).toMatch(/morl\.mu\[0\] = \[0\.5, 0\.6\] sums to 1\.1, not 1/);
+    expect(err({ ...base(), morl: { mu: [[1.5, -0.5]] } })).toMatch(/morl\.mu\[0\] .* negative/);
+    expect(err({ ...base(), morl: { mu: [[0.2, 0.3, 0.5]] } })).toMatch(/morl\.mu\[0\] has 3 entries for 2 rewards/);
+  });
+
+  it('rejects a λ grid for the wrong number of experts', () => {
+    expect(err({ ...base(), sweep: { lambdas: [[0.2, 0.3, 0.5]] } })).toMatch(/sweep\.lambdas\[0\] has 3 entries but there are 2 experts/);
+    const three = base();
+    three.rewards.push({ type: 'afinn', name: 'afinn' });
+    three.morl = { mu: [[0.2, 0.3, 0.5]] };
+    expect(err({ ...three, sweep: { lambdas: [0.5] } })).toMatch(/sweep\.lambdas\[0\] is the scalar 0\.5, .* needs 2 rewards, but there are 3/);
+    expect(err({ ...three, sweep: { extrapolate: [1.2] } })).toMatch(/sweep\.extrapolate needs 2 experts, there are 3/);
+    expect(err({ ...base(), sweep: { lambdas: [[0.7, 0.7]] } })).toMatch(/off the simplex/);
+    const x3 = loadExperiment({ ...three, sweep: { lambdas: 3 } });
+    expect(x3.lambdas).toHaveLength(6); // C(2 + 2, 2): steps of 1/2 on the 3-simplex
+    x3.lambdas.forEach((l) => expect(l.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12));
+  });
+
+  it('records a missing model dir and names it; needs prompt files with a HF base', () => {
+    const x = loadExperiment({ ...base(), base: { model: join(tmp, 'nope') }, prompts: { train: 'p.txt', eval: 'p.txt' } });
+    const missing = x.files.filter((f) => !f.exists).map((f) => f.field);
+    expect(missing).toEqual(expect.arrayContaining(['base.model', 'base.model/config.json', 'prompts.train']));
+    expect(err({ ...base(), base: { model: join(tmp, 'nope') } })).toMatch(/needs prompt files/);
+    expect(err({ ...base(), base: { model: 'm', pretrain: {} } })).toMatch(/base: give either `model`.*not both or neither/);
+  });
+
+  it('rejects bad fields with their path', () => {
+    expect(err({ ...base(), ppo: { learning_rate: -1 } })).toMatch(/ppo\.learning_rate/);
+    expect(err({ ...base(), rewards: [{ type: 'vader' }, { type: 'vader' }] })).toMatch(/rewards\[1\]\.name: duplicate reward name 'vader'/);
+    expect(err({ ...base(), rewards: [{ type: 'vader' }, { type: 'lexicon', name: 'x', words: [] }] })).toMatch(/rewards\[1\]\.words/);
+    expect(err({ ...base(), sweep: { ensemble: true } })).toMatch(/ensemble.*not available/);
+    expect(err({ ...base(), bogus: 1 } as ExperimentInput)).toMatch(/bogus|Unrecognized/);
+  });
+});
+
+describe('stage hashes', () => {
+  it('are independent of key order', () => {
+    expect(hashOf({ a: 1, b: [1, { c: 2, d: 3 }] })).toBe(hashOf({ b: [1, { d: 3, c: 2 }], a: 1 }));
+    expect(hashOf({ a: 1 })).not.toBe(hashOf({ a: 2 }));
+  });
+
+  it('a changed config reruns only what depends on the change', () => {
+    const h0 = stageHashes(loadExperiment(base()));
+    const sweep = stageHashes(loadExperiment({ ...base(), sweep: { lambdas: 5 } }));
+    expect(sweep.base).toBe(h0.base);
+    expect(sweep.runs).toEqual(h0.runs);
+    expect(sweep.sweep).not.toBe(h0.sweep);
+    // a new second reward: the first expert is kept, the second and MORL rerun
+    const r2 = base();
+    r2.rewards[1] = { type: 'lexicon', name: 'topic', words: ['life', 'money'] };
+    const h2 = stageHashes(loadExperiment(r2));
+    expect(h2.runs['expert-vader']).toBe(h0.runs['expert-vader']);
+    expect(h2.runs['expert-topic']).not.toBe(h0.runs['expert-topic']);
+    expect(h2.runs['morl-0.5-0.5']).not.toBe(h0.runs['morl-0.5-0.5']);
+    // a new seed or base changes everything
+    const s = stageHashes(loadExperiment({ ...base(), seed: 2 }));
+    expect(s.base).not.toBe(h0.base);
+    expect(s.runs['expert-vader']).not.toBe(h0.runs['expert-vader']);
+    // the worker layout is not an input of any result
+    expect(stageHashes(loadExperiment({ ...base(), workers: 1 }))).toEqual(h0);
+  });
+});
+
+describe('corpus and tokenizer', () => {
+  it('splits the fortunes deterministically and trains an exact-size byte-level BPE', async () => {
+    const dir = join(tmp, 'corpus');
+    mkdirSync(dir);
+    const entries = Array.from({ length: 300 }, (_, i) => `Fortune number ${i}: the ${['cat', 'law', 'computer', 'world'][i % 4]} is ${i % 7 === 0 ? 'never' : 'always'} right, said ${'abcdefghij'[i % 10]}.`);
+    writeFileSync(join(dir, 'test'), entries.join('\n%\n'));
+    writeFileSync(join(dir, 'test.dat'), 'binary index, skipped');
+    const a = readFortunes(dir, 10);
+    const b = readFortunes(dir, 10);
+    expect(a).toEqual(b);
+    expect(a.train.length + a.heldOut.length).toBe(300);
+    expect(a.heldOut.length).toBeGreaterThan(10);
+    expect(a.heldOut.every((e) => !a.train.includes(e))).toBe(true);
+    writeFileSync(join(tmp, 'train.txt'), a.train.join('\n\n'));
+    const tok = trainTokenizer(join(tmp, 'train.txt'), 300, join(tmp, 'tok.json'));
+    expect(tok.getVocabSize(true)).toBe(300);
+    expect(tok.tokenToId('<pad>')).toBe(0);
+    expect(tok.tokenToId('<s>')).toBe(1);
+    expect(tok.tokenToId('</s>')).toBe(2);
+    const text = a.heldOut[0] + ' Zebra émigré ~';
+    const ids = (await tok.encode(text)).getIds();
+    expect(Math.max(...ids)).toBeLessThan(300);
+    expect(await tok.decode(ids, true)).toBe(text);
+    expect(ids.length).toBeLessThan(Buffer.byteLength(text)); // merges were kept
+    const e = await tok.encode('<s>hi</s>');
+    expect(e.getIds()[0]).toBe(1);
+    expect(e.getIds().at(-1)).toBe(2);
+  });
+
+  it('byteChar is GPT-2\'s byte table', () => {
+    expect(byteChar(65)).toBe('A');
+    expect(byteChar(32)).toBe('Ġ');
+    expect(byteChar(10)).toBe('Ċ');
+    expect(new Set(Array.from({ length: 256 }, (_, b) => byteChar(b))).size).toBe(256);
+  });
+
+  it('cosine schedule: warmup, peak, floor at 10%', () => {
+    expect(cosineLr(0, 100, 1, 10)).toBeCloseTo(0.1, 12);
+    expect(cosineLr(9, 100, 1, 10)).toBeCloseTo(1, 12);
+    expect(cosineLr(10, 100, 1, 10)).toBeCloseTo(1, 12);
+    expect(cosineLr(55, 100, 1, 10)).toBeCloseTo(0.1 + 0.45 * (1 + Math.cos(Math.PI * 0.5)), 12);
+    expect(cosineLr(100, 100, 1, 10)).toBeCloseTo(0.1, 12);
+  });
+});
+
+describe('lexicon reward', () => {
+  it('is the fraction of words on the list', () => {
+    const w = new Set(['life', 'time', "don't"]);
+    expect(lexiconFraction('Life is TIME, time!', w)).toBeCloseTo(3 / 4, 15);
+    expect(lexiconFraction("I don't know", w)).toBeCloseTo(1 / 3, 15);
+    expect(lexiconFraction('', w)).toBe(0);
+    expect(lexiconFraction('123 ...', w)).toBe(0);
+  });
+});
+
+describe('report', () => {
+  const entry = (kind: EvalEntry['kind'], name: string, rewards: number[], extra: Partial<EvalEntry> = {}): EvalEntry => ({ kind, name, rewards, stderr: [0.01, 0.01], samples: [], ...extra });
+  // Experts at (0.30, 0.10) and (0.05, 0.40); soups above the segment except λ = 0.5 on reward 1.
+  const soups: Array<[number, number[]]> = [[0, [0.30, 0.10]], [0.25, [0.27, 0.20]], [0.5, [0.12, 0.27]], [0.75, [0.13, 0.34]], [1, [0.05, 0.40]]];
+  const entries = [
+    entry('init', 'init', [0.02, 0.05]),
+    entry('expert', 'expert-a', [0.30, 0.10], { lambda: [1, 0], mu: [1, 0] }),
+    entry('expert', 'expert-b', [0.05, 0.40], { lambda: [0, 1], mu: [0, 1] }),
+    entry('morl', 'morl-0.5-0.5', [0.20, 0.30], { mu: [0.5, 0.5] }),
+    ...soups.map(([t, r]) => entry('soup', `soup ${t}`, r, { lambda: [1 - t, t] })),
+  ];
+  const rep = buildReport({
+    name: 't', seed: 0, rewardNames: ['a', 'b'], entries,
+    runs: [{ name: 'expert-a', kind: 'expert', steps: 10, seconds: 5 }, { name: 'expert-b', kind: 'expert', steps: 10, seconds: 6 }, { name: 'morl-0.5-0.5', kind: 'morl', mu: [0.5, 0.5], steps: 10, seconds: 7 }],
+    histories: {}, evalPrompts: 8, maxNewTokens: 4, ref: [0, 0],
+  });
+
+  it('hypervolumes with the same reference point, by hand', () => {
+    // Soups' staircase from ref (0,0): sorted by a desc: (0.30,0.10) (0.27,0.20) (0.13,0.34) (0.05,0.40); (0.12,0.27) is dominated.
+    const hvS = 0.30 * 0.10 + 0.27 * (0.20 - 0.10) + 0.13 * (0.34 - 0.20) + 0.05 * (0.40 - 0.34);
+    const hvM = 0.30 * 0.10 + 0.20 * (0.30 - 0.10) + 0.05 * (0.40 - 0.30);
+    expect(rep.hypervolume.soups).toBeCloseTo(hvS, 12);
+    expect(rep.hypervolume.morl).toBeCloseTo(hvM, 12);
+    expect(rep.hypervolume.ratio).toBeCloseTo(hvS / hvM, 12);
+    expect(rep.hypervolume.ref).toEqual([0, 0]);
+    // paper convention: box from the worst to the best value over both sets, lower is better
+    const box = (0.30 - 0.05) * (0.40 - 0.10);
+    expect(rep.hypervolume.paper!.utopia).toEqual([0.30, 0.40]);
+    expect(rep.hypervolume.paper!.lower).toEqual([0.05, 0.10]);
+    const shifted = (pts: number[][]) => {
+      const s = [...pts].sort((p, q) => q[0] - p[0]);
+      let area = 0, y = 0.10;
+      for (const p of s) if (p[1] > y) { area += (p[0] - 0.05) * (p[1] - y); y = p[1]; }
+      return area;
+    };
+    expect(rep.hypervolume.paper!.soups).toBeCloseTo(box - shifted(soups.map((s) => s[1])), 12);
+    expect(rep.hypervolume.paper!.morl).toBeCloseTo(box - shifted([[0.30, 0.10], [0.05, 0.40], [0.20, 0.30]]), 12);
+  });
+
+  it('LMC gaps, learned and conflict', () => {
+    const row = rep.lmc.rows.find((r) => r.lambda[1] === 0.5)!;
+    expect(row.baseline[0]).toBeCloseTo(0.175, 12);
+    expect(row.gaps[0]).toBeCloseTo(0.12 - 0.175, 12);
+    expect(row.gaps[1]).toBeCloseTo(0.27 - 0.25, 12);
+    // -0.055 is far beyond 2 standard errors (~0.03): Hypothesis 1 does not hold here
+    expect(rep.lmc.significant_violations).toBe(1);
+    expect(rep.lmc.holds).toBe(false);
+    expect(rep.reading.join('\n')).toMatch(/does not hold: 1\/6/);
+    expect(rep.learned.map((l) => l.gain)).toEqual([0.30 - 0.02, 0.40 - 0.05].map((v) => expect.closeTo(v, 12)));
+    expect(rep.learned.every((l) => l.clear)).toBe(true);
+    expect(rep.conflict).toBe(true);
+    expect(rep.cost.soups).toMatchObject({ runs: 2, ppo_steps: 20, seconds: 11 });
+    expect(rep.cost.morl).toMatchObject({ runs: 1, ppo_steps: 10, seconds: 7 });
+  });
+
+  it('λ selection for preferences', () => {
+    const s = rep.selection.find((x) => x.preference[0] === 0.75)!;
+    // utilities 0.75a + 0.25b: 0.25, 0.2525, 0.1575, 0.1825, 0.1375 → λ = 0.25 is best
+    expect(s.best.lambda[1]).toBe(0.25);
+    expect(s.lambdaEqualsMu!.lambda[1]).toBe(0.25);
+    expect(s.lambdaEqualsMu!.regret).toBeCloseTo(0, 12);
+  });
+});
