@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import {
-  buildReport, cosineLr, DEMO_EXPERIMENT, hashOf, lexiconFraction, loadExperiment, plannedRuns, readFortunes,
+  buildReport, DEMO_EXPERIMENT, hashOf, lexiconFraction, loadExperiment, plannedRuns, readFortunes,
   stageHashes, trainTokenizer, byteChar, type EvalEntry, type ExperimentInput,
 } from '../src/pipeline/index.js';
 
@@ -154,14 +154,6 @@ describe('corpus and tokenizer', () => {
     expect(byteChar(32)).toBe('Ġ');
     expect(byteChar(10)).toBe('Ċ');
     expect(new Set(Array.from({ length: 256 }, (_, b) => byteChar(b))).size).toBe(256);
-  });
-
-  it('cosine schedule: warmup, peak, floor at 10%', () => {
-    expect(cosineLr(0, 100, 1, 10)).toBeCloseTo(0.1, 12);
-    expect(cosineLr(9, 100, 1, 10)).toBeCloseTo(1, 12);
-    expect(cosineLr(10, 100, 1, 10)).toBeCloseTo(1, 12);
-    expect(cosineLr(55, 100, 1, 10)).toBeCloseTo(0.1 + 0.45 * (1 + Math.cos(Math.PI * 0.5)), 12);
-    expect(cosineLr(100, 100, 1, 10)).toBeCloseTo(0.1, 12);
   });
 });
 

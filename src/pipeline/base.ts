@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // The base stage's built-in path: a tiny LLaMA-architecture model pre-trained from scratch on the
 // fortunes corpus (MINIATURES.md, Text): byte-level BPE tokenizer, then AdamW on packed 128-token
-// windows with a cosine schedule. Every random draw is seeded, so the same config gives the same model.
+// windows with a cosine schedule (the training core's pretrain()). Every random draw is seeded, so the same config gives the same model.
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SoupError } from '../errors.js';
-import { CausalLM, llamaConfigToHF, mulberry32, type LlamaConfig } from '../train/index.js';
+import { CausalLM, llamaConfigToHF, pretrain, type LlamaConfig } from '../train/index.js';
 import { readFortunes, trainTokenizer, type Corpus } from './corpus.js';
 
 export interface PretrainSpec {
@@ -58,13 +58,6 @@ export function tinyLlamaConfig(s: Pick<PretrainSpec, 'vocab_size' | 'hidden_siz
   };
 }
 
-/** Learning rate at step t: linear warmup then cosine decay to 10%. */
-export function cosineLr(t: number, total: number, peak: number, warmup: number): number {
-  if (t < warmup) return (peak * (t + 1)) / warmup;
-  const p = (t - warmup) / Math.max(1, total - warmup);
-  return peak * (0.1 + 0.45 * (1 + Math.cos(Math.PI * Math.min(1, p))));
-}
-
 /** Trains the tokenizer and the model, writes a Hugging Face dir (config.json, model.safetensors, tokenizer.json). */
 export async function pretrainTiny(spec: PretrainSpec, dir: string, o: { corpus?: Corpus; onProgress?: (step: number, loss: number) => void; signal?: AbortSignal } = {}): Promise<PretrainResult> {
   const t0 = performance.now();
@@ -82,22 +75,16 @@ export async function pretrainTiny(spec: PretrainSpec, dir: string, o: { corpus?
   const model = await CausalLM.fromTensors(config, null, { seed: spec.seed, threads: spec.threads });
   const B = spec.batch_size, T = spec.seq_len;
   if (stream.length < T + 1) throw new SoupError('ERR_SOUP_CONFIG', `base.pretrain: the corpus has ${stream.length} tokens, fewer than seq_len ${T}`);
-  const rnd = mulberry32(spec.seed ^ 0x9e3779b9);
-  const batch = new Int32Array(B * T);
-  let firstLoss = NaN, ema = NaN, loss = NaN;
+  let firstLoss = NaN, ema = NaN;
   try {
-    for (let step = 0; step < spec.steps; step++) {
-      if (o.signal?.aborted) throw new SoupError('ERR_SOUP_ABORTED', `pre-training aborted at step ${step}`);
-      for (let b = 0; b < B; b++) {
-        const start = Math.floor(rnd() * (stream.length - T));
-        batch.set(stream.subarray(start, start + T), b * T);
-      }
-      const lr = cosineLr(step, spec.steps, spec.learning_rate, spec.warmup_steps);
-      const r = await model.trainStep(batch, B, T, { lr, beta1: 0.9, beta2: 0.95, weightDecay: spec.weight_decay, maxGradNorm: 1, params: 'all' });
-      loss = r.loss;
-      if (step === 0) firstLoss = loss;
-      ema = Number.isNaN(ema) ? loss : 0.95 * ema + 0.05 * loss;
-      o.onProgress?.(step + 1, ema);
+    // the training core's pre-training loop: random windows, AdamW (β 0.9/0.95), warmup + cosine to 10%
+    for await (const st of pretrain(model, {
+      tokens: stream, seqLen: T, batchSize: B, steps: spec.steps, lr: spec.learning_rate, minLr: spec.learning_rate / 10,
+      warmupSteps: spec.warmup_steps, weightDecay: spec.weight_decay, maxGradNorm: 1, seed: spec.seed, signal: o.signal,
+    })) {
+      if (st.step === 1) firstLoss = st.loss;
+      ema = Number.isNaN(ema) ? st.loss : 0.95 * ema + 0.05 * st.loss;
+      o.onProgress?.(st.step, ema);
     }
     await model.save(dir);
   } finally {

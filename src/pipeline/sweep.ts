@@ -50,7 +50,7 @@ function meanStderr(x: Float64Array): [number, number] {
   return [m, n > 1 ? Math.sqrt(s / (n - 1) / n) : 0];
 }
 
-export async function evaluate(model: CausalLM, prompts: number[][], rewards: Reward[], gen: SweepInput['gen'], signal?: AbortSignal): Promise<Pick<EvalEntry, 'rewards' | 'stderr' | 'samples'>> {
+export async function evaluateModel(model: CausalLM, prompts: number[][], rewards: Reward[], gen: SweepInput['gen'], signal?: AbortSignal): Promise<Pick<EvalEntry, 'rewards' | 'stderr' | 'samples'>> {
   const tok = model.requireTokenizer();
   const out = await model.generate(prompts, { maxNewTokens: gen.maxNewTokens, doSample: gen.doSample, seed: gen.seed, eosTokenId: -1, topK: 0, topP: 1, temperature: 1 });
   const texts = await tok.decodeBatch(out, true);
@@ -80,14 +80,14 @@ export async function runSweep(s: SweepInput): Promise<EvalEntry[]> {
   };
   try {
     // A fresh adapter (B = 0) or the starting adapter: the shared initialisation every run began from.
-    push({ kind: 'init', name: 'init', ...(await evaluate(model, s.prompts, s.rewards, s.gen, s.signal)) });
+    push({ kind: 'init', name: 'init', ...(await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal)) });
     for (const [i, e] of s.experts.entries()) {
       await model.setTensors('lora', e.tensors);
-      push({ kind: 'expert', name: e.name, lambda: unit(N, i), mu: unit(N, i), ...(await evaluate(model, s.prompts, s.rewards, s.gen, s.signal)) });
+      push({ kind: 'expert', name: e.name, lambda: unit(N, i), mu: unit(N, i), ...(await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal)) });
     }
     for (const m of s.morl) {
       await model.setTensors('lora', m.tensors);
-      push({ kind: 'morl', name: m.name, mu: m.mu, ...(await evaluate(model, s.prompts, s.rewards, s.gen, s.signal)) });
+      push({ kind: 'morl', name: m.name, mu: m.mu, ...(await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal)) });
     }
     let buf: TensorMap | undefined;
     for (const lam of s.lambdas) {
@@ -95,7 +95,7 @@ export async function runSweep(s: SweepInput): Promise<EvalEntry[]> {
       buf = await interpolate(s.experts.map((e) => e.tensors), lam, opts);
       await model.setTensors('lora', buf);
       const name = `soup λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`;
-      push({ kind: 'soup', name, lambda: lam, ...(await evaluate(model, s.prompts, s.rewards, s.gen, s.signal)) });
+      push({ kind: 'soup', name, lambda: lam, ...(await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal)) });
     }
   } finally {
     await model.dispose();
