@@ -331,11 +331,15 @@ GenResult LlamaModel::Generate(const at::Tensor& tokens, const at::Tensor& maskI
   r.lengths = at::zeros({B}, at::kLong);
   const bool values = o.collect && vHeadW.defined();
   if (o.collect) r.logp = at::zeros({B, o.maxNew}, lg.options());
+  if (o.collect) r.entropy = at::zeros({B, o.maxNew}, lg.options());
   if (values) r.values = at::zeros({B, o.maxNew}, lg.options());
   at::Tensor finished = at::zeros({B}, at::kBool);
   for (int64_t i = 0; i < o.maxNew; i++) {
     at::Tensor lsm;
-    if (o.collect) lsm = at::log_softmax(lg, -1);  // raw logits, as trl's forward pass sees them
+    if (o.collect) {
+      lsm = at::log_softmax(lg, -1);  // raw logits, as trl's forward pass sees them
+      r.entropy.select(1, i).copy_(-(lsm.exp() * lsm).sum(-1));
+    }
     if (values) r.values.select(1, i).copy_(Values(h).select(1, 0).to(lg.scalar_type()));
     if (o.eos >= 0 && i < o.minNew && o.eos < lg.size(-1)) lg.select(-1, o.eos).fill_(-std::numeric_limits<double>::infinity());
     at::Tensor next = Pick(lg, o, gen);

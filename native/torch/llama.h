@@ -56,7 +56,7 @@ struct GenOptions {
 struct GenResult {
   at::Tensor tokens;   // [B, maxNew] int64, pad after the end
   at::Tensor lengths;  // [B] int64, tokens up to and including EOS
-  at::Tensor logp, values;  // [B, maxNew] when GenOptions::collect (values need a value head)
+  at::Tensor logp, values, entropy;  // [B, maxNew] when GenOptions::collect (values need a value head)
 };
 
 class AdamState {
@@ -144,6 +144,7 @@ struct Rollout {
   at::Tensor input, mask;                 // [B, P + R] query (left padded) + response
   at::Tensor respMask;                    // [B, R]
   at::Tensor oldLogp, refLogp, oldValues; // [B, R]
+  at::Tensor entropy;                     // [B, R] policy entropy per response token at rollout
   int64_t P = 0, R = 0;
 };
 Rollout PPORollout(LlamaModel& m, const at::Tensor& q, const at::Tensor& qmask, const GenOptions& o, bool refIsAdapter);

@@ -108,6 +108,7 @@ Rollout PPORollout(LlamaModel& m, const at::Tensor& q, const at::Tensor& qmask, 
   m.training = false;
   r.oldLogp = g.logp.narrow(1, 0, r.R).contiguous();
   r.oldValues = g.values.narrow(1, 0, r.R).contiguous();
+  r.entropy = g.entropy.narrow(1, 0, r.R).contiguous();
   if (!at::isfinite(r.oldLogp).all().item<bool>() || !at::isfinite(r.oldValues).all().item<bool>())
     Fail("TRAIN", "non-finite log-probs or values in the rollout (the weights contain NaN or Inf)");
   if (m.lora) {
@@ -160,7 +161,7 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
     }
 
   const int64_t mbs = std::max<int64_t>(1, std::min(c.miniBatchSize, B));
-  double sLoss = 0, sPg = 0, sVf = 0, sPgc = 0, sVfc = 0, sAkl = 0, sPkl = 0, sEnt = 0, sVerr = 0, sGn = 0, sRet = 0;
+  double sLoss = 0, sPg = 0, sVf = 0, sPgc = 0, sVfc = 0, sAkl = 0, sPkl = 0, sVerr = 0, sGn = 0, sRet = 0;
   int64_t n = 0;
   bool was = m.training;
   m.training = true;
@@ -169,8 +170,8 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
       at::Tensor perm = at::randperm(B, m.gen, at::TensorOptions().dtype(at::kLong));
       for (int64_t s = 0; s < B; s += mbs) {
         at::Tensor idx = perm.narrow(0, s, std::min(mbs, B - s));
-        at::Tensor logp, vpred, ent;
-        ResponseForward(m, r.input.index_select(0, idx), r.mask.index_select(0, idx), r.P, r.R, &logp, &vpred, &ent);
+        at::Tensor logp, vpred;
+        ResponseForward(m, r.input.index_select(0, idx), r.mask.index_select(0, idx), r.P, r.R, &logp, &vpred, nullptr);
         at::Tensor mk = rmask.index_select(0, idx);
         PPOLossOut o = PPOLoss(r.oldLogp.index_select(0, idx), r.oldValues.index_select(0, idx),
                                rewards.index_select(0, idx), vpred, logp, mk, c.p);
@@ -200,7 +201,6 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
         sVfc += o.vfClipfrac.item<double>();
         sAkl += o.approxKl.item<double>();
         sPkl += o.policyKl.item<double>();
-        sEnt += MaskedMean(ent, mk).item<double>();
         sVerr += MaskedMean((vpred - o.returns).pow(2), mk).item<double>();
         sRet += MaskedMean(o.returns, mk).item<double>();
         sGn += gn;
@@ -221,7 +221,9 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
   st["ppo/val/clipfrac"] = sVfc * k;
   st["ppo/policy/approxkl"] = sAkl * k;
   st["ppo/policy/policykl"] = sPkl * k;
-  st["ppo/policy/entropy"] = sEnt * k;
+  // Entropy of the sampling policy per response token, taken in the rollout (trl averages it over the
+  // minibatch forwards; here it costs no extra pass over the vocabulary).
+  st["ppo/policy/entropy"] = MaskedMean(r.entropy, rmask).item<double>();
   st["ppo/val/error"] = sVerr * k;
   st["ppo/returns/mean"] = sRet * k;
   st["ppo/grad_norm"] = sGn * k;
