@@ -32,6 +32,7 @@ def load_lib(path):
     lib.soup_cuda_plan_run.argtypes = [ctypes.c_void_p, P(ctypes.c_double), ctypes.c_void_p]
     lib.soup_cuda_plan_launches.argtypes = [ctypes.c_void_p]
     lib.soup_cuda_plan_destroy.argtypes = [ctypes.c_void_p]
+    lib.soup_cuda_set_variant.argtypes = [ctypes.c_int]
     lib.soup_cuda_interpolate_once.argtypes = [ctypes.c_int, ctypes.c_int64, P(ctypes.c_uint64), P(ctypes.c_uint64), P(ctypes.c_int64),
                                                P(ctypes.c_int32), P(ctypes.c_int32), P(ctypes.c_double), ctypes.c_void_p, P(ctypes.c_int64)]
     return lib
@@ -151,8 +152,22 @@ def run_bench(args):
         torch.cuda.synchronize()
         picks = sorted({0, len(sizes) // 2, len(sizes) - 1})
         worst = verify(torch, outs, srcs, lams, picks, f'{name} {dtype} N={n}')
-        k_med, k_lo, k_hi = timed(torch, lambda: soup.run(lams), reps)
+        # Every compiled kernel variant (NOTE: [Variants]): each checked, each timed; the row keeps the best.
+        per_variant = {}
+        for var in (0, 1):
+            if lib.soup_cuda_set_variant(var) != 0:
+                continue
+            if var:
+                out_base.fill_(float('nan'))
+                soup.run(lams)
+                torch.cuda.synchronize()
+                worst = max(worst, verify(torch, outs, srcs, lams, picks, f'{name} {dtype} N={n} variant {var}'))
+            per_variant[var] = timed(torch, lambda: soup.run(lams), reps)
+        best = min(per_variant, key=lambda v: per_variant[v][0])
+        lib.soup_cuda_set_variant(best)
+        k_med, k_lo, k_hi = per_variant[best]
         once_med = timed(torch, lambda: soup.once(lams), max(3, reps // 2))[0]
+        lib.soup_cuda_set_variant(0)
         soup.close()
 
         def foreach():
@@ -171,11 +186,12 @@ def run_bench(args):
         row = {'regime': name, 'dtype': str(dtype).replace('torch.', ''), 'n': n, 'tensors': len(sizes), 'bytesPerSource': byts,
                'kernelS': k_med, 'kernelMinS': k_lo, 'kernelMaxS': k_hi, 'kernelOnceS': once_med, 'effBps': eff,
                'pctCopy': eff / copy_bw, 'foreachS': f_med, 'eagerS': e_med, 'vsForeach': f_med / k_med, 'vsEager': e_med / k_med,
-               'worstErrOverTol': worst}
+               'worstErrOverTol': worst, 'variant': best, 'variantS': {str(v): t[0] for v, t in per_variant.items()}}
         rows.append(row)
         print(f"{name:6s} {row['dtype']:8s} N={n} T={len(sizes):5d} {byts / GIB:.2f} GiB/src: kernel {k_med * 1e3:8.3f} ms "
               f"({eff / 1e9:6.0f} GB/s, {100 * eff / copy_bw:5.1f}% of copy; one-shot {once_med * 1e3:.3f} ms) | foreach {f_med * 1e3:8.3f} ms "
-              f"(x{f_med / k_med:.1f}) | eager {e_med * 1e3:8.3f} ms (x{e_med / k_med:.1f}) | err/tol {worst:.2f}", flush=True)
+              f"(x{f_med / k_med:.1f}) | eager {e_med * 1e3:8.3f} ms (x{e_med / k_med:.1f}) | err/tol {worst:.2f} | variants "
+              + ', '.join(f'{v}: {t[0] * 1e3:.3f} ms' for v, t in per_variant.items()), flush=True)
         del bases, srcs, out_base, outs
 
     big = [GIB // 16] * 16  # bytes per tensor: 64 MiB, 16 of them per source; element counts below
@@ -217,7 +233,7 @@ def summary(folder):
             ok = r['pctCopy'] >= target and r['vsForeach'] > 1 and (r['regime'] != 'large' or r['vsEager'] >= 5)
             lines.append(f"{r['regime']:7s}{r['dtype']:9s}{r['n']:3d}{r['tensors']:7d}{r['bytesPerSource'] / GIB:8.2f}{r['kernelS'] * 1e3:11.3f}"
                          f"{r['effBps'] / 1e9:7.0f}{100 * r['pctCopy']:6.1f}%{('>=' + str(int(target * 100)) + '%'):>7s}{'' if ok else '!':1s}"
-                         f"{r['foreachS'] * 1e3:12.3f}{r['vsForeach']:9.1f}{r['eagerS'] * 1e3:10.3f}{r['vsEager']:8.1f}{r['worstErrOverTol']:8.2f}")
+                         f"{r['foreachS'] * 1e3:12.3f}{r['vsForeach']:9.1f}{r['eagerS'] * 1e3:10.3f}{r['vsEager']:8.1f}{r['worstErrOverTol']:8.2f}  v{r.get('variant', 0)}")
     else:
         lines.append('kernel bench: not run (see log)')
     if m:

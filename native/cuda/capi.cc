@@ -49,6 +49,9 @@ __attribute__((visibility("default"))) const char* soup_cuda_last_error() { retu
 
 __attribute__((visibility("default"))) int soup_cuda_device_count() { return soup::cuda::deviceCount(); }
 
+// 0 on success; -1 when this build lacks the variant (NOTE: [Variants]).
+__attribute__((visibility("default"))) int soup_cuda_set_variant(int v) { return soup::cuda::setKernelVariant(v) ? 0 : -1; }
+
 // srcs: T*n device pointers, tensor-major (srcs[t*n + i] is tensor t of source i).
 __attribute__((visibility("default"))) int soup_cuda_plan_create(void** plan, int n, int64_t T, const uint64_t* srcs, const uint64_t* outs,
                                                                  const int64_t* numels, const int32_t* inDt, const int32_t* outDt) {

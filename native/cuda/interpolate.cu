@@ -28,6 +28,7 @@ not used: plain 16-byte LDG/STG already sit near the copy bandwidth for this str
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -46,7 +47,8 @@ namespace cuda {
 // table is full it is launched and refilled. Segments of different (input, output) dtype pairs go to
 // different launches (the kernel is specialized on both).
 
-constexpr int kThreads = 512;
+// Threads per block: 512 for variant 0, 256 for variant 1 (NOTE: [Variants]).
+__host__ __device__ constexpr int threadsOf(int ux) { return ux == 1 ? 512 : 256; }
 
 struct SegDesc {
   uint64_t out;
@@ -127,8 +129,62 @@ template <int Bytes> struct StoreVec {
 // ---------------------------------------------------------------------------------------------------
 // kernel
 
-template <class In, class Out>
-__global__ void __launch_bounds__(kThreads) soup_interpolate_multi_cuda(const SegDesc* __restrict__ segs,
+// One step of the vector path: U 16-byte vectors per source at base, base + T, ... (T threads per block)
+template <class In, class Out, int U, int T, bool Guard>
+__device__ __forceinline__ void vectorStep(const typename In::storage* const* sp, const typename In::acc* sl, int n, int64_t start,
+                                           typename Out::storage* out, int64_t base, int64_t nv) {
+  using in_t = typename In::storage;
+  using out_t = typename Out::storage;
+  using acc_t = typename In::acc;
+  constexpr int E = 16 / sizeof(in_t);
+  constexpr int OutBytes = E * int(sizeof(out_t));
+  acc_t acc[U][E];
+  uint4 v[U];
+  auto load = [&](int i) {
+    const uint4* p = reinterpret_cast<const uint4*>(sp[i] + start);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t idx = base + int64_t(u) * T;
+      v[u] = (!Guard || idx < nv) ? __ldcs(p + idx) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  // Source 0 starts the sum with one rounded product; sources 1..n-1 add one fma each, in order.
+  load(0);
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    in_t x[E];
+    memcpy(x, &v[u], 16);
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[u][e] = mul(sl[0], widen<In, acc_t>(x[e]));
+  }
+  // Not unrolled: unrolling pushed some kernels past 64 registers (1 block/SM) or into spills.
+#pragma unroll 1
+  for (int i = 1; i < n; ++i) {
+    load(i);
+    const acc_t l = sl[i];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      in_t x[E];
+      memcpy(x, &v[u], 16);
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[u][e] = fma_(l, widen<In, acc_t>(x[e]), acc[u][e]);
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int64_t idx = base + int64_t(u) * T;
+    if (!Guard || idx < nv) {
+      out_t o[E];
+#pragma unroll
+      for (int e = 0; e < E; ++e) o[e] = narrowAcc<Out>(acc[u][e]);
+      StoreVec<OutBytes>::put(out + idx * E, o);
+    }
+  }
+}
+
+// UX multiplies the vectors in flight per thread (variant 1: UX = 2, one block per SM). See NOTE: [Variants].
+template <class In, class Out, int UX>
+__global__ void __launch_bounds__(threadsOf(UX), 2) soup_interpolate_multi_cuda(const SegDesc* __restrict__ segs,
                                                                         const uint64_t* __restrict__ srcs,
                                                                         const uint2* __restrict__ work, int n,
                                                                         Lambdas lam) {
@@ -137,8 +193,8 @@ __global__ void __launch_bounds__(kThreads) soup_interpolate_multi_cuda(const Se
   using acc_t = typename In::acc;
   constexpr int E = 16 / sizeof(in_t);  // elements per 16-byte load
   // U independent 16-byte loads per thread per source: ~16 accumulator registers whatever the dtype.
-  constexpr int U = (16 / (E * int(sizeof(acc_t)) / 4)) > 0 ? 16 / (E * int(sizeof(acc_t)) / 4) : 1;
-  constexpr int OutBytes = E * int(sizeof(out_t));
+  constexpr int T = threadsOf(UX);
+  constexpr int U = UX * ((16 / (E * int(sizeof(acc_t)) / 4)) > 0 ? 16 / (E * int(sizeof(acc_t)) / 4) : 1);
 
   __shared__ const in_t* sp[kMaxSources];
   __shared__ acc_t sl[kMaxSources];
@@ -157,54 +213,17 @@ __global__ void __launch_bounds__(kThreads) soup_interpolate_multi_cuda(const Se
   int64_t tail = 0;
   if (d.aligned) {
     // Vector path: start is a multiple of kChunk (a multiple of E) and the bases are 16-byte aligned.
+    // Steps whose U vectors are all in range run without bounds checks (a full chunk has only such
+    // steps), so the loads of a step form one basic block the scheduler can issue together.
     const int64_t nv = len / E;
-    for (int64_t base = threadIdx.x; base < nv; base += int64_t(U) * kThreads) {
-      acc_t acc[U][E];
-      uint4 v[U];
-      // Source 0 starts the sum with one rounded product; sources 1..n-1 add one fma each, in order.
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int64_t idx = base + int64_t(u) * kThreads;
-        v[u] = idx < nv ? __ldcs(reinterpret_cast<const uint4*>(sp[0] + start) + idx) : make_uint4(0, 0, 0, 0);
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        in_t x[E];
-        memcpy(x, &v[u], 16);
-#pragma unroll
-        for (int e = 0; e < E; ++e) acc[u][e] = mul(sl[0], widen<In, acc_t>(x[e]));
-      }
-      for (int i = 1; i < n; ++i) {
-        const uint4* p = reinterpret_cast<const uint4*>(sp[i] + start);
-        const acc_t l = sl[i];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const int64_t idx = base + int64_t(u) * kThreads;
-          v[u] = idx < nv ? __ldcs(p + idx) : make_uint4(0, 0, 0, 0);
-        }
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          in_t x[E];
-          memcpy(x, &v[u], 16);
-#pragma unroll
-          for (int e = 0; e < E; ++e) acc[u][e] = fma_(l, widen<In, acc_t>(x[e]), acc[u][e]);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int64_t idx = base + int64_t(u) * kThreads;
-        if (idx < nv) {
-          out_t o[E];
-#pragma unroll
-          for (int e = 0; e < E; ++e) o[e] = narrowAcc<Out>(acc[u][e]);
-          StoreVec<OutBytes>::put(out + idx * E, o);
-        }
-      }
-    }
+    const int64_t full = nv - int64_t(U - 1) * T;
+    int64_t base = threadIdx.x;
+    for (; base < full; base += int64_t(U) * T) vectorStep<In, Out, U, T, false>(sp, sl, n, start, out, base, nv);
+    if (base < nv) vectorStep<In, Out, U, T, true>(sp, sl, n, start, out, base, nv);
     tail = nv * E;
   }
   // Guarded scalar path: the tail of an aligned chunk, or the whole chunk when a pointer is unaligned.
-  for (int64_t k = tail + threadIdx.x; k < len; k += kThreads) {
+  for (int64_t k = tail + threadIdx.x; k < len; k += T) {
     acc_t acc = mul(sl[0], widen<In, acc_t>(sp[0][start + k]));
     for (int i = 1; i < n; ++i) acc = fma_(sl[i], widen<In, acc_t>(sp[i][start + k]), acc);
     out[k] = narrowAcc<Out>(acc);
@@ -238,29 +257,63 @@ namespace {
 
 using KernelFn = void (*)(const SegDesc*, const uint64_t*, const uint2*, int, Lambdas);
 
-template <class In> KernelFn pickOut(int outDt) {
+// NOTE: [Variants]
+// Variant 0 (default): ~16 accumulators per thread, <= 64 registers, two 512-thread blocks per SM.
+// Variant 1: twice the 16-byte loads in flight per thread, 256-thread blocks (~90 registers: two
+// blocks, 512 threads per SM: ~1.5x the bytes in flight per SM of variant 0). Compiled only with
+// SOUP_CUDA_VARIANTS (bench/gpu.sh), so that CI compiles 16 kernels, not 32; the bench times both and
+// the default follows the measurement.
+std::atomic<int> gVariant{0};
+
+template <class In, int UX> KernelFn pickOut(int outDt) {
   switch (outDt) {
-    case kF32: return soup_interpolate_multi_cuda<In, F32>;
-    case kF16: return soup_interpolate_multi_cuda<In, F16>;
-    case kBF16: return soup_interpolate_multi_cuda<In, BF16>;
-    case kF64: return soup_interpolate_multi_cuda<In, F64>;
+    case kF32: return soup_interpolate_multi_cuda<In, F32, UX>;
+    case kF16: return soup_interpolate_multi_cuda<In, F16, UX>;
+    case kBF16: return soup_interpolate_multi_cuda<In, BF16, UX>;
+    case kF64: return soup_interpolate_multi_cuda<In, F64, UX>;
+    default: return nullptr;
+  }
+}
+
+template <int UX> KernelFn pickUX(int inDt, int outDt) {
+  switch (inDt) {
+    case kF32: return pickOut<F32, UX>(outDt);
+    case kF16: return pickOut<F16, UX>(outDt);
+    case kBF16: return pickOut<BF16, UX>(outDt);
+    case kF64: return pickOut<F64, UX>(outDt);
     default: return nullptr;
   }
 }
 
 KernelFn pick(int inDt, int outDt) {
-  switch (inDt) {
-    case kF32: return pickOut<F32>(outDt);
-    case kF16: return pickOut<F16>(outDt);
-    case kBF16: return pickOut<BF16>(outDt);
-    case kF64: return pickOut<F64>(outDt);
-    default: return nullptr;
-  }
+#ifdef SOUP_CUDA_VARIANTS
+  if (gVariant.load(std::memory_order_relaxed) == 1) return pickUX<2>(inDt, outDt);
+#endif
+  return pickUX<1>(inDt, outDt);
+}
+
+// Threads per block of the kernels pick() returns now.
+int pickThreads() {
+#ifdef SOUP_CUDA_VARIANTS
+  if (gVariant.load(std::memory_order_relaxed) == 1) return threadsOf(2);
+#endif
+  return threadsOf(1);
 }
 
 constexpr size_t kSegBytes = sizeof(SegDesc) + kMaxSources * sizeof(uint64_t);
 
 }  // namespace
+
+bool setKernelVariant(int v) {
+#ifdef SOUP_CUDA_VARIANTS
+  if (v != 0 && v != 1) return false;
+#else
+  if (v != 0) return false;
+#endif
+  gVariant.store(v);
+  return true;
+}
+
 
 namespace {
 void checkSegments(const std::vector<Segment>& segs, int n) {
@@ -377,7 +430,7 @@ void Interpolator::flush(int n, const double* weights, int inDt, int outDt) {
     SOUP_CUDA_CHECK(cudaMemcpyAsync(devTable_ + srcOff, hostTable_ + srcOff, nseg * n * sizeof(uint64_t), cudaMemcpyHostToDevice, st));
     SOUP_CUDA_CHECK(cudaMemcpyAsync(devTable_ + workOff, hostTable_ + workOff, nwork * sizeof(uint2), cudaMemcpyHostToDevice, st));
     SOUP_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(copied_), st));
-    SOUP_LAUNCH(fn, unsigned(nwork), kThreads, st, reinterpret_cast<const SegDesc*>(devTable_),
+    SOUP_LAUNCH(fn, unsigned(nwork), pickThreads(), st, reinterpret_cast<const SegDesc*>(devTable_),
                 reinterpret_cast<const uint64_t*>(devTable_ + srcOff), reinterpret_cast<const uint2*>(devTable_ + workOff), n, lam);
     SOUP_CUDA_CHECK_LAUNCH("soup_interpolate_multi_cuda");
     ++launches_;
@@ -454,7 +507,7 @@ void Plan::run(const double* weights, void* stream) {
   const Lambdas lam = lambdasOf(weights, n_);
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   for (const Group& g : groups_) {
-    SOUP_LAUNCH(pick(g.inDtype, g.outDtype), unsigned(g.nwork), kThreads, st, reinterpret_cast<const SegDesc*>(dev_ + g.segOff),
+    SOUP_LAUNCH(pick(g.inDtype, g.outDtype), unsigned(g.nwork), pickThreads(), st, reinterpret_cast<const SegDesc*>(dev_ + g.segOff),
                 reinterpret_cast<const uint64_t*>(dev_ + g.srcOff), reinterpret_cast<const uint2*>(dev_ + g.workOff), n_, lam);
     SOUP_CUDA_CHECK_LAUNCH("soup_interpolate_multi_cuda");
   }

@@ -23,6 +23,8 @@ constexpr int kMaxSources = 16;
 constexpr int64_t kChunk = 65536;
 
 size_t dtypeSize(int dt);
+// Kernel variant for later launches (NOTE: [Variants]): 0 always; 1 only in SOUP_CUDA_VARIANTS builds.
+bool setKernelVariant(int v);
 const char* dtypeName(int dt);
 
 // True when this build has the kernels (always, when this header's library is linked).

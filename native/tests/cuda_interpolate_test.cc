@@ -241,6 +241,10 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(seed);
 
   if (!quick) test("reference conversions match _Float16 and bf16 rounding rules", selfTestConversions);
+  test("kernel variants: 0 always; anything else refused unless compiled", [] {
+    EXPECT(sc::setKernelVariant(0), "variant 0");
+    EXPECT(!sc::setKernelVariant(7), "variant 7 accepted");
+  });
   test("compiled() and a device count that never throws", [] {
     EXPECT(sc::compiled(), "compiled");
     EXPECT(sc::deviceCount() >= 0, "count");
@@ -270,6 +274,21 @@ int main(int argc, char** argv) {
           EXPECT(launches == 1, "%lld launches for one dtype pair, want 1 (fused)", (long long)launches);
         }
   });
+  if (sc::setKernelVariant(1)) {  // SOUP_CUDA_VARIANTS builds: the alternative kernel must agree too
+    gpuTest("variant 1 (256 threads, 2x vectors in flight): every dtype pair, sizes, N in {3, 16}", [&] {
+      sc::setKernelVariant(1);
+      for (int n : quick ? std::vector<int>{3} : std::vector<int>{3, 16})
+        for (int in = 0; in < 4; ++in)
+          for (int out = 0; out < 4; ++out) {
+            std::vector<Case> cases;
+            for (int64_t sz : kSizes) cases.push_back(Case{in, out, sz});
+            for (int64_t sz : {1, 17, 65537}) cases.push_back(Case{in, out, sz, 1});
+            runCases(cases, n, rng, 1 << 16, "variant 1");
+          }
+      sc::setKernelVariant(0);
+    });
+    sc::setKernelVariant(0);
+  }
   gpuTest("mixed dtype pairs in one call: one launch per pair", [&] {
     std::vector<Case> cases;
     for (int in = 0; in < 4; ++in)
