@@ -25,3 +25,4 @@ export * from './http.js';
 export * from './combinators.js';
 export * from './control.js';
 export * from './config.js';
+export * from './image.js';

@@ -6,3 +6,4 @@ export * from './ppo.js';
 export * from './pretrain.js';
 export { randomLlamaWeights, llamaShapes } from './testing.js';
 export type { ModelHandle, TensorGroup } from './native.js';
+export * from './diffusion.js';
