@@ -19,6 +19,9 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
 T0=$(date +%s)
 say() { echo "[gpu.sh +$(( $(date +%s) - T0 ))s] $*"; }
+# Every step's timeout is capped by what is left of a 465 s budget, so the whole script ends in < 8 min.
+BUDGET=${SOUP_GPU_BUDGET_S:-465}
+cap() { local left=$(( BUDGET - ($(date +%s) - T0) )); [ "$left" -lt 5 ] && left=5; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
 PY=${PYTHON:-python3}
 JOBS=$(nproc)
 B=${SOUP_CUDA_BUILD:-/tmp/soup-build-cuda}
@@ -38,13 +41,13 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem,tem
 # ---- 1. build -----------------------------------------------------------------------------------------
 say "1. build native/cuda (sm_90)"
 BUILT=cmake
-if ! timeout 240 bash -c "cmake -S native/cuda -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DSOUP_CUDA_VARIANTS=ON -DCMAKE_CUDA_COMPILER=$NVCC >$B.configure.log 2>&1 && cmake --build $B -j $JOBS"; then
+if ! timeout $(cap 240) bash -c "cmake -S native/cuda -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DSOUP_CUDA_VARIANTS=ON -DCMAKE_CUDA_COMPILER=$NVCC >$B.configure.log 2>&1 && cmake --build $B -j $JOBS"; then
   say "CMake build failed (tail of the configure log below); building with plain nvcc instead"
   tail -20 $B.configure.log 2>/dev/null
   BUILT=nvcc
   mkdir -p $B/tests
   F="-O3 -std=c++17 -DSOUP_CUDA_VARIANTS -gencode arch=compute_90,code=sm_90 -Xcompiler -fPIC -Inative/cuda"
-  timeout 240 bash -c "
+  timeout $(cap 240) bash -c "
     $NVCC $F -c native/cuda/interpolate.cu -o $B/interpolate.o &&
     $NVCC $F -c native/cuda/device.cc -o $B/device.o &&
     $NVCC $F -c native/cuda/pipeline.cc -o $B/pipeline.o &&
@@ -65,11 +68,29 @@ cat > "$OUT/env.json" <<EOF
 {"gpu": "$GPU", "driver": "$DRIVER", "torch": "$TORCH_VER", "nvcc": "$NVCC_VER", "build": "$BUILT", "sass": "$SASS"}
 EOF
 
+# ---- libtorch compiles start now, in the background (CPU work while the GPU steps run) ------------------
+TORCH_BG=""
+if [ -n "$TORCH_DIR" ] && [ -f $B/libsoup_cuda.a ]; then
+  CUDART=$(ls /usr/local/cuda/lib64/libcudart_static.a /usr/local/cuda/targets/x86_64-linux/lib/libcudart_static.a "$(dirname "$NVCC")"/../lib64/libcudart_static.a 2>/dev/null | head -1)
+  TF="-O2 -std=c++17 -D_GLIBCXX_USE_CXX11_ABI=$ABI -I$TORCH_DIR/include -I$TORCH_DIR/include/torch/csrc/api/include -Inative -Inative/cuda -I$(dirname "$NVCC")/../include"
+  TL="-L$TORCH_DIR/lib -Wl,-rpath,$TORCH_DIR/lib -Wl,--no-as-needed -ltorch -ltorch_cuda -ltorch_cpu -lc10_cuda -lc10 -Wl,--as-needed"
+  ( timeout 300 g++ $TF native/tests/torch_cuda_check.cc $B/libsoup_cuda.a ${CUDART:--lcudart} -lpthread -ldl -lrt $TL -o $B/torch_cuda_check > $B/torch_check_build.log 2>&1 ) &
+  TORCH_BG="$TORCH_BG $!"
+  for f in native/torch/*.cc; do
+    ( timeout 300 g++ $TF -fsyntax-only "$f" > "$B/syntax_$(basename "$f").log" 2>&1 || echo "$f" >> $B/syntax_failed.txt ) &
+    TORCH_BG="$TORCH_BG $!"
+  done
+  if [ -f native/torch/tools/ppo_check.cc ]; then
+    ( timeout 300 g++ $TF native/torch/*.cc native/torch/tools/ppo_check.cc $TL -o $B/ppo_check > $B/ppo_build.log 2>&1 ) &
+    TORCH_BG="$TORCH_BG $!"
+  fi
+fi
+
 # ---- 2. kernel tests ----------------------------------------------------------------------------------
 say "2. soup_cuda_tests"
 LINE="not built"
 if [ -x $B/tests/soup_cuda_tests ]; then
-  timeout 180 $B/tests/soup_cuda_tests > $B/tests.txt 2>&1; RC=$?
+  timeout $(cap 150) $B/tests/soup_cuda_tests > $B/tests.txt 2>&1; RC=$?
   cat $B/tests.txt
   LINE="$(tail -1 $B/tests.txt) (exit $RC)"
 fi
@@ -78,38 +99,35 @@ $PY -c 'import json,sys; json.dump({"line": sys.argv[1]}, open(sys.argv[2], "w")
 # ---- 3. kernel vs torch -------------------------------------------------------------------------------
 say "3. kernel vs torch (_foreach, eager) on the same buffers"
 if [ -f $B/libsoup_cuda_capi.so ]; then
-  PYTHONUNBUFFERED=1 timeout 240 $PY bench/gpu_torch.py --lib $B/libsoup_cuda_capi.so --out "$OUT/kernels.json" || say "gpu_torch.py failed or timed out"
+  PYTHONUNBUFFERED=1 timeout $(cap 200) $PY bench/gpu_torch.py --lib $B/libsoup_cuda_capi.so --out "$OUT/kernels.json" || say "gpu_torch.py failed or timed out"
 fi
 
 # ---- 4. file merge ------------------------------------------------------------------------------------
 say "4. file merge, 4 x 1 GiB bf16"
 if [ -x $B/tests/soup_cuda_bench ]; then
-  timeout 150 $B/tests/soup_cuda_bench --dir /tmp/soup_bench --n 4 --mib 1024 --json "$OUT/file_merge.json" || say "soup_cuda_bench failed or timed out"
+  timeout $(cap 120) $B/tests/soup_cuda_bench --dir /tmp/soup_bench --n 4 --mib 1024 --json "$OUT/file_merge.json" || say "soup_cuda_bench failed or timed out"
   rm -rf /tmp/soup_bench
 fi
 
 # ---- 5. libtorch (CUDA) -------------------------------------------------------------------------------
 say "5. libtorch CUDA: kernels on at::Tensors; training core compile; PPO steps"
-PPO_LINE="not run"
-if [ -n "$TORCH_DIR" ] && [ -f $B/libsoup_cuda.a ]; then
-  CUDART=$(ls /usr/local/cuda/lib64/libcudart_static.a /usr/local/cuda/targets/x86_64-linux/lib/libcudart_static.a 2>/dev/null | head -1)
-  TF="-O2 -std=c++17 -D_GLIBCXX_USE_CXX11_ABI=$ABI -I$TORCH_DIR/include -I$TORCH_DIR/include/torch/csrc/api/include -Inative -Inative/cuda -I$(dirname "$NVCC")/../include"
-  TL="-L$TORCH_DIR/lib -Wl,-rpath,$TORCH_DIR/lib -Wl,--no-as-needed -ltorch -ltorch_cuda -ltorch_cpu -lc10_cuda -lc10 -Wl,--as-needed"
-  if timeout 150 g++ $TF native/tests/torch_cuda_check.cc $B/libsoup_cuda.a ${CUDART:--lcudart} -lpthread -ldl -lrt $TL -o $B/torch_cuda_check; then
-    timeout 60 $B/torch_cuda_check || say "torch_cuda_check failed"
+PPO_LINE="not run (no torch or no build)"
+if [ -n "$TORCH_BG" ]; then
+  # Wait for the background compiles, no longer than the budget allows.
+  WAIT_UNTIL=$(( $(date +%s) + $(cap 200) ))
+  for p in $TORCH_BG; do while kill -0 "$p" 2>/dev/null && [ "$(date +%s)" -lt "$WAIT_UNTIL" ]; do sleep 1; done; done
+  if [ -x $B/torch_cuda_check ]; then
+    timeout $(cap 60) $B/torch_cuda_check || say "torch_cuda_check failed"
   else
-    say "torch_cuda_check did not build against pip torch"
+    say "torch_cuda_check did not build against pip torch:"; tail -15 $B/torch_check_build.log
   fi
-  # The training core (issue 4) against this torch: each file must compile.
   CORE_OK=yes
-  for f in native/torch/*.cc; do
-    timeout 120 g++ $TF -fsyntax-only "$f" || CORE_OK="no ($f)"
-  done
+  [ -f $B/syntax_failed.txt ] && CORE_OK="no: $(tr '\n' ' ' < $B/syntax_failed.txt)" && tail -15 $B/syntax_*.log
   say "training core (native/torch/*.cc) compiles against torch $TORCH_VER: $CORE_OK"
-  PPO_LINE="training core compiles: $CORE_OK; native/torch/tools/ppo_check.cc absent"
+  PPO_LINE="training core compiles against torch $TORCH_VER: $CORE_OK; native/torch/tools/ppo_check.cc absent"
   if [ -f native/torch/tools/ppo_check.cc ]; then
-    if timeout 180 g++ $TF native/torch/*.cc native/torch/tools/ppo_check.cc $TL -o $B/ppo_check; then
-      timeout 60 $B/ppo_check --device cpu --steps 3 > $B/ppo_cpu.json && timeout 60 $B/ppo_check --device cuda --steps 3 > $B/ppo_cuda.json
+    if [ -x $B/ppo_check ]; then
+      timeout $(cap 60) $B/ppo_check --device cpu --steps 3 > $B/ppo_cpu.json && timeout $(cap 60) $B/ppo_check --device cuda --steps 3 > $B/ppo_cuda.json
       PPO_LINE=$($PY - $B/ppo_cpu.json $B/ppo_cuda.json <<'PYEOF'
 import json, sys
 try:
@@ -121,9 +139,10 @@ except Exception as e:
 PYEOF
 )
     else
-      PPO_LINE="ppo_check.cc did not build against torch $TORCH_VER"
+      PPO_LINE="ppo_check.cc did not build against torch $TORCH_VER"; tail -15 $B/ppo_build.log
     fi
   fi
+  for p in $TORCH_BG; do kill "$p" 2>/dev/null; done
 fi
 say "PPO: $PPO_LINE"
 $PY -c 'import json,sys; json.dump({"line": sys.argv[1]}, open(sys.argv[2], "w"))' "$PPO_LINE" "$OUT/ppo.json"

@@ -91,6 +91,8 @@ def verify(torch, outs, srcs, lams, picks, tag):
     """Kernel output vs float64 reference on some tensors: every element written, within fp32 tolerance."""
     n = len(srcs)
     eps_out = {torch.float32: 2.0 ** -24, torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}[outs[0].dtype]
+    if bool(torch.isnan(torch.cat([o.flatten() for o in outs])).any()):
+        raise AssertionError(f'{tag}: unwritten (NaN-poisoned) output elements')
     worst = 0.0
     for t in picks:
         o = outs[t].double()
