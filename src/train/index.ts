@@ -7,3 +7,4 @@ export * from './pretrain.js';
 export { randomLlamaWeights, llamaShapes } from './testing.js';
 export type { ModelHandle, TensorGroup } from './native.js';
 export * from './diffusion.js';
+export * from './control.js';
