@@ -134,6 +134,15 @@ describe('merge: PEFT adapters (real peft-gpt2-lora fixture, fan_in_fan_out)', (
     for (const k of Object.keys(fx)) expect(checkAgainst(tensors[k], [fx[k], e2[k]], [0.3, 0.7]).worst, k).toBeLessThanOrEqual(1e-6);
   });
 
+  it("lora 'params' refuses adapters whose scalings differ, pointing to 'dense'", async () => {
+    const d = tmp();
+    const { config, tensors } = await readPeftAdapter(FIXTURE);
+    await writePeftAdapter(join(d, 'alpha16'), tensors, { ...config, lora_alpha: 16 });
+    const err = await merge({ sources: [FIXTURE, join(d, 'alpha16')], weights: [0.5, 0.5], out: join(d, 'o'), lora: 'params' }).catch((e) => e);
+    expect(err.code).toBe('ERR_SOUP_FORMAT');
+    expect(err.message).toMatch(/'lora_alpha' is 16 in sources\[1\].*8 in sources\[0\].*use lora 'dense'/);
+  });
+
   it("lora 'dense' without base writes a rank-concatenated adapter whose B·A equals Σ λᵢ sᵢ BᵢAᵢ", async () => {
     const d = tmp();
     const fx = (await readPeftAdapter(FIXTURE)).tensors;

@@ -131,6 +131,20 @@ export function checkSameLayout(cks: Checkpoint[]): string[] {
   return names;
 }
 
+/** A/B interpolation shares one scaling: the adapters must agree on everything that sets it. */
+function checkSameScaling(cks: Checkpoint[]): void {
+  const keys = ['r', 'lora_alpha', 'use_rslora', 'fan_in_fan_out', 'rank_pattern', 'alpha_pattern'];
+  const norm = (v: unknown) => JSON.stringify(v ?? null);
+  for (let i = 1; i < cks.length; i++) {
+    for (const k of keys) {
+      const a = cks[0].adapterConfig?.[k], b = cks[i].adapterConfig?.[k];
+      const empty = (v: unknown) => v === undefined || v === null || (typeof v === 'object' && Object.keys(v as object).length === 0) || v === false;
+      if (norm(a) !== norm(b) && !(empty(a) && empty(b)))
+        throw new SoupError('ERR_SOUP_FORMAT', `lora 'params' interpolates A and B under one scaling, but adapter_config.json '${k}' is ${norm(b)} in sources[${i}] '${cks[i].path}' and ${norm(a)} in sources[0]: use lora 'dense' for adapters with different scalings`);
+    }
+  }
+}
+
 /** Plans the plain merge: every tensor interpolated across all sources, in sources[0]'s order. */
 function planPlain(cks: Checkpoint[], names: string[], files: string[], outDtype: (n: string) => DType, shardSize: number, single: boolean): FilePlan[] {
   const fileIndex = new Map(files.map((f, i) => [f, i]));
@@ -204,6 +218,7 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
     extraFiles = dense.extraFiles;
     layout = singleFile ? 'file' : dense.layout;
   } else {
+    if (loraMode === 'params') checkSameScaling(cks);
     const names = checkSameLayout(cks);
     files = [...new Set(cks.flatMap((c) => c.files))];
     const outDtype = (n: string): DType => opts.dtype ?? cks[0].tensors.get(n)!.dtype!;
