@@ -4,11 +4,12 @@
 // 11 soups, report in runs/demo/. The last lines say where the report is and what it found.
 import type { Command } from 'commander';
 import { demoExperiment } from '../../pipeline/index.js';
+import { runLocomotionDemo } from '../../pipeline/tasks/locomotion/index.js';
 import { UsageError } from '../output.js';
 import { runAndPrint } from './run.js';
 
-const TASKS = ['text'] as const;
-const LATER = ['locomotion', 'diffusion'];
+const TASKS = ['text', 'locomotion'] as const;
+const LATER = ['diffusion'];
 
 export function register(program: Command): void {
   program
@@ -22,6 +23,7 @@ export function register(program: Command): void {
     .action(async (o: { task: string; out: string; full?: boolean; dryRun?: boolean; json?: boolean }) => {
       if (LATER.includes(o.task)) throw new UsageError(`--task ${o.task}: the ${o.task} demo is not available yet (available: ${TASKS.join(', ')})`);
       if (!(TASKS as readonly string[]).includes(o.task)) throw new UsageError(`--task ${o.task}: unknown task (available: ${TASKS.join(', ')})`);
+      if (o.task === 'locomotion') return void (await runLocomotionDemo({ out: o.out === 'runs/demo' ? undefined : o.out, dryRun: o.dryRun, onEvent: o.json ? (e) => process.stdout.write(`${JSON.stringify(e)}\n`) : undefined }));
       await runAndPrint(demoExperiment({ full: o.full }), { json: o.json, out: o.out, dryRun: o.dryRun, label: 'rsoup demo' });
     });
 }
