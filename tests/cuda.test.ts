@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SoupError } from '../src/errors.js';
 import { torchAddon, packageRoot } from '../src/native/index.js';
-import { cudaAvailable, cudaStatus, interpolateCuda, mergeFilesCuda, requireCuda } from '../src/native/cuda.js';
+import { CudaResident, cudaAvailable, cudaStatus, interpolateCuda, mergeFilesCuda, requireCuda } from '../src/native/cuda.js';
 import { interpolate, merge, writeSafetensors, type TensorMap, type Tensor } from '../src/index.js';
 import { rng, randomTensor } from './helpers/random.js';
 
@@ -156,6 +156,21 @@ describe.skipIf(available)('CUDA: error paths without a GPU', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('CudaResident (the λ sweep) rejects with ERR_SOUP_NO_CUDA; the raw functions check ids', async () => {
+    const e = await rejection(CudaResident.create([[new Float32Array(3)]], new Int32Array([0]), new Int32Array([0])));
+    expect((e as SoupError).code).toBe('ERR_SOUP_NO_CUDA');
+    if (!status.compiled) return;
+    const e2 = await rejection(raw().cudaResidentCreate({ sources: [[new Float32Array(3)]], inDtypes: new Int32Array([0]), outDtypes: new Int32Array([0]) }));
+    expect(e2.message).toMatch(/^\[ERR_SOUP_NO_CUDA\]/);
+    const e3 = await rejection(raw().cudaResidentRun({ id: 4242, weights: new Float64Array([1]), outs: [] }));
+    expect(e3.message).toMatch(/^\[ERR_SOUP_INVALID_ARG\] id 4242 is not a live resident soup/);
+    expect((torchAddon() as unknown as { cudaResidentFree(id: number): boolean }).cudaResidentFree(4242)).toBe(false);
+    const e4 = await rejection(
+      raw().cudaResidentCreate({ sources: [[new Float32Array(3)], [new Float32Array(4)]], inDtypes: new Int32Array([0]), outDtypes: new Int32Array([2]) }),
+    );
+    expect(e4.message).toMatch(/^\[ERR_SOUP_SHAPE_MISMATCH\] sources\[1\]\[0\] has 4 elements; sources\[0\]\[0\] has 3/);
+  });
+
   it("interpolate(..., { device: 'cuda' }) and merge({ device: 'cuda' }) give ERR_SOUP_NO_CUDA, not a CPU fallback", async () => {
     const a = model(1, ['w'], [[10]], 'float32'), b = model(2, ['w'], [[10]], 'float32');
     const e = await rejection(interpolate([a, b], [0.5, 0.5], { device: 'cuda' }));
@@ -213,6 +228,27 @@ describe.skipIf(!available)('CUDA: on a GPU', () => {
       const cpu = await interpolate(srcs, w, { allowExtrapolation: true } as never);
       const gpu = await interpolate(srcs, w, { allowExtrapolation: true, device: 'cuda' } as never);
       for (const n of names) expect(Buffer.from(gpu[n].data.buffer, gpu[n].data.byteOffset, gpu[n].data.byteLength).equals(Buffer.from(cpu[n].data.buffer, cpu[n].data.byteOffset, cpu[n].data.byteLength)), `${dtype} ${n}`).toBe(true);
+    }
+  });
+
+  it.skipIf(!available)('CudaResident: a λ sweep over resident sources equals the CPU path bit for bit', async () => {
+    const names = ['q', 'k', 'v'];
+    const srcs = [21, 22, 23].map((s) => model(s, names, [[8, 4096], [4096, 8], [65537]], 'bfloat16'));
+    const res = await CudaResident.create(
+      srcs.map((m) => names.map((n) => m[n].data)),
+      new Int32Array([2, 2, 2]),
+      new Int32Array([2, 2, 2]),
+    );
+    try {
+      for (const a of [0, 0.3, 0.7, 1]) {
+        const w = [1 - a, a, 0.25];
+        const cpu = await interpolate(srcs, w, { allowExtrapolation: true } as never);
+        const outs = names.map((n) => new Uint16Array(srcs[0][n].data.length));
+        await res.run(Float64Array.from(w), outs);
+        names.forEach((n, t) => expect(Buffer.from(outs[t].buffer).equals(Buffer.from((cpu[n].data as Uint16Array).buffer, cpu[n].data.byteOffset, cpu[n].data.byteLength)), `${n} a=${a}`).toBe(true));
+      }
+    } finally {
+      res.dispose();
     }
   });
 

@@ -298,6 +298,97 @@ void flushRun(IoRun& r, Op op) {
 
 }  // namespace
 
+Resident::Resident(const std::vector<HostTensor>& tensors, int n) : n_(n) {
+  requireDevice();
+  if (n < 1 || n > kMaxSources)
+    throw std::runtime_error("[ERR_SOUP_INVALID_ARG] " + std::to_string(n) + " sources; the CUDA kernel takes 1.." + std::to_string(kMaxSources));
+  // Layout: source i's copy of tensor t at devIn_ + i * inStride + inOff[t]; outputs at devOut_ + outOff[t].
+  std::vector<int64_t> inOff;
+  int64_t inStride = 0;
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const HostTensor& h = tensors[t];
+    if (dtypeSize(h.inDtype) == 0 || dtypeSize(h.outDtype) == 0)
+      throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensors[" + std::to_string(t) + "]: dtype codes " + std::to_string(h.inDtype) + "->" +
+                               std::to_string(h.outDtype) + " (0..3 expected)");
+    if (h.numel < 0) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensors[" + std::to_string(t) + "]: numel < 0");
+    inOff.push_back(inStride);
+    inStride += alignUp(h.numel * int64_t(dtypeSize(h.inDtype)), kAlign);
+    outOff_.push_back(outBytes_);
+    outBytes_ += alignUp(h.numel * int64_t(dtypeSize(h.outDtype)), kAlign);
+    numel_.push_back(h.numel);
+    outDt_.push_back(h.outDtype);
+  }
+  auto cleanup = [&] {
+    if (devIn_) cudaFree(devIn_);
+    if (devOut_) cudaFree(devOut_);
+    if (hostOut_) cudaFreeHost(hostOut_);
+    if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+    devIn_ = devOut_ = hostOut_ = nullptr;
+    stream_ = nullptr;
+  };
+  try {
+    cudaStream_t st;
+    SOUP_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    stream_ = st;
+    SOUP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&devIn_), size_t(std::max<int64_t>(inStride, 1)) * n));
+    SOUP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&devOut_), size_t(std::max<int64_t>(outBytes_, 1))));
+    SOUP_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&hostOut_), size_t(std::max<int64_t>(outBytes_, 1))));
+    deviceBytes_ = double(inStride) * n + double(outBytes_);
+    std::vector<Segment> segs;
+    for (size_t t = 0; t < tensors.size(); ++t) {
+      const HostTensor& h = tensors[t];
+      const size_t bytes = size_t(h.numel) * dtypeSize(h.inDtype);
+      Segment g{};
+      g.out = devOut_ + outOff_[t];
+      g.numel = h.numel;
+      g.inDtype = h.inDtype;
+      g.outDtype = h.outDtype;
+      for (int i = 0; i < n; ++i) {
+        char* dst = devIn_ + size_t(i) * size_t(inStride) + size_t(inOff[t]);
+        if (bytes) SOUP_CUDA_CHECK(cudaMemcpy(dst, h.srcs[i], bytes, cudaMemcpyHostToDevice));
+        g.srcs[i] = dst;
+      }
+      segs.push_back(g);
+    }
+    plan_ = new Plan(segs, n);
+    mu_ = new std::mutex;
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+}
+
+Resident::~Resident() {
+  if (stream_) cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+  delete plan_;
+  delete static_cast<std::mutex*>(mu_);
+  if (devIn_) cudaFree(devIn_);
+  if (devOut_) cudaFree(devOut_);
+  if (hostOut_) cudaFreeHost(hostOut_);
+  if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+RunStats Resident::run(const double* weights, const std::vector<void*>& outs) {
+  if (outs.size() != numel_.size())
+    throw std::runtime_error("[ERR_SOUP_INVALID_ARG] " + std::to_string(outs.size()) + " outputs for " + std::to_string(numel_.size()) + " tensors");
+  std::lock_guard<std::mutex> lk(*static_cast<std::mutex*>(mu_));
+  const auto t0 = std::chrono::steady_clock::now();
+  cudaStream_t st = static_cast<cudaStream_t>(stream_);
+  plan_->run(weights, st);
+  SOUP_CUDA_CHECK(cudaMemcpyAsync(hostOut_, devOut_, size_t(outBytes_), cudaMemcpyDeviceToHost, st));
+  SOUP_CUDA_CHECK(cudaStreamSynchronize(st));
+  RunStats rs;
+  for (size_t t = 0; t < numel_.size(); ++t) {
+    const size_t bytes = size_t(numel_[t]) * dtypeSize(outDt_[t]);
+    if (bytes) std::memcpy(outs[t], hostOut_ + outOff_[t], bytes);
+    rs.bytesWritten += double(bytes);
+  }
+  rs.launches = plan_->launchesPerRun();
+  rs.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rs.kernel = "soup_interpolate_multi_cuda (resident sources, " + std::to_string(rs.launches) + " launches per run)";
+  return rs;
+}
+
 RunStats interpolateHost(const std::vector<HostTensor>& tensors, const double* weights, int n, const Progress& progress,
                          const PipelineOptions& opt) {
   std::vector<Item> items;

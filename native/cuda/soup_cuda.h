@@ -138,6 +138,38 @@ struct PipelineOptions {
   int slots = 3;                     // windows in flight (each has its own stream)
 };
 
+// Host tensors uploaded to the GPU once; each run(weights) interpolates there and copies only the
+// outputs back: the lambda sweep of adapters without re-sending the sources. Thread-safe (runs are
+// serialized); the device memory is freed by the destructor.
+class Resident {
+ public:
+  // tensors[t].srcs / numel / inDtype / outDtype are used; .out is ignored.
+  Resident(const std::vector<HostTensor>& tensors, int n);
+  ~Resident();
+  Resident(const Resident&) = delete;
+  Resident& operator=(const Resident&) = delete;
+  // outs[t]: host memory of numel(t) elements of outDtype(t).
+  RunStats run(const double* weights, const std::vector<void*>& outs);
+  int sources() const { return n_; }
+  size_t tensors() const { return numel_.size(); }
+  int64_t numel(size_t t) const { return numel_[t]; }
+  int outDtype(size_t t) const { return outDt_[t]; }
+  double deviceBytes() const { return deviceBytes_; }
+
+ private:
+  int n_;
+  std::vector<int64_t> numel_, outOff_;
+  std::vector<int> outDt_;
+  char* devIn_ = nullptr;
+  char* devOut_ = nullptr;
+  char* hostOut_ = nullptr;
+  int64_t outBytes_ = 0;
+  double deviceBytes_ = 0;
+  void* stream_ = nullptr;
+  Plan* plan_ = nullptr;
+  void* mu_ = nullptr;  // std::mutex
+};
+
 RunStats interpolateHost(const std::vector<HostTensor>& tensors, const double* weights, int n,
                          const Progress& progress, const PipelineOptions& opt = {});
 

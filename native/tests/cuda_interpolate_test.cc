@@ -260,6 +260,7 @@ int main(int argc, char** argv) {
       double w = 1;
       expectThrows([&] { sc::interpolateHost(t, &w, 1, {}); }, "ERR_SOUP_NO_CUDA");
       expectThrows([&] { sc::mergeFiles({"/nonexistent"}, "/tmp/x", nullptr, 0, {}, &w, 1, {}); }, "ERR_SOUP_NO_CUDA");
+      expectThrows([&] { sc::Resident r(t, 1); }, "ERR_SOUP_NO_CUDA");
     });
   }
 
@@ -394,6 +395,44 @@ int main(int argc, char** argv) {
       }
     }
   });
+  gpuTest("Resident: sources uploaded once (host copies poisoned after), a lambda sweep copies only outputs back", [&] {
+    const int n = 4;
+    std::vector<Case> cases;
+    for (int k = 0; k < 12; ++k) cases.push_back(Case{k % 4, (k / 4) % 3, k == 5 ? 65536 * 3 + 7 : 1 + 977 * k});
+    cases.push_back(Case{ref::BF16, ref::BF16, 0});  // an empty tensor is allowed
+    std::vector<std::vector<std::vector<uint8_t>>> given(cases.size());  // what Resident reads, then poisoned
+    std::vector<std::vector<const void*>> ptrs(cases.size());
+    std::vector<sc::HostTensor> ts;
+    for (size_t t = 0; t < cases.size(); ++t) {
+      Case& c = cases[t];
+      c.srcHost.assign(n, {});
+      for (int i = 0; i < n; ++i) {
+        c.srcHost[i].resize(c.numel * ref::size(c.inDt));
+        ref::fillRandom(c.srcHost[i].data(), c.inDt, c.numel, rng);
+        given[t].push_back(c.srcHost[i]);
+      }
+      for (int i = 0; i < n; ++i) ptrs[t].push_back(given[t][i].data());
+      ts.push_back(sc::HostTensor{ptrs[t].data(), nullptr, c.numel, c.inDt, c.outDt});
+    }
+    sc::Resident res(ts, n);
+    for (auto& g : given)
+      for (auto& b : g) std::fill(b.begin(), b.end(), 0xFF);
+    for (int sweep = 0; sweep < 4; ++sweep) {
+      const std::vector<double> w = randomWeights(n, rng);
+      std::vector<std::vector<uint8_t>> outs(cases.size());
+      std::vector<void*> outPtrs;
+      for (size_t t = 0; t < cases.size(); ++t) {
+        outs[t].assign((cases[t].numel + kGuard) * ref::size(cases[t].outDt), 0xA5);
+        outPtrs.push_back(outs[t].data());
+      }
+      const sc::RunStats st = res.run(w.data(), outPtrs);
+      EXPECT(st.launches >= 1 && st.launches <= 12, "%lld launches", (long long)st.launches);
+      for (size_t t = 0; t < cases.size(); ++t) checkOutput(cases[t], outs[t], w, "resident");
+    }
+    std::vector<void*> tooFew(2);
+    double w4[4] = {1, 1, 1, 1};
+    expectThrows([&] { res.run(w4, tooFew); }, "ERR_SOUP_INVALID_ARG");
+  });
   gpuTest("host pipeline: many windows, tensors split across windows, bit-exact", [&] {
     const int n = 3;
     std::uniform_int_distribution<int> sz(1, 200000);
@@ -489,6 +528,9 @@ int main(int argc, char** argv) {
     bad[1].srcFile[0] = 9;
     expectThrows([&] { sc::mergeFiles(files, outPath, nullptr, 0, bad, w.data(), n, {}, opt); }, "ERR_SOUP_INVALID_ARG");
     expectThrows([&] { sc::mergeFiles({std::string(dir) + "/missing"}, outPath, nullptr, 0, {}, w.data(), 1, {}, opt); }, "ERR_SOUP_IO");
+    // A write that fails in the writer thread (a full disk) comes back as an error, not a hang or abort.
+    if (access("/dev/full", W_OK) == 0)
+      expectThrows([&] { sc::mergeFiles(files, "/dev/full", nullptr, 0, fts, w.data(), n, {}, opt); }, "ERR_SOUP_IO");
     for (auto& p : files) unlink(p.c_str());
     unlink(outPath.c_str());
     rmdir(dir);

@@ -70,6 +70,9 @@ export interface CudaStatus {
 
 interface CudaAddon {
   cudaInfo(): { compiled: boolean; devices: number; reason: string; device: string };
+  cudaResidentCreate(b: { sources: ArrayBufferView[][]; inDtypes: Int32Array; outDtypes: Int32Array }): Promise<{ id: number; deviceBytes: number; seconds: number }>;
+  cudaResidentRun(b: { id: number; weights: Float64Array; outs: ArrayBufferView[]; control?: Float64Array }): Promise<InterpolateCudaResult>;
+  cudaResidentFree(id: number): boolean;
   interpolateCuda(b: InterpolateCudaBaton): Promise<InterpolateCudaResult>;
   mergeFilesCuda(b: MergeFilesCudaBaton): Promise<MergeFilesCudaResult>;
 }
@@ -132,6 +135,49 @@ export async function mergeFilesCuda(baton: MergeFilesCudaBaton): Promise<MergeF
     return await addon().mergeFilesCuda(baton);
   } catch (e) {
     throw fromNative(e, stack);
+  }
+}
+
+/**
+ * Sources kept on the GPU for a λ sweep: uploaded once by `create`, then each `run(weights, outs)`
+ * interpolates on the device and copies only the outputs back (bit-identical to the CPU path).
+ * Call `dispose()` (or use `await using`) to free the device memory.
+ */
+export class CudaResident {
+  private constructor(
+    private id: number,
+    /** Device bytes held (sources and outputs). */
+    readonly deviceBytes: number,
+    readonly sources: number,
+  ) {}
+
+  static async create(sources: ArrayBufferView[][], inDtypes: Int32Array, outDtypes: Int32Array): Promise<CudaResident> {
+    const stack = new Error().stack;
+    try {
+      const r = await addon().cudaResidentCreate({ sources, inDtypes, outDtypes });
+      return new CudaResident(r.id, r.deviceBytes, sources.length);
+    } catch (e) {
+      throw fromNative(e, stack);
+    }
+  }
+
+  async run(weights: Float64Array, outs: ArrayBufferView[], control?: Float64Array): Promise<InterpolateCudaResult> {
+    const stack = new Error().stack;
+    if (this.id === 0) throw new SoupError('ERR_SOUP_INVALID_ARG', 'this CudaResident was disposed');
+    try {
+      return await addon().cudaResidentRun({ id: this.id, weights, outs, control });
+    } catch (e) {
+      throw fromNative(e, stack);
+    }
+  }
+
+  dispose(): void {
+    if (this.id !== 0) (torchAddon() as unknown as CudaAddon).cudaResidentFree(this.id);
+    this.id = 0;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
   }
 }
 

@@ -3,13 +3,18 @@
 //   interpolateCuda(baton) -> Promise<{ seconds, kernel }>
 //   mergeFilesCuda(baton)  -> Promise<{ seconds, bytesRead, bytesWritten, kernel }>
 //   cudaInfo()             -> { compiled, devices, reason, device }
+//   cudaResidentCreate / cudaResidentRun / cudaResidentFree: sources kept on the GPU for a lambda sweep
 // Batons are checked by TS (src/native/cuda.ts, src/soup); this file re-checks only what could corrupt
 // memory: list lengths, byte lengths against numel x dtype size, dtype codes, index ranges. Built only
 // when native/cuda is (SOUP_HAVE_CUDA); otherwise the weak hooks in register.h stay null.
 #ifdef SOUP_HAVE_CUDA
 #include <napi.h>
 
+#include <chrono>
 #include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -282,6 +287,166 @@ Napi::Value JS_mergeFilesCuda(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// ---- resident sources (the lambda sweep) -----------------------------------------------------------
+//   cudaResidentCreate({ sources, inDtypes, outDtypes }) -> Promise<{ id, deviceBytes, seconds }>
+//   cudaResidentRun({ id, weights, outs, control? })     -> Promise<{ seconds, kernel }>
+//   cudaResidentFree(id)                                  -> boolean (false when unknown)
+// A run holds a reference to its Resident, so freeing during a run frees after it.
+
+std::mutex residentsMu;
+// Never destroyed: at process exit the CUDA runtime may already be gone; the OS reclaims everything.
+std::map<uint32_t, std::shared_ptr<sc::Resident>>& residents = *new std::map<uint32_t, std::shared_ptr<sc::Resident>>;
+uint32_t nextResident = 1;
+
+class ResidentCreateWorker : public PromiseWorker {
+ public:
+  using PromiseWorker::PromiseWorker;
+  std::vector<std::vector<const void*>> srcPtrs;
+  std::vector<sc::HostTensor> tensors;
+  int n = 0;
+  uint32_t id = 0;
+  double deviceBytes = 0;
+
+ protected:
+  void Run() override {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (size_t t = 0; t < tensors.size(); ++t) tensors[t].srcs = srcPtrs[t].data();
+    auto r = std::make_shared<sc::Resident>(tensors, n);
+    deviceBytes = r->deviceBytes();
+    std::lock_guard<std::mutex> lk(residentsMu);
+    id = nextResident++;
+    residents[id] = std::move(r);
+    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    stats.kernel = "upload";
+  }
+  void Fill(Napi::Object& o) override {
+    o.Set("id", id);
+    o.Set("deviceBytes", deviceBytes);
+  }
+};
+
+Napi::Value JS_cudaResidentCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) argError(env, "cudaResidentCreate(baton): baton must be an object");
+  Napi::Object b = info[0].As<Napi::Object>();
+  auto* w = new ResidentCreateWorker(env);
+  Napi::Promise promise = w->Promise();
+  try {
+    Napi::Array sources = arrayOf(env, b, "sources");
+    size_t nIn = 0, nOut = 0;
+    const int32_t* inDt = typedOf<napi_int32_array, int32_t>(env, b, "inDtypes", "Int32Array", &nIn);
+    const int32_t* outDt = typedOf<napi_int32_array, int32_t>(env, b, "outDtypes", "Int32Array", &nOut);
+    const size_t n = sources.Length();
+    if (n < 1 || n > size_t(sc::kMaxSources)) argError(env, "sources has " + std::to_string(n) + " lists; the CUDA kernel takes 1.." + std::to_string(sc::kMaxSources));
+    if (nIn != nOut) argError(env, "inDtypes (" + std::to_string(nIn) + ") and outDtypes (" + std::to_string(nOut) + ") differ in length");
+    const size_t T = nIn;
+    w->n = int(n);
+    w->srcPtrs.assign(T, std::vector<const void*>(n));
+    w->tensors.resize(T);
+    for (size_t t = 0; t < T; ++t) {
+      checkDtype(env, inDt[t], "inDtypes[" + std::to_string(t) + "]");
+      checkDtype(env, outDt[t], "outDtypes[" + std::to_string(t) + "]");
+    }
+    for (size_t i = 0; i < n; ++i) {
+      Napi::Value li = sources.Get(uint32_t(i));
+      if (!li.IsArray() || li.As<Napi::Array>().Length() != T)
+        argError(env, "sources[" + std::to_string(i) + "] must be an array of " + std::to_string(T) + " tensors (one per dtype entry)");
+      Napi::Array l = li.As<Napi::Array>();
+      for (size_t t = 0; t < T; ++t) {
+        const std::string what = "sources[" + std::to_string(i) + "][" + std::to_string(t) + "]";
+        View v = viewOf(env, l.Get(uint32_t(t)), what);
+        const size_t is = sc::dtypeSize(inDt[t]);
+        if (v.bytes % is) argError(env, what + " has " + std::to_string(v.bytes) + " bytes, not a multiple of " + std::to_string(is));
+        const int64_t numel = int64_t(v.bytes / is);
+        if (i == 0) w->tensors[t] = sc::HostTensor{nullptr, nullptr, numel, inDt[t], outDt[t]};
+        else if (numel != w->tensors[t].numel)
+          throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] " + what + " has " + std::to_string(numel) + " elements; sources[0][" +
+                                               std::to_string(t) + "] has " + std::to_string(w->tensors[t].numel));
+        w->srcPtrs[t][i] = v.data;
+      }
+    }
+    w->baton = Napi::Persistent(b);
+  } catch (const Napi::Error& e) {
+    delete w;
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(e.Value());
+    return d.Promise();
+  }
+  w->Queue();
+  return promise;
+}
+
+class ResidentRunWorker : public PromiseWorker {
+ public:
+  using PromiseWorker::PromiseWorker;
+  std::shared_ptr<sc::Resident> res;
+  std::vector<double> weights;
+  std::vector<void*> outs;
+
+ protected:
+  void Run() override {
+    if (control && control[0] != 0) throw std::runtime_error("[ERR_SOUP_ABORTED] CUDA interpolation cancelled");
+    stats = res->run(weights.data(), outs);
+    if (control) control[1] += stats.bytesWritten;
+  }
+};
+
+Napi::Value JS_cudaResidentRun(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) argError(env, "cudaResidentRun(baton): baton must be an object");
+  Napi::Object b = info[0].As<Napi::Object>();
+  auto* w = new ResidentRunWorker(env);
+  Napi::Promise promise = w->Promise();
+  try {
+    if (!b.Get("id").IsNumber()) argError(env, "id must be a number (from cudaResidentCreate)");
+    const uint32_t id = b.Get("id").As<Napi::Number>().Uint32Value();
+    {
+      std::lock_guard<std::mutex> lk(residentsMu);
+      auto it = residents.find(id);
+      if (it == residents.end()) argError(env, "id " + std::to_string(id) + " is not a live resident soup (freed, or never created)");
+      w->res = it->second;
+    }
+    w->weights = weightsOf(env, b);
+    if (int(w->weights.size()) != w->res->sources())
+      throw Napi::RangeError::New(env, "[ERR_SOUP_WEIGHTS] " + std::to_string(w->weights.size()) + " weights for " + std::to_string(w->res->sources()) + " resident sources");
+    Napi::Array outs = arrayOf(env, b, "outs");
+    if (outs.Length() != w->res->tensors())
+      argError(env, "outs has " + std::to_string(outs.Length()) + " tensors; the resident soup has " + std::to_string(w->res->tensors()));
+    for (uint32_t t = 0; t < outs.Length(); ++t) {
+      const std::string what = "outs[" + std::to_string(t) + "]";
+      View o = viewOf(env, outs.Get(t), what);
+      const size_t want = size_t(w->res->numel(t)) * sc::dtypeSize(w->res->outDtype(t));
+      if (o.bytes != want)
+        throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] " + what + " has " + std::to_string(o.bytes) + " bytes; " + std::to_string(want) + " bytes of " +
+                                             sc::dtypeName(w->res->outDtype(t)) + " expected");
+      w->outs.push_back(o.data);
+    }
+    w->control = controlOf(env, b);
+    w->baton = Napi::Persistent(b);
+  } catch (const Napi::Error& e) {
+    delete w;
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(e.Value());
+    return d.Promise();
+  }
+  w->Queue();
+  return promise;
+}
+
+Napi::Value JS_cudaResidentFree(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) argError(env, "cudaResidentFree(id): id must be a number");
+  std::shared_ptr<sc::Resident> dying;  // destroyed outside the lock (it waits for its stream)
+  {
+    std::lock_guard<std::mutex> lk(residentsMu);
+    auto it = residents.find(info[0].As<Napi::Number>().Uint32Value());
+    if (it == residents.end()) return Napi::Boolean::New(env, false);
+    dying = std::move(it->second);
+    residents.erase(it);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
 Napi::Value JS_cudaInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -309,6 +474,9 @@ void RegisterCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("interpolateCuda", Napi::Function::New(env, JS_interpolateCuda, "interpolateCuda"));
   exports.Set("mergeFilesCuda", Napi::Function::New(env, JS_mergeFilesCuda, "mergeFilesCuda"));
   exports.Set("cudaInfo", Napi::Function::New(env, JS_cudaInfo, "cudaInfo"));
+  exports.Set("cudaResidentCreate", Napi::Function::New(env, JS_cudaResidentCreate, "cudaResidentCreate"));
+  exports.Set("cudaResidentRun", Napi::Function::New(env, JS_cudaResidentRun, "cudaResidentRun"));
+  exports.Set("cudaResidentFree", Napi::Function::New(env, JS_cudaResidentFree, "cudaResidentFree"));
 }
 
 #endif  // SOUP_HAVE_CUDA
