@@ -149,3 +149,4 @@ $PY -c 'import json,sys; json.dump({"line": sys.argv[1]}, open(sys.argv[2], "w")
 
 say "done"
 $PY bench/gpu_torch.py --summary "$OUT"
+sleep 1  # let tee flush the table into $OUT/log.txt
