@@ -192,6 +192,7 @@ void UNet::CopyToEma() {
   c10::NoGradGuard ng;
   ema.clear();
   for (auto& [n, t] : p) ema[n] = t.detach().clone();
+  emaSteps = 0;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -326,11 +327,15 @@ double UNet::TrainStep(const at::Tensor& x0, const at::Tensor& tokens, const at:
           if (x.grad().defined()) x.mutable_grad().mul_(o.maxGradNorm / (gn + 1e-6));
     }
     adam.Step(o.lr, o.b1, o.b2, o.eps, o.wd, true);
+    // EMA with warm-up (diffusers' EMAModel): decay min(d, (1 + n)/(10 + n)), so early averages are not
+    // dominated by the random initialisation.
+    const double d = std::min(o.emaDecay, (1.0 + double(emaSteps)) / (10.0 + double(emaSteps)));
+    emaSteps++;
     for (size_t i = 0; i < names.size(); i++) {
       ps[i].mutable_grad() = at::Tensor();
       ps[i].requires_grad_(false);
       at::Tensor& e = ema[names[i]];
-      if (o.emaDecay > 0) e.mul_(o.emaDecay).add_(ps[i], 1 - o.emaDecay);
+      if (o.emaDecay > 0) e.mul_(d).add_(ps[i], 1 - d);
       else e.copy_(ps[i]);
     }
   }

@@ -52,7 +52,7 @@ class UNet {
   at::Tensor alphaBar;                     // [T] float64
   at::Generator gen;
   AdamState adam;
-  bool adamFinetune = false;
+  int64_t emaSteps = 0;  // EMA updates since the last CopyToEma (for the warm-up)
 
   static std::vector<std::pair<std::string, std::vector<int64_t>>> Expected(const UNetConfig& c);
   // Random init (PyTorch defaults: U(±1/√fan_in); norms 1/0; output projections zero) or given weights.

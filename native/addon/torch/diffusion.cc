@@ -462,7 +462,10 @@ Napi::Value JS_dmOp(const Napi::CallbackInfo& info) {
   j->work = [s, op, arg]() {
     if (op == "dispose") s->model = UNet();
     else if (op == "copyToEma") s->model.CopyToEma();
-    else if (op == "resetOptimizer") s->model.adam = AdamState();
+    else if (op == "resetOptimizer") {
+      s->model.adam = AdamState();
+      s->model.emaSteps = 0;  // a new run: the EMA warms up again
+    }
     else if (op == "seed") s->model.Seed(uint64_t(arg));
     else Fail("INVALID_ARG", "unknown op '" + op + "' (dispose, copyToEma, resetOptimizer, seed)");
   };

@@ -5,11 +5,12 @@
 import type { Command } from 'commander';
 import { demoExperiment } from '../../pipeline/index.js';
 import { runLocomotionDemo } from '../../pipeline/tasks/locomotion/index.js';
+import { runDiffusionDemo } from '../../pipeline/tasks/diffusion/index.js';
 import { UsageError } from '../output.js';
 import { runAndPrint } from './run.js';
 
-const TASKS = ['text', 'locomotion'] as const;
-const LATER = ['diffusion'];
+const TASKS = ['text', 'locomotion', 'diffusion'] as const;
+const LATER: string[] = [];
 
 export function register(program: Command): void {
   program
@@ -24,6 +25,7 @@ export function register(program: Command): void {
       if (LATER.includes(o.task)) throw new UsageError(`--task ${o.task}: the ${o.task} demo is not available yet (available: ${TASKS.join(', ')})`);
       if (!(TASKS as readonly string[]).includes(o.task)) throw new UsageError(`--task ${o.task}: unknown task (available: ${TASKS.join(', ')})`);
       if (o.task === 'locomotion') return void (await runLocomotionDemo({ out: o.out === 'runs/demo' ? undefined : o.out, dryRun: o.dryRun, onEvent: o.json ? (e) => process.stdout.write(`${JSON.stringify(e)}\n`) : undefined }));
+      if (o.task === 'diffusion') return void (await runDiffusionDemo({ out: o.out === 'runs/demo' ? undefined : o.out, dryRun: o.dryRun, json: o.json }));
       await runAndPrint(demoExperiment({ full: o.full }), { json: o.json, out: o.out, dryRun: o.dryRun, label: 'rsoup demo' });
     });
 }
