@@ -108,6 +108,7 @@ describe('LLaMA forward vs float64 reference', () => {
         const m = await CausalLM.fromTensors(cfg, W, { dtype });
         const got = await m.logits([toks]);
         expect(got).toBeInstanceOf(dtype === 'float64' ? Float64Array : Float32Array);
+        if (process.env.RSOUP_VERBOSE) console.log(`${name} ${dtype}: max|err|/max|ref| ${maxRel(got, ref).toExponential(2)}, rel L2 ${relErr(got, ref).toExponential(2)}`);
         expect(maxRel(got, ref)).toBeLessThan(tol);
         expect(relErr(got, ref)).toBeLessThan(tol);
         await m.dispose();

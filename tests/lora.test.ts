@@ -58,6 +58,7 @@ describe('LoRA', () => {
       };
       const fd = ((await at(h)) - (await at(-h))) / (2 * h);
       const g = grads[name].data[i];
+      if (process.env.RSOUP_VERBOSE) console.log(`${name}[${i}] analytic ${g.toExponential(6)} fd ${fd.toExponential(6)} |diff| ${Math.abs(g - fd).toExponential(1)}`);
       expect(Math.abs(g - fd)).toBeLessThan(1e-7 + 1e-6 * Math.abs(fd));
       if (Math.abs(fd) > 1e-4) checked++;
     }
