@@ -4,11 +4,13 @@
 // same report; a run killed during the experts resumes from its checkpoints and ends with the same
 // report as an uninterrupted one; a changed sweep reruns only the sweep; bad configs fail before any
 // training; the GPU examples pass --dry-run's checks when their files exist.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, rsoup, rsoupAsync } from './helpers/cli.js';
+import { saveModelDir } from '../src/io/index.js';
+import { CausalLM, llamaConfigToHF, randomLlamaWeights, type LlamaConfig } from '../src/train/index.js';
 
 const FORTUNES = '/usr/share/games/fortunes';
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-run-'));
@@ -158,6 +160,48 @@ describe('rsoup run (micro experiment)', () => {
       expect(d.code, f).toBe(f === 'demo.yml' ? 0 : 1);
     }
   }, 120_000);
+
+  it('runs on a Hugging Face model dir with a starting PEFT adapter and prompt files', async () => {
+    const CFG: LlamaConfig = {
+      vocabSize: 32000, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 1, numAttentionHeads: 2,
+      numKeyValueHeads: 1, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2, padTokenId: 0,
+    };
+    const root = join(tmp, 'hf');
+    mkdirSync(root, { recursive: true });
+    await saveModelDir(join(root, 'model'), randomLlamaWeights(CFG, 5, { dtype: 'float32', scale: 0.2 }), { config: llamaConfigToHF(CFG) });
+    symlinkSync(join(ROOT, '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.json'), join(root, 'model', 'tokenizer.json'));
+    // a starting adapter with B != 0 (the Alpaca case), which every run starts from
+    const m = await CausalLM.fromPretrained(join(root, 'model'), { lora: { r: 2, lora_alpha: 4, target_modules: ['q_proj', 'v_proj'] }, seed: 9 });
+    const t = await m.getTensors('lora');
+    for (const [k, v] of Object.entries(t)) if (k.includes('lora_B')) (v.data as Float32Array).forEach((_, i, a) => (a[i] = Math.sin(i + 1) * 0.05));
+    await m.setTensors('lora', t);
+    await m.saveAdapter(join(root, 'alpaca'));
+    await m.dispose();
+    writeFileSync(join(root, 'train.txt'), 'The cat\nOnce upon a time\nHello, my dog is\nA fortune:\n');
+    writeFileSync(join(root, 'eval.jsonl'), '{"prompt": "Life is"}\n{"prompt": "The law"}\n');
+    writeFileSync(join(root, 'x.yml'), `name: hf
+output: run
+base: { model: model, adapter: alpaca }
+prompts: { train: train.txt, eval: eval.jsonl }
+rewards: [{ type: vader }, { type: length, target: 20, unit: chars }]
+lora: { r: 2, lora_alpha: 4 }
+ppo: { batch_size: 2, mini_batch_size: 1, ppo_epochs: 1, learning_rate: 0.001, generation: { output_min_length: 3, output_max_length: 5 } }
+experts: { steps: 2 }
+morl: { mu: [] }
+sweep: { lambdas: [0.5], max_new_tokens: 4, threads: 1 }
+`);
+    const r = rsoup(['run', join(root, 'x.yml'), '--out', join(root, 'run')]);
+    expect(r.code, r.stderr).toBe(0);
+    const rep = report(join(root, 'run'));
+    expect(rep.models.map((x: { name: string }) => x.name)).toEqual(['init', 'expert-vader', 'expert-length', 'soup λ=[0.5, 0.5]']);
+    expect(rep.cost.morl.runs).toBe(0);
+    const prompts = JSON.parse(readFileSync(join(root, 'run', 'base', 'prompts.json'), 'utf8'));
+    expect(prompts.train).toHaveLength(4);
+    expect(prompts.eval).toHaveLength(2);
+    // the experts started from the given adapter: their adapter_config names the same LoRA
+    const cfg = JSON.parse(readFileSync(join(root, 'run', 'experts', 'expert-vader', 'adapter', 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ r: 2, lora_alpha: 4, target_modules: ['q_proj', 'v_proj'] });
+  }, 300_000);
 
   it('rsoup demo: --task for later tasks errors clearly', () => {
     const r = rsoup(['demo', '--task', 'locomotion']);

@@ -156,7 +156,7 @@ async function trainingPlot(r: ReportInput): Promise<Plot> {
     title: 'Training: each reward during PPO (10-step moving average)',
     config: PLOT_CONFIG,
     data: { values: rows },
-    facet: { column: { field: 'reward', type: 'nominal', title: null } },
+    facet: { column: { field: 'reward', type: 'nominal', title: null, sort: r.rewardNames } },
     resolve: { scale: { y: 'independent' } },
     spec: {
       width: 300, height: 220,

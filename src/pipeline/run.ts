@@ -247,9 +247,10 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
     const parallel = parallelism(x, jobs.length);
     const total = jobs.reduce((a, j) => a + j.steps, 0);
     const stepOf = new Map<string, number>();
-    const startStep = new Map<string, number>();
     const started = new Map<string, number>();
     let lastEmit = 0;
+    let firstDone: number | undefined;
+    let firstSteps = 0;
     for (const k of ['experts', 'morl'] as const) {
       const names = jobs.filter((j) => pending.get(j.name)!.kind === k).map((j) => j.name);
       if (names.length) emit({ event: 'stage', stage: k, status: 'start', detail: `${names.join(', ')} (${parallel} single-thread workers side by side)` });
@@ -258,18 +259,22 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
     const onMessage = (m: WorkerMessage) => {
       if (m.type === 'start') {
         stepOf.set(m.name, m.step);
-        startStep.set(m.name, m.step);
         started.set(m.name, performance.now());
         if (m.step > 0) emit({ event: 'progress', stage: pending.get(m.name)!.kind, done: m.step, total: pending.get(m.name)!.steps, elapsed: 0, detail: `${m.name}: resumed at step ${m.step}` });
       } else if (m.type === 'step') {
         stepOf.set(m.name, m.step);
         emit({ event: 'run', name: m.name, step: m.step, steps: m.steps, rewards: m.rewards, kl: m.kl });
         const now = performance.now();
+        // the rate counts from the first step done (worker start-up is not a step)
+        if (firstDone === undefined) {
+          firstDone = now;
+          firstSteps = [...stepOf.values()].reduce((a, b) => a + b, 0);
+        }
         if (now - lastEmit > 20_000) {
           lastEmit = now;
           const done = [...stepOf.values()].reduce((a, b) => a + b, 0);
-          const fresh = done - [...startStep.values()].reduce((a, b) => a + b, 0);
-          const el = (now - tj) / 1000;
+          const fresh = done - firstSteps;
+          const el = (now - firstDone) / 1000;
           const detail = [...stepOf.entries()].map(([n, s]) => `${n} ${s}`).join(', ');
           emit({ event: 'progress', stage: 'experts', done, total, elapsed: el, eta: fresh > 0 ? (el / fresh) * (total - done) : undefined, detail });
         }
@@ -286,8 +291,10 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
     await runJobs(jobs, { parallel, onMessage, signal: o.signal });
   }
   for (const r of runs) {
-    const m = readMarker(paths.runs(r.kind, r.name));
-    costs.push({ name: r.name, kind: r.kind === 'experts' ? 'expert' : 'morl', reward: r.rewardIndex !== undefined ? x.rewardNames[r.rewardIndex] : undefined, mu: r.mu, steps: r.steps, seconds: m?.seconds ?? 0 });
+    // the cost of a run is the sum of its steps' times (history.jsonl), so a resumed run counts once
+    const hp = join(paths.runs(r.kind, r.name), 'history.jsonl');
+    const seconds = existsSync(hp) ? readFileSync(hp, 'utf8').split('\n').filter((l) => l.trim()).reduce((a, l) => a + (JSON.parse(l) as { seconds: number }).seconds, 0) : 0;
+    costs.push({ name: r.name, kind: r.kind === 'experts' ? 'expert' : 'morl', reward: r.rewardIndex !== undefined ? x.rewardNames[r.rewardIndex] : undefined, mu: r.mu, steps: r.steps, seconds });
   }
   timings['experts+morl'] = (performance.now() - t0) / 1000;
 

@@ -44,7 +44,7 @@ export const DIFFUSION_DEMO: DiffusionSettings = {
   output: 'runs/demo-diffusion',
   unet: {},
   threads: 2,
-  pretrain: { steps: 220, batch_size: 64, learning_rate: 1e-3, ema: 0.995 },
+  pretrain: { steps: 250, batch_size: 64, learning_rate: 1e-3, ema: 0.995 },
   samples: { count: 512, ddim_steps: 20, guidance: 1 },
   rewards: ['colourfulness', 'brightness'],
   finetune: { steps: 120, batch_size: 32, learning_rate: 1e-3, ema: 0.99, concurrency: 2 },

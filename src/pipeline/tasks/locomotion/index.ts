@@ -314,9 +314,17 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
   const rows = lmc.rows.map((row, j) => {
     const s = soups[j];
     const se = row.gaps.map((_, k) => Math.sqrt(s.stderr[k] ** 2 + (row.lambda[0] * risky.stderr[k]) ** 2 + (row.lambda[1] * cautious.stderr[k]) ** 2));
-    return { lambda: row.lambda, rewards: row.rewards, baseline: row.baseline, gaps: row.gaps, se, holds: row.holds };
+    return { lambda: row.lambda, rewards: row.rewards, baseline: row.baseline, gaps: row.gaps, se, holds: row.holds, beyond_segment: false };
   });
+  // In the plane: which side of the experts' segment a soup lies on (beyond = towards higher rewards,
+  // i.e. the front the soups trace bulges out past the linear interpolation).
+  const d = [cautious.rewards[0] - risky.rewards[0], cautious.rewards[1] - risky.rewards[1]];
+  let nrm = [-d[1], d[0]];
+  if (nrm[0] + nrm[1] < 0) nrm = [d[1], -d[0]];
+  const beyond = (x: number[]) => (x[0] - risky.rewards[0]) * nrm[0] + (x[1] - risky.rewards[1]) * nrm[1] > 0;
   const interior = rows.filter((x) => x.lambda.every((v) => v > 1e-9));
+  for (const x of rows) x.beyond_segment = x.lambda.every((v) => v > 1e-9) && beyond(x.rewards);
+  const beyondCount = interior.filter((x) => x.beyond_segment).length;
   const significant = interior.reduce((a, x) => a + x.gaps.filter((g, k) => g < -2 * x.se[k]).length, 0);
   const nonneg = interior.reduce((a, x) => a + x.gaps.filter((g) => g >= 0).length, 0);
   const frontIdx = paretoFront(soupPts).indices;
@@ -326,7 +334,7 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
   const reading = [
     `Experts differ: the cautious expert's Σa² is ${f1(cautious.sumA2)} against the risky one's ${f1(risky.sumA2)} (ratio ${ratioA2.toFixed(2)}; the issue asks ≤ 0.6), with Σv ${f1(cautious.sumV)} vs ${f1(risky.sumV)}.`,
     `Pre-trained policy: Σv ${f1(init.sumV)}, Σa² ${f1(init.sumA2)}.`,
-    `LMC (Working Hypothesis 1): ${nonneg}/${interior.length * 2} interior (λ, reward) gaps are ≥ 0; ${significant} are negative by more than 2 standard errors.`,
+    `LMC (Working Hypothesis 1): ${nonneg}/${interior.length * 2} interior (λ, reward) gaps are ≥ 0; ${significant} are negative by more than 2 standard errors. In the (R1, R2) plane ${beyondCount}/${interior.length} interior soups lie beyond the experts' segment (on the side of higher rewards).`,
     `Hypervolume (higher is better; reference point ${vec(ref)} = nadir of every evaluated model minus 10% of the range): soups ${hvSoups.toFixed(0)}, MORL set (experts + MORL) ${hvMorl.toFixed(0)}, ratio ${(hvSoups / hvMorl).toFixed(3)}.`,
     `Paper's lower-is-better hypervolume (box utopia ${vec(paper.utopia)}, lower ${vec(paper.lower)}): soups ${paper.soups.toFixed(0)}, MORL ${paper.morl.toFixed(0)}.`,
     ...morl.map((m) => `MORL ${m.name} at ${vec(m.rewards)}${half ? (dominates(m.rewards, half.rewards) ? ' dominates' : dominates(half.rewards, m.rewards) ? ' is dominated by' : ' neither dominates nor is dominated by') + ` the λ = 0.5 soup at ${vec(half.rewards)}` : ''}.`),
@@ -349,7 +357,7 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
     models: entries.map((e) => ({ kind: e.kind, name: e.name, lambda: e.lambda, mu: e.mu, rewards: e.rewards, stderr: e.stderr, sum_v: e.sumV, sum_a2: e.sumA2, distance: e.distance })),
     experts: { risky_sum_a2: risky.sumA2, cautious_sum_a2: cautious.sumA2, ratio: ratioA2, differ_clearly: ratioA2 <= 0.6 },
     hypervolume: { ref, ref_rule: 'nadir of every evaluated model (init, experts, MORL, soups) minus 10% of the range', soups: hvSoups, morl: hvMorl, ratio: hvSoups / hvMorl, paper, soups_front_lambdas: frontIdx.map((i) => soups[i].lambda) },
-    lmc: { rows, interior_nonnegative: nonneg, interior_pairs: interior.length * 2, significant_violations: significant, min_gap: lmc.minGap },
+    lmc: { rows, interior_beyond_segment: beyondCount, interior_nonnegative: nonneg, interior_pairs: interior.length * 2, significant_violations: significant, min_gap: lmc.minGap },
     cost,
     reading,
   };
@@ -457,8 +465,8 @@ export async function runLocomotionDemo(opts: LocomotionDemoOptions = {}): Promi
       else if (e.event === 'update') {
         // about ten lines per run
         const every = Math.max(1, Math.floor(e.updates / 10));
+        if (e.meanReturn !== undefined) last[e.run] = e.meanReturn;
         if (e.update % every === 0 || e.update === e.updates) {
-          last[e.run] = e.meanReturn ?? last[e.run];
           log(`[${e.run}] update ${e.update}/${e.updates}, ${e.step} steps, return ${last[e.run] !== undefined ? last[e.run].toFixed(0) : '–'}, ${e.seconds.toFixed(0)} s`);
         }
       } else if (e.event === 'eval') log(`[eval ${e.done}/${e.total}] ${e.name}: R1 ${e.rewards[0].toFixed(0)}, R2 ${e.rewards[1].toFixed(0)}`);
