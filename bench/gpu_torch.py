@@ -3,6 +3,8 @@
 
     python3 bench/gpu_torch.py --lib build-cuda/libsoup_cuda_capi.so --out $OUT/kernels.json
     python3 bench/gpu_torch.py --summary $OUT          # the final table of bench/gpu.sh
+    python3 bench/gpu_torch.py --dry-run --lib libsoup_cuda_emu_capi.so --out x.json
+        # no GPU: CPU torch tensors, tiny sizes, the C ABI over the CPU emulation (tests/cuda.test.ts)
 
 The kernel is reached through libsoup_cuda_capi.so (native/cuda/capi.cc) with ctypes and tensor.data_ptr(),
 so it, torch._foreach_mul/_foreach_add_ and eager sum(l*t) read the very same tensors. Timing: CUDA
@@ -72,12 +74,25 @@ class Soup:
         self.lib.soup_cuda_plan_destroy(self.plan)
 
 
+DRY = False  # --dry-run: CPU tensors and wall-clock timing
+
+
+def sync(torch):
+    if not DRY:
+        torch.cuda.synchronize()
+
+
 def timed(torch, fn, reps, warm=2):
     for _ in range(warm):
         fn()
-    torch.cuda.synchronize()
+    sync(torch)
     times = []
     for _ in range(reps):
+        if DRY:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+            continue
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         fn()
@@ -116,27 +131,34 @@ def verify(torch, outs, srcs, lams, picks, tag):
 
 def run_bench(args):
     import torch
+    global DRY
+    DRY = args.dry_run
     lib = load_lib(args.lib)
-    dev = torch.device('cuda')
-    props = torch.cuda.get_device_properties(0)
+    dev = torch.device('cpu' if DRY else 'cuda')
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(time.time()))
-    results = {'device': torch.cuda.get_device_name(0), 'sms': props.multi_processor_count, 'torch': torch.__version__,
-               'cudaRuntime': torch.version.cuda, 'rows': []}
+    if DRY:
+        results = {'device': 'CPU (dry run over the emulation)', 'sms': 0, 'torch': torch.__version__, 'cudaRuntime': None, 'rows': []}
+    else:
+        props = torch.cuda.get_device_properties(0)
+        results = {'device': torch.cuda.get_device_name(0), 'sms': props.multi_processor_count, 'torch': torch.__version__,
+                   'cudaRuntime': torch.version.cuda, 'rows': []}
     rows = results['rows']
+    scale = 1024 if DRY else 1  # dry run: 1 MiB per source instead of 1 GiB
 
     # Ceiling: device-to-device copy of 2 GiB, bytes read + bytes written.
-    x = torch.empty(2 * GIB, dtype=torch.uint8, device=dev)
+    x = torch.empty(2 * GIB // scale, dtype=torch.uint8, device=dev)
     x.random_(0, 255, generator=gen)
     y = torch.empty_like(x)
     med, lo, hi = timed(torch, lambda: y.copy_(x), 10)
     copy_bw = 2 * x.numel() / med
     results['copyBps'] = copy_bw
-    print(f'D2D copy: {copy_bw / 1e9:.0f} GB/s (median of 10, 2 GiB, read+write)', flush=True)
+    print(f'D2D copy: {copy_bw / 1e9:.0f} GB/s (median of 10, {2 * GIB // scale >> 20} MiB, read+write)', flush=True)
     del x, y
 
     def regime(name, dtype, n, sizes, reps, eager_reps):
-        torch.cuda.empty_cache()
+        if not DRY:
+            torch.cuda.empty_cache()
         esz = torch.tensor([], dtype=dtype).element_size()
         # One allocation per source, carved into 256-byte aligned views (like a state dict's tensors).
         offs, off = [], 0
@@ -151,7 +173,7 @@ def run_bench(args):
         byts = sum(sizes) * esz
         soup = Soup(lib, torch, srcs, outs)
         soup.run(lams)
-        torch.cuda.synchronize()
+        sync(torch)
         picks = sorted({0, len(sizes) // 2, len(sizes) - 1})
         worst = verify(torch, outs, srcs, lams, picks, f'{name} {dtype} N={n}')
         # Every compiled kernel variant (NOTE: [Variants]): each checked, each timed; the row keeps the best.
@@ -162,7 +184,7 @@ def run_bench(args):
             if var:
                 out_base.fill_(float('nan'))
                 soup.run(lams)
-                torch.cuda.synchronize()
+                sync(torch)
                 worst = max(worst, verify(torch, outs, srcs, lams, picks, f'{name} {dtype} N={n} variant {var}'))
             per_variant[var] = timed(torch, lambda: soup.run(lams), reps)
         best = min(per_variant, key=lambda v: per_variant[v][0])
@@ -196,13 +218,13 @@ def run_bench(args):
               + ', '.join(f'{v}: {t[0] * 1e3:.3f} ms' for v, t in per_variant.items()), flush=True)
         del bases, srcs, out_base, outs
 
-    big = [GIB // 16] * 16  # bytes per tensor: 64 MiB, 16 of them per source; element counts below
+    big = [GIB // 16 // scale] * 16  # bytes per tensor: 64 MiB, 16 of them per source; element counts below
     for dtype in (torch.bfloat16, torch.float32):
         esz = torch.tensor([], dtype=dtype).element_size()
         for n in (2, 4, 8):
             regime('large', dtype, n, [b // esz for b in big], args.reps, 3)
     g = torch.Generator().manual_seed(1234)
-    small = torch.randint(512, 32769, (16384,), generator=g).tolist()
+    small = torch.randint(512, 32769, (16384 // (64 if DRY else 1),), generator=g).tolist()
     regime('small', torch.bfloat16, 4, small, args.reps, 2)
     regime('small', torch.float32, 4, small, args.reps, 2)
     with open(args.out, 'w') as f:
@@ -255,6 +277,7 @@ def main():
     ap.add_argument('--out', default='kernels.json')
     ap.add_argument('--reps', type=int, default=10)
     ap.add_argument('--summary')
+    ap.add_argument('--dry-run', action='store_true', help='no GPU: CPU tensors, tiny sizes, --lib over the CPU emulation')
     args = ap.parse_args()
     if args.summary:
         summary(args.summary)

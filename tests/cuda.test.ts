@@ -19,6 +19,8 @@ const noGpuReason = available ? '' : status.reason;
 const nvcc = ['/usr/local/cuda/bin/nvcc', '/usr/local/cuda-13.0/bin/nvcc', '/usr/local/bin/nvcc'].find((p) => existsSync(p));
 const testBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'tests', 'soup_cuda_tests');
 const emuBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'soup_cuda_emu_tests');
+const emuCapi = join(packageRoot, 'build-torch', 'Release', 'libsoup_cuda_emu_capi.so');
+const pyTorch = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
 const torchCheckBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'tests', 'soup_torch_cuda_check');
 
 type Raw = Record<string, (b: unknown) => Promise<unknown>>;
@@ -96,6 +98,27 @@ describe('CUDA: build and status (any machine)', () => {
     expect(r.stdout).not.toMatch(/^SKIP/m);
     expect(r.stdout.trim().split('\n').pop()).toMatch(/^1[0-9] passed, 0 failed$/);
   }, 600_000);
+
+  it.skipIf(!existsSync(emuCapi) || !pyTorch)('bench/gpu_torch.py runs end to end (--dry-run: CPU torch over the emulated C ABI)', () => {
+    const d = mkdtempSync(join(tmpdir(), 'soup-gpu-dry-'));
+    const script = join(packageRoot, 'bench', 'gpu_torch.py');
+    const r = spawnSync('/usr/bin/python3', [script, '--dry-run', '--lib', emuCapi, '--out', join(d, 'kernels.json'), '--reps', '2'], {
+      encoding: 'utf8',
+      timeout: 300_000,
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+    });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const k = JSON.parse(readFileSync(join(d, 'kernels.json'), 'utf8'));
+    expect(k.rows).toHaveLength(8);
+    for (const row of k.rows) {
+      expect(row.worstErrOverTol).toBeLessThanOrEqual(1);
+      expect(Object.keys(row.variantS).sort()).toEqual(['0', '1']);
+      expect(row.kernelS).toBeGreaterThan(0);
+    }
+    const sum = spawnSync('/usr/bin/python3', [script, '--summary', d], { encoding: 'utf8', env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
+    expect(sum.status).toBe(0);
+    expect(sum.stdout.match(/^(large|small) /gm)).toHaveLength(8);
+  }, 300_000);
 
   it.skipIf(!existsSync(torchCheckBinary))('the libtorch-linked check loads alongside libtorch (SKIP without a GPU)', () => {
     const r = spawnSync(torchCheckBinary, [], { encoding: 'utf8', timeout: 300_000 });
