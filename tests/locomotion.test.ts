@@ -48,6 +48,13 @@ describe('locomotion experiment', () => {
       const l = row.lambda[1];
       for (let k = 0; k < 2; k++) expect(row.gaps[k]).toBeCloseTo(row.rewards[k] - ((1 - l) * risky.rewards[k] + l * cautious.rewards[k]), 9);
     }
+    // beyond the experts' segment: the cross product with the segment, oriented towards higher rewards
+    const d0 = cautious.rewards[0] - risky.rewards[0], d1 = cautious.rewards[1] - risky.rewards[1];
+    for (const row of r.lmc.rows) {
+      const cross = d0 * (row.rewards[1] - risky.rewards[1]) - d1 * (row.rewards[0] - risky.rewards[0]);
+      const interior = row.lambda[1] > 0 && row.lambda[1] < 1;
+      expect(row.beyond_segment).toBe(interior && cross * Math.sign(d0 - d1) > 0);
+    }
     for (const m of r.models) for (let k = 0; k < 2; k++) expect(r.hypervolume.ref[k]).toBeLessThan(m.rewards[k]);
     expect(r.hypervolume.soups).toBeCloseTo(hypervolume(soups.map((s) => s.rewards), { ref: r.hypervolume.ref }), 6);
     const morlSet = r.models.filter((m) => m.kind === 'expert' || m.kind === 'morl').map((m) => m.rewards);
