@@ -19,6 +19,7 @@ const noGpuReason = available ? '' : status.reason;
 const nvcc = ['/usr/local/cuda/bin/nvcc', '/usr/local/cuda-13.0/bin/nvcc', '/usr/local/bin/nvcc'].find((p) => existsSync(p));
 const testBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'tests', 'soup_cuda_tests');
 const emuBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'soup_cuda_emu_tests');
+const emuBench = join(packageRoot, 'build-torch', 'native', 'cuda', 'soup_cuda_emu_bench');
 const emuCapi = join(packageRoot, 'build-torch', 'Release', 'libsoup_cuda_emu_capi.so');
 const pyTorch = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
 const torchCheckBinary = join(packageRoot, 'build-torch', 'native', 'cuda', 'tests', 'soup_torch_cuda_check');
@@ -98,6 +99,17 @@ describe('CUDA: build and status (any machine)', () => {
     expect(r.stdout).not.toMatch(/^SKIP/m);
     expect(r.stdout.trim().split('\n').pop()).toMatch(/^1[0-9] passed, 0 failed$/);
   }, 600_000);
+
+  it.skipIf(!existsSync(emuBench))('the file-merge bench runs end to end over the emulation (its timings mean nothing there)', () => {
+    const d = mkdtempSync(join(tmpdir(), 'soup-emu-bench-'));
+    const r = spawnSync(emuBench, ['--dir', d, '--n', '3', '--mib', '40', '--json', join(d, 'm.json')], { encoding: 'utf8', timeout: 300_000 });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const m = JSON.parse(readFileSync(join(d, 'm.json'), 'utf8'));
+    expect(m.n).toBe(3);
+    expect(m.bytesPerSource).toBe(32 * 2 ** 20 + 2 * (4097 + 65537 + 333 + 2 ** 20));
+    for (const k of ['mergeS', 'readS', 'writeS', 'linkS', 'kernelS', 'mergeOverBound']) expect(m[k], k).toBeGreaterThan(0);
+    expect(m.kernel).toMatch(/soup_interpolate_multi_cuda/);
+  }, 300_000);
 
   it.skipIf(!existsSync(emuCapi) || !pyTorch)('bench/gpu_torch.py runs end to end (--dry-run: CPU torch over the emulated C ABI)', () => {
     const d = mkdtempSync(join(tmpdir(), 'soup-gpu-dry-'));
