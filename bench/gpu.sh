@@ -41,7 +41,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem,tem
 # ---- 1. build -----------------------------------------------------------------------------------------
 say "1. build native/cuda (sm_90)"
 BUILT=cmake
-if ! timeout $(cap 240) bash -c "cmake -S native/cuda -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DSOUP_CUDA_VARIANTS=ON -DCMAKE_CUDA_COMPILER=$NVCC >$B.configure.log 2>&1 && cmake --build $B -j $JOBS"; then
+if ! timeout $(cap 240) bash -c "cmake -S native/cuda -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DSOUP_CUDA_VARIANTS=ON -DCMAKE_CUDA_COMPILER=$NVCC >$B.configure.log 2>&1 && cmake --build $B -j $JOBS --target soup_cuda soup_cuda_tests soup_cuda_bench soup_cuda_capi"; then
   say "CMake build failed (tail of the configure log below); building with plain nvcc instead"
   tail -20 $B.configure.log 2>/dev/null
   BUILT=nvcc
