@@ -330,12 +330,14 @@ describe('one PPO update', () => {
     p.dispose();
   });
 
-  it('a short run raises the deterministic return on HalfCheetah', async () => {
+  it('a short run raises the return on HalfCheetah (stochastic during training, deterministic after)', async () => {
     const env = await VecEnv.create({ env: 'HalfCheetah-v5', numEnvs: 8, seed: 0, maxEpisodeSteps: 200 });
     const evalEnv = await VecEnv.create({ env: 'HalfCheetah-v5', numEnvs: 4, seed: 0, maxEpisodeSteps: 200 });
     const p = ControlPolicy.create({ obsDim: 17, actDim: 6, seed: 0 });
-    const tr = new ControlTrainer(env, p, { rewardWeights: [1, 0.1], config: { num_steps: 64, num_minibatches: 8, learning_rate: 1e-3 } });
-    const res = await tr.train(64 * 8 * 30, { seed: 1 });
+    // 60 small updates; with seeds 0, 1, 2 the stochastic return rose by 50–70 and the deterministic
+    // one ended 30–100 above the first episodes' (thresholds below leave room for any seed)
+    const tr = new ControlTrainer(env, p, { rewardWeights: [1, 0.1], config: { num_steps: 64, num_minibatches: 8, update_epochs: 4, learning_rate: 1e-3 } });
+    const res = await tr.train(64 * 8 * 60, { seed: 1 });
     // evaluate with the statistics the run gathered, frozen
     p.frozen = true;
     const after = evaluateEpisodes(evalEnv, p.policyFn(), { seed: 99 }).meanScalarReturn;
@@ -343,7 +345,7 @@ describe('one PPO update', () => {
     const last = res.history.slice(-4).flatMap((s) => s.episodes).map((e) => e.scalarReturn);
     const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / x.length;
     expect(first.length).toBeGreaterThan(0);
-    expect(mean(last)).toBeGreaterThan(mean(first) + 20);
+    expect(mean(last)).toBeGreaterThan(mean(first) + 30);
     expect(after).toBeGreaterThan(mean(first) + 20);
     expect(res.seconds.learn).toBeGreaterThan(0);
     p.dispose();

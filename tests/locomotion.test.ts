@@ -97,5 +97,8 @@ describe('locomotion experiment', () => {
     const err = await runLocomotion({ ...tiny(join(dir, 'bad')), env: { env: 'Humanoid-v5' } }).catch((e: unknown) => e);
     expect((err as SoupError).code).toBe('ERR_SOUP_INVALID_ARG');
     expect((err as SoupError).message).toMatch(/unknown env 'Humanoid-v5': expected one of HalfCheetah-v5, Hopper-v5/);
+    expect(() => parseLocomotion({ env: { env: 'Hopper-v5' } })).toThrow(/env\.env: the locomotion experiment runs on HalfCheetah-v5/);
+    expect(parseLocomotion({ env: { env: 'mo-halfcheetah-v5' } }).env.env).toBe('mo-halfcheetah-v5');
+    expect(existsSync(join(dir, 'bad', 'report.json'))).toBe(false);
   });
 });

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SoupError } from '../../../errors.js';
-import { VecEnv, evaluateEpisodes, filmstripPng, filmstripSvg, recordEpisodeFrames, type EpisodeRecord, type FilmstripRow } from '../../../envs/index.js';
+import { VecEnv, evaluateEpisodes, resolveEnvName, filmstripPng, filmstripSvg, recordEpisodeFrames, type EpisodeRecord, type FilmstripRow } from '../../../envs/index.js';
 import type { TensorMap } from '../../../io/index.js';
 import { hypervolume, lambdaGrid, lmcGaps, nadirRef, paperBox, paperHypervolume, paretoFront } from '../../../pareto/index.js';
 import { frontPlot, renderSpec, rewardVsLambdaPlot, PLOT_CONFIG, type Plot, type TopLevelSpec } from '../../../report/index.js';
@@ -58,6 +58,10 @@ export function parseLocomotion(x: unknown, src = 'locomotion experiment'): Loco
     const i = r.error.issues[0];
     throw new SoupError('ERR_SOUP_CONFIG', `${src}: ${i.path.join('.') || '(root)'}: ${i.message}`);
   }
+  // R1 = v and R2 = v − α·Σa² are read off mo-halfcheetah's vector [v, −Σa²]; Hopper's vector has
+  // other terms (each with the healthy reward added), so it would need its own objectives.
+  const env = resolveEnvName(r.data.env.env);
+  if (env !== 'HalfCheetah-v5') throw new SoupError('ERR_SOUP_CONFIG', `${src}: env.env: the locomotion experiment runs on HalfCheetah-v5 (its reward vector is [v, −Σa²]); got '${r.data.env.env}'`);
   return r.data;
 }
 
