@@ -29,6 +29,8 @@ B=${SOUP_CUDA_BUILD:-/tmp/soup-build-cuda}
 # ---- environment ------------------------------------------------------------------------------------
 NVCC=${CUDACXX:-$(command -v nvcc || true)}
 [ -z "$NVCC" ] && for c in /usr/local/cuda/bin/nvcc /usr/local/cuda-13.0/bin/nvcc; do [ -x "$c" ] && NVCC=$c && break; done
+NVCC=$(readlink -f "$NVCC" 2>/dev/null || echo "$NVCC")  # a /usr/local/bin link: headers and libs live beside the real one
+CUDA_HOME_GUESS=$(dirname "$(dirname "$NVCC")")
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1)
 TORCH_DIR=$($PY -c 'import torch, os; print(os.path.dirname(torch.__file__))' 2>/dev/null)
@@ -57,8 +59,9 @@ if ! timeout $(cap 240) bash -c "cmake -S native/cuda -B $B -G Ninja -DCMAKE_BUI
     $NVCC $F -shared native/cuda/capi.cc $B/libsoup_cuda.a -o $B/libsoup_cuda_capi.so" || say "nvcc build failed too"
 fi
 SASS="not dumped"
-if command -v cuobjdump >/dev/null && [ -f $B/libsoup_cuda.a ]; then
-  cuobjdump --dump-sass $B/libsoup_cuda.a > "$B/sass_all.txt" 2>&1
+CUOBJDUMP=$(command -v cuobjdump || echo "$CUDA_HOME_GUESS/bin/cuobjdump")
+if [ -x "$CUOBJDUMP" ] && [ -f $B/libsoup_cuda.a ]; then
+  "$CUOBJDUMP" --dump-sass $B/libsoup_cuda.a > "$B/sass_all.txt" 2>&1
   # Keep the bf16->bf16 and f32->f32 kernels only (the file must come back under 16 MiB).
   awk '/Function : .*soup_interpolate_multi_cuda/{keep = ($0 ~ /BF16ES2_|F32ES2_/)} keep' "$B/sass_all.txt" > "$OUT/sass_sm90.txt"
   SASS="$(grep -c 'LDG.E.128' $B/sass_all.txt) LDG.E.128, $(grep -c 'STG.E.128' $B/sass_all.txt) STG.E.128, $(grep -cE 'LDL|STL' $B/sass_all.txt) LDL/STL (local memory), $(grep -c 'FFMA' $B/sass_all.txt) FFMA in 32 kernels (2 variants)"
@@ -71,8 +74,9 @@ EOF
 # ---- libtorch compiles start now, in the background (CPU work while the GPU steps run) ------------------
 TORCH_BG=""
 if [ -n "$TORCH_DIR" ] && [ -f $B/libsoup_cuda.a ]; then
-  CUDART=$(ls /usr/local/cuda/lib64/libcudart_static.a /usr/local/cuda/targets/x86_64-linux/lib/libcudart_static.a "$(dirname "$NVCC")"/../lib64/libcudart_static.a 2>/dev/null | head -1)
-  TF="-O2 -std=c++17 -D_GLIBCXX_USE_CXX11_ABI=$ABI -I$TORCH_DIR/include -I$TORCH_DIR/include/torch/csrc/api/include -Inative -Inative/cuda -I$(dirname "$NVCC")/../include"
+  CUDART=$(ls "$CUDA_HOME_GUESS"/lib64/libcudart_static.a "$CUDA_HOME_GUESS"/lib/libcudart_static.a "$CUDA_HOME_GUESS"/targets/x86_64-linux/lib/libcudart_static.a /usr/local/cuda/lib64/libcudart_static.a 2>/dev/null | head -1)
+  CUDA_INC=$(ls -d "$CUDA_HOME_GUESS"/include "$CUDA_HOME_GUESS"/targets/x86_64-linux/include /usr/local/cuda/include 2>/dev/null | head -1)
+  TF="-O2 -std=c++17 -D_GLIBCXX_USE_CXX11_ABI=$ABI -I$TORCH_DIR/include -I$TORCH_DIR/include/torch/csrc/api/include -Inative -Inative/cuda -I$CUDA_INC"
   TL="-L$TORCH_DIR/lib -Wl,-rpath,$TORCH_DIR/lib -Wl,--no-as-needed -ltorch -ltorch_cuda -ltorch_cpu -lc10_cuda -lc10 -Wl,--as-needed"
   ( timeout 300 g++ $TF native/tests/torch_cuda_check.cc $B/libsoup_cuda.a ${CUDART:--lcudart} -lpthread -ldl -lrt $TL -o $B/torch_cuda_check > $B/torch_check_build.log 2>&1 ) &
   TORCH_BG="$TORCH_BG $!"
