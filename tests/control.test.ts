@@ -298,6 +298,21 @@ describe('one PPO update', () => {
     const st = p.rolloutStorage();
     const norm = (x: number) => Math.min(Math.max(x / Math.sqrt(1 + 1e-8), -10), 10);
     for (let i = 0; i < B * O; i++) expect(st.obs![i]).toBeCloseTo(norm(obsAll[i]), 12);
+    // stored log-probs and values are those of the stored (float32-rounded) actions under the policy
+    {
+      const t = p.tensors();
+      const mean = refMlp(t, 'actor_mean', st.obs!, B, 2), v = refMlp(t, 'critic', st.obs!, B, 2);
+      for (let i = 0; i < B; i++) {
+        let lp = 0;
+        for (let k = 0; k < A; k++) {
+          expect(st.actions![i * A + k]).toBe(Math.fround(st.actions![i * A + k]));
+          const z = (st.actions![i * A + k] - mean[i * A + k]) / Math.exp(t.actor_logstd.data[k]);
+          lp += -0.5 * z * z - t.actor_logstd.data[k] - 0.5 * Math.log(2 * Math.PI);
+        }
+        expect(st.logprobs![i]).toBeCloseTo(lp, 10);
+        expect(st.values![i]).toBeCloseTo(v[i], 12);
+      }
+    }
     const rewardsVec = Float32Array.from({ length: B }, () => randn(r));
     const terminated = new Uint8Array(B), truncated = new Uint8Array(B);
     terminated[1 * N + 0] = 1;
