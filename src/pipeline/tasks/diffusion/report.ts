@@ -60,7 +60,7 @@ export async function writeDiffusionReport(dir: string, r: DiffusionReportInput)
   const fraction = r.info.finetuneNumel / r.info.numel;
   const reading = [
     ...checks.map((c) => `${c.expert}: ${c.reward} ${f(c.init)} at the initialisation, ${c.control !== undefined ? `${f(c.control)} for the control, ` : ''}${f(c.expert_value)} for the expert (${c.z_vs_init.toFixed(1)} s.e. above the initialisation${c.z_vs_control !== undefined ? `, ${c.z_vs_control.toFixed(1)} above the control` : ''}): ${c.holds ? 'raised above both' : 'NOT raised above both'}.`),
-    ...base.reading.filter((l) => !/learned:|did not clearly learn/.test(l)),
+    ...base.reading.filter((l) => !/learned:|did not clearly learn/.test(l)).map((l) => l.replace(/PPO (runs?|steps)/g, 'fine-tuning $1')),
     `Fine-tuned set: cross-attention + biases + norm scales, ${r.info.finetuneNumel} of ${r.info.numel} parameters (${(100 * fraction).toFixed(1)}%; the paper's ~10%).`,
   ];
   const diffusion = {

@@ -50,7 +50,7 @@ export const DIFFUSION_DEMO: DiffusionSettings = {
   finetune: { steps: 120, batch_size: 32, learning_rate: 1e-3, ema: 0.99, concurrency: 2 },
   morl: { mu: [[0.5, 0.5]] },
   control: true,
-  eval: { captions: 32, ddim_steps: 20, seed: 1234, lambdas: 11, grid_captions: 8 },
+  eval: { captions: 64, ddim_steps: 20, seed: 1234, lambdas: 11, grid_captions: 8 },
 };
 
 export type DiffusionStage = 'base' | 'samples' | 'experts' | 'sweep' | 'report';
@@ -219,10 +219,11 @@ export async function runDiffusionExperiment(settings: DiffusionSettings, o: Dif
         const ms = sc.map((x) => meanStderr(x));
         return { rewards: ms.map((x) => x[0]), stderr: ms.map((x) => x[1]), images, samples: [] };
       };
-      const total = 1 + tuned.length + lambdas.length - 2;
+      const total = 1 + tuned.length + lambdas.filter((x) => x !== 0 && x !== 1).length;
+      let evaluated = 0;
       const push = (e: EvalResult) => {
         out.push(e);
-        emit({ event: 'progress', stage: 'sweep', done: out.length, total, detail: e.name });
+        emit({ event: 'progress', stage: 'sweep', done: ++evaluated, total, detail: e.name });
       };
       push({ kind: 'init', name: 'init', ...(await evalWith(baseFt)) });
       const byExpert: EvalResult[] = [];
@@ -234,7 +235,7 @@ export async function runDiffusionExperiment(settings: DiffusionSettings, o: Dif
       for (const m of tuned.filter((t) => t.kind === 'morl')) push({ kind: 'morl', name: m.name, mu: m.mu, ...(await evalWith(m.tensors)) });
       const control = tuned.find((t) => t.kind === 'control');
       // The control is kept beside the entries the pipeline report knows (it is none of init/expert/soup/MORL).
-      if (control) out.push({ kind: 'control' as EvalEntry['kind'], name: 'control', ...(await evalWith(control.tensors)) });
+      if (control) push({ kind: 'control' as EvalEntry['kind'], name: 'control', ...(await evalWith(control.tensors)) });
       let buf: TensorMap | undefined;
       for (const x of lambdas) {
         const lam = [1 - x, x];
