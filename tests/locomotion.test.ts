@@ -2,6 +2,7 @@
 // The locomotion experiment end to end at toy size (a few PPO updates, short episodes): stages, soups
 // over λ with the shared frozen statistics, deterministic evaluation, the report's numbers checked
 // against their definitions, the filmstrip, stage reuse, and configuration errors.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,6 +90,15 @@ describe('locomotion experiment', () => {
     expect(lines.join('\n')).toMatch(/pre-train 400000 steps on v − 0.1·Σa²[\s\S]*150000 steps each: risky v, cautious v − 1·Σa², MORL v − 0.5·Σa²/);
     expect(existsSync(join(dir, 'dry', 'report.json'))).toBe(false);
   });
+
+  it('rsoup demo --task locomotion --dry-run goes through the CLI', () => {
+    const out = join(dir, 'cli');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--task', 'locomotion', '--dry-run', '--out', out], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`locomotion demo on HalfCheetah-v5 (8 envs, PPO batch 2048)`);
+    expect(r.stderr).toContain(`report in ${out}`);
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
 
   it('bad settings are errors that name the field; an unknown env names the known ones', async () => {
     expect(() => parseLocomotion({ experts: { stepz: 3 } })).toThrow(SoupError);
