@@ -3,8 +3,8 @@
 // on random images of odd sizes; the Reward adapters and their errors.
 import { describe, expect, it } from 'vitest';
 import { SoupError } from '../src/errors.js';
-import { brightness, colourfulness, imageReward, imageRewardFn, rmsContrast, sharpness, IMAGE_REWARDS } from '../src/rewards/index.js';
-import { seededStream } from '../src/data/shapes.js';
+import { brightness, classifierProbs, colourfulness, imageReward, imageRewardFn, rmsContrast, shapeClassifierReward, sharpness, trainShapeClassifier, IMAGE_REWARDS } from '../src/rewards/index.js';
+import { SHAPE_NAMES, parseCaption, seededStream, shapesBatch } from '../src/data/shapes.js';
 
 const img = (width: number, height: number, px: number[][]) => ({ width, height, data: Float32Array.from(px.flat()) });
 
@@ -102,4 +102,32 @@ describe('reward adapters', () => {
     await expect(imageReward('brightness').score([{ prompt: 'p', response: '' }])).rejects.toThrow(/sample 0: meta\.image must be/);
     await expect(imageReward('contrast').score([{ prompt: 'p', response: '', meta: { image: { width: 2, height: 2, data: [1, 2, 3] } } }])).rejects.toThrow(/sample 0: image: expected 2×2×3 = 12 RGB values, got 3/);
   });
+});
+
+describe('the self-trained shape classifier as a reward model', () => {
+  it('computes softmax(W2·relu(W1·x + b1) + b2) as by hand', () => {
+    // x = rgb/127.5 − 1 = (1, −1, 0); h = relu(2+1+0+0.5, −1+3+0+0.2) = (3.5, 2.2)
+    // z = (3.5 − 2.2, 0.5·3.5 + 0.5·2.2 + 1) = (1.3, 3.85)
+    const c = { classes: ['a', 'b'], inputs: 3, hidden: 2, w1: Float64Array.from([2, -1, 5, -1, -3, 1]), b1: Float64Array.from([0.5, 0.2]), w2: Float64Array.from([1, -1, 0.5, 0.5]), b2: Float64Array.from([0, 1]) };
+    const p = classifierProbs(c, { width: 1, height: 1, data: [255, 0, 127.5] });
+    expect(p[0]).toBeCloseTo(1 / (1 + Math.exp(2.55)), 12);
+    expect(p[1]).toBeCloseTo(1 / (1 + Math.exp(-2.55)), 12);
+    expect(() => classifierProbs(c, { width: 2, height: 1, data: [1, 2, 3, 4, 5, 6] })).toThrow(/expects 3 RGB values, got 6/);
+  });
+
+  it('learns the shapes well above chance and scores p(caption shape | image)', async () => {
+    const { classifier, accuracy } = trainShapeClassifier({ samples: 1500, epochs: 10, heldOut: 300 });
+    expect(accuracy).toBeGreaterThan(0.5); // chance is 1/6
+    const { captions, images } = shapesBatch(77, 40);
+    const r = shapeClassifierReward(classifier);
+    const right = await r.score(captions.map((c, i) => ({ prompt: c, response: '', meta: { image: images[i] } })));
+    // the same images under a caption naming another shape
+    const other = (c: string) => { const p = parseCaption(c); return `${p.fg} ${SHAPE_NAMES[(SHAPE_NAMES.indexOf(p.shape) + 1) % SHAPE_NAMES.length]} on ${p.bg}`; };
+    const wrong = await r.score(captions.map((c, i) => ({ prompt: other(c), response: '', meta: { image: images[i] } })));
+    const mean = (x: Float64Array) => x.reduce((a, b) => a + b, 0) / x.length;
+    expect(mean(right)).toBeGreaterThan(mean(wrong) + 0.2);
+    expect(Array.from(right).every((v) => v >= 0 && v <= 1)).toBe(true);
+    expect(right[3]).toBeCloseTo(classifierProbs(classifier, images[3])[classifier.classes.indexOf(parseCaption(captions[3]).shape)], 12);
+    await expect(r.score([{ prompt: 'red blob on blue', response: '', meta: { image: images[0] } }])).rejects.toThrow(/sample 0: caption "red blob on blue": unknown word "blob"/);
+  }, 60_000);
 });

@@ -26,3 +26,4 @@ export * from './combinators.js';
 export * from './control.js';
 export * from './config.js';
 export * from './image.js';
+export * from './image-classifier.js';
