@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PNG } from 'pngjs';
-import { DIFFUSION_DEMO, runDiffusionExperiment, type DiffusionEvent, type DiffusionSettings } from '../src/pipeline/tasks/diffusion/index.js';
+import { DIFFUSION_DEMO, expertChecks, runDiffusionExperiment, type DiffusionEvent, type DiffusionSettings } from '../src/pipeline/tasks/diffusion/index.js';
 import { rsoup } from './helpers/cli.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-diffusion-demo-'));
@@ -43,6 +43,7 @@ describe('diffusion experiment', () => {
     const soup0 = r.models.find((m: { name: string }) => m.name === 'soup λ=[1, 0]');
     expect(soup0.rewards).toEqual(r.models.find((m: { name: string }) => m.name === 'expert colourfulness').rewards);
     expect(r.diffusion.expert_checks.length).toBe(2);
+    expect(typeof r.diffusion.expert_checks[0].paired_z_vs_control).toBe('number');
     expect(r.diffusion.control.rewards.length).toBe(2);
     expect(r.diffusion.finetune_set.fraction).toBeGreaterThan(0);
     expect(r.diffusion.finetune_set.fraction).toBeLessThan(0.5);
@@ -60,6 +61,29 @@ describe('diffusion experiment', () => {
     const r2 = JSON.parse(readFileSync(res2.reportPath, 'utf8'));
     expect(r2.models.map((m: { rewards: number[] }) => m.rewards)).toEqual(r.models.map((m: { rewards: number[] }) => m.rewards));
   }, 120_000);
+
+  it('compares each expert with the initialisation and the control, paired over captions', () => {
+    const e = (kind: string, name: string, a: number[], b: number[]) => {
+      const ms = [a, b].map((x) => x.reduce((p, q) => p + q, 0) / x.length);
+      const se = [a, b].map((x, k) => Math.sqrt(x.reduce((p, q) => p + (q - ms[k]) ** 2, 0) / (x.length - 1) / x.length));
+      return { kind, name, rewards: ms, stderr: se, samples: [], images: [], scores: [a, b] } as never;
+    };
+    const checks = expertChecks(['r1', 'r2'], [
+      e('init', 'init', [1, 5, 9], [0, 0, 0]),
+      e('expert', 'e1', [2, 7, 10], [0, 0, 0]),
+      e('expert', 'e2', [1, 5, 9], [1, 2, 3]),
+      e('control', 'control', [1.5, 6, 9.5], [1, 2, 4]),
+    ]);
+    // e1 − init per caption: 1, 2, 1 → mean 4/3, sd √(1/3), se √(1/9) = 1/3 → z = 4
+    expect(checks[0].paired_z_vs_init).toBeCloseTo(4, 12);
+    // e1 − control: 0.5, 1, 0.5 → mean 2/3, se 1/6 → z = 4
+    expect(checks[0].paired_z_vs_control).toBeCloseTo(4, 12);
+    expect(checks[0].holds).toBe(true);
+    // e2 on r2: 2 vs control 7/3 → not above the control
+    expect(checks[1].above_init).toBe(true);
+    expect(checks[1].above_control).toBe(false);
+    expect(checks[1].holds).toBe(false);
+  });
 
   it('refuses unknown rewards and bad MORL weights before training', async () => {
     await expect(runDiffusionExperiment({ ...tiny(join(tmp, 'bad')), rewards: ['colourfulness', 'aesthetic'] })).rejects.toThrow(/reward 'aesthetic': unknown image reward/);

@@ -37,11 +37,20 @@ export function expertChecks(rewardNames: string[], entries: EvalResult[]) {
       const se = Math.hypot(e.stderr[k], o.stderr[k]);
       return se > 0 ? (e.rewards[k] - o.rewards[k]) / se : e.rewards[k] > o.rewards[k] ? Infinity : 0;
     };
+    // Paired: every model sees the same captions with the same seeds, so per-caption differences cancel
+    // the caption-to-caption spread (mean difference over its standard error).
+    const paired = (o: EvalResult) => {
+      const d = e.scores[k].map((v, i) => v - o.scores[k][i]);
+      const n = d.length, m = d.reduce((a, b) => a + b, 0) / n;
+      const se = n > 1 ? Math.sqrt(d.reduce((a, b) => a + (b - m) ** 2, 0) / (n - 1) / n) : 0;
+      return se > 0 ? m / se : m > 0 ? Infinity : 0;
+    };
     const aboveInit = e.rewards[k] > init.rewards[k];
     const aboveControl = control ? e.rewards[k] > control.rewards[k] : undefined;
     return {
       expert: e.name, reward: rewardNames[k], expert_value: e.rewards[k], init: init.rewards[k], control: control?.rewards[k],
-      z_vs_init: z(init), z_vs_control: control ? z(control) : undefined, above_init: aboveInit, above_control: aboveControl,
+      z_vs_init: z(init), z_vs_control: control ? z(control) : undefined,
+      paired_z_vs_init: paired(init), paired_z_vs_control: control ? paired(control) : undefined, above_init: aboveInit, above_control: aboveControl,
       holds: aboveInit && aboveControl !== false,
     };
   });
@@ -59,7 +68,7 @@ export async function writeDiffusionReport(dir: string, r: DiffusionReportInput)
   const control = r.entries.find((e) => (e.kind as string) === 'control');
   const fraction = r.info.finetuneNumel / r.info.numel;
   const reading = [
-    ...checks.map((c) => `${c.expert}: ${c.reward} ${f(c.init)} at the initialisation, ${c.control !== undefined ? `${f(c.control)} for the control, ` : ''}${f(c.expert_value)} for the expert (${c.z_vs_init.toFixed(1)} s.e. above the initialisation${c.z_vs_control !== undefined ? `, ${c.z_vs_control.toFixed(1)} above the control` : ''}): ${c.holds ? 'raised above both' : 'NOT raised above both'}.`),
+    ...checks.map((c) => `${c.expert}: ${c.reward} ${f(c.init)} at the initialisation, ${c.control !== undefined ? `${f(c.control)} for the control, ` : ''}${f(c.expert_value)} for the expert (paired over the same captions and seeds: ${c.paired_z_vs_init.toFixed(1)} s.e. above the initialisation${c.paired_z_vs_control !== undefined ? `, ${c.paired_z_vs_control.toFixed(1)} above the control` : ''}; unpaired ${c.z_vs_init.toFixed(1)}${c.z_vs_control !== undefined ? ` and ${c.z_vs_control.toFixed(1)}` : ''}): ${c.holds ? 'raised above both' : 'NOT raised above both'}.`),
     ...base.reading.filter((l) => !/learned:|did not clearly learn/.test(l)).map((l) => l.replace(/PPO (runs?|steps)/g, 'fine-tuning $1')),
     `Fine-tuned set: cross-attention + biases + norm scales, ${r.info.finetuneNumel} of ${r.info.numel} parameters (${(100 * fraction).toFixed(1)}%; the paper's ~10%).`,
   ];

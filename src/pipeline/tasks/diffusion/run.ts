@@ -76,6 +76,8 @@ export interface FineTuned {
 
 export interface EvalResult extends EvalEntry {
   images: RgbImage[];
+  /** Per reward, per evaluation caption (same captions and seeds for every model: paired comparisons). */
+  scores: number[][];
 }
 
 const hashOf = (v: unknown) => createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
@@ -212,12 +214,12 @@ export async function runDiffusionExperiment(settings: DiffusionSettings, o: Dif
     const lambdas = Array.from({ length: s.eval.lambdas }, (_, j) => (s.eval.lambdas === 1 ? 0.5 : j / (s.eval.lambdas - 1)));
     const entries: EvalResult[] = await stage('sweep', `${3 + tuned.length - N + lambdas.length} models × ${s.eval.captions} captions`, async () => {
       const out: EvalResult[] = [];
-      const evalWith = async (t: TensorMap): Promise<Pick<EvalResult, 'rewards' | 'stderr' | 'images' | 'samples'>> => {
+      const evalWith = async (t: TensorMap): Promise<Pick<EvalResult, 'rewards' | 'stderr' | 'images' | 'samples' | 'scores'>> => {
         await base.setTensors(t, { partial: true });
         const images = await base.generate(evalCaptions, evalSeeds, { steps: s.eval.ddim_steps, guidance: s.samples.guidance });
         const sc = await scoreImages(rewards, evalCaptions, images, o.signal);
         const ms = sc.map((x) => meanStderr(x));
-        return { rewards: ms.map((x) => x[0]), stderr: ms.map((x) => x[1]), images, samples: [] };
+        return { rewards: ms.map((x) => x[0]), stderr: ms.map((x) => x[1]), images, samples: [], scores: sc.map((x) => Array.from(x)) };
       };
       const total = 1 + tuned.length + lambdas.filter((x) => x !== 0 && x !== 1).length;
       let evaluated = 0;
