@@ -32,7 +32,12 @@ export const LocomotionSchema = z.object({
   policy: z.object({ hidden: z.array(z.number().int().positive()).min(1).default([64, 64]) }).strict().prefault({}),
   ppo: ControlPPOConfigSchema.prefault({}),
   /** Pre-training on Gymnasium's reward v − 0.1·Σa² (reward-vector weights [1, 0.1]). */
-  pretrain: z.object({ steps: z.number().int().positive().default(400_000), ctrl_cost: z.number().min(0).default(0.1) }).strict().prefault({}),
+  pretrain: z.object({
+    steps: z.number().int().positive().default(400_000),
+    ctrl_cost: z.number().min(0).default(0.1),
+    /** Threads stepping the envs while pre-training runs alone (the fine-tunes overlap instead). */
+    threads: z.number().int().positive().default(2),
+  }).strict().prefault({}),
   /** Fine-tuning from the pre-trained policy with frozen observation statistics. */
   experts: z.object({
     steps: z.number().int().positive().default(150_000),
@@ -161,14 +166,14 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
     }
   };
 
-  const train = async (name: string, start: TensorMap | undefined, weights: number[], steps: number, seed: number, hash: string): Promise<ControlPolicy> => {
+  const train = async (name: string, start: TensorMap | undefined, weights: number[], steps: number, seed: number, hash: string, threads = cfg.env.threads): Promise<ControlPolicy> => {
     const hit = await cached(name, hash);
     if (hit) {
       emit({ event: 'stage', stage: name, status: 'cached' });
       return hit;
     }
     emit({ event: 'stage', stage: name, status: 'start', detail: `${steps} steps on v − ${weights[1]}·Σa²` });
-    const env = await VecEnv.create({ ...envOpts, seed });
+    const env = await VecEnv.create({ ...envOpts, seed, threads: Math.min(threads, envOpts.numEnvs) });
     const policy = start
       ? ControlPolicy.fromTensors(start, { source: 'the pre-trained policy', seed, env: env.info })
       : ControlPolicy.create({ obsDim: env.info.obsDim, actDim: env.info.actDim, hidden: cfg.policy.hidden, seed });
@@ -204,8 +209,9 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
   // 1. pre-training
   let ts = performance.now();
   const preWeights = [1, cfg.pretrain.ctrl_cost];
-  const preHash = hashOf({ env: cfg.env, policy: cfg.policy, ppo, pretrain: cfg.pretrain, seed: cfg.seed });
-  const pre = await train('pretrained', undefined, preWeights, cfg.pretrain.steps, cfg.seed, preHash);
+  // results do not depend on the thread split (envs own their seed streams), so it is not hashed
+  const preHash = hashOf({ env: { ...cfg.env, threads: undefined }, policy: cfg.policy, ppo, pretrain: { ...cfg.pretrain, threads: undefined }, seed: cfg.seed });
+  const pre = await train('pretrained', undefined, preWeights, cfg.pretrain.steps, cfg.seed, preHash, cfg.pretrain.threads);
   const preTensors = pre.tensors();
   timings.pretrain = (performance.now() - ts) / 1000;
 
