@@ -87,6 +87,15 @@ describe('rsoup run (micro experiment)', () => {
     expect(c.stderr.match(/(experts|morl): cached/g)).toHaveLength(3);
     expect(c.stderr).toMatch(/sweep: done in/);
     expect(report(join(tmp, 'b')).models.filter((m: { kind: string }) => m.kind === 'soup')).toHaveLength(5);
+
+    // dense ΔW interpolation (rank-concatenated adapters): again only the sweep reruns; λ = eᵢ are the experts
+    writeFileSync(join(tmp, 'micro-dense.yml'), micro(3).replace('lambdas: 3', 'lambdas: 3, interpolation: dense'));
+    const d = rsoup(['run', join(tmp, 'micro-dense.yml'), '--out', join(tmp, 'b')]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stderr.match(/(base|experts|morl): cached/g)).toHaveLength(4);
+    const rd = report(join(tmp, 'b'));
+    expect(rd.models[4].rewards).toEqual(rd.models[1].rewards);
+    expect(rd.models[6].rewards).toEqual(rd.models[2].rewards);
   }, 300_000);
 
   it('resumes a run killed during the experts, with the same report as an uninterrupted run', async () => {
@@ -203,10 +212,10 @@ sweep: { lambdas: [0.5], max_new_tokens: 4, threads: 1 }
     expect(cfg).toMatchObject({ r: 2, lora_alpha: 4, target_modules: ['q_proj', 'v_proj'] });
   }, 300_000);
 
-  it('rsoup demo: --task for later tasks errors clearly', () => {
-    const r = rsoup(['demo', '--task', 'locomotion']);
+  it('rsoup demo: an unknown --task errors clearly; --dry-run prints the text demo\'s plan', () => {
+    const r = rsoup(['demo', '--task', 'atari']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--task locomotion: the locomotion demo is not available yet \(available: text\)/);
+    expect(r.stderr).toMatch(/--task atari: unknown task \(available: text, /);
     const d = rsoup(['demo', '--dry-run', '--out', join(tmp, 'demo')]);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stderr).toMatch(/pre-train a 4-layer d=128 LLaMA \(vocab 2048\) for 450 steps/);

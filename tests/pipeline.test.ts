@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import {
-  buildReport, DEMO_EXPERIMENT, hashOf, lexiconFraction, loadExperiment, plannedRuns, readFortunes,
+  buildReport, catLora, DEMO_EXPERIMENT, hashOf, lexiconFraction, loadExperiment, plannedRuns, readFortunes,
   stageHashes, trainTokenizer, byteChar, type EvalEntry, type ExperimentInput,
 } from '../src/pipeline/index.js';
 
@@ -154,6 +154,38 @@ describe('corpus and tokenizer', () => {
     expect(byteChar(32)).toBe('Ġ');
     expect(byteChar(10)).toBe('Ċ');
     expect(new Set(Array.from({ length: 256 }, (_, b) => byteChar(b))).size).toBe(256);
+  });
+});
+
+describe('dense interpolation (catLora)', () => {
+  it('B_cat·A_cat = Σ wᵢ BᵢAᵢ for every module, against a float64 loop', () => {
+    const r = 2, inDim = 5, outDim = 3;
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 2 - 1;
+    const mk = () => ({
+      'm.q_proj.lora_A.weight': { dtype: 'float32' as const, shape: [r, inDim], data: Float32Array.from({ length: r * inDim }, rnd) },
+      'm.q_proj.lora_B.weight': { dtype: 'float32' as const, shape: [outDim, r], data: Float32Array.from({ length: outDim * r }, rnd) },
+    });
+    const src = [mk(), mk(), mk()];
+    const w = [0.2, -0.3, 1.1];
+    const cat = catLora(src, w);
+    const A = cat['m.q_proj.lora_A.weight'], B = cat['m.q_proj.lora_B.weight'];
+    expect(A.shape).toEqual([3 * r, inDim]);
+    expect(B.shape).toEqual([outDim, 3 * r]);
+    for (let o = 0; o < outDim; o++) {
+      for (let j = 0; j < inDim; j++) {
+        let want = 0, got = 0;
+        src.forEach((s, i) => {
+          for (let k = 0; k < r; k++) want += w[i] * s['m.q_proj.lora_B.weight'].data[o * r + k] * s['m.q_proj.lora_A.weight'].data[k * inDim + j];
+        });
+        for (let k = 0; k < 3 * r; k++) got += B.data[o * 3 * r + k] * A.data[k * inDim + j];
+        expect(got).toBeCloseTo(want, 5);
+      }
+    }
+    // reused buffers give the same result
+    const again = catLora(src, w, catLora(src, [1, 1, 1]));
+    expect(Array.from(again['m.q_proj.lora_B.weight'].data)).toEqual(Array.from(B.data));
+    expect(() => catLora([{ x: A }], [1])).toThrow(/'x' is not a LoRA A or B tensor/);
   });
 });
 

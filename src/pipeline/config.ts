@@ -68,6 +68,8 @@ const SweepSchema = z.strictObject({
   lambdas: LambdaSpec.default(11),
   /** Extra λ outside [0, 1] for two experts (Fig. 11c), e.g. [-0.2, 1.2]. */
   extrapolate: z.array(z.number()).default([]),
+  /** 'lora' (the paper's: A and B interpolated separately) or 'dense' (ΔW = s Σ λᵢBᵢAᵢ exactly). */
+  interpolation: z.enum(['lora', 'dense']).default('lora'),
   /** Prediction ensembling (Fig. 4c): not in this build. */
   ensemble: z.boolean().default(false),
   /** Generation for evaluation: fixed length, sampling with one seed shared by every model. */
@@ -240,6 +242,7 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
       lambdas.push([1 - t, t]);
     }
   }
+  if (c.sweep.interpolation === 'dense' && c.base.adapter) throw bad(where, 'sweep.interpolation: dense interpolation is not available with a starting adapter (base.adapter); use lora');
   if (c.sweep.ensemble) throw bad(where, 'sweep.ensemble: prediction ensembling (Fig. 4c) is not available in this build; set it to false');
   for (const [j, mu] of (c.report.preferences ?? []).entries()) {
     if (mu.length !== N) throw bad(where, `report.preferences[${j}] has ${mu.length} entries for ${N} rewards`);

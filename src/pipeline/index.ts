@@ -3,7 +3,7 @@
 // report, each stage cached on disk by the hash of its inputs. Design notes: docs/experiment.md.
 export { loadExperiment, checkFiles, ExperimentSchema, LEXICON_TYPE, type Experiment, type ExperimentInput, type ExperimentFile } from './config.js';
 export { runExperiment, planExperiment, fmtTime, plannedRuns, stageHashes, runPaths, hashOf, type RunEvent, type RunOptions, type StageName, type PlannedRun } from './run.js';
-export { runSweep, type EvalEntry, type SweepInput } from './sweep.js';
+export { runSweep, catLora, type EvalEntry, type SweepInput } from './sweep.js';
 export { buildReport, writeReport, readReport, type Report, type ReportInput, type RunCost } from './report.js';
 export { buildRewards, lexiconReward, lexiconFraction } from './rewards.js';
 export { pretrainTiny, tinyLlamaConfig, packCorpus, type PretrainSpec, type PretrainResult } from './base.js';

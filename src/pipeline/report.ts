@@ -170,7 +170,7 @@ async function trainingPlot(r: ReportInput): Promise<Plot> {
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 /** Writes report.json, the plots (SVG + PNG) and report.html into `dir`; returns the report. */
-export async function writeReport(dir: string, r: ReportInput, timings: Record<string, number>): Promise<{ report: Report; files: string[] }> {
+export async function writeReport(dir: string, r: ReportInput, timings: Record<string, number>, computed: Record<string, number> = {}): Promise<{ report: Report; files: string[] }> {
   const report = buildReport(r);
   const files: string[] = [];
   const N = r.rewardNames.length;
@@ -179,7 +179,6 @@ export async function writeReport(dir: string, r: ReportInput, timings: Record<s
     files.push(join(dir, name));
   };
   put('report.json', `${JSON.stringify(report, null, 2)}\n`);
-  put('timings.json', `${JSON.stringify(timings, null, 2)}\n`);
   const experts = r.entries.filter((e) => e.kind === 'expert');
   const morl = r.entries.filter((e) => e.kind === 'morl');
   const soups = r.entries.filter((e) => e.kind === 'soup');
@@ -209,7 +208,7 @@ export async function writeReport(dir: string, r: ReportInput, timings: Record<s
 ${plots.map(([name, p, cap]) => `<figure>${p.svg}<figcaption>${esc(cap)} (<a href="${name}.png">PNG</a>, <a href="${name}.svg">SVG</a>)</figcaption></figure>`).join('\n')}
 <h2>Every evaluated model</h2><p>${r.evalPrompts} held-out prompts, ${r.maxNewTokens} generated tokens each, sampled with one seed shared by every model.</p>${table}
 <h2>Samples</h2>${samples}
-<h2>Stage times</h2><ul>${Object.entries(timings).map(([k, v]) => `<li>${esc(k)}: ${v.toFixed(1)} s</li>`).join('')}</ul>
+<h2>Stage times</h2><p>This run (cached stages take 0 s): ${Object.entries(timings).map(([k, v]) => `${esc(k)} ${v.toFixed(1)} s`).join(', ')}.</p><p>When computed (the PPO runs ran side by side): ${Object.entries(computed).map(([k, v]) => `${esc(k)} ${v.toFixed(1)} s`).join(', ')}.</p>
 <p>Numbers: report.json. Timings: timings.json.</p></body></html>
 `;
   put('report.html', html);

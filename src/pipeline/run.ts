@@ -316,7 +316,7 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
       gen: { maxNewTokens: x.sweep.max_new_tokens, doSample: x.sweep.do_sample, seed: x.sweep.seed },
       experts: await Promise.all(runs.filter((r) => r.kind === 'experts').map(async (r) => ({ name: r.name, tensors: await load(r) }))),
       morl: await Promise.all(runs.filter((r) => r.kind === 'morl').map(async (r) => ({ name: r.name, mu: r.mu, tensors: await load(r) }))),
-      lambdas: x.lambdas, signal: o.signal,
+      lambdas: x.lambdas, interpolation: x.sweep.interpolation, signal: o.signal,
       onProgress: (done, total, e) => {
         const el = (performance.now() - ts) / 1000;
         emit({ event: 'progress', stage: 'sweep', done, total, elapsed: el, eta: (el / done) * (total - done), detail: `${e.name}: ${e.rewards.map((v, k) => `${x.rewardNames[k]} ${v.toFixed(4)}`).join(', ')}` });
@@ -339,13 +339,17 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
   }
   timings.report = 0;
   timings.total = (performance.now() - t00) / 1000;
+  // what each stage cost when it was computed (cached stages show 0 in this run's timings)
+  const computed: Record<string, number> = { base: readMarker(paths.base)?.seconds ?? 0 };
+  for (const c of costs) computed[c.name] = c.seconds;
+  computed.sweep = readMarker(paths.sweep)?.seconds ?? 0;
   const { report } = await writeReport(x.runDir, {
     name: x.name, seed: x.seed, rewardNames: x.rewardNames, entries, runs: costs, histories,
     ref: x.report.ref, preferences: x.report.preferences, evalPrompts: prompts.eval.length, maxNewTokens: x.sweep.max_new_tokens,
-  }, timings);
+  }, timings, computed);
   timings.report = (performance.now() - t0) / 1000;
   timings.total = (performance.now() - t00) / 1000;
-  writeFileSync(join(x.runDir, 'timings.json'), `${JSON.stringify(timings, null, 2)}\n`);
+  writeFileSync(join(x.runDir, 'timings.json'), `${JSON.stringify({ this_run: timings, computed }, null, 2)}\n`);
   emit({ event: 'stage', stage: 'report', status: 'done', seconds: timings.report });
   const reportPath = join(x.runDir, 'report.json');
   const htmlPath = join(x.runDir, 'report.html');
