@@ -42,7 +42,10 @@ beforeAll(() => {
 
 const stripTimes = (r: Record<string, unknown>) => {
   const c = structuredClone(r) as { cost: Record<string, { seconds?: number }>; reading: string[] };
-  for (const k of Object.keys(c.cost)) delete c.cost[k].seconds;
+  for (const k of Object.keys(c.cost)) {
+    delete c.cost[k].seconds;
+    delete (c.cost[k] as { cpu_seconds?: number }).cpu_seconds;
+  }
   c.reading = c.reading.filter((l) => !l.startsWith('Training cost'));
   return c;
 };
@@ -68,6 +71,7 @@ describe('rsoup run (micro experiment)', () => {
     expect(r.models[6].rewards).toEqual(r.models[2].rewards);
     expect(r.cost.soups.ppo_steps).toBe(6);
     expect(r.cost.morl.ppo_steps).toBe(3);
+    expect(r.cost.soups.cpu_seconds).toBeGreaterThan(0);
     const hist = readFileSync(join(dir, 'experts', 'expert-vader', 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(hist.map((h: { step: number }) => h.step)).toEqual([1, 2, 3]);
     // the PEFT adapter of each run is where `rsoup merge` reads it

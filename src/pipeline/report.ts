@@ -16,6 +16,8 @@ export interface RunCost {
   mu?: number[];
   steps: number;
   seconds: number;
+  /** CPU seconds of the run's process (absent for runs logged before it was recorded). */
+  cpuSeconds?: number;
 }
 
 export interface ReportInput {
@@ -89,7 +91,8 @@ export function buildReport(r: ReportInput) {
 
   const costOf = (kind: 'expert' | 'morl') => {
     const rs = r.runs.filter((x) => x.kind === kind);
-    return { runs: rs.length, ppo_steps: rs.reduce((a, x) => a + x.steps, 0), seconds: rs.reduce((a, x) => a + x.seconds, 0) };
+    const cpu = rs.every((x) => x.cpuSeconds !== undefined) ? rs.reduce((a, x) => a + x.cpuSeconds!, 0) : undefined;
+    return { runs: rs.length, ppo_steps: rs.reduce((a, x) => a + x.steps, 0), seconds: rs.reduce((a, x) => a + x.seconds, 0), ...(cpu !== undefined ? { cpu_seconds: cpu } : {}) };
   };
   const cost = { soups: { ...costOf('expert'), note: 'N experts; every λ afterwards is inference only' }, morl: { ...costOf('morl'), note: 'the MORL runs listed (plus the experts, its μ = eᵢ endpoints)' } };
 

@@ -293,8 +293,10 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
   for (const r of runs) {
     // the cost of a run is the sum of its steps' times (history.jsonl), so a resumed run counts once
     const hp = join(paths.runs(r.kind, r.name), 'history.jsonl');
-    const seconds = existsSync(hp) ? readFileSync(hp, 'utf8').split('\n').filter((l) => l.trim()).reduce((a, l) => a + (JSON.parse(l) as { seconds: number }).seconds, 0) : 0;
-    costs.push({ name: r.name, kind: r.kind === 'experts' ? 'expert' : 'morl', reward: r.rewardIndex !== undefined ? x.rewardNames[r.rewardIndex] : undefined, mu: r.mu, steps: r.steps, seconds });
+    const h = existsSync(hp) ? readFileSync(hp, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as { seconds: number; cpu_seconds?: number }) : [];
+    const seconds = h.reduce((a, l) => a + l.seconds, 0);
+    const cpu = h.every((l) => l.cpu_seconds !== undefined) ? h.reduce((a, l) => a + l.cpu_seconds!, 0) : undefined;
+    costs.push({ name: r.name, kind: r.kind === 'experts' ? 'expert' : 'morl', reward: r.rewardIndex !== undefined ? x.rewardNames[r.rewardIndex] : undefined, mu: r.mu, steps: r.steps, seconds, ...(cpu !== undefined ? { cpuSeconds: cpu } : {}) });
   }
   timings['experts+morl'] = (performance.now() - t0) / 1000;
 
@@ -341,7 +343,10 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
   timings.total = (performance.now() - t00) / 1000;
   // what each stage cost when it was computed (cached stages show 0 in this run's timings)
   const computed: Record<string, number> = { base: readMarker(paths.base)?.seconds ?? 0 };
-  for (const c of costs) computed[c.name] = c.seconds;
+  for (const c of costs) {
+    computed[c.name] = c.seconds;
+    if (c.cpuSeconds !== undefined) computed[`${c.name} (CPU s)`] = c.cpuSeconds;
+  }
   computed.sweep = readMarker(paths.sweep)?.seconds ?? 0;
   const { report } = await writeReport(x.runDir, {
     name: x.name, seed: x.seed, rewardNames: x.rewardNames, entries, runs: costs, histories,

@@ -52,8 +52,12 @@ export async function runPPOJob(job: PPOJob, send: (m: WorkerMessage) => void, s
     if (existsSync(join(job.out, 'trainer_state.json'))) await trainer.load(job.out);
     truncateHistory(job.history, trainer.step);
     send({ type: 'start', name: job.name, step: trainer.step });
+    // CPU seconds of this process per step (all threads): on a busy machine the wall time says little
+    let cpu = process.cpuUsage();
     for await (const s of trainer.train({ prompts, steps: job.steps, signal })) {
-      appendFileSync(job.history, `${JSON.stringify({ step: s.step, score: s.score, rewards: s.rewards, kl: s.kl, kl_coef: s.klCoef, entropy: s.entropy, seconds: s.seconds.total })}\n`);
+      const d = process.cpuUsage(cpu);
+      cpu = process.cpuUsage();
+      appendFileSync(job.history, `${JSON.stringify({ step: s.step, score: s.score, rewards: s.rewards, kl: s.kl, kl_coef: s.klCoef, entropy: s.entropy, seconds: s.seconds.total, cpu_seconds: (d.user + d.system) / 1e6 })}\n`);
       send({ type: 'step', name: job.name, step: s.step, steps: job.steps, score: s.score, rewards: s.rewards, kl: s.kl, seconds: s.seconds.total });
     }
   } finally {
