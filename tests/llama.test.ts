@@ -210,6 +210,25 @@ describe('Hugging Face dirs', () => {
     await m.dispose();
     await expect(m.logits([[1]])).rejects.toMatchObject({ code: 'ERR_SOUP_INVALID_ARG', message: expect.stringContaining('disposed') });
   });
+  it("device 'cuda': ERR_SOUP_NO_CUDA without a CUDA device, else the CPU logits within bf16 tolerance", async () => {
+    const W = randomLlamaWeights(GQA, 11);
+    const toks = [[1, 5, 9, 30, 4]];
+    const lora = { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'] };
+    const cpu = await CausalLM.fromTensors(GQA, W, { dtype: 'float32', lora, seed: 3 });
+    const want = await cpu.logits(toks);
+    await cpu.dispose();
+    const got = await CausalLM.fromTensors(GQA, W, { dtype: 'float32', lora, seed: 3, device: 'cuda' }).then(
+      async (g) => { try { return await g.logits(toks); } finally { await g.dispose(); } },
+      (e: { code?: string; message?: string }) => e);
+    if (got instanceof Float32Array) {
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+      expect(worst).toBeLessThan(5e-2);  // bf16 matmuls (autocast) against fp32
+    } else {
+      expect(got).toMatchObject({ code: 'ERR_SOUP_NO_CUDA', message: expect.stringContaining("device 'cuda'") });
+    }
+    await expect(CausalLM.fromTensors(GQA, W, { device: 'tpu' as 'cpu' })).rejects.toMatchObject({ code: 'ERR_SOUP_CONFIG', message: expect.stringContaining('device') });
+  });
 });
 
 describe('generation', () => {

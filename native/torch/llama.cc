@@ -63,6 +63,19 @@ void LlamaModel::Seed(uint64_t seed) {
   gen.set_current_seed(seed);
 }
 
+void LlamaModel::SetDevice(const std::string& dev, bool bf16Matmuls) {
+  if (dev == "cpu") {
+    device = at::kCPU;
+    amp = false;
+    return;
+  }
+  if (dev != "cuda") Fail("CONFIG", "device must be 'cpu' or 'cuda', got '" + dev + "'");
+  if (!at::hasCUDA())
+    Fail("NO_CUDA", "device 'cuda': this libtorch has no usable CUDA device (CPU-only build or no GPU); use device 'cpu'");
+  device = at::Device(at::kCUDA, 0);
+  amp = bf16Matmuls;
+}
+
 void LlamaModel::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<std::string, at::Tensor>* w,
                       uint64_t seed) {
   if (c.hidden <= 0 || c.heads <= 0 || c.kvHeads <= 0 || c.layers <= 0 || c.vocab <= 0 || c.intermediate <= 0)
@@ -76,17 +89,19 @@ void LlamaModel::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<st
   Seed(seed);
   c10::NoGradGuard ng;
   base.clear();
+  catCache.clear();
+  lowCache.clear();
   for (auto& [name, shape] : ExpectedBase(c)) {
     if (w) {
       auto it = w->find(name);
       if (it == w->end()) Fail("MISSING_TENSOR", "weights lack tensor '" + name + "' that config.json implies (" + std::to_string(c.layers) + " layers" + (c.tied ? ", tied embeddings" : ", untied lm_head") + ")");
       if (it->second.sizes() != at::IntArrayRef(shape))
         Fail("SHAPE_MISMATCH", "tensor '" + name + "' has shape " + ShapeStr(it->second.sizes()) + " but config.json implies " + ShapeStr(shape));
-      base[name] = it->second.to(dt, false, /*copy=*/true).contiguous();
+      base[name] = Dev(it->second.to(dt, false, /*copy=*/true).contiguous());
     } else if (name.find("norm") != std::string::npos) {
-      base[name] = at::ones(shape, at::TensorOptions().dtype(dt));
+      base[name] = at::ones(shape, Opts(dt));
     } else {
-      base[name] = at::empty(shape, at::TensorOptions().dtype(at::kFloat)).normal_(0.0, 0.02, gen).to(dt);
+      base[name] = Dev(at::empty(shape, at::TensorOptions().dtype(at::kFloat)).normal_(0.0, 0.02, gen).to(dt));
     }
   }
 }
@@ -116,8 +131,8 @@ void LlamaModel::AddLora(const LoraConfig& lc, uint64_t seed) {
       // peft default init: A = kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0.
       double bound = 1.0 / std::sqrt(double(in));
       LoraPair p;
-      p.A = at::empty({lc.r, in}, at::TensorOptions().dtype(paramDtype)).uniform_(-bound, bound, gen);
-      p.B = at::zeros({out, lc.r}, at::TensorOptions().dtype(paramDtype));
+      p.A = Dev(at::empty({lc.r, in}, at::TensorOptions().dtype(paramDtype)).uniform_(-bound, bound, gen));
+      p.B = at::zeros({out, lc.r}, Opts(paramDtype));
       p.A.requires_grad_(true);
       p.B.requires_grad_(true);
       adapter[mod] = p;
@@ -130,8 +145,8 @@ void LlamaModel::InitValueHead(uint64_t seed) {
   Seed(seed);
   c10::NoGradGuard ng;
   double bound = 1.0 / std::sqrt(double(cfg.hidden));  // torch.nn.Linear default init
-  vHeadW = at::empty({1, cfg.hidden}, at::TensorOptions().dtype(paramDtype)).uniform_(-bound, bound, gen);
-  vHeadB = at::empty({1}, at::TensorOptions().dtype(paramDtype)).uniform_(-bound, bound, gen);
+  vHeadW = Dev(at::empty({1, cfg.hidden}, at::TensorOptions().dtype(paramDtype)).uniform_(-bound, bound, gen));
+  vHeadB = Dev(at::empty({1}, at::TensorOptions().dtype(paramDtype)).uniform_(-bound, bound, gen));
   vHeadW.requires_grad_(true);
   vHeadB.requires_grad_(true);
   adam = AdamState();
@@ -145,7 +160,9 @@ at::Tensor LlamaModel::Dropout(const at::Tensor& x, double p) {
   at::Tensor keep;
   {
     c10::NoGradGuard ng;
-    keep = at::empty_like(x).bernoulli_(1.0 - p, gen).div_(1.0 - p);
+    // Drawn on the CPU generator (CUDA tensors get the same mask as CPU ones, then move).
+    keep = x.is_cpu() ? at::empty_like(x).bernoulli_(1.0 - p, gen).div_(1.0 - p)
+                      : at::empty(x.sizes(), x.options().device(at::kCPU)).bernoulli_(1.0 - p, gen).div_(1.0 - p).to(x.device());
   }
   return x * keep;
 }
@@ -158,13 +175,41 @@ at::Tensor LlamaModel::RmsNorm(const at::Tensor& x, const at::Tensor& w) {
   return w * xf.to(x.scalar_type());
 }
 
+// bf16 copy of a weight for amp matmuls, cached while the weight is unchanged (frozen base weights).
+at::Tensor LlamaModel::LowW(const at::Tensor& w) {
+  if (w.scalar_type() != at::kFloat) return w.to(at::kBFloat16);
+  if (w.requires_grad() && c10::GradMode::is_enabled()) return w.to(at::kBFloat16);  // keep the graph
+  auto& e = lowCache[w.unsafeGetTensorImpl()];  // the entry holds `src`, so the address is not reused
+  if (!e.src.is_same(w) || e.version != int64_t(w._version())) {
+    c10::NoGradGuard ng;
+    e.src = w;
+    e.low = w.detach().to(at::kBFloat16);
+    e.version = int64_t(w._version());
+  }
+  return e.low;
+}
+
+at::Tensor LlamaModel::Mm(const at::Tensor& x, const at::Tensor& w) {
+  if (amp && x.scalar_type() == at::kFloat) return at::linear(x.to(at::kBFloat16), LowW(w)).to(at::kFloat);
+  return at::linear(x, w);
+}
+
+at::Tensor LlamaModel::Bmm(const at::Tensor& a, const at::Tensor& b) {
+  if (amp && a.scalar_type() == at::kFloat) return at::matmul(a.to(at::kBFloat16), b.to(at::kBFloat16)).to(at::kFloat);
+  return at::matmul(a, b);
+}
+
 at::Tensor LlamaModel::Linear(const at::Tensor& x, const std::string& module) {
   if (!fused.empty()) {
     auto f = fused.find(module);
-    return at::linear(x, f != fused.end() ? f->second : base.at(module + ".weight"));
+    return Mm(x, f != fused.end() ? f->second : base.at(module + ".weight"));
   }
-  at::Tensor y = at::linear(x, base.at(module + ".weight"));
-  if (!lora || merged) return y;
+  return LoraDelta(x, module, Mm(x, base.at(module + ".weight")));
+}
+
+// y (the base projection of x) plus the module's LoRA term, when an adapter applies to it.
+at::Tensor LlamaModel::LoraDelta(const at::Tensor& x, const std::string& module, const at::Tensor& y) {
+  if (!lora || merged || !fused.empty()) return y;
   const std::map<std::string, LoraPair>* ad = nullptr;
   if (mode == AdapterMode::Active) ad = &adapter;
   else if (mode == AdapterMode::Reference) ad = &refAdapter;
@@ -173,46 +218,93 @@ at::Tensor LlamaModel::Linear(const at::Tensor& x, const std::string& module) {
   if (it == ad->end()) return y;
   at::Tensor xi = x.to(paramDtype);
   if (training) xi = Dropout(xi, lora->dropout);  // peft: dropout on the input of A only
-  at::Tensor d = at::linear(at::linear(xi, it->second.A), it->second.B) * lora->scaling();
-  return y + d.to(y.scalar_type());
+  at::Tensor d = Mm(Mm(xi, it->second.A), it->second.B);
+  if (d.scalar_type() == y.scalar_type()) return y.add(d, lora->scaling());  // one op: y + s*d
+  return y + (d * lora->scaling()).to(y.scalar_type());
 }
 
-static at::Tensor RotateHalf(const at::Tensor& x) {
-  int64_t h = x.size(-1) / 2;
-  return at::cat({x.narrow(-1, h, h).neg(), x.narrow(-1, 0, h)}, -1);
+const at::Tensor& LlamaModel::CatWeight(const std::string& key, const std::vector<std::string>& modules) {
+  if (!fused.empty()) {  // generation: FusedEval built the concatenation of the merged weights
+    auto f = fused.find(key);
+    if (f != fused.end()) return f->second;
+  }
+  CatEntry& e = catCache[key];
+  bool ok = e.w.defined() && e.ptrs.size() == modules.size();
+  for (size_t i = 0; ok && i < modules.size(); i++) {
+    const at::Tensor& W = base.at(modules[i] + ".weight");
+    ok = W.unsafeGetTensorImpl() == e.ptrs[i] && int64_t(W._version()) == e.versions[i];
+  }
+  if (!ok) {
+    c10::NoGradGuard ng;
+    if (e.w.defined()) lowCache.erase(e.w.unsafeGetTensorImpl());
+    std::vector<at::Tensor> ws;
+    e.ptrs.clear();
+    e.versions.clear();
+    for (auto& mname : modules) {
+      const at::Tensor& W = base.at(mname + ".weight");
+      ws.push_back(W);
+      e.ptrs.push_back(W.unsafeGetTensorImpl());
+      e.versions.push_back(int64_t(W._version()));
+    }
+    e.w = at::cat(ws, 0);
+  }
+  return e.w;
 }
 
-at::Tensor LlamaModel::Hidden(const at::Tensor& tokens, const at::Tensor& maskIn, KVCache* cache) {
+at::Tensor LlamaModel::Hidden(const at::Tensor& tokensIn, const at::Tensor& maskIn, KVCache* cache) {
+  const at::Tensor tokens = Dev(tokensIn);
   const int64_t B = tokens.size(0), T = tokens.size(1);
   const int64_t past = cache ? cache->len : 0, S = past + T;
   const int64_t nh = cfg.heads, nkv = cfg.kvHeads, D = cfg.headDim(), H = cfg.hidden;
   const auto om = OpMath(dtype);
-  at::Tensor mask = maskIn.defined() ? maskIn.to(at::kLong) : at::ones({B, S}, at::kLong);
+  at::Tensor mask = maskIn.defined() ? Dev(maskIn.to(at::kLong)) : at::ones({B, S}, Opts(at::kLong));
   if (mask.size(0) != B || mask.size(1) != S)
     Fail("SHAPE_MISMATCH", "attention mask shape " + ShapeStr(mask.sizes()) + " != [" + std::to_string(B) + "," + std::to_string(S) + "]");
-  at::Tensor cos, sin, allowed;
+  at::Tensor cos, sin, notAllowed;
   {
     c10::NoGradGuard ng;
     // Positions count real tokens only (HF generate: cumsum(mask) - 1), so left padding does not shift RoPE.
     at::Tensor pos = (mask.cumsum(1) - 1).clamp_min(0).narrow(1, past, T).to(at::kDouble);
-    at::Tensor inv = at::pow(cfg.ropeTheta, at::arange(0, D, 2, at::kDouble) / double(D)).reciprocal();
+    at::Tensor inv = at::pow(cfg.ropeTheta, at::arange(0, D, 2, Opts(at::kDouble)) / double(D)).reciprocal();
     at::Tensor f = pos.unsqueeze(-1) * inv;  // [B, T, D/2]
     at::Tensor emb = at::cat({f, f}, -1).unsqueeze(1);
     cos = emb.cos().to(dtype);
-    sin = emb.sin().to(dtype);
-    at::Tensor causal = at::arange(S, at::kLong).unsqueeze(0) <= (at::arange(T, at::kLong) + past).unsqueeze(1);
-    allowed = (causal.unsqueeze(0) & mask.to(at::kBool).unsqueeze(1)).unsqueeze(1);  // [B,1,T,S]
+    // rotate_half(x)·sin = roll(x, D/2)·[-sin, sin]: one op on x instead of narrow/neg/cat (exact).
+    at::Tensor sn = emb.sin();
+    sn.narrow(-1, 0, D / 2).neg_();
+    sin = sn.to(dtype);
+    at::Tensor causal = at::arange(S, Opts(at::kLong)).unsqueeze(0) <= (at::arange(T, Opts(at::kLong)) + past).unsqueeze(1);
+    notAllowed = (causal.unsqueeze(0) & mask.to(at::kBool).unsqueeze(1)).unsqueeze(1).logical_not();  // [B,1,T,S]
   }
   const double lowest = std::numeric_limits<float>::lowest();
   at::Tensor x = at::embedding(base.at("model.embed_tokens.weight"), tokens);
+  const int64_t nq = nh * D, nk = nkv * D, I = cfg.intermediate;
   for (int64_t l = 0; l < cfg.layers; l++) {
     std::string p = "model.layers." + std::to_string(l) + ".";
+    const std::string mq = p + "self_attn.q_proj", mk = p + "self_attn.k_proj", mv = p + "self_attn.v_proj";
+    const std::string mg = p + "mlp.gate_proj", mu = p + "mlp.up_proj";
+    // Fused projections need frozen base weights (pre-training differentiates each one).
+    const bool fuse = !(c10::GradMode::is_enabled() && base.at(mq + ".weight").requires_grad());
     at::Tensor h = RmsNorm(x, base.at(p + "input_layernorm.weight"));
-    at::Tensor q = Linear(h, p + "self_attn.q_proj").view({B, T, nh, D}).transpose(1, 2);
-    at::Tensor k = Linear(h, p + "self_attn.k_proj").view({B, T, nkv, D}).transpose(1, 2);
-    at::Tensor v = Linear(h, p + "self_attn.v_proj").view({B, T, nkv, D}).transpose(1, 2);
-    q = q * cos + RotateHalf(q) * sin;
-    k = k * cos + RotateHalf(k) * sin;
+    at::Tensor q, k, v;
+    if (fuse) {
+      at::Tensor qkv = Mm(h, CatWeight(p + "qkv", {mq, mk, mv}));
+      q = LoraDelta(h, mq, qkv.narrow(-1, 0, nq));
+      k = LoraDelta(h, mk, qkv.narrow(-1, nq, nk));
+      // Contiguous as an unfused projection's output is: kernels that vectorise a contiguous run
+      // (silu's exp, the batched GEMM) round their tails differently on a strided view, and an
+      // adapter with B = 0 must reproduce the base model exactly.
+      v = LoraDelta(h, mv, qkv.narrow(-1, nq + nk, nk)).contiguous();
+    } else {
+      q = Linear(h, mq);
+      k = Linear(h, mk);
+      v = Linear(h, mv);
+    }
+    q = q.view({B, T, nh, D}).transpose(1, 2);
+    k = k.view({B, T, nkv, D}).transpose(1, 2);
+    v = v.view({B, T, nkv, D}).transpose(1, 2);
+    q = q * cos + at::roll(q, D / 2, -1) * sin;
+    k = k * cos + at::roll(k, D / 2, -1) * sin;
     if (cache) {
       cache->k[l].narrow(2, past, T).copy_(k);
       cache->v[l].narrow(2, past, T).copy_(v);
@@ -223,15 +315,25 @@ at::Tensor LlamaModel::Hidden(const at::Tensor& tokens, const at::Tensor& maskIn
       k = k.repeat_interleave(nh / nkv, 1);
       v = v.repeat_interleave(nh / nkv, 1);
     }
-    at::Tensor s = at::matmul(q, k.transpose(-1, -2)).to(om) / std::sqrt(double(D));
+    // In place on the fresh matmul output (its backward does not need it), then the scale's.
+    at::Tensor s = Bmm(q, k.transpose(-1, -2)).to(om);
+    s.div_(std::sqrt(double(D)));
     // Fully masked rows (left-padding queries) get a uniform softmax instead of NaN.
-    s = s.masked_fill(allowed.logical_not(), lowest);
+    s.masked_fill_(notAllowed, lowest);
     at::Tensor a = at::softmax(s, -1).to(dtype);
-    at::Tensor o = at::matmul(a, v).transpose(1, 2).reshape({B, T, H});
+    at::Tensor o = Bmm(a, v).transpose(1, 2).reshape({B, T, H});
     x = x + Linear(o, p + "self_attn.o_proj");
     h = RmsNorm(x, base.at(p + "post_attention_layernorm.weight"));
-    at::Tensor g = at::silu(Linear(h, p + "mlp.gate_proj")) * Linear(h, p + "mlp.up_proj");
-    x = x + Linear(g, p + "mlp.down_proj");
+    at::Tensor gate, up;
+    if (fuse) {
+      at::Tensor gu = Mm(h, CatWeight(p + "gate_up", {mg, mu}));
+      gate = LoraDelta(h, mg, gu.narrow(-1, 0, I)).contiguous();
+      up = LoraDelta(h, mu, gu.narrow(-1, I, I));
+    } else {
+      gate = Linear(h, mg);
+      up = Linear(h, mu);
+    }
+    x = x + Linear(at::silu(gate) * up, p + "mlp.down_proj");
   }
   if (cache) cache->len = S;
   return RmsNorm(x, base.at("model.norm.weight"));
@@ -239,7 +341,7 @@ at::Tensor LlamaModel::Hidden(const at::Tensor& tokens, const at::Tensor& maskIn
 
 at::Tensor LlamaModel::Logits(const at::Tensor& hidden) {
   const at::Tensor& W = cfg.tied ? base.at("model.embed_tokens.weight") : base.at("lm_head.weight");
-  return at::linear(hidden, W).to(OpMath(dtype));
+  return Mm(hidden, W).to(OpMath(dtype));
 }
 
 at::Tensor LlamaModel::Values(const at::Tensor& hidden) {
@@ -249,7 +351,9 @@ at::Tensor LlamaModel::Values(const at::Tensor& hidden) {
   return at::linear(h, vHeadW, vHeadB).squeeze(-1);
 }
 
-at::Tensor LlamaModel::NextTokenLoss(const at::Tensor& tokens, const at::Tensor& mask) {
+at::Tensor LlamaModel::NextTokenLoss(const at::Tensor& tokensIn, const at::Tensor& maskIn) {
+  const at::Tensor tokens = Dev(tokensIn);
+  const at::Tensor mask = maskIn.defined() ? Dev(maskIn) : maskIn;
   const int64_t T = tokens.size(1);
   if (T < 2) Fail("INVALID_ARG", "next-token loss needs sequences of at least 2 tokens");
   at::Tensor h = Hidden(tokens, mask, nullptr).narrow(1, 0, T - 1);
@@ -271,9 +375,22 @@ struct FusedEval {
     m.fused.clear();
     if (!m.lora || m.merged || m.training || m.mode == AdapterMode::Disabled) return;
     const auto& ad = m.mode == AdapterMode::Active ? m.adapter : m.refAdapter;
+    // Under amp the merged weights are stored in bf16 once (the matmuls' operand dtype).
+    const bool low = m.amp && m.dtype == at::kFloat;
     for (auto& [mod, p] : ad) {
       const at::Tensor& W = m.base.at(mod + ".weight");
-      m.fused[mod] = (W.to(m.paramDtype) + at::matmul(p.B, p.A) * m.lora->scaling()).to(W.scalar_type());
+      m.fused[mod] = (W.to(m.paramDtype) + at::matmul(p.B, p.A) * m.lora->scaling()).to(low ? at::kBFloat16 : W.scalar_type());
+    }
+    // [fused projections]: the concatenations of the merged (or base) weights, once per call.
+    auto get = [&](const std::string& mod) {
+      auto f = m.fused.find(mod);
+      const at::Tensor& W = f != m.fused.end() ? f->second : m.base.at(mod + ".weight");
+      return low ? W.to(at::kBFloat16) : W;
+    };
+    for (int64_t l = 0; l < m.cfg.layers; l++) {
+      std::string p = "model.layers." + std::to_string(l) + ".";
+      m.fused[p + "qkv"] = at::cat({get(p + "self_attn.q_proj"), get(p + "self_attn.k_proj"), get(p + "self_attn.v_proj")}, 0);
+      m.fused[p + "gate_up"] = at::cat({get(p + "mlp.gate_proj"), get(p + "mlp.up_proj")}, 0);
     }
   }
   ~FusedEval() { m.fused.clear(); }
@@ -306,11 +423,14 @@ static at::Tensor Pick(at::Tensor lg, const GenOptions& o, at::Generator& gen) {
     remove.narrow(-1, V - 1, 1).fill_(false);
     lg = lg.masked_fill(remove.scatter(-1, std::get<1>(sorted), remove), ninf);
   }
-  return at::multinomial(at::softmax(lg, -1), 1, false, gen).squeeze(-1);
+  // The CPU generator draws (CUDA probabilities come over: one [B, V] copy per token, same draws as CPU).
+  at::Tensor probs = at::softmax(lg, -1);
+  return at::multinomial(probs.is_cpu() ? probs : probs.to(at::kCPU), 1, false, gen).squeeze(-1).to(lg.device());
 }
 
-GenResult LlamaModel::Generate(const at::Tensor& tokens, const at::Tensor& maskIn, const GenOptions& o) {
+GenResult LlamaModel::Generate(const at::Tensor& tokensIn, const at::Tensor& maskIn, const GenOptions& o) {
   c10::NoGradGuard ng;
+  const at::Tensor tokens = Dev(tokensIn);
   TrainingOff off(*this);
   FusedEval fusedEval(*this);
   const int64_t B = tokens.size(0), P = tokens.size(1);
@@ -319,21 +439,21 @@ GenResult LlamaModel::Generate(const at::Tensor& tokens, const at::Tensor& maskI
   const int64_t cap = P + o.maxNew;
   KVCache cache;
   for (int64_t l = 0; l < cfg.layers; l++) {
-    cache.k.push_back(at::zeros({B, cfg.kvHeads, cap, cfg.headDim()}, at::TensorOptions().dtype(dtype)));
-    cache.v.push_back(at::zeros({B, cfg.kvHeads, cap, cfg.headDim()}, at::TensorOptions().dtype(dtype)));
+    cache.k.push_back(at::zeros({B, cfg.kvHeads, cap, cfg.headDim()}, Opts(dtype)));
+    cache.v.push_back(at::zeros({B, cfg.kvHeads, cap, cfg.headDim()}, Opts(dtype)));
   }
-  at::Tensor full = at::ones({B, cap}, at::kLong);
+  at::Tensor full = at::ones({B, cap}, Opts(at::kLong));
   if (maskIn.defined()) full.narrow(1, 0, P).copy_(maskIn);
   at::Tensor h = Hidden(tokens, full.narrow(1, 0, P), &cache).narrow(1, P - 1, 1);
   at::Tensor lg = Logits(h).select(1, 0);
   GenResult r;
-  r.tokens = at::full({B, o.maxNew}, o.pad, at::kLong);
-  r.lengths = at::zeros({B}, at::kLong);
+  r.tokens = at::full({B, o.maxNew}, o.pad, Opts(at::kLong));
+  r.lengths = at::zeros({B}, Opts(at::kLong));
   const bool values = o.collect && vHeadW.defined();
   if (o.collect) r.logp = at::zeros({B, o.maxNew}, lg.options());
   if (o.collect) r.entropy = at::zeros({B, o.maxNew}, lg.options());
   if (values) r.values = at::zeros({B, o.maxNew}, lg.options());
-  at::Tensor finished = at::zeros({B}, at::kBool);
+  at::Tensor finished = at::zeros({B}, Opts(at::kBool));
   for (int64_t i = 0; i < o.maxNew; i++) {
     at::Tensor lsm;
     if (o.collect) {
@@ -448,7 +568,7 @@ void AdamState::Reset(const std::vector<std::string>& n, const std::vector<at::T
   v.clear();
   for (auto& t : p) {
     // Moments in fp32 (fp64 for fp64 params) whatever the storage dtype.
-    auto opts = at::TensorOptions().dtype(OpMath(t.scalar_type()));
+    auto opts = t.options().dtype(OpMath(t.scalar_type()));
     m.push_back(at::zeros(t.sizes(), opts));
     v.push_back(at::zeros(t.sizes(), opts));
   }

@@ -74,6 +74,12 @@ class LlamaModel {
   LlamaConfig cfg;
   at::ScalarType dtype = at::kFloat;       // compute/storage dtype of the base weights
   at::ScalarType paramDtype = at::kFloat;  // LoRA, value head: fp32 (fp64 when dtype is fp64)
+  // Where every tensor of the model lives. Random draws stay on the CPU generator `gen` (then move), so a
+  // seeded model draws the same numbers on CPU and CUDA.
+  at::Device device = at::kCPU;
+  // CUDA only: matmuls (projections, attention, LM head) in bf16 with fp32 inputs/outputs, the rest in the
+  // compute dtype (torch.autocast(bfloat16) semantics for fp32 models).
+  bool amp = false;
   std::map<std::string, at::Tensor> base;  // HF names
   std::optional<LoraConfig> lora;
   std::map<std::string, LoraPair> adapter;     // key: "model.layers.{i}.self_attn.q_proj"
@@ -87,6 +93,26 @@ class LlamaModel {
   // NOTE: [fused eval weights] without dropout or gradients, W·x + s·B(A·x) = (W + s·BA)·x: generation
   // computes the merged weights once per call and runs one matmul per module (see Generate).
   std::map<std::string, at::Tensor> fused;
+  // NOTE: [fused projections] q/k/v and gate/up run as one GEMM each over the row-concatenated frozen base
+  // weights (cached, rebuilt when a base tensor is replaced or changed in place); LoRA terms are added per
+  // module, so peft semantics and files are unchanged. Not used while base weights take gradients.
+  struct CatEntry {
+    at::Tensor w;
+    std::vector<const void*> ptrs;
+    std::vector<int64_t> versions;
+  };
+  std::map<std::string, CatEntry> catCache;
+  struct LowEntry {
+    at::Tensor src, low;
+    int64_t version = -1;
+  };
+  std::map<const void*, LowEntry> lowCache;  // bf16 copies of frozen weights for amp matmuls
+
+  at::TensorOptions Opts(at::ScalarType t) const { return at::TensorOptions().dtype(t).device(device); }
+  // Moves a tensor made on the CPU (inputs, random draws) to the model's device; no-op on CPU.
+  at::Tensor Dev(const at::Tensor& t) const { return t.device() == device ? t : t.to(device); }
+  // Selects the device ("cpu" | "cuda"); throws ERR_SOUP_NO_CUDA when libtorch has no usable CUDA device.
+  void SetDevice(const std::string& dev, bool bf16Matmuls);
 
   // Base weights: a map of HF names (missing/shape checks), or random init (HF: N(0, 0.02), norms 1).
   void Init(const LlamaConfig& c, at::ScalarType dt, const std::map<std::string, at::Tensor>* weights, uint64_t seed);
@@ -114,6 +140,11 @@ class LlamaModel {
 
  private:
   at::Tensor Linear(const at::Tensor& x, const std::string& module);
+  at::Tensor LoraDelta(const at::Tensor& x, const std::string& module, const at::Tensor& y);
+  at::Tensor Mm(const at::Tensor& x, const at::Tensor& w);
+  at::Tensor LowW(const at::Tensor& w);  // at::linear, bf16 under amp
+  at::Tensor Bmm(const at::Tensor& a, const at::Tensor& b);  // at::matmul, bf16 under amp
+  const at::Tensor& CatWeight(const std::string& key, const std::vector<std::string>& modules);
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w);
   at::Tensor Dropout(const at::Tensor& x, double p);
 };
@@ -132,6 +163,11 @@ struct PPOLossOut {
 };
 PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rewards,
                    const at::Tensor& vpred, const at::Tensor& logp, const at::Tensor& mask, const PPOParams& p);
+// GAE (γ, λ) before whitening, [B, T]; rows are independent, so a batch's rows serve any minibatch.
+at::Tensor RawAdvantages(const at::Tensor& oldValues, const at::Tensor& rewards, const at::Tensor& mask, const PPOParams& p);
+// The same loss from RawAdvantages rows (the trailing flag only tells this overload apart).
+PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rawAdv,
+                   const at::Tensor& vpred, const at::Tensor& logp, const at::Tensor& mask, const PPOParams& p, bool fromRaw);
 
 // ---- PPO step state kept between rollout and update ----
 struct PPOConfigN {

@@ -32,31 +32,43 @@ at::Tensor PPORewards(const at::Tensor& score, const at::Tensor& logp, const at:
   at::Tensor m = mask.to(d.scalar_type());
   at::Tensor rewards = -beta * kl * m;
   const int64_t T = mask.size(1);
-  at::Tensor last = (mask.to(at::kLong) * at::arange(1, T + 1, at::kLong)).argmax(1, true);
+  at::Tensor last = (mask.to(at::kLong) * at::arange(1, T + 1, mask.options().dtype(at::kLong))).argmax(1, true);
   rewards.scatter_add_(1, last, score.to(rewards.scalar_type()).view({-1, 1}));
   if (klOut) *klOut = kl;
   return rewards;
 }
 
-PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rewardsIn,
-                   const at::Tensor& vpred, const at::Tensor& logp, const at::Tensor& maskIn, const PPOParams& p) {
-  PPOLossOut o;
+at::Tensor RawAdvantages(const at::Tensor& oldValues, const at::Tensor& rewardsIn, const at::Tensor& maskIn,
+                         const PPOParams& p) {
+  c10::NoGradGuard ng;
   at::Tensor mask = maskIn.to(oldValues.scalar_type());
   at::Tensor values = oldValues * mask, rewards = rewardsIn * mask;
   const int64_t T = values.size(1);
+  std::vector<at::Tensor> adv(T);
+  at::Tensor last = at::zeros_like(values.select(1, 0));
+  for (int64_t t = T - 1; t >= 0; t--) {
+    at::Tensor next = t + 1 < T ? values.select(1, t + 1) : at::zeros_like(last);
+    at::Tensor delta = rewards.select(1, t) + p.gamma * next - values.select(1, t);
+    last = delta + p.gamma * p.lam * last;
+    adv[t] = last;
+  }
+  return at::stack(adv, 1);
+}
+
+PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rewards,
+                   const at::Tensor& vpred, const at::Tensor& logp, const at::Tensor& mask, const PPOParams& p) {
+  return PPOLoss(oldLogp, oldValues, RawAdvantages(oldValues, rewards, mask, p), vpred, logp, mask, p, true);
+}
+
+PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rawAdv,
+                   const at::Tensor& vpred, const at::Tensor& logp, const at::Tensor& maskIn, const PPOParams& p, bool) {
+  PPOLossOut o;
+  at::Tensor mask = maskIn.to(oldValues.scalar_type());
+  at::Tensor values = oldValues * mask;
   {
     c10::NoGradGuard ng;
-    std::vector<at::Tensor> adv(T);
-    at::Tensor last = at::zeros_like(values.select(1, 0));
-    for (int64_t t = T - 1; t >= 0; t--) {
-      at::Tensor next = t + 1 < T ? values.select(1, t + 1) : at::zeros_like(last);
-      at::Tensor delta = rewards.select(1, t) + p.gamma * next - values.select(1, t);
-      last = delta + p.gamma * p.lam * last;
-      adv[t] = last;
-    }
-    at::Tensor a = at::stack(adv, 1);
-    o.returns = a + values;
-    o.advantages = MaskedWhiten(a, mask);
+    o.returns = rawAdv + values;
+    o.advantages = MaskedWhiten(rawAdv, mask);
   }
   at::Tensor vclip = at::max(at::min(vpred, values + p.cliprangeValue), values - p.cliprangeValue);
   at::Tensor vf1 = (vpred - o.returns).pow(2), vf2 = (vclip - o.returns).pow(2);
@@ -87,7 +99,8 @@ void ResponseForward(LlamaModel& m, const at::Tensor& input, const at::Tensor& m
   }
 }
 
-Rollout PPORollout(LlamaModel& m, const at::Tensor& q, const at::Tensor& qmask, const GenOptions& o, bool refIsAdapter) {
+Rollout PPORollout(LlamaModel& m, const at::Tensor& qIn, const at::Tensor& qmaskIn, const GenOptions& o, bool refIsAdapter) {
+  const at::Tensor q = m.Dev(qIn), qmask = qmaskIn.defined() ? m.Dev(qmaskIn) : qmaskIn;
   if (m.merged) Fail("INVALID_ARG", "PPO needs an unmerged adapter");
   if (!m.vHeadW.defined()) Fail("INVALID_ARG", "PPO needs a model with a value head");
   // The policy's log-probs and values of the sampled tokens come out of generation itself (same
@@ -99,7 +112,7 @@ Rollout PPORollout(LlamaModel& m, const at::Tensor& q, const at::Tensor& qmask, 
   r.P = q.size(1);
   r.R = std::max<int64_t>(1, g.lengths.max().item<int64_t>());
   at::Tensor resp = g.tokens.narrow(1, 0, r.R);
-  r.respMask = (at::arange(r.R, at::kLong).unsqueeze(0) < g.lengths.unsqueeze(1)).to(at::kLong);
+  r.respMask = (at::arange(r.R, m.Opts(at::kLong)).unsqueeze(0) < g.lengths.unsqueeze(1)).to(at::kLong);
   at::Tensor qm = qmask.defined() ? qmask.to(at::kLong) : at::ones_like(q);
   r.input = at::cat({q, resp}, 1);
   r.mask = at::cat({qm, r.respMask}, 1);
@@ -134,8 +147,11 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
   if (!m.vHeadW.defined()) Fail("INVALID_ARG", "PPO needs a model with a value head");
   if (scoresIn.numel() != B) Fail("INVALID_ARG", "PPO update: " + std::to_string(scoresIn.numel()) + " scores for " + std::to_string(B) + " samples");
   at::Tensor rmask = r.respMask.to(r.oldLogp.scalar_type());
-  at::Tensor scores = scoresIn.to(r.oldLogp.scalar_type());
+  at::Tensor scores = m.Dev(scoresIn).to(r.oldLogp.scalar_type());
   at::Tensor rewards = PPORewards(scores, r.oldLogp, r.refLogp, rmask, beta, c.klPenalty, nullptr);
+  // GAE runs along each row on rollout data only: computed once for the batch, rows picked per minibatch
+  // (the same numbers trl gets by running it inside every minibatch's loss); whitening stays per minibatch.
+  at::Tensor rawAdv = RawAdvantages(r.oldValues, rewards, rmask, c.p);
   std::map<std::string, double> st;
   at::Tensor klSeq = ((r.oldLogp - r.refLogp) * rmask).sum(1);
   st["objective/kl"] = klSeq.mean().item<double>();
@@ -167,14 +183,14 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
   m.training = true;
   try {
     for (int64_t e = 0; e < c.ppoEpochs; e++) {
-      at::Tensor perm = at::randperm(B, m.gen, at::TensorOptions().dtype(at::kLong));
+      at::Tensor perm = m.Dev(at::randperm(B, m.gen, at::TensorOptions().dtype(at::kLong)));
       for (int64_t s = 0; s < B; s += mbs) {
         at::Tensor idx = perm.narrow(0, s, std::min(mbs, B - s));
         at::Tensor logp, vpred;
         ResponseForward(m, r.input.index_select(0, idx), r.mask.index_select(0, idx), r.P, r.R, &logp, &vpred, nullptr);
         at::Tensor mk = rmask.index_select(0, idx);
         PPOLossOut o = PPOLoss(r.oldLogp.index_select(0, idx), r.oldValues.index_select(0, idx),
-                               rewards.index_select(0, idx), vpred, logp, mk, c.p);
+                               rawAdv.index_select(0, idx), vpred, logp, mk, c.p, true);
         double lv = o.loss.item<double>();
         if (!std::isfinite(lv))
           Fail("TRAIN", "PPO loss is not finite (" + std::to_string(lv) + ") at epoch " + std::to_string(e) + ", minibatch " + std::to_string(s / mbs) + ": the weights, scores or learning rate have diverged");
@@ -183,8 +199,10 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
         double gn = 0;
         {
           c10::NoGradGuard ng;
+          std::vector<at::Tensor> flat;  // one reduction (and one sync) for all gradients
           for (auto& p : params)
-            if (p.grad().defined()) gn += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+            if (p.grad().defined()) flat.push_back(p.grad().reshape({-1}));
+          if (!flat.empty()) gn = at::cat(flat).to(at::kDouble).pow(2).sum().item<double>();
           gn = std::sqrt(gn);
           if (!std::isfinite(gn)) Fail("TRAIN", "PPO gradient norm is not finite at epoch " + std::to_string(e));
           if (c.maxGradNorm > 0 && gn > c.maxGradNorm)

@@ -33,7 +33,10 @@ export const LLAMA_LORA_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate
 export interface LoadOptions {
   /** Compute (and storage) dtype of the base weights; LoRA and the value head stay fp32 (fp64 for fp64). */
   dtype?: ComputeDType;
+  /** Where the model runs. 'cuda' needs a libtorch with CUDA and a GPU (else ERR_SOUP_NO_CUDA). */
   device?: 'cpu' | 'cuda';
+  /** CUDA only: run the matmuls in bf16 (torch.autocast semantics) for float32 models; default true. */
+  autocast?: boolean;
   /** A fresh adapter (peft LoraConfig fields) or a PEFT adapter dir to start from (the Alpaca case). */
   lora?: LoraOptions | string;
   valueHead?: boolean;
@@ -53,6 +56,10 @@ const num = (o: Record<string, unknown>, k: string, src: string, def?: number): 
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new SoupError('ERR_SOUP_CONFIG', `${src}: field '${k}' must be a number, got ${JSON.stringify(v)}`);
   return v;
 };
+
+function checkDevice(d: unknown): void {
+  if (d !== undefined && d !== 'cpu' && d !== 'cuda') throw new SoupError('ERR_SOUP_CONFIG', `device must be 'cpu' or 'cuda', got ${JSON.stringify(d)}`);
+}
 
 /** Reads a Hugging Face config.json object; only LlamaForCausalLM is supported. */
 export function llamaConfigFromHF(c: Record<string, unknown>, src = 'config.json'): LlamaConfig {
@@ -229,7 +236,7 @@ export class CausalLM {
 
   /** Loads a Hugging Face LLaMA dir (config.json + safetensors, sharded or not, + tokenizer.json). */
   static async fromPretrained(dir: string, opts: LoadOptions = {}): Promise<CausalLM> {
-    if (opts.device === 'cuda') throw new SoupError('ERR_SOUP_NO_CUDA', 'the training core runs on CPU in this build (libtorch without CUDA)');
+    checkDevice(opts.device);
     const { config: raw, tensors } = await loadModelDir(dir);
     const config = llamaConfigFromHF(raw, join(dir, 'config.json'));
     let tokenizer: Tokenizer | undefined;
@@ -253,7 +260,7 @@ export class CausalLM {
 
   /** Builds a model from a TensorMap of HF names, or with HF's random init when `tensors` is null. */
   static async fromTensors(config: LlamaConfig, tensors: TensorMap | null, opts: Omit<LoadOptions, 'lora'> & { lora?: LoraOptions } = {}): Promise<CausalLM> {
-    if (opts.device === 'cuda') throw new SoupError('ERR_SOUP_NO_CUDA', 'the training core runs on CPU in this build (libtorch without CUDA)');
+    checkDevice(opts.device);
     const dtype = opts.dtype ?? 'float32';
     if (dtype === 'float16') throw new SoupError('ERR_SOUP_CONFIG', "float16 compute is not supported by libtorch on CPU: load float16 weights with dtype 'float32' or 'bfloat16'");
     const lora = opts.lora ? normalizeLora(opts.lora) : undefined;
@@ -270,6 +277,8 @@ export class CausalLM {
       ...(opts.threads ? { threads: opts.threads } : {}),
       lora: lora ? { r: lora.r, loraAlpha: lora.lora_alpha, loraDropout: lora.lora_dropout, targetModules: lora.target_modules, useRslora: lora.use_rslora } : null,
       valueHead: opts.valueHead ?? false,
+      device: opts.device ?? 'cpu',
+      autocast: opts.autocast ?? true,
     });
     return new CausalLM(h, config, dtype, lora, opts.valueHead ?? false);
   }

@@ -49,6 +49,8 @@ interface TrainAddon {
     threads?: number;
     lora?: { r: number; loraAlpha: number; loraDropout: number; targetModules: string[]; useRslora: boolean } | null;
     valueHead: boolean;
+    device?: 'cpu' | 'cuda';
+    autocast?: boolean;
   }): Promise<ModelHandle>;
   lmLogits(h: ModelHandle, tokens: Int32Array, B: number, T: number, mask: Int32Array | null): Promise<Tensor>;
   lmGenerate(h: ModelHandle, tokens: Int32Array, B: number, P: number, mask: Int32Array | null, o: NativeGenOptions): Promise<NativeGenResult>;

@@ -216,7 +216,7 @@ const char* DtypeName(at::ScalarType t) {
 Napi::Value TensorOut(Napi::Env env, at::Tensor t) {
   if (t.scalar_type() != at::kDouble && t.scalar_type() != at::kBFloat16 && t.scalar_type() != at::kHalf && t.scalar_type() != at::kFloat)
     t = t.to(at::kFloat);
-  t = t.detach().contiguous();
+  t = t.detach().to(at::kCPU).contiguous();  // CUDA models hand results back through host memory
   Napi::Object o = Napi::Object::New(env);
   o.Set("dtype", DtypeName(t.scalar_type()));
   Napi::Array shape = Napi::Array::New(env, t.dim());
@@ -242,7 +242,7 @@ Napi::Value TensorOut(Napi::Env env, at::Tensor t) {
 }
 
 Napi::Value IntsOut(Napi::Env env, const at::Tensor& t) {
-  at::Tensor c = t.to(at::kInt).contiguous();
+  at::Tensor c = t.to(at::kCPU).to(at::kInt).contiguous();
   Napi::Int32Array a = Napi::Int32Array::New(env, size_t(c.numel()));
   if (c.numel()) std::memcpy(a.Data(), c.data_ptr<int32_t>(), size_t(c.numel()) * 4);
   return a;
@@ -333,6 +333,8 @@ Napi::Value JS_lmCreate(const Napi::CallbackInfo& info) {
     lc = x;
   }
   bool vhead = Bool(b, "valueHead", false);
+  std::string device = Str(b, "device", "cpu");
+  bool autocast = Bool(b, "autocast", true);
   auto sp = std::make_shared<Session>();
   Session* s = sp.get();
   s->threads = std::max(1, int(Num(b, "threads", double(std::max(1u, std::thread::hardware_concurrency())))));
@@ -365,7 +367,8 @@ Napi::Value JS_lmCreate(const Napi::CallbackInfo& info) {
     delete h;
   });
   auto extRef = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(ext.As<Napi::Value>()));
-  j->work = [s, cfg, dt, seed, lc, vhead, weights = std::move(weights), haveWeights]() {
+  j->work = [s, cfg, dt, seed, lc, vhead, device, autocast, weights = std::move(weights), haveWeights]() {
+    s->model.SetDevice(device, autocast);  // ERR_SOUP_NO_CUDA when libtorch sees no CUDA device
     s->model.Init(cfg, dt, haveWeights ? &weights : nullptr, seed);
     if (lc) s->model.AddLora(*lc, seed + 1);
     if (vhead) s->model.InitValueHead(seed + 2);
@@ -460,8 +463,8 @@ void SetGroup(LlamaModel& m, const std::string& which, const std::map<std::strin
       auto a = t.find("base_model.model." + mod + ".lora_A.weight"), b = t.find("base_model.model." + mod + ".lora_B.weight");
       if (a == t.end() || b == t.end()) Fail("MISSING_TENSOR", "reference adapter lacks module '" + mod + "'");
       if (a->second.sizes() != p.A.sizes() || b->second.sizes() != p.B.sizes()) Fail("SHAPE_MISMATCH", "reference adapter module '" + mod + "' has other shapes than the adapter");
-      r.A = a->second.to(m.paramDtype, false, true);
-      r.B = b->second.to(m.paramDtype, false, true);
+      r.A = m.Dev(a->second.to(m.paramDtype, false, true));
+      r.B = m.Dev(b->second.to(m.paramDtype, false, true));
       m.refAdapter[mod] = r;
     }
   } else if (which == "valueHead") {
