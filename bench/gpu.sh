@@ -132,12 +132,21 @@ if [ -n "$TORCH_BG" ]; then
   if [ -f native/torch/tools/ppo_check.cc ]; then
     if [ -x $B/ppo_check ]; then
       timeout $(cap 60) $B/ppo_check --device cpu --steps 3 > $B/ppo_cpu.json && timeout $(cap 60) $B/ppo_check --device cuda --steps 3 > $B/ppo_cuda.json
-      PPO_LINE=$($PY - $B/ppo_cpu.json $B/ppo_cuda.json <<'PYEOF'
+      # fp32 on the GPU too (--autocast 0): isolates bf16 rounding from device bugs in the comparison.
+      timeout $(cap 60) $B/ppo_check --device cuda --steps 3 --autocast 0 > $B/ppo_cuda32.json
+      PPO_LINE=$($PY - $B/ppo_cpu.json $B/ppo_cuda.json $B/ppo_cuda32.json <<'PYEOF'
 import json, sys
 try:
     c, g = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:3])
     d = max(abs(a - b) / max(1e-6, abs(a)) for a, b in zip(c["losses"], g["losses"]))
-    print(f"{g['steps']} steps on {g['device']}: {g['seconds']:.2f} s (cpu {c['seconds']:.2f} s); max rel. loss diff vs cpu {d:.2e}")
+    extra = ""
+    try:
+        g32 = json.loads(open(sys.argv[3]).read().strip().splitlines()[-1])
+        d32 = max(abs(a - b) / max(1e-6, abs(a)) for a, b in zip(c["losses"], g32["losses"]))
+        extra = f"; fp32 on cuda {g32['seconds']:.2f} s, max rel. loss diff {d32:.2e}"
+    except Exception:
+        extra = "; fp32 cuda run missing"
+    print(f"{g['steps']} steps on {g['device']} (bf16 matmuls: {g.get('autocast')}): {g['seconds']:.2f} s (cpu {c['seconds']:.2f} s); max rel. loss diff vs cpu {d:.2e}{extra}")
 except Exception as e:
     print(f"ppo_check output unreadable: {e}")
 PYEOF

@@ -586,7 +586,7 @@ void AdamState::Step(double lr, double b1, double b2, double eps, double wd, boo
     if (wd != 0 && !decoupled) g = g + wd * p.to(g.scalar_type());
     m[i].mul_(b1).add_(g, 1 - b1);
     v[i].mul_(b2).addcmul_(g, g, 1 - b2);
-    at::Tensor denom = (v[i].sqrt() / std::sqrt(bc2)).add_(eps);
+    at::Tensor denom = v[i].sqrt().div_(std::sqrt(bc2)).add_(eps);
     if (decoupled && wd != 0) p.mul_(1 - lr * wd);
     if (p.scalar_type() == m[i].scalar_type()) {
       p.addcdiv_(m[i], denom, -lr / bc1);

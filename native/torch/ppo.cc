@@ -90,13 +90,19 @@ void ResponseForward(LlamaModel& m, const at::Tensor& input, const at::Tensor& m
   // Hidden state at position t predicts token t + 1: the response's log-probs and values come from
   // positions P-1 .. P+R-2 (trl batched_forward_pass: logits[:, :-1], values[:, :-1]).
   at::Tensor h = m.Hidden(input, mask, nullptr).narrow(1, P - 1, R);
-  at::Tensor lsm = at::log_softmax(m.Logits(h), -1);
-  if (logp) *logp = lsm.gather(-1, input.narrow(1, P, R).unsqueeze(-1)).squeeze(-1);
-  if (values) *values = m.Values(h).to(lsm.scalar_type());
+  at::Tensor lg = m.Logits(h);
+  at::Tensor tok = m.Dev(input).narrow(1, P, R).unsqueeze(-1);
   if (entropy) {
+    at::Tensor lsm = at::log_softmax(lg, -1);
+    if (logp) *logp = lsm.gather(-1, tok).squeeze(-1);
     c10::NoGradGuard ng;
     *entropy = -(lsm.exp() * lsm).sum(-1);
+  } else if (logp) {
+    // log p(token) = logit - logsumexp: no [.., V] log-softmax output, and a backward without the dense
+    // scatter of gather's gradient (the update's minibatches, the reference pass).
+    *logp = lg.gather(-1, tok).squeeze(-1) - at::logsumexp(lg, {-1});
   }
+  if (values) *values = m.Values(h).to(lg.scalar_type());
 }
 
 Rollout PPORollout(LlamaModel& m, const at::Tensor& qIn, const at::Tensor& qmaskIn, const GenOptions& o, bool refIsAdapter) {
