@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Indicators (morl-baselines definitions), LMC gaps, λ selection and the λ grids / Dirichlet sampler,
 // checked against hand-computed values and loops written here.
+import { mulberry32 } from '../src/util/random.js';
 import { describe, expect, it } from 'vitest';
 import {
   cardinality,
@@ -16,16 +17,6 @@ import {
   sparsity,
 } from '../src/index.js';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('indicators', () => {
   const front = [[1, 5], [3, 3.5], [6, 1]];

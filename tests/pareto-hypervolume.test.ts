@@ -1,19 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Hypervolume and Pareto fronts against independent brute-force references written here (inclusion–
 // exclusion, an exact grid decomposition, a z-slicing reference), in 1-6 dimensions and both senses.
+import { mulberry32 } from '../src/util/random.js';
 import { describe, expect, it } from 'vitest';
 import { hypervolume, paretoFront, paperHypervolume, paperBox, nadirRef, dominates, SoupError, type Sense } from '../src/index.js';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Box length of p over ref along k, in the raw space (0 when p is not strictly better). */
 function len(p: number[], ref: number[], sense: Sense[], k: number, pk = p[k]): number {

@@ -2,6 +2,7 @@
 // CausalLM: a LLaMA-architecture model living in native code (its own thread), with an optional LoRA
 // adapter (peft semantics and files) and value head (trl). TypeScript holds the config, the tokenizer
 // and the files; tensors stay native.
+import { mulberry32 } from '../util/random.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from 'tokenizers';
@@ -204,17 +205,7 @@ export function lengthSample(min: number, max: number, seed: number): number {
   return min + Math.floor(mulberry32(seed)() * (max - min));
 }
 
-/** Small deterministic PRNG (mulberry32) for batch draws that must replay on resume. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 export class CausalLM {
   #h: ModelHandle | undefined;

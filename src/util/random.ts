@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: MIT
+// One small deterministic PRNG for the whole project (batch draws that must replay on resume, seeded
+// test and benchmark data).
+
+/** mulberry32: a 32-bit seeded generator of uniforms in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
