@@ -1,15 +1,14 @@
 // SPDX-License-Identifier: MIT
 // Hypervolume speed against the issue's targets: 2-D 10^6 points < 1 s, 3-D 10^5 < 2 s, 5-D 200 < 1 s.
 // Cases: random shells (many points dominated), every point on the front (2-D line, 3-D plane).
-// Run: `npx tsx bench/pareto.ts` or, without npm, `node --import { mulberry32 } from '../src/util/random.js';
-import tsx bench/pareto.ts` (add `--quick` for
+// Run: `npx tsx bench/pareto.ts` or, without npm, `node --import tsx bench/pareto.ts` (add `--quick` for
 // fewer repeats). Prints a table on stderr and one JSON line per case on stdout. Each case also times a
 // same-run baseline so the figure can be read on a loaded machine: for 2-D, the textbook sweep with
 // Array.prototype.sort; for the others, one pass reading every coordinate (the floor any exact method pays).
 import { execSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { hypervolume, paretoFront } from '../src/pareto/index.js';
-
+import { mulberry32 } from '../src/util/random.js';
 
 /** Points in a shell near the positive unit sphere: many of them mutually non-dominated. */
 function shell(n: number, d: number, seed: number): number[][] {
