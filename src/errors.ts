@@ -12,6 +12,7 @@ export type SoupErrorCode =
   | 'ERR_SOUP_WEIGHTS'
   | 'ERR_SOUP_IO'
   | 'ERR_SOUP_ABORTED'
+  | 'ERR_SOUP_BUSY'
   | 'ERR_SOUP_NO_CUDA'
   | 'ERR_SOUP_NATIVE_LOAD'
   | 'ERR_SOUP_OOM'

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { interpolate, SoupError, type DType, type TensorMap } from '../src/index.js';
+import { interpolate, prepareInterpolation, SoupError, type DType, type TensorMap } from '../src/index.js';
 import { coreAddon } from '../src/native/index.js';
 import { rng, randomTensor } from './helpers/random.js';
 import { checkAgainst, sameBits, poisoned } from './helpers/reference.js';
@@ -137,5 +137,81 @@ describe('interpolate: bad input', () => {
     const ac = new AbortController();
     ac.abort();
     await expectCode(interpolate(src, [0.5, 0.5], { signal: ac.signal }), 'ERR_SOUP_ABORTED', /aborted/);
+  });
+});
+
+describe('prepareInterpolation: a soup prepared once, run for many λ', () => {
+  for (const dtype of ['float32', 'bfloat16', 'float64'] as DType[]) {
+    it(`${dtype}: every run equals interpolate() bit for bit and the float64 reference, into the same outputs`, async () => {
+      const src = sources(3, dtype, [1, 17, 65537, 131073], 21);
+      const out: TensorMap = Object.fromEntries(Object.entries(src[0]).map(([k, t]) => [k, poisoned(dtype, t.shape)]));
+      const soup = prepareInterpolation(src, { out });
+      expect(soup.out).toBe(out);
+      const r = rng(77);
+      for (let run = 0; run < 4; run++) {
+        const w = weightsFor(3, r);
+        for (const t of Object.values(out)) t.data.set(poisoned(dtype, t.shape).data); // poison between runs
+        expect(await soup.run(w)).toBe(out);
+        const ref = await interpolate(src, w);
+        for (const k of Object.keys(out)) {
+          expect(sameBits(out[k], ref[k]), `run ${run} ${k}`).toBe(true);
+          const res = checkAgainst(out[k], src.map((s) => s[k]), w);
+          if (dtype === 'float32') expect(res.worst, k).toBeLessThanOrEqual(1e-6);
+          if (dtype === 'float64') expect(res.worst, k).toBeLessThanOrEqual(1e-14);
+        }
+      }
+    });
+  }
+
+  it('reads the sources when it runs: changed contents give the new soup', async () => {
+    const src = sources(2, 'float32', [1000, 3], 4);
+    const soup = prepareInterpolation(src, { dtype: 'bfloat16' });
+    expect(soup.out.t0.dtype).toBe('bfloat16');
+    await soup.run([0.25, 0.75]);
+    const fresh = randomTensor('float32', [1000], rng(99));
+    src[1].t0.data.set(fresh.data);
+    await soup.run([0.25, 0.75]);
+    const ref = await interpolate(src, [0.25, 0.75], { dtype: 'bfloat16' });
+    expect(sameBits(soup.out.t0, ref.t0)).toBe(true);
+    expect(sameBits(soup.out.t1, ref.t1)).toBe(true);
+  });
+
+  it('one run at a time; weight rules, cancellation and bad sources as in interpolate()', async () => {
+    const src = sources(2, 'float32', [1 << 20, 9], 5);
+    const soup = prepareInterpolation(src);
+    const first = soup.run([0.5, 0.5]);
+    const second = await soup.run([0.5, 0.5]).then(() => undefined, (e) => e);
+    expect((second as SoupError).code).toBe('ERR_SOUP_BUSY');
+    await first;
+    await soup.run([0.3, 0.7]); // free again once the first finished
+    const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e) => (e as SoupError).code);
+    expect(await codeOf(soup.run([1]))).toBe('ERR_SOUP_WEIGHTS');
+    expect(await codeOf(soup.run([1.5, -0.5]))).toBe('ERR_SOUP_WEIGHTS');
+    const ac = new AbortController();
+    ac.abort();
+    expect(await codeOf(soup.run([0.5, 0.5], { signal: ac.signal }))).toBe('ERR_SOUP_ABORTED');
+    const stats = { seconds: 0, bytes: 0, kernel: '', nonTemporal: false };
+    await soup.run([1.5, -0.5], { allowExtrapolation: true, stats });
+    expect(checkAgainst(soup.out.t1, [src[0].t1, src[1].t1], [1.5, -0.5]).worst).toBeLessThanOrEqual(1e-6);
+    expect(stats.bytes).toBe(3 * ((1 << 20) + 9) * 4);
+    const bad = { t0: src[1].t0, t1: randomTensor('float32', [10], rng(1)) };
+    expect(() => prepareInterpolation([src[0], bad])).toThrow(/sources\[1\]\['t1'\] shape \[10\]/);
+  });
+});
+
+describe('bandwidth probe on caller arrays', () => {
+  it('computes the triad a = b + 0.5·c into the given arrays and rejects bad ones', async () => {
+    const n = 100_003;
+    const r = rng(3);
+    const b = Float32Array.from({ length: n }, () => r() - 0.5), c = Float32Array.from({ length: n }, () => r() - 0.5);
+    const a = new Float32Array(n).fill(NaN);
+    const probe = coreAddon().bandwidthProbe as (o: Record<string, unknown>) => Promise<{ seconds: number[]; bytesPerRep: number }>;
+    const res = await probe({ bytes: n * 4, reps: 3, arrays: [a, b, c] });
+    expect(res.seconds).toHaveLength(3);
+    expect(res.bytesPerRep).toBe(12 * n);
+    for (let i = 0; i < n; i++) if (a[i] !== Math.fround(b[i] + 0.5 * c[i])) throw new Error(`a[${i}] = ${a[i]}, expected ${b[i] + 0.5 * c[i]}`);
+    expect(() => probe({ bytes: n * 4, arrays: [a, b] })).toThrow(/three Float32Arrays/);
+    expect(() => probe({ bytes: n * 4, arrays: [a, b, new Float64Array(n)] })).toThrow(/arrays\[2\] must be a Float32Array/);
+    expect(() => probe({ bytes: n * 4 + 4, arrays: [a, b, c] })).toThrow(/arrays\[0\] holds/);
   });
 });

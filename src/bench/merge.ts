@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { coreAddon, packageRoot } from '../native/index.js';
-import { interpolate, allocateTensors } from '../soup/interpolate.js';
+import { interpolate, allocateTensors, prepareInterpolation } from '../soup/interpolate.js';
 import { DTYPE_CODE, type DType, type TensorMap } from '../io/tensor.js';
 import { median, percentile, table, gitSha } from './stats.js';
 
@@ -121,8 +121,10 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
   const add = (r: BenchRow) => {
     rows.push(r);
     emit({ event: 'result', ...meta, ...r });
-    log(`  ${r.regime.padEnd(4)} ${r.dtype.padEnd(8)} N=${r.n} ${r.method.padEnd(18)} ${r.gbps.toFixed(2).padStart(7)} GB/s  ${r.ms.toFixed(1)} ms`);
+    log(`  ${r.regime.padEnd(4)} ${r.dtype.padEnd(8)} N=${r.n} ${r.method.padEnd(24)} ${r.gbps.toFixed(2).padStart(7)} GB/s  ${r.ms.toFixed(1)} ms${typeof r.ofProbe === 'number' ? `  ${(100 * r.ofProbe).toFixed(0)}% of probe` : ''}`);
   };
+  const alloc = coreAddon().allocBuffer as (n: number) => ArrayBuffer;
+  const probeFn = coreAddon().bandwidthProbe as (b: Record<string, unknown>) => Promise<{ seconds: number[]; bytesPerRep: number }>;
   const useTorch = (o.torch ?? true) && torchAvailable();
   if (!useTorch) log('  (PyTorch baseline skipped: /usr/bin/python3 -c "import torch" failed)');
 
@@ -131,10 +133,15 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
       const shapes = regimeShapes(regime, dtype, regime === 'full' ? fullBytes : 0);
       const specs = shapes.map((s, i) => ({ name: `t${i}`, dtype, shape: s }));
       const bytes = shapes.reduce((a, s) => a + s[0] * s[1], 0) * (dtype === 'float32' ? 4 : 2);
-      // bandwidth probe over the same number of bytes per stream
-      const probe = (await (coreAddon().bandwidthProbe as (b: Record<string, unknown>) => Promise<{ seconds: number[]; bytesPerRep: number }>)({ bytes, reps, threads, nonTemporal: true }));
-      const pMed = median(probe.seconds);
-      add({ regime, dtype, n: 0, method: 'probe (triad)', gbps: probe.bytesPerRep / pMed / 1e9, ms: pMed * 1e3, p90ms: percentile(probe.seconds, 90) * 1e3 });
+      // The probe runs on three arrays allocated once, like the soup's buffers, interleaved with the soup
+      // (probe, soup, probe, prepared soup; rep after rep): this VM's bandwidth drifts by ±20 % over seconds,
+      // so a ratio is only meaningful within one pair, and allocating gigabytes per probe call slowed the
+      // next kernel (docs/merge.md, "Measuring").
+      const probeArrays = [0, 1, 2].map((k) => new Float32Array(alloc(bytes)).fill(0.5 + k));
+      const probeOnce = async () => {
+        const p = await probeFn({ bytes, reps: 1, threads, nonTemporal: true, arrays: probeArrays });
+        return p.seconds[0];
+      };
       for (const n of ns) {
         const srcs = Array.from({ length: n }, (_, j) => {
           const t = allocateTensors(specs);
@@ -144,10 +151,34 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         const w = Array.from({ length: n }, () => 1 / n);
         const out = allocateTensors(specs);
         const moved = (n + 1) * bytes;
-        const kt = await time(reps, async () => {
-          await interpolate(srcs, w, { out, threads });
-        });
-        add({ regime, dtype, n, method: `soup (${info.simd})`, gbps: moved / median(kt) / 1e9, ms: median(kt) * 1e3, p90ms: percentile(kt, 90) * 1e3 });
+        const prepared = prepareInterpolation(srcs, { out, threads });
+        const oneShot = () => interpolate(srcs, w, { out, threads });
+        await probeOnce(); // warm-up: page faults and caches outside the timing
+        await oneShot();
+        await prepared.run(w);
+        // Each timed soup follows a probe, so both soups start from the same cache state (a soup right
+        // after another finds part of its working set in the last-level cache).
+        const ps: number[] = [], ks: number[] = [], pk: number[] = [], ratioK: number[] = [], ratioP: number[] = [];
+        const probeGbps = (t: number) => (3 * bytes) / t;
+        for (let r = 0; r < reps; r++) {
+          let p = await probeOnce();
+          ps.push(p);
+          let t0 = performance.now();
+          await oneShot();
+          ks.push((performance.now() - t0) / 1000);
+          ratioK.push(moved / ks[r] / probeGbps(p));
+          p = await probeOnce();
+          ps.push(p);
+          t0 = performance.now();
+          await prepared.run(w);
+          pk.push((performance.now() - t0) / 1000);
+          ratioP.push(moved / pk[r] / probeGbps(p));
+        }
+        // ofProbe: median over reps of (soup GB/s) / (GB/s of the probe just before it)
+        const ofProbe = (ts: number[]) => median(ts === ks ? ratioK : ratioP);
+        add({ regime, dtype, n, method: `probe (triad)`, gbps: (3 * bytes) / median(ps) / 1e9, ms: median(ps) * 1e3, p90ms: percentile(ps, 90) * 1e3 });
+        add({ regime, dtype, n, method: `soup (${info.simd})`, gbps: moved / median(ks) / 1e9, ms: median(ks) * 1e3, p90ms: percentile(ks, 90) * 1e3, ofProbe: ofProbe(ks) });
+        add({ regime, dtype, n, method: `soup prepared (${info.simd})`, gbps: moved / median(pk) / 1e9, ms: median(pk) * 1e3, p90ms: percentile(pk, 90) * 1e3, ofProbe: ofProbe(pk) });
         if (o.js ?? true) {
           const jt = await time(Math.min(reps, 2), () => jsLoop(srcs, w, out, dtype));
           add({ regime, dtype, n, method: 'plain JS loop', gbps: moved / median(jt) / 1e9, ms: median(jt) * 1e3, p90ms: percentile(jt, 90) * 1e3 });
@@ -172,14 +203,15 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
     }
   }
   log('');
-  log(table(rows.map((r) => ({ ...r, 'GB/s': r.gbps, 'p50 ms': r.ms, 'p90 ms': r.p90ms })), ['regime', 'dtype', 'n', 'method', 'GB/s', 'p50 ms', 'p90 ms']));
+  log(table(rows.map((r) => ({ ...r, 'GB/s': r.gbps, 'p50 ms': r.ms, 'p90 ms': r.p90ms, '% probe': typeof r.ofProbe === 'number' ? 100 * r.ofProbe : '' })), ['regime', 'dtype', 'n', 'method', 'GB/s', 'p50 ms', 'p90 ms', '% probe']));
   log('');
   log(summarize(rows));
   void DTYPE_CODE;
   return rows;
 }
 
-/** The ratios the README claims: soup vs probe, vs torch sum(l*t), vs torch in-place. */
+/** The ratios the README claims: soup vs probe (median of same-rep ratios), vs torch sum(l*t), vs torch
+ *  in-place, vs a JS loop. */
 export function summarize(rows: BenchRow[]): string {
   const lines: string[] = ['ratios (same run):'];
   const groups = new Map<string, BenchRow[]>();
@@ -189,14 +221,15 @@ export function summarize(rows: BenchRow[]): string {
     groups.get(k)!.push(r);
   }
   for (const [k, rs] of groups) {
-    const probe = rs.find((r) => r.method.startsWith('probe'));
     for (const n of [...new Set(rs.filter((r) => r.n > 0).map((r) => r.n))]) {
-      const soup = rs.find((r) => r.n === n && r.method.startsWith('soup'));
+      const soup = rs.find((r) => r.n === n && r.method.startsWith('soup ('));
+      const prepared = rs.find((r) => r.n === n && r.method.startsWith('soup prepared'));
       const sum = rs.find((r) => r.n === n && r.method === 'torch sum(l*t)');
       const inplace = rs.find((r) => r.n === n && r.method === 'torch mul_/add_');
       const js = rs.find((r) => r.n === n && r.method === 'plain JS loop');
-      if (!soup || !probe) continue;
-      const parts = [`${k} N=${n}: ${(100 * soup.gbps / probe.gbps).toFixed(0)}% of probe`];
+      if (!soup) continue;
+      const pct = (r: BenchRow) => `${(100 * Number(r.ofProbe)).toFixed(0)}%`;
+      const parts = [`${k} N=${n}: interpolate() ${pct(soup)} of probe${prepared ? `, prepared ${pct(prepared)}` : ''}`];
       if (sum) parts.push(`${(sum.ms / soup.ms).toFixed(1)}x torch sum(l*t)`);
       if (inplace) parts.push(`${(inplace.ms / soup.ms).toFixed(1)}x torch in-place`);
       if (js) parts.push(`${(js.ms / soup.ms).toFixed(1)}x JS loop`);

@@ -209,12 +209,14 @@ export function buildHeader(entries: HeaderEntryInput[], metadata?: Record<strin
 }
 
 /** Checks a tensor's shape, dtype and data length agree; names the tensor. */
-export function checkTensor(name: string, t: Tensor): void {
+export function checkTensor(label: string | (() => string), t: Tensor): void {
   const n = numelOf(t.shape);
+  // a lazy label: hot callers (interpolate over hundreds of LoRA tensors) build no string unless it fails
+  const name = () => (typeof label === 'string' ? label : label());
   if (t.data.length !== n)
-    throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name}': shape ${JSON.stringify(t.shape)} has ${n} elements but data has ${t.data.length}`);
+    throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name()}': shape ${JSON.stringify(t.shape)} has ${n} elements but data has ${t.data.length}`);
   const ok = t.dtype === 'float32' ? t.data instanceof Float32Array : t.dtype === 'float64' ? t.data instanceof Float64Array : t.data instanceof Uint16Array;
-  if (!ok) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name}': dtype ${t.dtype} needs a ${t.dtype === 'float32' ? 'Float32Array' : t.dtype === 'float64' ? 'Float64Array' : 'Uint16Array'}, got ${t.data.constructor.name}`);
+  if (!ok) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name()}': dtype ${t.dtype} needs a ${t.dtype === 'float32' ? 'Float32Array' : t.dtype === 'float64' ? 'Float64Array' : 'Uint16Array'}, got ${t.data.constructor.name}`);
 }
 
 /** Writes tensors (in the map's order) to a .safetensors file atomically. */

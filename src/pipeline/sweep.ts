@@ -3,7 +3,7 @@
 // separately, as the paper's WeightAverager does; no checkpoint written) into reused buffers, loaded
 // into one model, and evaluated like the experts, the MORL runs and the initialisation: fixed-length
 // generation on the held-out prompts with one seed shared by every model, then every reward.
-import { interpolate, type InterpolateOptions } from '../soup/index.js';
+import { prepareInterpolation } from '../soup/index.js';
 import type { TensorMap } from '../io/index.js';
 import type { Reward } from '../rewards/index.js';
 import { SoupError } from '../errors.js';
@@ -134,9 +134,9 @@ export async function runSweep(s: SweepInput): Promise<EvalEntry[]> {
       push({ kind: 'morl', name: m.name, mu: m.mu, ...(await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal)) });
     }
     let buf: TensorMap | undefined;
+    const soup = dense ? undefined : prepareInterpolation(ex); // checked once, one output buffer for every λ
     for (const lam of s.lambdas) {
-      const opts: InterpolateOptions = { allowExtrapolation: lam.some((v) => v < 0 || v > 1), normalize: false, ...(buf ? { out: buf } : {}) };
-      buf = dense ? catLora(ex, lam, buf) : await interpolate(ex, lam, opts);
+      buf = soup ? await soup.run(lam, { allowExtrapolation: lam.some((v) => v < 0 || v > 1), normalize: false }) : catLora(ex, lam, buf);
       await model.setTensors('lora', buf);
       const name = `soup λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`;
       push({ kind: 'soup', name, lambda: lam, ...(await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal)) });

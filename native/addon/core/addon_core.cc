@@ -6,6 +6,8 @@
 #include <napi.h>
 #include <sys/mman.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -52,6 +54,24 @@ View viewOf(Napi::Env env, const Napi::Value& v, const std::string& what) {
   auto ta = v.As<Napi::TypedArray>();
   auto ab = ta.ArrayBuffer();
   return {static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset(), ta.ByteLength()};
+}
+
+// One napi_get_typedarray_info call (data already offset by byteOffset), no allocation: the per-tensor
+// path of interpolate, where viewOf's five calls and a name string per array cost ~1.5 µs each.
+bool tryView(napi_env env, napi_value v, View* out) {
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok) return false;
+  size_t elem = 1;
+  switch (type) {
+    case napi_int16_array: case napi_uint16_array: elem = 2; break;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: elem = 4; break;
+    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: elem = 8; break;
+    default: elem = 1; break;
+  }
+  *out = {data, length * elem};
+  return true;
 }
 
 double* controlSlots(Napi::Env env, const Napi::Object& o, std::vector<Napi::ObjectReference>& keep) {
@@ -142,99 +162,176 @@ Napi::Value JS_allocBuffer(const Napi::CallbackInfo& info) {
 
 // ---- interpolate (in memory) -------------------------------------------------------------------
 
+// An interpolation resolved to raw pointers: N sources and one output per tensor, with the options.
+// Built once per call by interpolate(), or once for many calls by prepareInterpolation() (a λ sweep
+// re-runs the same sources into the same outputs with new weights: only the weights cross N-API then).
+struct SoupPlan {
+  std::vector<const void*> ptrs;  // flat [tensor][source]
+  std::vector<soup::Segment> segs;
+  size_t nSources = 0;
+  double bytes = 0;
+  soup::InterpOptions opt;
+  Napi::ObjectReference baton;  // keeps every source and output array alive
+  std::atomic<bool> busy{false};
+};
+
+// Parses { sources: TypedArray[N][T], inDtypes: Int32Array(T), outs: TypedArray[T], outDtypes: Int32Array(T),
+// threads?, simd?, nonTemporal?, chunkElems? }; N comes from sources.length.
+std::unique_ptr<SoupPlan> parsePlan(Napi::Env env, const Napi::Object& b) {
+  auto plan = std::make_unique<SoupPlan>();
+  Napi::Array sources = b.Get("sources").As<Napi::Array>();
+  Napi::Array outs = b.Get("outs").As<Napi::Array>();
+  auto inD = viewOf(env, b.Get("inDtypes"), "inDtypes");
+  auto outD = viewOf(env, b.Get("outDtypes"), "outDtypes");
+  const size_t n = sources.Length(), t = outs.Length();
+  if (n == 0) argError(env, "sources must not be empty");
+  if (inD.bytes / 4 != t || outD.bytes / 4 != t) argError(env, "inDtypes/outDtypes must have one entry per output tensor");
+  const int32_t* ind = static_cast<const int32_t*>(inD.data);
+  const int32_t* outd = static_cast<const int32_t*>(outD.data);
+  std::vector<napi_value> srcLists(n);
+  for (size_t i = 0; i < n; i++) {
+    Napi::Array l = sources.Get(i).As<Napi::Array>();
+    if (l.Length() != t) argError(env, "sources[" + std::to_string(i) + "] has " + std::to_string(l.Length()) + " tensors, expected " + std::to_string(t));
+    srcLists[i] = l;
+  }
+  napi_value outsV = outs;
+  plan->nSources = n;
+  plan->segs.resize(t);
+  plan->ptrs.resize(t * n);
+  size_t totalOut = 0;
+  for (size_t k = 0; k < t; k++) {
+    if (!soup::validDType(ind[k]) || !soup::validDType(outd[k])) argError(env, "tensor " + std::to_string(k) + ": bad dtype code");
+    napi_value ev;
+    View ov;
+    if (napi_get_element(env, outsV, static_cast<uint32_t>(k), &ev) != napi_ok || !tryView(env, ev, &ov))
+      argError(env, "outs[" + std::to_string(k) + "] must be a TypedArray");
+    size_t count = ov.bytes / soup::dtypeSize(outd[k]);
+    if (count * soup::dtypeSize(outd[k]) != ov.bytes) argError(env, "outs[" + std::to_string(k) + "]: byte length is not a multiple of the dtype size");
+    const size_t inBytes = count * soup::dtypeSize(ind[k]);
+    for (size_t i = 0; i < n; i++) {
+      View v;
+      if (napi_get_element(env, srcLists[i], static_cast<uint32_t>(k), &ev) != napi_ok || !tryView(env, ev, &v))
+        argError(env, "sources[" + std::to_string(i) + "][" + std::to_string(k) + "] must be a TypedArray");
+      if (v.bytes != inBytes)
+        argError(env, "sources[" + std::to_string(i) + "][" + std::to_string(k) + "]: " + std::to_string(v.bytes) + " bytes, expected " + std::to_string(inBytes));
+      plan->ptrs[k * n + i] = v.data;
+      plan->bytes += static_cast<double>(v.bytes);
+    }
+    soup::Segment& sg = plan->segs[k];
+    sg.inDtype = ind[k];
+    sg.outDtype = outd[k];
+    sg.out = ov.data;
+    sg.count = count;
+    sg.src = plan->ptrs.data() + k * n;
+    plan->bytes += static_cast<double>(ov.bytes);
+    totalOut += ov.bytes;
+  }
+  plan->opt.simd = parseSimd(env, b);
+  plan->opt.threads = parseThreads(b);
+  if (b.Has("chunkElems") && b.Get("chunkElems").IsNumber()) plan->opt.chunkElems = static_cast<size_t>(b.Get("chunkElems").As<Napi::Number>().Int64Value());
+  // Streaming stores pay off once the output no longer fits in the last-level cache.
+  Napi::Value nt = b.Get("nonTemporal");
+  plan->opt.nonTemporal = nt.IsBoolean() ? nt.As<Napi::Boolean>().Value() : totalOut >= (size_t{32} << 20);
+  // One reference to the baton keeps every source and output array alive (the baton is private to
+  // src/soup/interpolate.ts and never mutated); a reference per array cost ~10 µs per tensor, which
+  // dominated calls with hundreds of small LoRA tensors.
+  plan->baton = Napi::Persistent(b);
+  return plan;
+}
+
+std::vector<double> parseWeights(Napi::Env env, const Napi::Value& v, size_t n) {
+  auto wv = viewOf(env, v, "weights");
+  if (wv.bytes / 8 != n) argError(env, "weights has " + std::to_string(wv.bytes / 8) + " entries, sources " + std::to_string(n));
+  const double* wd = static_cast<const double*>(wv.data);
+  return std::vector<double>(wd, wd + n);
+}
+
 class InterpolateWorker : public PromiseWorker {
  public:
-  using PromiseWorker::PromiseWorker;
-  std::vector<std::vector<const void*>> ptrs;  // per tensor: N source pointers
-  std::vector<soup::Segment> segs;
-  std::unique_ptr<soup::Weights> weights;
-  soup::InterpOptions opt;
+  InterpolateWorker(Napi::Env env, SoupPlan* plan, std::vector<double> w) : PromiseWorker(env), plan_(plan), weights_(std::move(w)) {}
+  std::unique_ptr<SoupPlan> owned;  // set for one-shot interpolate(); a prepared plan is owned by JS
   soup::Control ctl;
-  double seconds = 0;
-  double bytes = 0;
 
  protected:
   void Run() override {
-    for (size_t k = 0; k < segs.size(); k++) segs[k].src = ptrs[k].data();
     auto t0 = std::chrono::steady_clock::now();
-    soup::interpolateSegments(segs, *weights, opt, &ctl);
-    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    soup::interpolateSegments(plan_->segs, weights_, plan_->opt, &ctl);
+    seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   Napi::Value Result(Napi::Env env) override {
+    plan_->busy = false;
     Napi::Object o = Napi::Object::New(env);
-    o.Set("seconds", seconds);
-    o.Set("bytes", bytes);
-    o.Set("kernel", soup::simdName(opt.simd));
-    o.Set("nonTemporal", opt.nonTemporal);
+    o.Set("seconds", seconds_);
+    o.Set("bytes", plan_->bytes);
+    o.Set("kernel", soup::simdName(plan_->opt.simd));
+    o.Set("nonTemporal", plan_->opt.nonTemporal);
     return o;
   }
+  void OnError(const Napi::Error& e) override {
+    plan_->busy = false;
+    PromiseWorker::OnError(e);
+  }
+
+ private:
+  SoupPlan* plan_;
+  soup::Weights weights_;
+  double seconds_ = 0;
 };
 
-// interpolate({ sources: TypedArray[N][T], inDtypes: Int32Array(T), outs: TypedArray[T],
-//               outDtypes: Int32Array(T), weights: Float64Array(N), threads?, simd?, nonTemporal?,
-//               chunkElems?, control? }) -> Promise<{ seconds, bytes, kernel, nonTemporal }>
+// interpolate({ ...plan fields, weights: Float64Array(N), control? }) -> Promise<{ seconds, bytes, kernel, nonTemporal }>
 Napi::Value JS_interpolate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) argError(env, "interpolate(baton): baton must be an object");
   Napi::Object b = info[0].As<Napi::Object>();
-  auto* w = new InterpolateWorker(env);
+  std::unique_ptr<SoupPlan> plan = parsePlan(env, b);
+  SoupPlan* p = plan.get();
+  auto* w = new InterpolateWorker(env, p, parseWeights(env, b.Get("weights"), p->nSources));
+  w->owned = std::move(plan);
   try {
-    Napi::Array sources = b.Get("sources").As<Napi::Array>();
-    Napi::Array outs = b.Get("outs").As<Napi::Array>();
-    auto wv = viewOf(env, b.Get("weights"), "weights");
-    auto inD = viewOf(env, b.Get("inDtypes"), "inDtypes");
-    auto outD = viewOf(env, b.Get("outDtypes"), "outDtypes");
-    const size_t n = wv.bytes / 8, t = outs.Length();
-    if (n == 0) argError(env, "weights must not be empty");
-    if (sources.Length() != n) argError(env, "sources has " + std::to_string(sources.Length()) + " entries, weights " + std::to_string(n));
-    if (inD.bytes / 4 != t || outD.bytes / 4 != t) argError(env, "inDtypes/outDtypes must have one entry per output tensor");
-    const double* wd = static_cast<const double*>(wv.data);
-    w->weights = std::make_unique<soup::Weights>(std::vector<double>(wd, wd + n));
-    const int32_t* ind = static_cast<const int32_t*>(inD.data);
-    const int32_t* outd = static_cast<const int32_t*>(outD.data);
-    std::vector<Napi::Array> srcLists;
-    for (size_t i = 0; i < n; i++) {
-      Napi::Array l = sources.Get(i).As<Napi::Array>();
-      if (l.Length() != t) argError(env, "sources[" + std::to_string(i) + "] has " + std::to_string(l.Length()) + " tensors, expected " + std::to_string(t));
-      srcLists.push_back(l);
-    }
-    w->segs.resize(t);
-    w->ptrs.resize(t);
-    size_t totalOut = 0;
-    for (size_t k = 0; k < t; k++) {
-      if (!soup::validDType(ind[k]) || !soup::validDType(outd[k])) argError(env, "tensor " + std::to_string(k) + ": bad dtype code");
-      auto ov = viewOf(env, outs.Get(k), "outs[" + std::to_string(k) + "]");
-      size_t count = ov.bytes / soup::dtypeSize(outd[k]);
-      if (count * soup::dtypeSize(outd[k]) != ov.bytes) argError(env, "outs[" + std::to_string(k) + "]: byte length is not a multiple of the dtype size");
-      w->ptrs[k].resize(n);
-      for (size_t i = 0; i < n; i++) {
-        Napi::Value sv = srcLists[i].Get(k);
-        auto v = viewOf(env, sv, "sources[" + std::to_string(i) + "][" + std::to_string(k) + "]");
-        if (v.bytes != count * soup::dtypeSize(ind[k]))
-          argError(env, "sources[" + std::to_string(i) + "][" + std::to_string(k) + "]: " + std::to_string(v.bytes) + " bytes, expected " +
-                            std::to_string(count * soup::dtypeSize(ind[k])));
-        w->ptrs[k][i] = v.data;
-        w->bytes += static_cast<double>(v.bytes);
-      }
-      w->segs[k].inDtype = ind[k];
-      w->segs[k].outDtype = outd[k];
-      w->segs[k].out = ov.data;
-      w->segs[k].count = count;
-      w->bytes += static_cast<double>(ov.bytes);
-      totalOut += ov.bytes;
-    }
-    w->opt.simd = parseSimd(env, b);
-    w->opt.threads = parseThreads(b);
-    if (b.Has("chunkElems") && b.Get("chunkElems").IsNumber()) w->opt.chunkElems = static_cast<size_t>(b.Get("chunkElems").As<Napi::Number>().Int64Value());
-    // Streaming stores pay off once the output no longer fits in the last-level cache.
-    Napi::Value nt = b.Get("nonTemporal");
-    w->opt.nonTemporal = nt.IsBoolean() ? nt.As<Napi::Boolean>().Value() : totalOut >= (size_t{32} << 20);
     w->ctl.slots = controlSlots(env, b, w->keep);
-    // One reference to the baton keeps every source and output array alive until the work is done
-    // (the baton is private to src/soup/interpolate.ts and never mutated); a reference per array cost
-    // ~10 µs per tensor, which dominated calls with hundreds of small LoRA tensors.
-    w->keep.push_back(Napi::Persistent(b));
   } catch (...) {
+    delete w;
+    throw;
+  }
+  p->busy = true;
+  w->Queue();
+  return w->Promise();
+}
+
+// prepareInterpolation(plan fields) -> an opaque object owning the plan: validated once, run many times
+// by runInterpolation, freed when the object is collected.
+Napi::Value JS_prepareInterpolation(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) argError(env, "prepareInterpolation(baton): baton must be an object");
+  std::unique_ptr<SoupPlan> plan = parsePlan(env, info[0].As<Napi::Object>());
+  Napi::Object handle = Napi::Object::New(env);
+  napi_status st = napi_wrap(env, handle, plan.get(), [](napi_env, void* data, void*) { delete static_cast<SoupPlan*>(data); }, nullptr, nullptr);
+  if (st != napi_ok) throw Napi::Error::New(env, "[ERR_SOUP_INTERNAL] prepareInterpolation: cannot wrap the plan");
+  plan.release();
+  return handle;
+}
+
+// runInterpolation(plan, weights: Float64Array(N), control?) -> Promise<{ seconds, bytes, kernel, nonTemporal }>
+Napi::Value JS_runInterpolation(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  void* data = nullptr;
+  if (info.Length() < 2 || !info[0].IsObject() || napi_unwrap(env, info[0], &data) != napi_ok || !data)
+    argError(env, "runInterpolation(plan, weights, control?): plan must come from prepareInterpolation");
+  SoupPlan* p = static_cast<SoupPlan*>(data);
+  auto* w = new InterpolateWorker(env, p, parseWeights(env, info[1], p->nSources));
+  bool claimed = false;
+  try {
+    if (p->busy.exchange(true)) throw Napi::Error::New(env, "[ERR_SOUP_BUSY] this prepared soup is still running: await the previous run() first");
+    claimed = true;
+    // the handle keeps the plan alive while the work runs, even if JS drops it meanwhile
+    w->keep.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      Napi::Object holder = Napi::Object::New(env);
+      holder.Set("control", info[2]);
+      w->ctl.slots = controlSlots(env, holder, w->keep);
+    }
+  } catch (...) {
+    if (claimed) p->busy = false;
     delete w;
     throw;
   }
@@ -358,15 +455,22 @@ class ProbeWorker : public PromiseWorker {
   int reps = 1;
   soup::InterpOptions opt;
   std::vector<double> times;
+  float* given[3] = {nullptr, nullptr, nullptr};  // caller's arrays (kept alive by `keep`), or null
 
  protected:
   void Run() override {
-    float *a = nullptr, *b = nullptr, *c = nullptr;
-    if (posix_memalign(reinterpret_cast<void**>(&a), 64, n * 4) || posix_memalign(reinterpret_cast<void**>(&b), 64, n * 4) ||
-        posix_memalign(reinterpret_cast<void**>(&c), 64, n * 4))
-      throw std::runtime_error("[ERR_SOUP_OOM] bandwidth probe: cannot allocate");
-    std::unique_ptr<float, decltype(&free)> ga(a, free), gb(b, free), gc(c, free);
-    for (size_t i = 0; i < n; i++) { a[i] = 0.f; b[i] = 1.0f + static_cast<float>(i & 7); c[i] = 0.5f; }  // first touch outside timing
+    float *a = given[0], *b = given[1], *c = given[2];
+    std::unique_ptr<float, decltype(&free)> ga(nullptr, free), gb(nullptr, free), gc(nullptr, free);
+    if (!a) {
+      auto alloc = [&](std::unique_ptr<float, decltype(&free)>& g) {
+        void* p = nullptr;
+        if (posix_memalign(&p, 64, n * 4) != 0) throw std::runtime_error("[ERR_SOUP_OOM] bandwidth probe: cannot allocate");
+        g.reset(static_cast<float*>(p));
+        return static_cast<float*>(p);
+      };
+      a = alloc(ga), b = alloc(gb), c = alloc(gc);
+      for (size_t i = 0; i < n; i++) { a[i] = 0.f; b[i] = 1.0f + static_cast<float>(i & 7); c[i] = 0.5f; }  // first touch outside timing
+    }
     soup::bandwidthTriad(a, b, c, n, 1, opt);  // warm-up
     for (int r = 0; r < reps; r++) times.push_back(soup::bandwidthTriad(a, b, c, n, 1, opt));
   }
@@ -381,8 +485,11 @@ class ProbeWorker : public PromiseWorker {
   }
 };
 
-// bandwidthProbe({ bytes, reps, threads?, simd?, nonTemporal? }): triad a = b + s·c over three arrays
-// of `bytes` each, with the merge kernels' thread pool and store policy.
+// bandwidthProbe({ bytes, reps, threads?, simd?, nonTemporal?, arrays? }): triad a = b + s·c over three
+// arrays of `bytes` each, with the merge kernels' thread pool and store policy. `arrays` = three
+// Float32Arrays of at least bytes/4 elements, filled by the caller: benchmarks pass buffers allocated once,
+// because allocating and freeing gigabytes per call slows the next kernel on this VM (the first soup after
+// a self-allocating probe ran at 15–36 GB/s against 63–66 in steady state).
 Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) argError(env, "bandwidthProbe(opts): opts must be an object");
@@ -395,6 +502,18 @@ Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
     w->opt.threads = parseThreads(b);
     Napi::Value nt = b.Get("nonTemporal");
     w->opt.nonTemporal = nt.IsBoolean() ? nt.As<Napi::Boolean>().Value() : true;
+    if (b.Has("arrays") && !b.Get("arrays").IsUndefined()) {
+      Napi::Value av = b.Get("arrays");
+      if (!av.IsArray() || av.As<Napi::Array>().Length() != 3) argError(env, "bandwidthProbe: arrays must be three Float32Arrays");
+      for (uint32_t k = 0; k < 3; k++) {
+        Napi::Value e = av.As<Napi::Array>().Get(k);
+        if (!e.IsTypedArray() || e.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) argError(env, "bandwidthProbe: arrays[" + std::to_string(k) + "] must be a Float32Array");
+        View v = viewOf(env, e, "arrays");
+        if (v.bytes < w->n * 4) argError(env, "bandwidthProbe: arrays[" + std::to_string(k) + "] holds " + std::to_string(v.bytes) + " bytes, fewer than bytes");
+        w->given[k] = static_cast<float*>(v.data);
+      }
+      w->keep.push_back(Napi::Persistent(av.As<Napi::Object>()));
+    }
   } catch (...) {
     delete w;
     throw;
@@ -408,6 +527,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mmapFile", Napi::Function::New(env, JS_mmapFile));
   exports.Set("allocBuffer", Napi::Function::New(env, JS_allocBuffer));
   exports.Set("interpolate", Napi::Function::New(env, JS_interpolate));
+  exports.Set("prepareInterpolation", Napi::Function::New(env, JS_prepareInterpolation));
+  exports.Set("runInterpolation", Napi::Function::New(env, JS_runInterpolation));
   exports.Set("mergeFiles", Napi::Function::New(env, JS_mergeFiles));
   exports.Set("bandwidthProbe", Napi::Function::New(env, JS_bandwidthProbe));
   return exports;
