@@ -11,10 +11,12 @@
 #include <cstring>
 #include <memory>
 
+#include "addon/torch/args.h"
 #include "addon/torch/register.h"
 #include "torch/control.h"
 
 namespace {
+using namespace soup::addon;
 using soup::control::Policy;
 using PolicyPtr = std::shared_ptr<Policy>;
 
@@ -32,19 +34,6 @@ PolicyPtr& Get(const Napi::Value& v, bool needIdle = true) {
   if (!p) Throw(v.Env(), "[ERR_SOUP_INVALID_ARG] the policy was disposed");
   if (needIdle && p->busy.load()) Throw(v.Env(), "[ERR_SOUP_INVALID_ARG] the policy is busy with a PPO update (await it first)");
   return p;
-}
-
-double Num(const Napi::Object& o, const char* k, double def) {
-  Napi::Value v = o.Get(k);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("[ERR_SOUP_INVALID_ARG] ") + k + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-bool Bool(const Napi::Object& o, const char* k, bool def) {
-  Napi::Value v = o.Get(k);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  return v.ToBoolean().Value();
 }
 
 // A typed array's bytes as a tensor (copied: the inputs of an async update must outlive the call).

@@ -18,11 +18,13 @@
 #include <mutex>
 #include <thread>
 
+#include "addon/torch/args.h"
 #include "addon/torch/register.h"
 #include "torch/diffusion.h"
 
 namespace {
 using namespace soup;
+using namespace soup::addon;
 
 struct DSession;
 
@@ -49,7 +51,6 @@ struct DSession {
 };
 using DSessionPtr = std::shared_ptr<DSession>;
 
-[[noreturn]] void ThrowType(Napi::Env env, const std::string& m) { throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] " + m); }
 
 void Complete(Napi::Env env, DJob* j) {
   DSession* s = j->s;
@@ -119,22 +120,6 @@ Napi::Value Post(Napi::Env env, DSession* s, DJob* j) {
   return j->deferred.Promise();
 }
 
-double Num(const Napi::Object& o, const char* k, double def) {
-  Napi::Value v = o.Get(k);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  if (!v.IsNumber()) ThrowType(o.Env(), std::string(k) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-bool Bool(const Napi::Object& o, const char* k, bool def) {
-  Napi::Value v = o.Get(k);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  return v.ToBoolean().Value();
-}
-int64_t Int(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) ThrowType(v.Env(), std::string(what) + " must be a number");
-  return v.As<Napi::Number>().Int64Value();
-}
-
 // A typed array of the given kind and length, copied into a tensor of `shape`.
 at::Tensor ArrayIn(const Napi::Value& v, napi_typedarray_type type, const char* what, std::vector<int64_t> shape) {
   Napi::Env env = v.Env();
@@ -177,28 +162,8 @@ std::map<std::string, at::Tensor> TensorMapIn(Napi::Env env, const Napi::Value& 
   return m;
 }
 
-Napi::Value TensorOut(Napi::Env env, at::Tensor t) {
-  t = t.detach().to(at::kFloat).contiguous();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("dtype", "float32");
-  Napi::Array shape = Napi::Array::New(env, t.dim());
-  for (int64_t i = 0; i < t.dim(); i++) shape.Set(uint32_t(i), Napi::Number::New(env, double(t.size(i))));
-  o.Set("shape", shape);
-  Napi::ArrayBuffer ab;
-  if (t.nbytes() == 0) {
-    ab = Napi::ArrayBuffer::New(env, 0);
-  } else {
-    auto* keep = new at::Tensor(t);
-    const int64_t bytes = int64_t(t.nbytes());
-    ab = Napi::ArrayBuffer::New(env, t.data_ptr(), t.nbytes(), [](Napi::Env e, void*, at::Tensor* k) {
-      Napi::MemoryManagement::AdjustExternalMemory(e, -int64_t(k->nbytes()));
-      delete k;
-    }, keep);
-    Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
-  }
-  o.Set("data", Napi::Float32Array::New(env, size_t(t.numel()), ab, 0));
-  return o;
-}
+// The diffusion model works in float32: its results go to JS as Float32Arrays.
+Napi::Value TensorOutF32(Napi::Env env, const at::Tensor& t) { return TensorOut(env, t.detach().to(at::kFloat)); }
 
 UNetConfig ConfigIn(const Napi::Object& c) {
   UNetConfig u;
@@ -322,7 +287,7 @@ Napi::Value JS_dmGetTensors(const Napi::CallbackInfo& info) {
   };
   j->done = [out](Napi::Env e) {
     Napi::Object r = Napi::Object::New(e);
-    for (auto& [k, t] : *out) r.Set(k, TensorOut(e, t));
+    for (auto& [k, t] : *out) r.Set(k, TensorOutF32(e, t));
     return r;
   };
   return Post(env, s, j);
@@ -405,7 +370,7 @@ Napi::Value JS_dmEps(const Napi::CallbackInfo& info) {
     c10::NoGradGuard ng;
     *out = s->model.Eps(x, t, tok, useEma);
   };
-  j->done = [out](Napi::Env e) { return TensorOut(e, *out); };
+  j->done = [out](Napi::Env e) { return TensorOutF32(e, *out); };
   return Post(env, s, j);
 }
 
@@ -427,7 +392,7 @@ Napi::Value JS_dmLoss(const Napi::CallbackInfo& info) {
     c10::NoGradGuard ng;
     *out = s->model.PerExampleLoss(x0, tok, t, noise, useEma);
   };
-  j->done = [out](Napi::Env e) { return TensorOut(e, *out); };
+  j->done = [out](Napi::Env e) { return TensorOutF32(e, *out); };
   return Post(env, s, j);
 }
 
@@ -448,7 +413,7 @@ Napi::Value JS_dmSample(const Napi::CallbackInfo& info) {
   DJob* j = new DJob(env);
   auto out = std::make_shared<at::Tensor>();
   j->work = [s, tok, noise, so, out]() { *out = s->model.Sample(tok, noise, so); };
-  j->done = [out](Napi::Env e) { return TensorOut(e, *out); };
+  j->done = [out](Napi::Env e) { return TensorOutF32(e, *out); };
   return Post(env, s, j);
 }
 
@@ -512,7 +477,7 @@ Napi::Value JS_dmNoise(const Napi::CallbackInfo& info) {
   Napi::Float64Array a = info[0].As<Napi::Float64Array>();
   std::vector<uint64_t> seeds;
   for (size_t i = 0; i < a.ElementLength(); i++) seeds.push_back(uint64_t(a[i]));
-  return TensorOut(env, NoiseFromSeeds(seeds, Int(info[1], "C"), Int(info[2], "H"), Int(info[3], "W")));
+  return TensorOutF32(env, NoiseFromSeeds(seeds, Int(info[1], "C"), Int(info[2], "H"), Int(info[3], "W")));
 }
 
 }  // namespace

@@ -24,11 +24,13 @@
 #include <mutex>
 #include <thread>
 
+#include "addon/torch/args.h"
 #include "addon/torch/register.h"
 #include "torch/llama.h"
 
 namespace {
 using namespace soup;
+using namespace soup::addon;
 
 struct Session;
 
@@ -130,23 +132,6 @@ Napi::Value Post(Napi::Env env, Session* s, Job* j) {
 }
 
 // ---- argument helpers ----
-double Num(const Napi::Object& o, const char* k, double def) {
-  Napi::Value v = o.Get(k);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("[ERR_SOUP_INVALID_ARG] ") + k + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-bool Bool(const Napi::Object& o, const char* k, bool def) {
-  Napi::Value v = o.Get(k);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  return v.ToBoolean().Value();
-}
-std::string Str(const Napi::Object& o, const char* k, const std::string& def) {
-  Napi::Value v = o.Get(k);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  return v.ToString().Utf8Value();
-}
-
 at::ScalarType DtypeOf(Napi::Env env, const std::string& d) {
   if (d == "float32") return at::kFloat;
   if (d == "float64") return at::kDouble;
@@ -203,44 +188,6 @@ at::Tensor TokensIn(Napi::Env env, const Napi::Value& v, int64_t B, int64_t T, c
   return at::from_blob(a.Data(), {B, T}, at::TensorOptions().dtype(at::kInt));
 }
 
-const char* DtypeName(at::ScalarType t) {
-  switch (t) {
-    case at::kDouble: return "float64";
-    case at::kBFloat16: return "bfloat16";
-    case at::kHalf: return "float16";
-    default: return "float32";
-  }
-}
-
-// A contiguous CPU tensor -> {dtype, shape, data} over an external ArrayBuffer that owns the tensor.
-Napi::Value TensorOut(Napi::Env env, at::Tensor t) {
-  if (t.scalar_type() != at::kDouble && t.scalar_type() != at::kBFloat16 && t.scalar_type() != at::kHalf && t.scalar_type() != at::kFloat)
-    t = t.to(at::kFloat);
-  t = t.detach().to(at::kCPU).contiguous();  // CUDA models hand results back through host memory
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("dtype", DtypeName(t.scalar_type()));
-  Napi::Array shape = Napi::Array::New(env, t.dim());
-  for (int64_t i = 0; i < t.dim(); i++) shape.Set(uint32_t(i), Napi::Number::New(env, double(t.size(i))));
-  o.Set("shape", shape);
-  const size_t n = size_t(t.numel());
-  Napi::ArrayBuffer ab;
-  if (t.nbytes() == 0) {
-    ab = Napi::ArrayBuffer::New(env, 0);
-  } else {
-    auto* keep = new at::Tensor(t);
-    const int64_t bytes = int64_t(t.nbytes());
-    ab = Napi::ArrayBuffer::New(env, t.data_ptr(), t.nbytes(), [](Napi::Env e, void*, at::Tensor* k) {
-      Napi::MemoryManagement::AdjustExternalMemory(e, -int64_t(k->nbytes()));
-      delete k;
-    }, keep);
-    Napi::MemoryManagement::AdjustExternalMemory(env, bytes);  // let the GC see native bytes
-  }
-  if (t.scalar_type() == at::kDouble) o.Set("data", Napi::Float64Array::New(env, n, ab, 0));
-  else if (t.scalar_type() == at::kFloat) o.Set("data", Napi::Float32Array::New(env, n, ab, 0));
-  else o.Set("data", Napi::Uint16Array::New(env, n, ab, 0));
-  return o;
-}
-
 Napi::Value IntsOut(Napi::Env env, const at::Tensor& t) {
   at::Tensor c = t.to(at::kCPU).to(at::kInt).contiguous();
   Napi::Int32Array a = Napi::Int32Array::New(env, size_t(c.numel()));
@@ -252,11 +199,6 @@ Napi::Value TensorMapOut(Napi::Env env, const std::vector<std::pair<std::string,
   Napi::Object o = Napi::Object::New(env);
   for (auto& [k, t] : v) o.Set(k, TensorOut(env, t));
   return o;
-}
-
-int64_t Int(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string("[ERR_SOUP_INVALID_ARG] ") + what + " must be a number");
-  return v.As<Napi::Number>().Int64Value();
 }
 
 at::Tensor MaskIn(Napi::Env env, const Napi::Value& v, int64_t B, int64_t T, Job* j) {
