@@ -13,6 +13,7 @@ namespace {
 
 struct Avx2 {
   using F = __m256;
+  static constexpr bool kPairedBF16 = false;
   static constexpr size_t W = 8;
   static F set1(float x) { return _mm256_set1_ps(x); }
   static F mul(F a, F b) { return _mm256_mul_ps(a, b); }

@@ -46,6 +46,26 @@ struct Avx512 {
     if (nt) { _mm512_stream_pd(p, lo); _mm512_stream_pd(p + 8, hi); }
     else { _mm512_storeu_pd(p, lo); _mm512_storeu_pd(p + 8, hi); }
   }
+  // bf16 -> bf16 without shuffles (interp_impl.h): a raw 64-byte load is 32 bf16, 16 even + 16 odd.
+  static constexpr bool kPairedBF16 = true;
+  static __m512i loadRaw(const uint16_t* p) { return _mm512_loadu_si512(p); }
+  static void storeRaw(uint16_t* p, __m512i v, bool nt) {
+    if (nt) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), v);
+    else _mm512_storeu_si512(p, v);
+  }
+  static F evenBF16(__m512i x) { return _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)); }
+  static F oddBF16(__m512i x) { return _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(static_cast<int>(0xffff0000u)))); }
+  // v rounded to bf16, kept in the upper 16 bits (the same rounding and NaN rule as storeBF16)
+  static __m512i roundHi(F v) {
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+    const __mmask16 isNan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_blend_epi32(isNan, r, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
+  }
+  static __m512i packBF16(F even, F odd) {
+    return _mm512_or_si512(_mm512_srli_epi32(roundHi(even), 16), _mm512_and_si512(roundHi(odd), _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+  }
   static float h2f(uint16_t h) { return _cvtsh_ss(h); }
   static uint16_t f2h(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static void fence() { _mm_sfence(); }

@@ -4,7 +4,9 @@
 //
 // V provides: F (vector of W floats), W, set1, mul, fma(a, b, c) = a·b + c (one rounding),
 // loadF32/loadF16/loadBF16 (unaligned), storeF32/storeF16/storeBF16/storeF64 (nt = streaming, aligned),
-// h2f/f2h (scalar fp16 conversions matching the vector ones), fence().
+// h2f/f2h (scalar fp16 conversions matching the vector ones), fence(), and kPairedBF16: when true, also
+// loadRaw/storeRaw (2W uint16), evenBF16/oddBF16 (the even/odd elements of a raw load as fp32) and
+// packBF16(even, odd) (both rounded to nearest even, NaN quieted, back in the original order).
 // See NOTE: [Summation order] in interp.h.
 #pragma once
 #include <cmath>
@@ -69,6 +71,30 @@ void rangeF32(const Segment& s, size_t i, size_t e, const Weights& wt, bool nt) 
     while (i < e && (reinterpret_cast<uintptr_t>(static_cast<char*>(s.out) + i * outSize) & 63u) != 0) {
       storeOne<V>(s.out, OUT, i, elementF32<V>(s, i, w, n));
       i++;
+    }
+  }
+  if constexpr (IN == kBF16 && OUT == kBF16 && V::kPairedBF16) {
+    // bf16 -> bf16 without shuffles: one 2W-element load holds the even elements in the low halves of
+    // its 32-bit lanes and the odd ones in the high halves; a shift and a mask give both as fp32, and
+    // the two rounded results recombine in the original order. Same per-element formula as below.
+    auto src = [&](int j) { return static_cast<const uint16_t*>(s.src[j]); };
+    uint16_t* out = static_cast<uint16_t*>(s.out);
+    for (; i + 4 * W <= e; i += 4 * W) {
+      F w0 = V::set1(w[0]);
+      auto x0 = V::loadRaw(src(0) + i), x1 = V::loadRaw(src(0) + i + 2 * W);
+      F e0 = V::mul(w0, V::evenBF16(x0)), o0 = V::mul(w0, V::oddBF16(x0));
+      F e1 = V::mul(w0, V::evenBF16(x1)), o1 = V::mul(w0, V::oddBF16(x1));
+      for (int j = 1; j < n; j++) {
+        F wj = V::set1(w[j]);
+        x0 = V::loadRaw(src(j) + i);
+        x1 = V::loadRaw(src(j) + i + 2 * W);
+        e0 = V::fma(wj, V::evenBF16(x0), e0);
+        o0 = V::fma(wj, V::oddBF16(x0), o0);
+        e1 = V::fma(wj, V::evenBF16(x1), e1);
+        o1 = V::fma(wj, V::oddBF16(x1), o1);
+      }
+      V::storeRaw(out + i, V::packBF16(e0, o0), nt);
+      V::storeRaw(out + i + 2 * W, V::packBF16(e1, o1), nt);
     }
   }
   for (; i + 4 * W <= e; i += 4 * W) {  // ILP 4: four independent accumulators

@@ -9,6 +9,7 @@ namespace {
 
 struct Scalar {
   using F = float;
+  static constexpr bool kPairedBF16 = false;
   static constexpr size_t W = 1;
   static F set1(float x) { return x; }
   static F mul(F a, F b) { return a * b; }
