@@ -41,22 +41,42 @@ interface NativeInterpolate {
 
 /** Checks N TensorMaps hold the same tensors with the same shapes and dtypes; returns the names. */
 export function checkSameTensors(sources: TensorMap[], label: (i: number) => string = (i) => `sources[${i}]`): string[] {
+  return gatherTensors(sources, label).names;
+}
+
+/** checkSameTensors, also returning each source's tensors as an array in name order: one keyed lookup
+ *  per tensor and source (maps of hundreds of tensors are hash tables; every later step uses the arrays). */
+function gatherTensors(sources: TensorMap[], label: (i: number) => string = (i) => `sources[${i}]`): { names: string[]; lists: Tensor[][] } {
   if (!Array.isArray(sources) || sources.length === 0) throw new SoupError('ERR_SOUP_INVALID_ARG', 'sources must be a non-empty array of TensorMaps');
   const names = Object.keys(sources[0]);
-  for (const n of names) checkTensor(() => `${label(0)}['${n}']`, sources[0][n]);
+  const first = Object.values(sources[0]);
+  for (let k = 0; k < names.length; k++) checkTensor(() => `${label(0)}['${names[k]}']`, first[k]);
+  const lists: Tensor[][] = [first];
   for (let i = 1; i < sources.length; i++) {
     const s = sources[i];
-    for (const n of names) {
-      const a = sources[0][n], b = s[n];
+    const list: Tensor[] = new Array(names.length);
+    for (let k = 0; k < names.length; k++) {
+      const n = names[k], a = first[k], b = s[n];
       if (!b) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${label(i)} has no tensor '${n}' (present in ${label(0)})`);
-      checkTensor(() => `${label(i)}['${n}']`, b);
-      if (a.shape.length !== b.shape.length || a.shape.some((d, k) => d !== b.shape[k]))
-        throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `${label(i)}['${n}'] shape ${JSON.stringify(b.shape)} != ${JSON.stringify(a.shape)} in ${label(0)}`);
-      if (a.dtype !== b.dtype) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `${label(i)}['${n}'] dtype ${b.dtype} != ${a.dtype} in ${label(0)}`);
+      if (b.data?.length !== a.data.length || b.dtype !== a.dtype || b.data.constructor !== a.data.constructor || !sameShape(a.shape, b.shape)) {
+        checkTensor(() => `${label(i)}['${n}']`, b);
+        if (!sameShape(a.shape, b.shape)) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `${label(i)}['${n}'] shape ${JSON.stringify(b.shape)} != ${JSON.stringify(a.shape)} in ${label(0)}`);
+        if (a.dtype !== b.dtype) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `${label(i)}['${n}'] dtype ${b.dtype} != ${a.dtype} in ${label(0)}`);
+      }
+      list[k] = b;
     }
-    for (const n of Object.keys(s)) if (!(n in sources[0])) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${label(i)} has tensor '${n}' that ${label(0)} lacks`);
+    if (Object.keys(s).length !== names.length)
+      for (const n of Object.keys(s)) if (!(n in sources[0])) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${label(i)} has tensor '${n}' that ${label(0)} lacks`);
+    lists.push(list);
   }
-  return names;
+  return { names, lists };
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a === b) return true;
+  if (!Array.isArray(b) || a.length !== b.length) return false;
+  for (let d = 0; d < a.length; d++) if (a[d] !== b[d]) return false;
+  return true;
 }
 
 /** One native buffer holding every output tensor, each 64-byte aligned. */
@@ -73,30 +93,37 @@ export function allocateTensors(specs: { name: string; dtype: DType; shape: numb
   return out;
 }
 
-/** Validates sources against each other and `opts.out` (or allocates the outputs); the names in order. */
-function prepareOutputs(sources: TensorMap[], opts: Pick<InterpolateOptions, 'out' | 'dtype'>): { names: string[]; out: TensorMap } {
-  const names = checkSameTensors(sources);
+/** Validates sources against each other and `opts.out` (or allocates the outputs). */
+function prepareOutputs(sources: TensorMap[], opts: Pick<InterpolateOptions, 'out' | 'dtype'>): { names: string[]; lists: Tensor[][]; out: TensorMap; outs: Tensor[] } {
+  const { names, lists } = gatherTensors(sources);
   if (opts.dtype !== undefined && !isDType(opts.dtype)) throw new SoupError('ERR_SOUP_INVALID_ARG', `dtype must be one of float32, float16, bfloat16, float64; got ${JSON.stringify(opts.dtype)}`);
-  const outDtype = (n: string): DType => opts.dtype ?? sources[0][n].dtype;
-  if (!opts.out) return { names, out: allocateTensors(names.map((n) => ({ name: n, dtype: outDtype(n), shape: sources[0][n].shape }))) };
+  const first = lists[0];
+  const outDtype = (k: number): DType => opts.dtype ?? first[k].dtype;
+  if (!opts.out) {
+    const out = allocateTensors(names.map((n, k) => ({ name: n, dtype: outDtype(k), shape: first[k].shape })));
+    return { names, lists, out, outs: Object.values(out) };
+  }
   const out = opts.out;
-  for (const n of names) {
+  const outs: Tensor[] = new Array(names.length);
+  for (let k = 0; k < names.length; k++) {
+    const n = names[k];
     const t: Tensor | undefined = out[n];
     if (!t) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `out has no tensor '${n}'`);
     checkTensor(() => `out['${n}']`, t);
-    if (t.dtype !== outDtype(n)) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `out['${n}'] dtype ${t.dtype} != output dtype ${outDtype(n)}`);
-    if (t.data.length !== sources[0][n].data.length) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `out['${n}'] has ${t.data.length} elements, sources have ${sources[0][n].data.length}`);
+    if (t.dtype !== outDtype(k)) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `out['${n}'] dtype ${t.dtype} != output dtype ${outDtype(k)}`);
+    if (t.data.length !== first[k].data.length) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `out['${n}'] has ${t.data.length} elements, sources have ${first[k].data.length}`);
+    outs[k] = t;
   }
-  return { names, out };
+  return { names, lists, out, outs };
 }
 
 /** What the native side resolves to pointers: per-source tensor lists, outputs, dtype codes, options. */
-function nativeBaton(sources: TensorMap[], names: string[], out: TensorMap, opts: InterpolateOptions): Record<string, unknown> {
+function nativeBaton(lists: Tensor[][], outs: Tensor[], opts: InterpolateOptions): Record<string, unknown> {
   return {
-    sources: sources.map((s) => names.map((n) => s[n].data)),
-    inDtypes: Int32Array.from(names, (n) => DTYPE_CODE[sources[0][n].dtype]),
-    outs: names.map((n) => out[n].data),
-    outDtypes: Int32Array.from(names, (n) => DTYPE_CODE[out[n].dtype]),
+    sources: lists.map((l) => l.map((t) => t.data)),
+    inDtypes: Int32Array.from(lists[0], (t) => DTYPE_CODE[t.dtype]),
+    outs: outs.map((t) => t.data),
+    outDtypes: Int32Array.from(outs, (t) => DTYPE_CODE[t.dtype]),
     threads: opts.threads,
     simd: opts.simd,
     nonTemporal: opts.nonTemporal,
@@ -107,14 +134,14 @@ export async function interpolate(sources: TensorMap[], weights: number[], opts:
   const stack = new Error().stack;
   const device = checkDevice(opts.device);
   const cuda = device === 'cuda' ? cudaFunctions() : undefined;
-  const { names, out } = prepareOutputs(sources, opts);
+  const { names, lists, out, outs } = prepareOutputs(sources, opts);
   const w = resolveWeights(weights, sources.length, opts);
   if (names.length === 0) return out;
   const { control, dispose } = controlFor(opts.signal);
   if (opts.signal?.aborted) throw abortedError(opts.signal);
   try {
     const run = cuda ? (cuda.interpolateCuda as unknown as NativeInterpolate) : (coreAddon().interpolate as NativeInterpolate);
-    const stats = await run({ ...nativeBaton(sources, names, out, opts), weights: w, control });
+    const stats = await run({ ...nativeBaton(lists, outs, opts), weights: w, control });
     if (opts.stats) Object.assign(opts.stats, stats);
   } catch (e) {
     const err = fromNative(e, stack);
@@ -151,7 +178,7 @@ export interface PreparedSoup {
  */
 export function prepareInterpolation(sources: TensorMap[], opts: PrepareOptions = {}): PreparedSoup {
   const device = checkDevice(opts.device);
-  const { names, out } = prepareOutputs(sources, opts);
+  const { names, lists, out, outs } = prepareOutputs(sources, opts);
   const n = sources.length;
   if (device === 'cuda' || names.length === 0) {
     // CUDA (and the empty soup) keep the one-shot path: the device copy dominates there
@@ -163,7 +190,7 @@ export function prepareInterpolation(sources: TensorMap[], opts: PrepareOptions 
   };
   let plan: object;
   try {
-    plan = addon.prepareInterpolation(nativeBaton(sources, names, out, opts));
+    plan = addon.prepareInterpolation(nativeBaton(lists, outs, opts));
   } catch (e) {
     throw fromNative(e, new Error().stack);
   }
