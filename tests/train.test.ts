@@ -2,7 +2,7 @@
 // PPO end to end on a tiny LLaMA with LoRA: a one-token-frequency reward rises with bounded KL; resuming
 // from a checkpoint replays the same run exactly; a diverged loss stops with a clear error and keeps the
 // last good checkpoint; AbortSignal cancels; pre-training steps lower the next-token loss.
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -38,12 +38,17 @@ describe('PPOTrainer', () => {
     const dir = join(tmp, 'run');
     const t = new PPOTrainer(m, { ...PPO, save_every: 6 }, { rewards: [freq], checkpointDir: dir });
     const stats: PPOStats[] = [];
-    for await (const s of t.train({ prompts: PROMPTS, steps: 24 })) {
+    // record() sees each step before its checkpoint is written (a log kept there never lags a checkpoint)
+    const recorded: Array<[number, number]> = [];
+    const ckptStep = () => (existsSync(join(dir, 'trainer_state.json')) ? JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')).step : 0);
+    const record = (s: PPOStats) => void recorded.push([s.step, ckptStep()]);
+    for await (const s of t.train({ prompts: PROMPTS, steps: 24, record })) {
       stats.push(s);
       if (process.env.RSOUP_VERBOSE) console.log(s.step, s.score.toFixed(3), s.kl.toFixed(3), s.klCoef.toFixed(5), s.seconds.total.toFixed(2));
       if (s.step === 12) cpSync(dir, join(tmp, 'at12'), { recursive: true });
     }
     expect(stats.map((s) => s.step)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+    expect(recorded).toEqual(stats.map((s) => [s.step, 6 * Math.floor((s.step - 1) / 6)]));
     const first = (stats[0].score + stats[1].score) / 2;
     const last = stats.slice(-4).reduce((a, s) => a + s.score, 0) / 4;
     expect(first).toBeLessThan(0.15); // near 1/32 under the random init

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SoupError } from '../errors.js';
-import { CausalLM, PPOTrainer, type PPOConfig, type LoraOptions } from '../train/index.js';
+import { CausalLM, PPOTrainer, type PPOConfig, type PPOStats, type LoraOptions } from '../train/index.js';
 import { buildRewards } from './rewards.js';
 
 export interface PPOJob {
@@ -54,10 +54,14 @@ export async function runPPOJob(job: PPOJob, send: (m: WorkerMessage) => void, s
     send({ type: 'start', name: job.name, step: trainer.step });
     // CPU seconds of this process per step (all threads): on a busy machine the wall time says little
     let cpu = process.cpuUsage();
-    for await (const s of trainer.train({ prompts, steps: job.steps, signal })) {
+    // the history line is written before the step's checkpoint (record), so a kill between the two
+    // loses no step: on resume, lines past the checkpoint are dropped and redone
+    const record = (s: PPOStats) => {
       const d = process.cpuUsage(cpu);
       cpu = process.cpuUsage();
       appendFileSync(job.history, `${JSON.stringify({ step: s.step, score: s.score, rewards: s.rewards, kl: s.kl, kl_coef: s.klCoef, entropy: s.entropy, seconds: s.seconds.total, cpu_seconds: (d.user + d.system) / 1e6 })}\n`);
+    };
+    for await (const s of trainer.train({ prompts, steps: job.steps, signal, record })) {
       send({ type: 'step', name: job.name, step: s.step, steps: job.steps, score: s.score, rewards: s.rewards, kl: s.kl, seconds: s.seconds.total });
     }
   } finally {

@@ -136,6 +136,9 @@ export interface TrainOptions {
   /** Train until this step count (a resumed trainer continues to the same total). */
   steps: number;
   signal?: AbortSignal;
+  /** Called with each step's stats before that step's checkpoint is written: a log kept here never
+   *  lags its checkpoint, so a run killed between the two resumes with no step missing from the log. */
+  record?: (stats: PPOStats) => void | Promise<void>;
 }
 
 const STATE_FILE = 'trainer_state.json';
@@ -196,6 +199,7 @@ export class PPOTrainer {
         throw e;
       }
       this.step++;
+      await o.record?.(stats);
       const dir = this.opts.checkpointDir;
       if (dir && ((c.save_every > 0 && this.step % c.save_every === 0) || this.step === o.steps)) await this.save(dir);
       yield stats;
