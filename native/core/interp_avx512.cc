@@ -49,6 +49,7 @@ struct Avx512 {
   // bf16 -> bf16 without shuffles (interp_impl.h): a raw 64-byte load is 32 bf16, 16 even + 16 odd.
   static constexpr bool kPairedBF16 = true;
   static __m512i loadRaw(const uint16_t* p) { return _mm512_loadu_si512(p); }
+  static void prefetch(uintptr_t a) { _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0); }
   static void storeRaw(uint16_t* p, __m512i v, bool nt) {
     if (nt) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), v);
     else _mm512_storeu_si512(p, v);

@@ -5,7 +5,7 @@
 // V provides: F (vector of W floats), W, set1, mul, fma(a, b, c) = a·b + c (one rounding),
 // loadF32/loadF16/loadBF16 (unaligned), storeF32/storeF16/storeBF16/storeF64 (nt = streaming, aligned),
 // h2f/f2h (scalar fp16 conversions matching the vector ones), fence(), and kPairedBF16: when true, also
-// loadRaw/storeRaw (2W uint16), evenBF16/oddBF16 (the even/odd elements of a raw load as fp32) and
+// loadRaw/storeRaw (2W uint16), prefetch (a hint, never faults), evenBF16/oddBF16 (the even/odd elements of a raw load as fp32) and
 // packBF16(even, odd) (both rounded to nearest even, NaN quieted, back in the original order).
 // See NOTE: [Summation order] in interp.h.
 #pragma once
@@ -79,13 +79,23 @@ void rangeF32(const Segment& s, size_t i, size_t e, const Weights& wt, bool nt) 
     // the two rounded results recombine in the original order. Same per-element formula as below.
     auto src = [&](int j) { return static_cast<const uint16_t*>(s.src[j]); };
     uint16_t* out = static_cast<uint16_t*>(s.out);
+    // Software prefetch 1 KiB ahead in every source: measured in a standalone harness (2 threads,
+    // 256 MiB streams, ratio to a triad) 0.51–0.55 -> 0.76–0.79 of the triad for N = 4 and 8; the
+    // hardware prefetcher alone leaves this heavier loop waiting on loads. fp32 loops gain nothing.
+    constexpr size_t kAhead = 1024;  // bytes
+    // an address, not a pointer: it may lie past the end of the array (prefetches never fault)
+    auto ahead = [&](int j) { return reinterpret_cast<uintptr_t>(s.src[j]) + 2 * i + kAhead; };
     for (; i + 4 * W <= e; i += 4 * W) {
       F w0 = V::set1(w[0]);
+      V::prefetch(ahead(0));
+      V::prefetch(ahead(0) + 4 * W);
       auto x0 = V::loadRaw(src(0) + i), x1 = V::loadRaw(src(0) + i + 2 * W);
       F e0 = V::mul(w0, V::evenBF16(x0)), o0 = V::mul(w0, V::oddBF16(x0));
       F e1 = V::mul(w0, V::evenBF16(x1)), o1 = V::mul(w0, V::oddBF16(x1));
       for (int j = 1; j < n; j++) {
         F wj = V::set1(w[j]);
+        V::prefetch(ahead(j));
+        V::prefetch(ahead(j) + 4 * W);
         x0 = V::loadRaw(src(j) + i);
         x1 = V::loadRaw(src(j) + i + 2 * W);
         e0 = V::fma(wj, V::evenBF16(x0), e0);
