@@ -6,11 +6,11 @@
 // python3-torch) per-tensor sum(l*t) — how mergekit and model-soups do it — and in-place mul_/add_.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { coreAddon, packageRoot } from '../native/index.js';
-import { interpolate, allocateTensors, prepareInterpolation } from '../soup/interpolate.js';
-import { DTYPE_CODE, type DType, type TensorMap } from '../io/tensor.js';
+import { interpolate, prepareInterpolation } from '../soup/interpolate.js';
+import { viewAs, type DType, type TensorMap } from '../io/tensor.js';
 import { median, percentile, table, gitSha } from './stats.js';
 
 export interface MergeBenchOptions {
@@ -128,6 +128,27 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
   const useTorch = (o.torch ?? true) && torchAvailable();
   if (!useTorch) log('  (PyTorch baseline skipped: /usr/bin/python3 -c "import torch" failed)');
 
+  // Every group's buffers are views into one set allocated up front (N+1 tensor slots and 3 probe
+  // arrays of the largest group's size): freeing gigabytes per group is left to the GC, which ran too
+  // late when groups followed each other without pause (a 24 GiB machine ran out of memory).
+  const sizeOf = (regime: 'lora' | 'full', dtype: DType) => {
+    const shapes = regimeShapes(regime, dtype, regime === 'full' ? fullBytes : 0);
+    return shapes.reduce((a, s) => a + Math.ceil((s[0] * s[1] * (dtype === 'float32' ? 4 : 2)) / 64) * 64, 0);
+  };
+  const slotBytes = Math.max(...regimes.flatMap((r) => dtypes.map((d) => sizeOf(r, d))));
+  const slots = Array.from({ length: Math.max(...ns) + 1 }, () => alloc(slotBytes));
+  const probeSlots = [0, 1, 2].map(() => alloc(slotBytes));
+  const tensorsIn = (buf: ArrayBuffer, specs: { name: string; dtype: DType; shape: number[] }[]): TensorMap => {
+    const out: TensorMap = {};
+    let off = 0;
+    for (const sp of specs) {
+      const numel = sp.shape[0] * sp.shape[1];
+      out[sp.name] = { dtype: sp.dtype, shape: sp.shape, data: viewAs(sp.dtype, buf, off, numel) };
+      off += Math.ceil((numel * (sp.dtype === 'float32' ? 4 : 2)) / 64) * 64;
+    }
+    return out;
+  };
+
   for (const regime of regimes) {
     for (const dtype of dtypes) {
       const shapes = regimeShapes(regime, dtype, regime === 'full' ? fullBytes : 0);
@@ -137,19 +158,19 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
       // (probe, soup, probe, prepared soup; rep after rep): this VM's bandwidth drifts by ±20 % over seconds,
       // so a ratio is only meaningful within one pair, and allocating gigabytes per probe call slowed the
       // next kernel (docs/merge.md, "Measuring").
-      const probeArrays = [0, 1, 2].map((k) => new Float32Array(alloc(bytes)).fill(0.5 + k));
+      const probeArrays = probeSlots.map((b, k) => new Float32Array(b, 0, bytes / 4).fill(0.5 + k));
       const probeOnce = async () => {
         const p = await probeFn({ bytes, reps: 1, threads, nonTemporal: true, arrays: probeArrays });
         return p.seconds[0];
       };
       for (const n of ns) {
         const srcs = Array.from({ length: n }, (_, j) => {
-          const t = allocateTensors(specs);
+          const t = tensorsIn(slots[j + 1], specs);
           fillSource(t, j + 1);
           return t;
         });
         const w = Array.from({ length: n }, () => 1 / n);
-        const out = allocateTensors(specs);
+        const out = tensorsIn(slots[0], specs);
         const moved = (n + 1) * bytes;
         const prepared = prepareInterpolation(srcs, { out, threads });
         const oneShot = () => interpolate(srcs, w, { out, threads });
@@ -184,7 +205,11 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
           add({ regime, dtype, n, method: 'plain JS loop', gbps: moved / median(jt) / 1e9, ms: median(jt) * 1e3, p90ms: percentile(jt, 90) * 1e3 });
         }
         srcs.length = 0;
-        if (useTorch) {
+        // PyTorch needs its own N sources, an output and a temporary; skip rather than risk the OOM killer
+        const torchNeeds = (n + 2) * bytes, held = (slots.length + probeSlots.length) * slotBytes;
+        const torchFits = torchNeeds + held < 0.9 * totalmem();
+        if (useTorch && !torchFits) log(`  torch baseline skipped for N=${n}: needs ~${(torchNeeds / 2 ** 30).toFixed(1)} GiB beside the ${(held / 2 ** 30).toFixed(1)} GiB this bench holds`);
+        if (useTorch && torchFits) {
           const r = spawnSync('/usr/bin/python3', [join(packageRoot, 'bench', 'torch_merge.py')], {
             input: JSON.stringify({ shapes, dtype, n, reps: Math.min(reps, 3), threads }), // 100–200× slower than the soup: 3 reps tell enough
             encoding: 'utf8',
@@ -206,7 +231,6 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
   log(table(rows.map((r) => ({ ...r, 'GB/s': r.gbps, 'p50 ms': r.ms, 'p90 ms': r.p90ms, '% probe': typeof r.ofProbe === 'number' ? 100 * r.ofProbe : '' })), ['regime', 'dtype', 'n', 'method', 'GB/s', 'p50 ms', 'p90 ms', '% probe']));
   log('');
   log(summarize(rows));
-  void DTYPE_CODE;
   return rows;
 }
 
