@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// npx tsx bench/merge.ts [--full-gib 1] [--reps 5] [--n 2,4,8] [--dtypes float32,bfloat16] [--regimes lora,full]
+// npx tsx bench/merge.ts [--full-gib 1] [--reps 15] [--n 2,4,8] [--dtypes float32,bfloat16] [--regimes lora,full]
 // Prints progress and a table on stderr, JSON lines on stdout.
 import { benchMerge } from '../src/bench/merge.js';
 

@@ -107,7 +107,7 @@ export function torchAvailable(): boolean {
 export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]> {
   const log = o.log ?? ((s: string) => process.stderr.write(`${s}\n`));
   const emit = o.json ?? (() => {});
-  const reps = o.reps ?? 5;
+  const reps = o.reps ?? 15; // ratios are medians of same-pair reps; the slow baselines cap their own reps
   const threads = o.threads ?? cpus().length;
   const fullBytes = o.fullBytes ?? 2 ** 30;
   const ns = o.ns ?? [2, 4, 8];

@@ -10,7 +10,7 @@ export function register(program: Command): void {
     .command('merge')
     .description('fused interpolation GB/s vs bandwidth probe, JS loop and PyTorch sum(l*t) / in-place ops')
     .option('--full-gib <gib>', 'bytes per source in the full-model regime, in GiB', '1')
-    .option('--reps <n>', 'timed repetitions (medians reported)', '5')
+    .option('--reps <n>', 'timed repetitions (medians of same-pair ratios reported; PyTorch runs min(reps, 3))', '15')
     .option('--n <list>', 'numbers of sources', '2,4,8')
     .option('--dtypes <list>', 'storage dtypes', 'float32,bfloat16')
     .option('--regimes <list>', 'lora (512 small tensors) and/or full (LLaMA-7B layer shapes)', 'lora,full')
