@@ -137,20 +137,26 @@ export async function interpolate(sources: TensorMap[], weights: number[], opts:
   const { names, lists, out, outs } = prepareOutputs(sources, opts);
   const w = resolveWeights(weights, sources.length, opts);
   if (names.length === 0) return out;
-  const { control, dispose } = controlFor(opts.signal);
-  if (opts.signal?.aborted) throw abortedError(opts.signal);
+  const run = cuda ? (cuda.interpolateCuda as unknown as NativeInterpolate) : (coreAddon().interpolate as NativeInterpolate);
+  await runNative((control) => run({ ...nativeBaton(lists, outs, opts), weights: w, control }), opts, stack);
+  return out;
+}
+
+/** One native soup call with cancellation wired to `o.signal`, errors mapped to SoupError with the
+ *  caller's stack, and the kernel's stats copied into `o.stats`. */
+async function runNative(call: (control: Float64Array) => Promise<InterpolateStats>, o: SoupRunOptions, stack: string | undefined): Promise<void> {
+  const { control, dispose } = controlFor(o.signal);
+  if (o.signal?.aborted) throw abortedError(o.signal);
   try {
-    const run = cuda ? (cuda.interpolateCuda as unknown as NativeInterpolate) : (coreAddon().interpolate as NativeInterpolate);
-    const stats = await run({ ...nativeBaton(lists, outs, opts), weights: w, control });
-    if (opts.stats) Object.assign(opts.stats, stats);
+    const stats = await call(control);
+    if (o.stats) Object.assign(o.stats, stats);
   } catch (e) {
     const err = fromNative(e, stack);
-    if (err.code === 'ERR_SOUP_ABORTED') throw abortedError(opts.signal);
+    if (err.code === 'ERR_SOUP_ABORTED') throw abortedError(o.signal);
     throw err;
   } finally {
     dispose();
   }
-  return out;
 }
 
 /** Options of a prepared soup: everything of interpolate() but the per-run ones. */
@@ -199,18 +205,7 @@ export function prepareInterpolation(sources: TensorMap[], opts: PrepareOptions 
     async run(weights, o = {}) {
       const stack = new Error().stack;
       const w = resolveWeights(weights, n, o);
-      const { control, dispose } = controlFor(o.signal);
-      if (o.signal?.aborted) throw abortedError(o.signal);
-      try {
-        const stats = await addon.runInterpolation(plan, w, control);
-        if (o.stats) Object.assign(o.stats, stats);
-      } catch (e) {
-        const err = fromNative(e, stack);
-        if (err.code === 'ERR_SOUP_ABORTED') throw abortedError(o.signal);
-        throw err;
-      } finally {
-        dispose();
-      }
+      await runNative((control) => addon.runInterpolation(plan, w, control), o, stack);
       return out;
     },
   };
