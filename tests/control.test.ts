@@ -11,20 +11,12 @@ import { VecEnv, evaluateEpisodes } from '../src/envs/index.js';
 import { SoupError } from '../src/errors.js';
 import { writeSafetensors, type TensorMap } from '../src/io/index.js';
 import { ControlPolicy, ControlTrainer, controlMath, type ControlBatch } from '../src/train/control.js';
+import { mulberry32 } from '../src/util/random.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rsoup-control-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 const randn = (r: () => number) => Math.sqrt(-2 * Math.log(r() + 1e-300)) * Math.cos(2 * Math.PI * r());
 const arr = (n: number, r: () => number, scale = 1) => Float64Array.from({ length: n }, () => scale * randn(r));
 
