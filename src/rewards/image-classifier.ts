@@ -21,26 +21,32 @@ export interface ShapeClassifier {
 
 /** Class probabilities: softmax(W2·relu(W1·x + b1) + b2), x = rgb/127.5 − 1 (HWC order). */
 export function classifierProbs(c: ShapeClassifier, img: RgbImageLike): Float64Array {
-  const D = c.inputs, H = c.hidden, C = c.classes.length;
+  const D = c.inputs;
   if (!img || img.data?.length !== D) throw new RangeError(`image: the classifier expects ${D} RGB values, got ${img?.data?.length}`);
-  const h = new Float64Array(H);
+  const x = Float64Array.from(img.data, (v) => v / 127.5 - 1);
+  const p = new Float64Array(c.classes.length);
+  forwardInto(c, x, new Float64Array(c.hidden), p);
+  return p;
+}
+
+/** The forward pass on normalised inputs x: hidden activations into h, class probabilities into p. */
+function forwardInto(c: ShapeClassifier, x: ArrayLike<number>, h: Float64Array, p: Float64Array): void {
+  const D = c.inputs, H = c.hidden, C = c.classes.length;
   for (let j = 0; j < H; j++) {
-    let s = c.b1[j];
-    for (let i = 0; i < D; i++) s += c.w1[j * D + i] * (img.data[i] / 127.5 - 1);
-    h[j] = s > 0 ? s : 0;
+    let v = c.b1[j];
+    for (let i = 0; i < D; i++) v += c.w1[j * D + i] * x[i];
+    h[j] = v > 0 ? v : 0;
   }
-  const z = new Float64Array(C);
   let mx = -Infinity;
   for (let k = 0; k < C; k++) {
-    let s = c.b2[k];
-    for (let j = 0; j < H; j++) s += c.w2[k * H + j] * h[j];
-    z[k] = s;
-    mx = Math.max(mx, s);
+    let v = c.b2[k];
+    for (let j = 0; j < H; j++) v += c.w2[k * H + j] * h[j];
+    p[k] = v;
+    mx = Math.max(mx, v);
   }
   let sum = 0;
-  for (let k = 0; k < C; k++) sum += (z[k] = Math.exp(z[k] - mx));
-  for (let k = 0; k < C; k++) z[k] /= sum;
-  return z;
+  for (let k = 0; k < C; k++) sum += (p[k] = Math.exp(p[k] - mx));
+  for (let k = 0; k < C; k++) p[k] /= sum;
 }
 
 export interface TrainClassifierOptions {
@@ -86,21 +92,7 @@ export function trainShapeClassifier(o: TrainClassifierOptions = {}): { classifi
       const m = Math.min(bs, n - s);
       for (let b = 0; b < m; b++) {
         const x = X[order[s + b]], y = Y[order[s + b]];
-        for (let j = 0; j < H; j++) {
-          let v = c.b1[j];
-          for (let i = 0; i < D; i++) v += c.w1[j * D + i] * x[i];
-          h[j] = v > 0 ? v : 0;
-        }
-        let mx = -Infinity;
-        for (let k = 0; k < C; k++) {
-          let v = c.b2[k];
-          for (let j = 0; j < H; j++) v += c.w2[k * H + j] * h[j];
-          p[k] = v;
-          mx = Math.max(mx, v);
-        }
-        let sum = 0;
-        for (let k = 0; k < C; k++) sum += (p[k] = Math.exp(p[k] - mx));
-        for (let k = 0; k < C; k++) p[k] /= sum;
+        forwardInto(c, x, h, p);
         loss -= Math.log(Math.max(p[y], 1e-300));
         dh.fill(0);
         for (let k = 0; k < C; k++) {
