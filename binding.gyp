@@ -8,6 +8,7 @@
         "native/core/interp_scalar.cc",
         "native/core/interp_avx2.cc",
         "native/core/interp_avx512.cc",
+        "native/core/interp_avx512bf16.cc",
         "native/core/mapped_file.cc",
         "native/core/merge_files.cc",
         "native/addon/core/addon_core.cc"

@@ -5,11 +5,10 @@ import { rng, randomTensor } from './helpers/random.js';
 import { checkAgainst, sameBits, poisoned } from './helpers/reference.js';
 
 const DTYPES: DType[] = ['float32', 'float16', 'bfloat16', 'float64'];
-const SIMDS = (['scalar', 'avx2', 'avx512'] as const).filter((s) => {
-  const best = coreAddon().info().simd;
-  return s === 'scalar' || s === best || (s === 'avx2' && best === 'avx512');
-});
-// sizes around the 64Ki-element chunk boundary, vector widths and odd sizes
+// every level this CPU runs: the ones at and below the best (the order of the Simd type)
+const LEVELS = ['scalar', 'avx2', 'avx512', 'avx512bf16'] as const;
+const SIMDS = LEVELS.slice(0, LEVELS.indexOf(coreAddon().info().simd) + 1);
+// vector widths, odd sizes and sizes around 2^16 (chunk boundaries: see the chunkElems test below)
 const SIZES = [1, 7, 15, 16, 17, 33, 127, 1023, 65535, 65536, 65537, 131073];
 
 function weightsFor(n: number, r: () => number): number[] {
@@ -88,24 +87,78 @@ describe('interpolate: determinism', () => {
     });
   }
 
+  it('any chunk size gives the same bits: chunks of 64 and 1000 elements span many tensors, 65536 splits them', async () => {
+    const src = sources(3, 'bfloat16', [1, 63, 64, 65, 999, 1001, 65537, 7], 11);
+    const w = weightsFor(3, rng(11));
+    const ref = await interpolate(src, w, { threads: 1, simd: 'scalar' });
+    for (const chunkElems of [64, 1000, 65536]) {
+      for (const simd of SIMDS) {
+        const out = await interpolate(src, w, { chunkElems, simd, threads: 2, nonTemporal: true });
+        for (const k of Object.keys(ref)) expect(sameBits(out[k], ref[k]), `chunk ${chunkElems} ${simd} ${k}`).toBe(true);
+      }
+    }
+    for (const bad of [0, -64, 1.5, NaN]) await expect(interpolate(src, w, { chunkElems: bad })).rejects.toThrow(/chunkElems must be a positive integer/);
+  });
+
   it('bf16 special values (NaN, ±Inf, subnormals, ±0, rounding ties): every kernel bit-identical to scalar', async () => {
     // bf16 bit patterns: quiet and signalling NaN, ±Inf, subnormals, ±0, largest finite, and random
-    // normals; weights 1/3-ish make many fp32 results land on bf16 rounding ties
+    // normals; weights 1/3-ish make many fp32 results land on bf16 rounding ties. The 'tiny' tensors
+    // hold only subnormals, zeros and the smallest normals, so most sums are subnormal: the avx512bf16
+    // kernel rounds with vcvtne2ps2bf16, which flushes subnormals, and must fall back for those vectors;
+    // the other tensors have few subnormal sums and exercise the instruction itself (NaN, Inf, ties).
     const special = [0x7fc0, 0x7f81, 0xff80, 0x7f80, 0x0001, 0x8001, 0x007f, 0x0000, 0x8000, 0x7f7f, 0xff7f, 0x0080];
+    const tiny = [0x0001, 0x8001, 0x007f, 0x807f, 0x0040, 0x0000, 0x8000, 0x0080, 0x8080];
     const r = rng(31);
-    const make = (len: number) => {
+    const make = (len: number, pool: 'mixed' | 'tiny') => {
       const d = new Uint16Array(len);
-      for (let i = 0; i < len; i++) d[i] = r() < 0.15 ? special[Math.floor(r() * special.length)] : 0x3000 + Math.floor(r() * 0x1800) + (r() < 0.5 ? 0x8000 : 0);
+      for (let i = 0; i < len; i++) {
+        if (pool === 'tiny') d[i] = tiny[Math.floor(r() * tiny.length)];
+        else d[i] = r() < 0.15 ? special[Math.floor(r() * special.length)] : 0x3000 + Math.floor(r() * 0x1800) + (r() < 0.5 ? 0x8000 : 0);
+      }
       return { dtype: 'bfloat16' as const, shape: [len], data: d };
     };
+    const sizes = [64, 65, 95, 127, 1000, 4099];
+    let subnormalSums = 0;
     for (const n of [1, 2, 3, 8]) {
-      const sizes = [64, 65, 95, 127, 1000, 4099];
-      const src: TensorMap[] = Array.from({ length: n }, () => Object.fromEntries(sizes.map((s, k) => [`t${k}`, make(s)])));
+      const src: TensorMap[] = Array.from({ length: n }, () => ({
+        ...Object.fromEntries(sizes.map((s, k) => [`t${k}`, make(s, 'mixed')])),
+        ...Object.fromEntries(sizes.map((s, k) => [`tiny${k}`, make(s, 'tiny')])),
+      }));
       const w = n === 1 ? [1] : weightsFor(n, r).map((x, i, a) => (i === 0 ? 1 - a.slice(1).reduce((p, q) => p + q, 0) : x));
       const ref = await interpolate(src, w, { simd: 'scalar', threads: 1, allowExtrapolation: true });
+      // the fallback is reached: subnormal bf16 results in the tiny tensors
+      for (const k of Object.keys(ref)) if (k.startsWith('tiny')) for (const v of ref[k].data as Uint16Array) if ((v & 0x7f80) === 0 && (v & 0x7f) !== 0) subnormalSums++;
       for (const simd of SIMDS) {
         for (const nonTemporal of [false, true]) {
           const out = await interpolate(src, w, { simd, nonTemporal, allowExtrapolation: true });
+          for (const k of Object.keys(ref)) expect(sameBits(out[k], ref[k]), `N=${n} ${simd} nt=${nonTemporal} ${k}`).toBe(true);
+        }
+      }
+    }
+    expect(subnormalSums).toBeGreaterThan(1000);
+  });
+
+  it('fp32 -> bf16 output with special values: every kernel bit-identical to scalar', async () => {
+    // fp32 sources whose sums are NaN, ±Inf, subnormal, zero, bf16 ties or ordinary values, written as bf16
+    const r = rng(37);
+    const pick = (): number => {
+      const u = r();
+      if (u < 0.05) return NaN;
+      if (u < 0.1) return r() < 0.5 ? Infinity : -Infinity;
+      if (u < 0.3) return (r() - 0.5) * 2 ** -127;  // subnormal in fp32 (and bf16)
+      if (u < 0.35) return 0;
+      if (u < 0.5) return (1 + (Math.floor(r() * 128) + 0.5) / 128) * 2 ** Math.floor(r() * 20 - 10);  // bf16 tie
+      return (r() - 0.5) * 100;
+    };
+    for (const n of [1, 2, 5]) {
+      const src: TensorMap[] = Array.from({ length: n }, () =>
+        Object.fromEntries([16, 33, 257, 4099].map((len, k) => [`t${k}`, { dtype: 'float32' as const, shape: [len], data: Float32Array.from({ length: len }, pick) }])),
+      );
+      const w = n === 1 ? [1] : weightsFor(n, r);
+      const ref = await interpolate(src, w, { simd: 'scalar', threads: 1, dtype: 'bfloat16' });
+      for (const simd of SIMDS) {
+        for (const nonTemporal of [false, true]) {
+          const out = await interpolate(src, w, { simd, nonTemporal, dtype: 'bfloat16' });
           for (const k of Object.keys(ref)) expect(sameBits(out[k], ref[k]), `N=${n} ${simd} nt=${nonTemporal} ${k}`).toBe(true);
         }
       }

@@ -34,10 +34,20 @@ void Control::addProgress(double bytes) {
 
 RangeFn rangeKernel(Simd simd) {
   switch (simd) {
+    case Simd::Avx512Bf16: return interpRangeAvx512Bf16;
     case Simd::Avx512: return interpRangeAvx512;
     case Simd::Avx2: return interpRangeAvx2;
     default: return interpRangeScalar;
   }
+}
+
+size_t chunkElemsFor(size_t total, size_t widestBytes, const InterpOptions& opt) {
+  if (opt.chunkElems > 0) return std::max<size_t>(opt.chunkElems, 64);
+  constexpr size_t kChunkBytes = size_t{1} << 20;
+  const size_t threads = static_cast<size_t>(opt.threads > 0 ? opt.threads : ThreadPool::hardwareThreads());
+  const size_t balanced = std::max<size_t>(total / (8 * threads), 4096);
+  const size_t c = std::min(kChunkBytes / std::max<size_t>(widestBytes, 1), balanced);
+  return (c + 63) / 64 * 64;
 }
 
 void interpolateSegments(const std::vector<Segment>& segs, const Weights& w, const InterpOptions& opt, Control* ctl) {
@@ -47,7 +57,9 @@ void interpolateSegments(const std::vector<Segment>& segs, const Weights& w, con
   for (size_t k = 0; k < segs.size(); k++) prefix[k + 1] = prefix[k] + segs[k].count;
   const size_t total = prefix.back();
   if (total == 0) return;
-  const size_t chunk = std::max<size_t>(opt.chunkElems, 64);
+  size_t widest = 1;
+  for (const Segment& sg : segs) widest = std::max({widest, dtypeSize(sg.inDtype), dtypeSize(sg.outDtype)});
+  const size_t chunk = chunkElemsFor(total, widest, opt);
   const size_t nChunks = (total + chunk - 1) / chunk;
   RangeFn fn = rangeKernel(opt.simd);
   std::atomic<bool> aborted{false};
@@ -91,8 +103,8 @@ void lowRankUpdate(const LowRank& job, const InterpOptions& opt, Control* ctl) {
 }
 
 double bandwidthTriad(float* a, const float* b, const float* c, size_t n, int reps, const InterpOptions& opt) {
-  auto fn = opt.simd == Simd::Avx512 ? triadRangeAvx512 : opt.simd == Simd::Avx2 ? triadRangeAvx2 : triadRangeScalar;
-  const size_t chunk = std::max<size_t>(opt.chunkElems, 64);
+  auto fn = opt.simd >= Simd::Avx512 ? triadRangeAvx512 : opt.simd == Simd::Avx2 ? triadRangeAvx2 : triadRangeScalar;
+  const size_t chunk = chunkElemsFor(n, sizeof(float), opt);  // the soups' chunking (NOTE: [Chunks])
   const size_t nChunks = (n + chunk - 1) / chunk;
   auto t0 = std::chrono::steady_clock::now();
   for (int r = 0; r < reps; r++) {

@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: MIT
 // AVX-512 (F, BW, VL) kernels, chosen at run time. Same formula as every other path (interp.h).
+// interp_avx512bf16.cc compiles this file again with SOUP_AVX512_BF16 defined: the same kernels, with
+// the fp32 -> bf16 rounding done by AVX512_BF16's vcvtne(2)ps2bf16 (Simd::Avx512Bf16).
 #include <immintrin.h>
 
 #include <cmath>
 
+#ifdef SOUP_AVX512_BF16
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")
+#else
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
+#endif
 
 #include "core/interp_impl.h"
 
@@ -33,6 +39,9 @@ struct Avx512 {
   }
   static void storeF16(uint16_t* p, F v, bool nt) { store256(p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nt); }
   static void storeBF16(uint16_t* p, F v, bool nt) {
+#ifdef SOUP_AVX512_BF16
+    if (__builtin_expect(!anySubnormal(v), 1)) return store256(p, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)), nt);
+#endif
     const __m512i u = _mm512_castps_si512(v);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
@@ -64,7 +73,21 @@ struct Avx512 {
     const __mmask16 isNan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
     return _mm512_mask_blend_epi32(isNan, r, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
   }
+#ifdef SOUP_AVX512_BF16
+  // vcvtne(2)ps2bf16 rounds exactly like roundHi (nearest even; NaN -> its top half with the quiet bit
+  // set) except that it flushes subnormal inputs to zero: a vector with a subnormal lane (fpclass bit 5)
+  // takes the integer path instead. The special-value test in tests/interpolate.test.ts covers both.
+  static bool anySubnormal(F v) { return _mm512_fpclass_ps_mask(v, 0x20) != 0; }
+  // vcvtne2ps2bf16(odd, even) gives [bf16(even 0..15) | bf16(odd 0..15)]; word 2k <- k, 2k+1 <- 16+k
+  static __m512i interleave() {
+    return _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  }
+#endif
   static __m512i packBF16(F even, F odd) {
+#ifdef SOUP_AVX512_BF16
+    if (__builtin_expect(!(anySubnormal(even) || anySubnormal(odd)), 1))
+      return _mm512_permutexvar_epi16(interleave(), reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(odd, even)));
+#endif
     return _mm512_or_si512(_mm512_srli_epi32(roundHi(even), 16), _mm512_and_si512(roundHi(odd), _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
   }
   static float h2f(uint16_t h) { return _cvtsh_ss(h); }
@@ -74,9 +97,13 @@ struct Avx512 {
 
 }  // namespace
 
+#ifdef SOUP_AVX512_BF16
+void interpRangeAvx512Bf16(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) { impl::range<Avx512>(s, b, e, w, nt); }
+#else
 void interpRangeAvx512(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) { impl::range<Avx512>(s, b, e, w, nt); }
 void triadRangeAvx512(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) {
   impl::triadRange<Avx512>(a, b, c, s, i, e, nt);
 }
+#endif
 
 }  // namespace soup

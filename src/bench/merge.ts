@@ -177,25 +177,27 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         await probeOnce(); // warm-up: page faults and caches outside the timing
         await oneShot();
         await prepared.run(w);
-        // Each timed soup follows a probe, so both soups start from the same cache state (a soup right
-        // after another finds part of its working set in the last-level cache).
-        const ps: number[] = [], ks: number[] = [], pk: number[] = [], ratioK: number[] = [], ratioP: number[] = [];
+        // Each timed soup sits between two probes (probe, soup, probe, prepared soup, probe, …) and is
+        // compared with their geometric mean: both soups start from the same cache state (a soup right
+        // after another finds part of its working set in the last-level cache), and a drift of the
+        // bandwidth during the pair shows in both neighbours instead of one.
+        const ps: number[] = [], ks: number[] = [], pk: number[] = [];
         const probeGbps = (t: number) => (3 * bytes) / t;
+        ps.push(await probeOnce());
         for (let r = 0; r < reps; r++) {
-          let p = await probeOnce();
-          ps.push(p);
           let t0 = performance.now();
           await oneShot();
           ks.push((performance.now() - t0) / 1000);
-          ratioK.push(moved / ks[r] / probeGbps(p));
-          p = await probeOnce();
-          ps.push(p);
+          ps.push(await probeOnce());
           t0 = performance.now();
           await prepared.run(w);
           pk.push((performance.now() - t0) / 1000);
-          ratioP.push(moved / pk[r] / probeGbps(p));
+          ps.push(await probeOnce());
         }
-        // ofProbe: median over reps of (soup GB/s) / (GB/s of the probe just before it)
+        const around = (k: number) => Math.sqrt(probeGbps(ps[k]) * probeGbps(ps[k + 1]));
+        const ratioK = ks.map((t, r) => moved / t / around(2 * r));
+        const ratioP = pk.map((t, r) => moved / t / around(2 * r + 1));
+        // ofProbe: median over reps of (soup GB/s) / (geometric mean GB/s of the probes on either side)
         const ofProbe = (ts: number[]) => median(ts === ks ? ratioK : ratioP);
         add({ regime, dtype, n, method: `probe (triad)`, gbps: (3 * bytes) / median(ps) / 1e9, ms: median(ps) * 1e3, p90ms: percentile(ps, 90) * 1e3 });
         add({ regime, dtype, n, method: `soup (${info.simd})`, gbps: moved / median(ks) / 1e9, ms: median(ks) * 1e3, p90ms: percentile(ks, 90) * 1e3, ofProbe: ofProbe(ks) });

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 // Exactly what the .node files export (ORT's binding.ts idea). Keep in sync with native/addon/.
 
+/** SIMD levels of the CPU kernels, best first; each needs the CPU features of the ones after it. */
+export type Simd = 'avx512bf16' | 'avx512' | 'avx2' | 'scalar';
+
 export interface CoreInfo {
   version: string;
-  simd: 'avx512' | 'avx2' | 'scalar';
+  simd: Simd;
   cpuFeatures: string[];
   hardwareThreads: number;
 }

@@ -8,8 +8,9 @@ import { DTYPE_CODE, dtypeSize, isDType, numelOf, viewAs, type DType, type Tenso
 import { checkTensor } from '../io/safetensors.js';
 import { checkDevice, cudaFunctions } from './device.js';
 import { resolveWeights, controlFor, abortedError, type WeightRules } from './weights.js';
+import type { Simd } from '../native/types.js';
 
-export type Simd = 'avx512' | 'avx2' | 'scalar';
+export type { Simd };
 
 export interface InterpolateOptions extends WeightRules {
   /** Write into these tensors instead of allocating (same names and shapes; dtype = output dtype). */
@@ -22,6 +23,9 @@ export interface InterpolateOptions extends WeightRules {
   simd?: Simd;
   /** Streaming stores (default: when the output exceeds 32 MiB). */
   nonTemporal?: boolean;
+  /** Elements per work chunk (tests and tuning); default: 1 MiB of the widest stream, fewer for small
+   *  jobs (docs/ARCHITECTURE.md, "Chunks"). Any value gives the same bits. */
+  chunkElems?: number;
   device?: 'cpu' | 'cuda';
   signal?: AbortSignal;
   /** Filled with what the kernel reported. */
@@ -119,6 +123,8 @@ function prepareOutputs(sources: TensorMap[], opts: Pick<InterpolateOptions, 'ou
 
 /** What the native side resolves to pointers: per-source tensor lists, outputs, dtype codes, options. */
 function nativeBaton(lists: Tensor[][], outs: Tensor[], opts: InterpolateOptions): Record<string, unknown> {
+  const ch = opts.chunkElems;
+  if (ch !== undefined && !(Number.isSafeInteger(ch) && ch > 0)) throw new SoupError('ERR_SOUP_INVALID_ARG', `chunkElems must be a positive integer, got ${ch}`);
   return {
     sources: lists.map((l) => l.map((t) => t.data)),
     inDtypes: Int32Array.from(lists[0], (t) => DTYPE_CODE[t.dtype]),
@@ -127,6 +133,7 @@ function nativeBaton(lists: Tensor[][], outs: Tensor[], opts: InterpolateOptions
     threads: opts.threads,
     simd: opts.simd,
     nonTemporal: opts.nonTemporal,
+    chunkElems: opts.chunkElems,
   };
 }
 
