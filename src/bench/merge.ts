@@ -4,7 +4,8 @@
 // LLaMA-7B layer shapes), against baselines measured in the same run: the core addon's bandwidth probe
 // (a triad with the same threads and streaming stores), a plain JS loop, and PyTorch (Debian's
 // python3-torch) per-tensor sum(l*t) — how mergekit and model-soups do it — and in-place mul_/add_.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -100,6 +101,51 @@ async function time(reps: number, fn: () => Promise<void> | void): Promise<numbe
   return ts;
 }
 
+/** bench/torch_merge.py kept open: one timed rep per request (its protocol is in the script). */
+class TorchBaseline {
+  private lines: string[] = [];
+  private waiting: ((line: string | Error) => void) | undefined;
+  private stderr = '';
+  private constructor(private proc: ChildProcessWithoutNullStreams) {
+    createInterface({ input: proc.stdout }).on('line', (l) => {
+      if (this.waiting) {
+        const w = this.waiting;
+        this.waiting = undefined;
+        w(l);
+      } else this.lines.push(l);
+    });
+    proc.stderr.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)));
+    proc.on('exit', (code) => this.waiting?.(new Error(`torch_merge.py exited with ${code}: ${this.stderr.trim().split('\n').at(-1) ?? ''}`)));
+  }
+  static async start(cfg: { shapes: number[][]; dtype: DType; n: number; threads: number }): Promise<TorchBaseline> {
+    const proc = spawn('/usr/bin/python3', [join(packageRoot, 'bench', 'torch_merge.py')], { env: { ...process.env, OMP_NUM_THREADS: String(cfg.threads) } });
+    const t = new TorchBaseline(proc);
+    proc.stdin.write(`${JSON.stringify(cfg)}\n`);
+    const ready = JSON.parse(await t.next()) as { ready?: boolean };
+    if (!ready.ready) throw new Error('torch_merge.py did not start');
+    return t;
+  }
+  private next(): Promise<string> {
+    const l = this.lines.shift();
+    if (l !== undefined) return Promise.resolve(l);
+    if (this.proc.exitCode !== null) return Promise.reject(new Error(`torch_merge.py exited: ${this.stderr.trim().split('\n').at(-1) ?? ''}`));
+    return new Promise((res, rej) => (this.waiting = (x) => (x instanceof Error ? rej(x) : res(x))));
+  }
+  async run(method: 'sum' | 'inplace'): Promise<number> {
+    this.proc.stdin.write(`${method}\n`);
+    return (JSON.parse(await this.next()) as { seconds: number }).seconds;
+  }
+  /** Ends the process and waits for it, so its memory is back before the next group allocates. */
+  async close(): Promise<void> {
+    if (this.proc.exitCode !== null) return;
+    const exited = new Promise<void>((res) => this.proc.once('exit', () => res()));
+    this.proc.stdin.end();
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
 export function torchAvailable(): boolean {
   return existsSync('/usr/bin/python3') && spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 }
@@ -159,6 +205,7 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
       // so a ratio is only meaningful within one pair, and allocating gigabytes per probe call slowed the
       // next kernel (docs/merge.md, "Measuring").
       const probeArrays = probeSlots.map((b, k) => new Float32Array(b, 0, bytes / 4).fill(0.5 + k));
+      const probeGbps = (t: number) => (3 * bytes) / t;
       const probeOnce = async () => {
         const p = await probeFn({ bytes, reps: 1, threads, nonTemporal: true, arrays: probeArrays });
         return p.seconds[0];
@@ -182,7 +229,6 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         // after another finds part of its working set in the last-level cache), and a drift of the
         // bandwidth during the pair shows in both neighbours instead of one.
         const ps: number[] = [], ks: number[] = [], pk: number[] = [];
-        const probeGbps = (t: number) => (3 * bytes) / t;
         ps.push(await probeOnce());
         for (let r = 0; r < reps; r++) {
           let t0 = performance.now();
@@ -212,18 +258,28 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         const torchFits = torchNeeds + held < 0.9 * totalmem();
         if (useTorch && !torchFits) log(`  torch baseline skipped for N=${n}: needs ~${(torchNeeds / 2 ** 30).toFixed(1)} GiB beside the ${(held / 2 ** 30).toFixed(1)} GiB this bench holds`);
         if (useTorch && torchFits) {
-          const r = spawnSync('/usr/bin/python3', [join(packageRoot, 'bench', 'torch_merge.py')], {
-            input: JSON.stringify({ shapes, dtype, n, reps: Math.min(reps, 3), threads }), // 100–200× slower than the soup: 3 reps tell enough
-            encoding: 'utf8',
-            env: { ...process.env, OMP_NUM_THREADS: String(threads) },
-            maxBuffer: 1 << 20,
-          });
-          if (r.status !== 0) log(`  torch baseline failed: ${r.stderr.trim().split('\n').at(-1)}`);
-          else {
-            for (const line of r.stdout.trim().split('\n')) {
-              const t = JSON.parse(line) as { method: string; seconds: number[] };
-              add({ regime, dtype, n, method: t.method, gbps: moved / median(t.seconds) / 1e9, ms: median(t.seconds) * 1e3, p90ms: percentile(t.seconds, 90) * 1e3 });
+          // One rep at a time, each between two probes like the soups (torch_merge.py): its ratio to the
+          // probe is comparable with the soup's, whatever the bandwidth did in between.
+          const torch = await TorchBaseline.start({ shapes, dtype, n, threads });
+          try {
+            const torchReps = Math.min(reps, 3); // 100–200× slower than the soup for sum(l*t): 3 reps tell enough
+            for (const [method, name] of [['sum', 'torch sum(l*t)'], ['inplace', 'torch mul_/add_']] as const) {
+              await torch.run(method); // warm-up: first-touch of its temporaries and outputs
+              const ts: number[] = [], ratios: number[] = [];
+              let before = await probeOnce();
+              for (let r = 0; r < torchReps; r++) {
+                const t = await torch.run(method);
+                const after = await probeOnce();
+                ts.push(t);
+                ratios.push(moved / t / Math.sqrt(probeGbps(before) * probeGbps(after)));
+                before = after;
+              }
+              add({ regime, dtype, n, method: name, gbps: moved / median(ts) / 1e9, ms: median(ts) * 1e3, p90ms: percentile(ts, 90) * 1e3, ofProbe: median(ratios) });
             }
+          } catch (e) {
+            log(`  torch baseline failed: ${(e as Error).message}`);
+          } finally {
+            await torch.close();
           }
         }
       }
@@ -256,8 +312,11 @@ export function summarize(rows: BenchRow[]): string {
       if (!soup) continue;
       const pct = (r: BenchRow) => `${(100 * Number(r.ofProbe)).toFixed(0)}%`;
       const parts = [`${k} N=${n}: interpolate() ${pct(soup)} of probe${prepared ? `, prepared ${pct(prepared)}` : ''}`];
-      if (sum) parts.push(`${(sum.ms / soup.ms).toFixed(1)}x torch sum(l*t)`);
-      if (inplace) parts.push(`${(inplace.ms / soup.ms).toFixed(1)}x torch in-place`);
+      // vs PyTorch: the ratio of the two %-of-probe figures (each rep of either between two probes), so a
+      // bandwidth drift between the soup's reps and PyTorch's does not count for either side
+      const vs = (t: BenchRow) => (typeof t.ofProbe === 'number' && typeof soup.ofProbe === 'number' ? soup.ofProbe / t.ofProbe : soup.ms === 0 ? NaN : t.ms / soup.ms);
+      if (sum) parts.push(`${vs(sum).toFixed(1)}x torch sum(l*t)`);
+      if (inplace) parts.push(`${vs(inplace).toFixed(1)}x torch in-place (times alone: ${(inplace.ms / soup.ms).toFixed(1)}x)`);
       if (js) parts.push(`${(js.ms / soup.ms).toFixed(1)}x JS loop`);
       lines.push(`  ${parts.join(', ')}`);
     }
