@@ -280,6 +280,9 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
             log(`  torch baseline failed: ${(e as Error).message}`);
           } finally {
             await torch.close();
+            // The exiting Python process hands back gigabytes; kernels timed in the next second ran up to
+            // 2× slower (the LoRA group after a torch run: 34 % of the probe against 54–56 % without it).
+            await new Promise((r) => setTimeout(r, 3000));
           }
         }
       }
