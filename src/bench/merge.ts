@@ -260,8 +260,9 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         if (useTorch && torchFits) {
           // One rep at a time, each between two probes like the soups (torch_merge.py): its ratio to the
           // probe is comparable with the soup's, whatever the bandwidth did in between.
-          const torch = await TorchBaseline.start({ shapes, dtype, n, threads });
+          let torch: TorchBaseline | undefined;
           try {
+            torch = await TorchBaseline.start({ shapes, dtype, n, threads });
             const torchReps = Math.min(reps, 3); // 100–200× slower than the soup for sum(l*t): 3 reps tell enough
             for (const [method, name] of [['sum', 'torch sum(l*t)'], ['inplace', 'torch mul_/add_']] as const) {
               await torch.run(method); // warm-up: first-touch of its temporaries and outputs
@@ -279,10 +280,12 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
           } catch (e) {
             log(`  torch baseline failed: ${(e as Error).message}`);
           } finally {
-            await torch.close();
-            // The exiting Python process hands back gigabytes; kernels timed in the next second ran up to
-            // 2× slower (the LoRA group after a torch run: 34 % of the probe against 54–56 % without it).
-            await new Promise((r) => setTimeout(r, 3000));
+            if (torch) {
+              await torch.close();
+              // The exiting Python process hands back gigabytes; kernels timed in the next second ran up to
+              // 2× slower (the LoRA group after a torch run: 34 % of the probe against 54–56 % without it).
+              await new Promise((r) => setTimeout(r, 3000));
+            }
           }
         }
       }
