@@ -6,7 +6,9 @@
 #include <napi.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -33,9 +35,10 @@ Simd parseSimd(Napi::Env env, const Napi::Object& o) {
   Simd best = soup::detectSimd();
   if (!o.Has("simd") || o.Get("simd").IsUndefined()) return best;
   std::string s = o.Get("simd").As<Napi::String>().Utf8Value();
-  Simd want = s == "avx512bf16" ? Simd::Avx512Bf16 : s == "avx512" ? Simd::Avx512 : s == "avx2" ? Simd::Avx2 : s == "scalar" ? Simd::Scalar : best;
-  if (s != "avx512bf16" && s != "avx512" && s != "avx2" && s != "scalar")
-    argError(env, "simd must be 'avx512bf16', 'avx512', 'avx2' or 'scalar', got '" + s + "'");
+  const Simd levels[] = {Simd::Scalar, Simd::Avx2, Simd::Avx512, Simd::Avx512Bf16};
+  const Simd* found = std::find_if(std::begin(levels), std::end(levels), [&](Simd l) { return s == soup::simdName(l); });
+  if (found == std::end(levels)) argError(env, "simd must be 'avx512bf16', 'avx512', 'avx2' or 'scalar', got '" + s + "'");
+  const Simd want = *found;
   if (static_cast<int>(want) > static_cast<int>(best)) argError(env, "simd '" + s + "' is not supported by this CPU (best: " + soup::simdName(best) + ")");
   return want;
 }
@@ -501,7 +504,6 @@ Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
     w->reps = b.Has("reps") ? b.Get("reps").As<Napi::Number>().Int32Value() : 5;
     w->opt.simd = parseSimd(env, b);
     w->opt.threads = parseThreads(b);
-    if (b.Has("chunkElems") && b.Get("chunkElems").IsNumber()) w->opt.chunkElems = static_cast<size_t>(b.Get("chunkElems").As<Napi::Number>().Int64Value());
     Napi::Value nt = b.Get("nonTemporal");
     w->opt.nonTemporal = nt.IsBoolean() ? nt.As<Napi::Boolean>().Value() : true;
     if (b.Has("arrays") && !b.Get("arrays").IsUndefined()) {
