@@ -292,3 +292,49 @@ describe('bandwidth probe on caller arrays', () => {
     expect(() => probe({ bytes: n * 4 + 4, arrays: [a, b, c] })).toThrow(/arrays\[0\] holds/);
   });
 });
+
+describe('read-only bandwidth probe', () => {
+  const probe = coreAddon().bandwidthProbe as (o: Record<string, unknown>) => Promise<{ seconds: number[]; bytesPerRep: number; sum: number }>;
+  it('reads 1..8 arrays of odd length at every SIMD level: its sum matches a float64 sum', async () => {
+    const r = rng(17);
+    for (const n of [1, 17, 100_003]) {
+      const arrays = Array.from({ length: 8 }, () => Float32Array.from({ length: n }, () => 0.5 + r()));
+      for (let k = 1; k <= 8; k++) {
+        let ref = 0;
+        for (let j = 0; j < k; j++) for (let i = 0; i < n; i++) ref += arrays[j][i];
+        for (const simd of SIMDS) {
+          const res = await probe({ kind: 'read', bytes: n * 4, reps: 2, arrays: arrays.slice(0, k), simd, threads: 2 });
+          expect(res.seconds).toHaveLength(2);
+          expect(res.bytesPerRep).toBe(4 * n * k);
+          // fp32 lanes within a chunk: relative error well under 1e-5 for positive values
+          if (Math.abs(res.sum - ref) > 1e-5 * ref) throw new Error(`n=${n} k=${k} ${simd}: sum ${res.sum}, float64 ${ref}`);
+        }
+      }
+    }
+  });
+  it('rejects a bad kind or array count, naming the field', () => {
+    const a = new Float32Array(64).fill(1);
+    expect(() => probe({ kind: 'write', bytes: 256, arrays: [a, a, a] })).toThrow(/kind must be 'triad' or 'read'/);
+    expect(() => probe({ kind: 'read', bytes: 256 })).toThrow(/kind 'read' needs arrays/);
+    expect(() => probe({ kind: 'read', bytes: 256, arrays: Array(9).fill(a) })).toThrow(/1 to 8 Float32Arrays/);
+    expect(() => probe({ kind: 'read', bytes: 256, arrays: [] })).toThrow(/1 to 8 Float32Arrays/);
+    expect(() => probe({ kind: 'read', bytes: 512, arrays: [a] })).toThrow(/arrays\[0\] holds 256 bytes/);
+  });
+});
+
+describe('allocBuffer', () => {
+  const alloc = coreAddon().allocBuffer as (n: number, hugePages?: unknown) => ArrayBuffer;
+  it('gives writable buffers of the asked size, huge-page advised or not, and checks its flag', () => {
+    for (const bytes of [1, 4096, (2 << 20) - 4, 2 << 20, (5 << 20) + 12]) {
+      for (const huge of [undefined, true, false]) {
+        const b = alloc(bytes, huge);
+        expect(b.byteLength).toBe(bytes);
+        const u = new Uint8Array(b);
+        u[0] = 7;
+        u[bytes - 1] = 9;
+        expect(u[0] + u[bytes - 1]).toBe(bytes === 1 ? 18 : 16);
+      }
+    }
+    expect(() => alloc(64, 'yes')).toThrow(/hugePages must be a boolean/);
+  });
+});

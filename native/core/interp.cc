@@ -116,4 +116,23 @@ double bandwidthTriad(float* a, const float* b, const float* c, size_t n, int re
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+double bandwidthRead(const std::vector<const float*>& s, size_t n, const InterpOptions& opt, double* sum) {
+  if (s.empty() || s.size() > 8) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] bandwidth read probe: 1 to 8 arrays");
+  auto fn = opt.simd >= Simd::Avx512 ? readRangeAvx512 : opt.simd == Simd::Avx2 ? readRangeAvx2 : readRangeScalar;
+  const size_t chunk = chunkElemsFor(n, sizeof(float), opt);
+  const size_t nChunks = (n + chunk - 1) / chunk;
+  std::vector<float> partial(nChunks);  // per-chunk sums keep the loads alive and make the probe testable
+  auto t0 = std::chrono::steady_clock::now();
+  ThreadPool::instance().parallelFor(nChunks, opt.threads, [&](size_t k) {
+    size_t b0 = k * chunk, b1 = std::min(n, b0 + chunk);
+    partial[k] = fn(s.data(), s.size(), b0, b1);
+  });
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (sum) {
+    *sum = 0;
+    for (float v : partial) *sum += v;
+  }
+  return seconds;
+}
+
 }  // namespace soup

@@ -81,6 +81,10 @@ void lowRankRowsAvx2(const LowRank& j, size_t r0, size_t r1, float* scratch);
 void triadRangeScalar(float* a, const float* b, const float* c, float s, size_t begin, size_t end, bool nt);
 void triadRangeAvx2(float* a, const float* b, const float* c, float s, size_t begin, size_t end, bool nt);
 void triadRangeAvx512(float* a, const float* b, const float* c, float s, size_t begin, size_t end, bool nt);
+// Sum of k (1..8) streams over one range, read interleaved (the read-only probe).
+float readRangeScalar(const float* const* s, size_t k, size_t begin, size_t end);
+float readRangeAvx2(const float* const* s, size_t k, size_t begin, size_t end);
+float readRangeAvx512(const float* const* s, size_t k, size_t begin, size_t end);
 
 // Elements per chunk for a job of `total` elements whose widest stream has `widestBytes` per element.
 size_t chunkElemsFor(size_t total, size_t widestBytes, const InterpOptions& opt);
@@ -91,5 +95,8 @@ void interpolateSegments(const std::vector<Segment>& segs, const Weights& w, con
 void lowRankUpdate(const LowRank& job, const InterpOptions& opt, Control* ctl);
 // Returns seconds for `reps` triads over n floats.
 double bandwidthTriad(float* a, const float* b, const float* c, size_t n, int reps, const InterpOptions& opt);
+// Returns seconds for one read of k (1..8) streams of n floats each, with the soups' chunking; `sum`
+// (if given) receives the sum of every element read (fp32 within a chunk, fp64 across chunks).
+double bandwidthRead(const std::vector<const float*>& s, size_t n, const InterpOptions& opt, double* sum);
 
 }  // namespace soup

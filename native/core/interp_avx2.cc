@@ -61,5 +61,6 @@ void lowRankRowsAvx2(const LowRank& j, size_t r0, size_t r1, float* scratch) { i
 void triadRangeAvx2(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) {
   impl::triadRange<Avx2>(a, b, c, s, i, e, nt);
 }
+float readRangeAvx2(const float* const* s, size_t k, size_t i, size_t e) { return impl::readRange<Avx2>(s, k, i, e); }
 
 }  // namespace soup

@@ -103,6 +103,7 @@ void interpRangeAvx512(const Segment& s, size_t b, size_t e, const Weights& w, b
 void triadRangeAvx512(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) {
   impl::triadRange<Avx512>(a, b, c, s, i, e, nt);
 }
+float readRangeAvx512(const float* const* s, size_t k, size_t i, size_t e) { return impl::readRange<Avx512>(s, k, i, e); }
 #endif
 
 }  // namespace soup

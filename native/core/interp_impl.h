@@ -250,5 +250,42 @@ void triadRange(float* a, const float* b, const float* c, float s, size_t i, siz
   if (nt) V::fence();
 }
 
+// The read-only probe: sums NN streams over one range, reading them interleaved as the soup does (one
+// accumulator per stream, so no add chain limits it). The sum is returned so the loads are not dead.
+template <class V, int NN>
+float readRangeN(const float* const* s, size_t i, size_t e) {
+  constexpr size_t W = V::W;
+  const float* p[NN];
+  typename V::F acc[NN];
+  const typename V::F one = V::set1(1.0f);
+  for (int j = 0; j < NN; j++) p[j] = s[j], acc[j] = V::set1(0.0f);
+  float tail = 0.0f;
+  for (; i + W <= e; i += W)
+    for (int j = 0; j < NN; j++) acc[j] = V::fma(one, V::loadF32(p[j] + i), acc[j]);
+  for (; i < e; i++)
+    for (int j = 0; j < NN; j++) tail += p[j][i];
+  alignas(64) float lanes[W];
+  for (int j = 0; j < NN; j++) {
+    V::storeF32(lanes, acc[j], false);
+    for (size_t l = 0; l < W; l++) tail += lanes[l];
+  }
+  return tail;
+}
+
+template <class V>
+float readRange(const float* const* s, size_t k, size_t i, size_t e) {
+  switch (k) {
+    case 1: return readRangeN<V, 1>(s, i, e);
+    case 2: return readRangeN<V, 2>(s, i, e);
+    case 3: return readRangeN<V, 3>(s, i, e);
+    case 4: return readRangeN<V, 4>(s, i, e);
+    case 5: return readRangeN<V, 5>(s, i, e);
+    case 6: return readRangeN<V, 6>(s, i, e);
+    case 7: return readRangeN<V, 7>(s, i, e);
+    case 8: return readRangeN<V, 8>(s, i, e);
+    default: return 0.0f;  // bandwidthRead() rejects k outside 1..8
+  }
+}
+
 }  // namespace impl
 }  // namespace soup

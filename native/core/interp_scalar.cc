@@ -35,5 +35,6 @@ void lowRankRowsScalar(const LowRank& j, size_t r0, size_t r1, float* scratch) {
 void triadRangeScalar(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool) {
   impl::triadRange<Scalar>(a, b, c, s, i, e, false);
 }
+float readRangeScalar(const float* const* s, size_t k, size_t i, size_t e) { return impl::readRange<Scalar>(s, k, i, e); }
 
 }  // namespace soup

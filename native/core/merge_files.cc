@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "core/dtype.h"
+#include "core/large_buffer.h"
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
 
@@ -61,7 +62,7 @@ class OutFile {
 struct AlignedBuffer {
   void* p = nullptr;
   explicit AlignedBuffer(size_t n) {
-    if (posix_memalign(&p, 64, std::max<size_t>(n, 64)) != 0) throw std::runtime_error("[ERR_SOUP_OOM] cannot allocate merge window");
+    p = allocLarge(n, true, "a merge window");
   }
   ~AlignedBuffer() { free(p); }
 };

@@ -9,6 +9,8 @@ import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { coreAddon, packageRoot } from '../native/index.js';
 import { interpolate, prepareInterpolation } from '../soup/interpolate.js';
 import { viewAs, type DType, type TensorMap } from '../io/tensor.js';
@@ -23,6 +25,8 @@ export interface MergeBenchOptions {
   threads?: number;
   torch?: boolean;
   js?: boolean;
+  /** Time interpolate() allocating its outputs, huge pages against 4 KiB pages (full regime, first N). */
+  freshOutputs?: boolean;
   regimes?: ('lora' | 'full')[];
   log?: (line: string) => void;
   json?: (obj: Record<string, unknown>) => void;
@@ -88,6 +92,13 @@ function jsLoop(srcs: TensorMap[], w: number[], out: TensorMap, dtype: DType): v
       }
     }
   }
+}
+
+/** A full collection now: the fresh-output runs drop a gigabyte per call, which the GC would otherwise
+ *  free late enough to run this 24 GiB machine out of memory. */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
 }
 
 async function time(reps: number, fn: () => Promise<void> | void): Promise<number[]> {
@@ -169,7 +180,7 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
     emit({ event: 'result', ...meta, ...r });
     log(`  ${r.regime.padEnd(4)} ${r.dtype.padEnd(8)} N=${r.n} ${r.method.padEnd(24)} ${r.gbps.toFixed(2).padStart(7)} GB/s  ${r.ms.toFixed(1)} ms${typeof r.ofProbe === 'number' ? `  ${(100 * r.ofProbe).toFixed(0)}% of probe` : ''}`);
   };
-  const alloc = coreAddon().allocBuffer as (n: number) => ArrayBuffer;
+  const alloc = coreAddon().allocBuffer as (n: number, hugePages?: boolean) => ArrayBuffer;
   const probeFn = coreAddon().bandwidthProbe as (b: Record<string, unknown>) => Promise<{ seconds: number[]; bytesPerRep: number }>;
   const useTorch = (o.torch ?? true) && torchAvailable();
   if (!useTorch) log('  (PyTorch baseline skipped: /usr/bin/python3 -c "import torch" failed)');
@@ -210,12 +221,19 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         const p = await probeFn({ bytes, reps: 1, threads, nonTemporal: true, arrays: probeArrays });
         return p.seconds[0];
       };
+      // The read-only probe reads the group's N source buffers as the soup does (interleaved), nothing
+      // written: a soup cannot beat reading its own sources, so this is its ceiling where reads bound it.
+      const readOnce = async (arrays: Float32Array[]) => {
+        const p = await probeFn({ bytes, reps: 1, threads, arrays, kind: 'read' });
+        return p.seconds[0];
+      };
       for (const n of ns) {
         const srcs = Array.from({ length: n }, (_, j) => {
           const t = tensorsIn(slots[j + 1], specs);
           fillSource(t, j + 1);
           return t;
         });
+        const readArrays = Array.from({ length: n }, (_, j) => new Float32Array(slots[j + 1], 0, bytes / 4));
         const w = Array.from({ length: n }, () => 1 / n);
         const out = tensorsIn(slots[0], specs);
         const moved = (n + 1) * bytes;
@@ -224,30 +242,55 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         await probeOnce(); // warm-up: page faults and caches outside the timing
         await oneShot();
         await prepared.run(w);
-        // Each timed soup sits between two probes (probe, soup, probe, prepared soup, probe, …) and is
-        // compared with their geometric mean: both soups start from the same cache state (a soup right
-        // after another finds part of its working set in the last-level cache), and a drift of the
+        await readOnce(readArrays);
+        // Each timed run sits between two probes (probe, soup, probe, prepared soup, probe, read, probe, …)
+        // and is compared with their geometric mean: every run starts from the same cache state (a soup
+        // right after another finds part of its working set in the last-level cache), and a drift of the
         // bandwidth during the pair shows in both neighbours instead of one.
-        const ps: number[] = [], ks: number[] = [], pk: number[] = [];
+        const ps: number[] = [], ks: number[] = [], pk: number[] = [], rd: number[] = [];
+        const timed = async (into: number[], fn: () => Promise<unknown>) => {
+          const t0 = performance.now();
+          await fn();
+          into.push((performance.now() - t0) / 1000);
+          ps.push(await probeOnce());
+        };
         ps.push(await probeOnce());
         for (let r = 0; r < reps; r++) {
-          let t0 = performance.now();
-          await oneShot();
-          ks.push((performance.now() - t0) / 1000);
-          ps.push(await probeOnce());
-          t0 = performance.now();
-          await prepared.run(w);
-          pk.push((performance.now() - t0) / 1000);
+          await timed(ks, oneShot);
+          await timed(pk, () => prepared.run(w));
+          rd.push(await readOnce(readArrays));
           ps.push(await probeOnce());
         }
         const around = (k: number) => Math.sqrt(probeGbps(ps[k]) * probeGbps(ps[k + 1]));
-        const ratioK = ks.map((t, r) => moved / t / around(2 * r));
-        const ratioP = pk.map((t, r) => moved / t / around(2 * r + 1));
-        // ofProbe: median over reps of (soup GB/s) / (geometric mean GB/s of the probes on either side)
-        const ofProbe = (ts: number[]) => median(ts === ks ? ratioK : ratioP);
+        // ofProbe: median over reps of (GB/s) / (geometric mean GB/s of the probes on either side)
+        const ofProbe = (ts: number[], slot: number, bytesMoved: number) => median(ts.map((t, r) => bytesMoved / t / around(3 * r + slot)));
+        const readBytes = n * bytes;
         add({ regime, dtype, n, method: `probe (triad)`, gbps: (3 * bytes) / median(ps) / 1e9, ms: median(ps) * 1e3, p90ms: percentile(ps, 90) * 1e3 });
-        add({ regime, dtype, n, method: `soup (${info.simd})`, gbps: moved / median(ks) / 1e9, ms: median(ks) * 1e3, p90ms: percentile(ks, 90) * 1e3, ofProbe: ofProbe(ks) });
-        add({ regime, dtype, n, method: `soup prepared (${info.simd})`, gbps: moved / median(pk) / 1e9, ms: median(pk) * 1e3, p90ms: percentile(pk, 90) * 1e3, ofProbe: ofProbe(pk) });
+        add({ regime, dtype, n, method: `read ${n} sources`, gbps: readBytes / median(rd) / 1e9, ms: median(rd) * 1e3, p90ms: percentile(rd, 90) * 1e3, ofProbe: ofProbe(rd, 2, readBytes) });
+        add({ regime, dtype, n, method: `soup (${info.simd})`, gbps: moved / median(ks) / 1e9, ms: median(ks) * 1e3, p90ms: percentile(ks, 90) * 1e3, ofProbe: ofProbe(ks, 0, moved) });
+        add({ regime, dtype, n, method: `soup prepared (${info.simd})`, gbps: moved / median(pk) / 1e9, ms: median(pk) * 1e3, p90ms: percentile(pk, 90) * 1e3, ofProbe: ofProbe(pk, 1, moved) });
+        if (regime === 'full' && n === ns[0] && (o.freshOutputs ?? true)) {
+          // interpolate() without opts.out allocates its outputs: on 4 KiB pages every page faults on first
+          // touch, so the allocator advises huge pages (native/core/large_buffer.h). Both timed the same
+          // way, interleaved: allocate, interpolate into it, free.
+          const outBytes = sizeOf(regime, dtype);
+          const fresh = async (huge: boolean) => {
+            const t0 = performance.now();
+            if (huge) await interpolate(srcs, w, { threads });
+            else await interpolate(srcs, w, { out: tensorsIn(alloc(outBytes, false), specs), threads });
+            const t = (performance.now() - t0) / 1000;
+            collectGarbage(); // gigabytes per call: free them now, not when the GC gets round to it
+            return t;
+          };
+          const huge: number[] = [], small: number[] = [];
+          for (let r = 0; r < Math.min(reps, 5); r++) {
+            huge.push(await fresh(true));
+            small.push(await fresh(false));
+          }
+          const speedup = median(small.map((t, r) => t / huge[r]));
+          add({ regime, dtype, n, method: 'interpolate() new outputs', gbps: moved / median(huge) / 1e9, ms: median(huge) * 1e3, p90ms: percentile(huge, 90) * 1e3, vs4k: speedup });
+          add({ regime, dtype, n, method: 'new outputs, 4 KiB pages', gbps: moved / median(small) / 1e9, ms: median(small) * 1e3, p90ms: percentile(small, 90) * 1e3 });
+        }
         if (o.js ?? true) {
           const jt = await time(Math.min(reps, 2), () => jsLoop(srcs, w, out, dtype));
           add({ regime, dtype, n, method: 'plain JS loop', gbps: moved / median(jt) / 1e9, ms: median(jt) * 1e3, p90ms: percentile(jt, 90) * 1e3 });
@@ -315,15 +358,21 @@ export function summarize(rows: BenchRow[]): string {
       const sum = rs.find((r) => r.n === n && r.method === 'torch sum(l*t)');
       const inplace = rs.find((r) => r.n === n && r.method === 'torch mul_/add_');
       const js = rs.find((r) => r.n === n && r.method === 'plain JS loop');
+      const read = rs.find((r) => r.n === n && r.method === `read ${n} sources`);
+      const fresh = rs.find((r) => r.n === n && r.method === 'interpolate() new outputs');
       if (!soup) continue;
       const pct = (r: BenchRow) => `${(100 * Number(r.ofProbe)).toFixed(0)}%`;
       const parts = [`${k} N=${n}: interpolate() ${pct(soup)} of probe${prepared ? `, prepared ${pct(prepared)}` : ''}`];
+      // Against reading the N sources alone (a time ratio, from the two same-run %-of-probe figures): near
+      // 1 where reads bound the soup and its write and arithmetic hide behind them
+      if (read) parts.push(`time ${((Number(read.ofProbe) / Number(soup.ofProbe)) * ((n + 1) / n)).toFixed(2)}x reading its ${n} sources alone (read probe ${pct(read)} of probe)`);
       // vs PyTorch: the ratio of the two %-of-probe figures (each rep of either between two probes), so a
       // bandwidth drift between the soup's reps and PyTorch's does not count for either side
       const vs = (t: BenchRow) => (typeof t.ofProbe === 'number' && typeof soup.ofProbe === 'number' ? soup.ofProbe / t.ofProbe : soup.ms === 0 ? NaN : t.ms / soup.ms);
       if (sum) parts.push(`${vs(sum).toFixed(1)}x torch sum(l*t)`);
       if (inplace) parts.push(`${vs(inplace).toFixed(1)}x torch in-place (times alone: ${(inplace.ms / soup.ms).toFixed(1)}x)`);
       if (js) parts.push(`${(js.ms / soup.ms).toFixed(1)}x JS loop`);
+      if (fresh) parts.push(`new outputs on huge pages ${Number(fresh.vs4k).toFixed(1)}x faster than on 4 KiB pages`);
       lines.push(`  ${parts.join(', ')}`);
     }
   }

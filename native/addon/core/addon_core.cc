@@ -20,6 +20,7 @@
 #include "core/cpu_features.h"
 #include "core/dtype.h"
 #include "core/interp.h"
+#include "core/large_buffer.h"
 #include "core/mapped_file.h"
 #include "core/merge_files.h"
 
@@ -146,16 +147,26 @@ Napi::Value JS_mmapFile(const Napi::CallbackInfo& info) {
   }
 }
 
-// allocBuffer(bytes) -> 64-byte aligned external ArrayBuffer, not zero-filled (outputs are overwritten).
+// allocBuffer(bytes, hugePages = true) -> 64-byte aligned external ArrayBuffer, not zero-filled (outputs
+// are overwritten); large ones on transparent huge pages (large_buffer.h). hugePages=false is for the bench.
 Napi::Value JS_allocBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) argError(env, "allocBuffer(bytes): bytes must be a number");
   double d = info[0].As<Napi::Number>().DoubleValue();
   if (!(d >= 0) || d > 9.0e15) argError(env, "allocBuffer(bytes): bytes out of range");
+  bool hugePages = true;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!info[1].IsBoolean()) argError(env, "allocBuffer(bytes, hugePages): hugePages must be a boolean");
+    hugePages = info[1].As<Napi::Boolean>().Value();
+  }
   size_t n = static_cast<size_t>(d);
   if (n == 0) return Napi::ArrayBuffer::New(env, 0);
   void* p = nullptr;
-  if (posix_memalign(&p, 64, n) != 0) throw Napi::Error::New(env, "[ERR_SOUP_OOM] cannot allocate " + std::to_string(n) + " bytes");
+  try {
+    p = soup::allocLarge(n, hugePages, "an output buffer");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(n));
   return Napi::ArrayBuffer::New(env, p, n, [](Napi::Env env, void* data, size_t* len) {
     Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(*len));
@@ -460,15 +471,21 @@ class ProbeWorker : public PromiseWorker {
   soup::InterpOptions opt;
   std::vector<double> times;
   float* given[3] = {nullptr, nullptr, nullptr};  // caller's arrays (kept alive by `keep`), or null
+  std::vector<const float*> readStreams;           // kind 'read': the caller's arrays
+  double sum = 0;                                  // kind 'read': what was read, summed
 
  protected:
   void Run() override {
+    if (!readStreams.empty()) {
+      soup::bandwidthRead(readStreams, n, opt, nullptr);  // warm-up
+      for (int r = 0; r < reps; r++) times.push_back(soup::bandwidthRead(readStreams, n, opt, &sum));
+      return;
+    }
     float *a = given[0], *b = given[1], *c = given[2];
     std::unique_ptr<float, decltype(&free)> ga(nullptr, free), gb(nullptr, free), gc(nullptr, free);
     if (!a) {
       auto alloc = [&](std::unique_ptr<float, decltype(&free)>& g) {
-        void* p = nullptr;
-        if (posix_memalign(&p, 64, n * 4) != 0) throw std::runtime_error("[ERR_SOUP_OOM] bandwidth probe: cannot allocate");
+        void* p = soup::allocLarge(n * 4, true, "the bandwidth probe");
         g.reset(static_cast<float*>(p));
         return static_cast<float*>(p);
       };
@@ -483,17 +500,21 @@ class ProbeWorker : public PromiseWorker {
     Napi::Array t = Napi::Array::New(env, times.size());
     for (size_t i = 0; i < times.size(); i++) t.Set(i, times[i]);
     o.Set("seconds", t);
-    o.Set("bytesPerRep", static_cast<double>(n) * 12.0);  // read b, c; write a
+    // triad: read b, c; write a. read: every stream once
+    o.Set("bytesPerRep", static_cast<double>(n) * 4.0 * (readStreams.empty() ? 3.0 : static_cast<double>(readStreams.size())));
     o.Set("kernel", soup::simdName(opt.simd));
+    if (!readStreams.empty()) o.Set("sum", sum);
     return o;
   }
 };
 
-// bandwidthProbe({ bytes, reps, threads?, simd?, nonTemporal?, arrays? }): triad a = b + s·c over three
-// arrays of `bytes` each, with the merge kernels' thread pool and store policy. `arrays` = three
-// Float32Arrays of at least bytes/4 elements, filled by the caller: benchmarks pass buffers allocated once,
-// because allocating and freeing gigabytes per call slows the next kernel on this VM (the first soup after
-// a self-allocating probe ran at 15–36 GB/s against 63–66 in steady state).
+// bandwidthProbe({ bytes, reps, threads?, simd?, nonTemporal?, arrays?, kind? }): kind 'triad' (default):
+// a = b + s·c over three arrays of `bytes` each, with the merge kernels' thread pool and store policy.
+// `arrays` = three Float32Arrays of at least bytes/4 elements, filled by the caller: benchmarks pass
+// buffers allocated once, because allocating and freeing gigabytes per call slows the next kernel on this
+// VM (the first soup after a self-allocating probe ran at 15–36 GB/s against 63–66 in steady state).
+// kind 'read': sums 1..8 caller arrays read interleaved, as a soup reads its sources (what reading
+// alone costs, beside the triad's mix of reads and streaming writes).
 Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) argError(env, "bandwidthProbe(opts): opts must be an object");
@@ -506,15 +527,25 @@ Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
     w->opt.threads = parseThreads(b);
     Napi::Value nt = b.Get("nonTemporal");
     w->opt.nonTemporal = nt.IsBoolean() ? nt.As<Napi::Boolean>().Value() : true;
+    bool read = false;
+    if (b.Has("kind") && !b.Get("kind").IsUndefined()) {
+      std::string kind = b.Get("kind").IsString() ? b.Get("kind").As<Napi::String>().Utf8Value() : "";
+      if (kind != "triad" && kind != "read") argError(env, "bandwidthProbe: kind must be 'triad' or 'read'");
+      read = kind == "read";
+    }
+    if (read && (!b.Has("arrays") || b.Get("arrays").IsUndefined())) argError(env, "bandwidthProbe: kind 'read' needs arrays");
     if (b.Has("arrays") && !b.Get("arrays").IsUndefined()) {
       Napi::Value av = b.Get("arrays");
-      if (!av.IsArray() || av.As<Napi::Array>().Length() != 3) argError(env, "bandwidthProbe: arrays must be three Float32Arrays");
-      for (uint32_t k = 0; k < 3; k++) {
+      uint32_t count = av.IsArray() ? av.As<Napi::Array>().Length() : 0;
+      if (read ? count < 1 || count > 8 : count != 3)
+        argError(env, read ? "bandwidthProbe: arrays must be 1 to 8 Float32Arrays for kind 'read'" : "bandwidthProbe: arrays must be three Float32Arrays");
+      for (uint32_t k = 0; k < count; k++) {
         Napi::Value e = av.As<Napi::Array>().Get(k);
         if (!e.IsTypedArray() || e.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) argError(env, "bandwidthProbe: arrays[" + std::to_string(k) + "] must be a Float32Array");
         View v = viewOf(env, e, "arrays");
         if (v.bytes < w->n * 4) argError(env, "bandwidthProbe: arrays[" + std::to_string(k) + "] holds " + std::to_string(v.bytes) + " bytes, fewer than bytes");
-        w->given[k] = static_cast<float*>(v.data);
+        if (read) w->readStreams.push_back(static_cast<const float*>(v.data));
+        else w->given[k] = static_cast<float*>(v.data);
       }
       w->keep.push_back(Napi::Persistent(av.As<Napi::Object>()));
     }
