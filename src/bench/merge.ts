@@ -27,6 +27,9 @@ export interface MergeBenchOptions {
   js?: boolean;
   /** Time interpolate() allocating its outputs, huge pages against 4 KiB pages (full regime, first N). */
   freshOutputs?: boolean;
+  /** The bench's own buffers (sources, outputs, probe arrays) on huge pages. Default false: 4 KiB pages,
+   *  like sources mapped from files; the triad gains more from huge pages than the soups (docs/merge.md). */
+  hugePages?: boolean;
   regimes?: ('lora' | 'full')[];
   log?: (line: string) => void;
   json?: (obj: Record<string, unknown>) => void;
@@ -193,8 +196,8 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
     return shapes.reduce((a, s) => a + Math.ceil((s[0] * s[1] * (dtype === 'float32' ? 4 : 2)) / 64) * 64, 0);
   };
   const slotBytes = Math.max(...regimes.flatMap((r) => dtypes.map((d) => sizeOf(r, d))));
-  const slots = Array.from({ length: Math.max(...ns) + 1 }, () => alloc(slotBytes));
-  const probeSlots = [0, 1, 2].map(() => alloc(slotBytes));
+  const slots = Array.from({ length: Math.max(...ns) + 1 }, () => alloc(slotBytes, o.hugePages ?? false));
+  const probeSlots = [0, 1, 2].map(() => alloc(slotBytes, o.hugePages ?? false));
   const tensorsIn = (buf: ArrayBuffer, specs: { name: string; dtype: DType; shape: number[] }[]): TensorMap => {
     const out: TensorMap = {};
     let off = 0;
