@@ -102,32 +102,30 @@ void lowRankUpdate(const LowRank& job, const InterpOptions& opt, Control* ctl) {
   if (aborted.load()) throw std::runtime_error("[ERR_SOUP_ABORTED] low-rank update cancelled");
 }
 
+// One timed pass of a probe over n floats in chunks of `chunk` elements: body(chunk index, begin, end).
+template <class Body>
+static double timedChunkPass(size_t n, size_t chunk, const InterpOptions& opt, const Body& body) {
+  const size_t nChunks = (n + chunk - 1) / chunk;
+  auto t0 = std::chrono::steady_clock::now();
+  ThreadPool::instance().parallelFor(nChunks, opt.threads, [&](size_t k) { body(k, k * chunk, std::min(n, k * chunk + chunk)); });
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 double bandwidthTriad(float* a, const float* b, const float* c, size_t n, int reps, const InterpOptions& opt) {
   auto fn = opt.simd >= Simd::Avx512 ? triadRangeAvx512 : opt.simd == Simd::Avx2 ? triadRangeAvx2 : triadRangeScalar;
   const size_t chunk = chunkElemsFor(n, sizeof(float), opt);  // the soups' chunking (NOTE: [Chunks])
-  const size_t nChunks = (n + chunk - 1) / chunk;
-  auto t0 = std::chrono::steady_clock::now();
-  for (int r = 0; r < reps; r++) {
-    ThreadPool::instance().parallelFor(nChunks, opt.threads, [&](size_t k) {
-      size_t b0 = k * chunk, b1 = std::min(n, b0 + chunk);
-      fn(a, b, c, 0.5f + 0.25f * static_cast<float>(r & 1), b0, b1, opt.nonTemporal);
-    });
-  }
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double seconds = 0;
+  for (int r = 0; r < reps; r++)
+    seconds += timedChunkPass(n, chunk, opt, [&](size_t, size_t b0, size_t b1) { fn(a, b, c, 0.5f + 0.25f * static_cast<float>(r & 1), b0, b1, opt.nonTemporal); });
+  return seconds;
 }
 
 double bandwidthRead(const std::vector<const float*>& s, size_t n, const InterpOptions& opt, double* sum) {
   if (s.empty() || s.size() > 8) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] bandwidth read probe: 1 to 8 arrays");
   auto fn = opt.simd >= Simd::Avx512 ? readRangeAvx512 : opt.simd == Simd::Avx2 ? readRangeAvx2 : readRangeScalar;
   const size_t chunk = chunkElemsFor(n, sizeof(float), opt);
-  const size_t nChunks = (n + chunk - 1) / chunk;
-  std::vector<float> partial(nChunks);  // per-chunk sums keep the loads alive and make the probe testable
-  auto t0 = std::chrono::steady_clock::now();
-  ThreadPool::instance().parallelFor(nChunks, opt.threads, [&](size_t k) {
-    size_t b0 = k * chunk, b1 = std::min(n, b0 + chunk);
-    partial[k] = fn(s.data(), s.size(), b0, b1);
-  });
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<float> partial((n + chunk - 1) / chunk);  // per-chunk sums keep the loads alive and make the probe testable
+  double seconds = timedChunkPass(n, chunk, opt, [&](size_t k, size_t b0, size_t b1) { partial[k] = fn(s.data(), s.size(), b0, b1); });
   if (sum) {
     *sum = 0;
     for (float v : partial) *sum += v;

@@ -50,7 +50,7 @@ struct Avx2 {
   }
   // bf16 -> bf16 without shuffles (interp_impl.h): a raw 32-byte load is 16 bf16, 8 even + 8 odd; the
   // rounded halves recombine with a shift, a mask and an or, where storeBF16 needs a pack and a permute
-  // per 8 elements (in cache, one core: bf16 N=2 34 -> 61 GB/s, N=8 45 -> 76; docs/merge.md).
+  // per 8 elements (in cache, one core: bf16 N=2 34 -> 50-64 GB/s, N=8 45 -> 59-77; docs/merge.md).
   static constexpr bool kPairedBF16 = true;
   static __m256i loadRaw(const uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static void prefetch(uintptr_t a) { _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0); }
@@ -60,11 +60,8 @@ struct Avx2 {
   }
   static F evenBF16(__m256i x) { return _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)); }
   static F oddBF16(__m256i x) { return _mm256_castsi256_ps(_mm256_and_si256(x, _mm256_set1_epi32(static_cast<int>(0xffff0000u)))); }
-  // Rounding of the paired bf16 -> bf16 path needs no NaN case: every NaN it can meet is an fp32
-  // result of bf16 inputs and finite weights, so it is quiet (x86 arithmetic quiets what it propagates)
-  // and its low 16 bits are zero (a propagated bf16 payload, or the default NaN), and adding 0x7fff or
-  // 0x8000 leaves its top half as is: exactly the scalar rule. The bf16 special-value test (signalling
-  // and quiet NaN inputs) checks this against the scalar kernel at every level.
+  // bf16 sum rounded to nearest even, in the upper 16 bits, without a NaN case (NOTE: [bf16 sums] in
+  // interp_impl.h)
   static __m256i roundHiOfSum(F v) {
     const __m256i u = _mm256_castps_si256(v);
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));

@@ -15,9 +15,6 @@
 
 #include "core/interp_impl.h"
 
-// GCC 12 reports the self-initialised placeholder inside its own _mm512_srli_epi32 (`__m512i __Y = __Y`,
-// avx512fintrin.h) as used uninitialised once roundHi is inlined in two places: a false positive.
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace soup {
 namespace {
@@ -79,14 +76,8 @@ struct Avx512 {
   // takes the integer path instead. The special-value test in tests/interpolate.test.ts covers both.
   static bool anySubnormal(F v) { return _mm512_fpclass_ps_mask(v, 0x20) != 0; }
 #endif
-  // Rounding of the paired bf16 -> bf16 path needs no NaN case: every NaN it can meet is an fp32
-  // result of bf16 inputs and finite weights, so it is quiet (x86 arithmetic quiets what it propagates)
-  // and its low 16 bits are zero (a propagated bf16 payload, or the default NaN), and adding 0x7fff or
-  // 0x8000 leaves its top half as is: exactly the scalar rule. The bf16 special-value test (signalling
-  // and quiet NaN inputs) checks this against the scalar kernel at every level.
-  // That makes it 4 integer operations per vector, and packBF16 uses it at every level: in cache, one
-  // core, bf16 N=2 (bench/kernel-incache.sh, interleaved), 103-104 GB/s against 78 with AVX512_BF16's
-  // vcvtne2ps2bf16 + vpermw + the subnormal checks it needs, and against ~75 with roundHi's NaN blend.
+  // bf16 sum rounded to nearest even, in the upper 16 bits, without a NaN case (NOTE: [bf16 sums] in
+  // interp_impl.h)
   static __m512i roundHiOfSum(F v) {
     const __m512i u = _mm512_castps_si512(v);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
