@@ -33,12 +33,14 @@ export class SoupError extends Error {
 const CODE_PREFIX = /^\[(ERR_SOUP_[A-Z_]+)\]\s*/;
 
 /** Turns an error thrown by native code into a SoupError, re-stamping the caller's stack (sharp's trick). */
-export function fromNative(err: unknown, callerStack?: string): SoupError {
+export function fromNative(err: unknown, caller?: string | Error): SoupError {
   if (err instanceof SoupError) return err;
   const message = err instanceof Error ? err.message : String(err);
   const m = CODE_PREFIX.exec(message);
   const code = (m ? m[1] : 'ERR_SOUP_INTERNAL') as SoupErrorCode;
   const out = new SoupError(code, m ? message.slice(m[0].length) : message, { cause: err });
+  // an Error made at the call site: V8 formats its stack only now, on failure
+  const callerStack = caller instanceof Error ? caller.stack : caller;
   if (callerStack) out.stack = `${out.name}: ${out.message}\n${callerStack.split('\n').slice(1).join('\n')}`;
   return out;
 }

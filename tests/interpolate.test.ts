@@ -204,6 +204,24 @@ describe('interpolate: bad input', () => {
     await expectCode(interpolate(src, [0.5, 0.5], { device: 'cuda' }), 'ERR_SOUP_NO_CUDA', /cuda/i);
   });
 
+  it('names a malformed tensor and says what is wrong with it (first source, later sources, out)', async () => {
+    const t0 = src[0].t0;
+    const cases: [TensorMap, string, RegExp][] = [
+      [{ t0: { ...t0, data: undefined } } as never, 'ERR_SOUP_DTYPE_MISMATCH', /\['t0'\]': dtype float32 needs a Float32Array, got undefined/],
+      [{ t0: { ...t0, shape: 'big' } } as never, 'ERR_SOUP_SHAPE_MISMATCH', /\['t0'\]': shape must be an array of non-negative integers, got "big"/],
+      [{ t0: { ...t0, dtype: 'int8' } } as never, 'ERR_SOUP_DTYPE_MISMATCH', /\['t0'\]': unknown dtype "int8"/],
+      [{ t0: { ...t0, data: new Uint16Array(t0.data.length) } }, 'ERR_SOUP_DTYPE_MISMATCH', /\['t0'\]': dtype float32 needs a Float32Array, got Uint16Array/],
+      [{ t0: { ...t0, shape: [t0.data.length + 1] } }, 'ERR_SOUP_SHAPE_MISMATCH', /\['t0'\]': shape \[\d+\] has \d+ elements but data has \d+/],
+      [{ t0: null } as never, 'ERR_SOUP_INVALID_ARG', /\['t0'\]' must be an object/],
+    ];
+    const good = { t0 } as TensorMap;
+    for (const [bad, code, msg] of cases) {
+      await expectCode(interpolate([bad, good], [0.5, 0.5]), code, new RegExp(`sources\\[0\\]${msg.source}`));
+      await expectCode(interpolate([good, bad], [0.5, 0.5]), code, new RegExp(`sources\\[1\\]${msg.source}`));
+      await expectCode(interpolate([good, good], [0.5, 0.5], { out: bad }), code, new RegExp(`out${msg.source}`));
+    }
+  });
+
   it('extrapolates only when allowed, with the weights exactly as given', async () => {
     const out = await interpolate(src, [1.5, -0.5], { allowExtrapolation: true });
     const res = checkAgainst(out.t0, [src[0].t0, src[1].t0], [1.5, -0.5]);

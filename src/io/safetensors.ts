@@ -7,7 +7,7 @@ import { SoupError } from '../errors.js';
 import { coreAddon } from '../native/index.js';
 import { atomicWriteFile } from './atomic.js';
 import {
-  SAFETENSORS_DTYPE, SAFETENSORS_SIZES, dtypeFromSafetensors, dtypeSize, numelOf, viewAs,
+  DTYPES, SAFETENSORS_DTYPE, SAFETENSORS_SIZES, dtypeFromSafetensors, dtypeSize, isDType, numelOf, viewAs,
   type DType, type Tensor, type TensorMap,
 } from './tensor.js';
 
@@ -208,15 +208,27 @@ export function buildHeader(entries: HeaderEntryInput[], metadata?: Record<strin
   return { bytes, offsets, dataBytes: off };
 }
 
-/** Checks a tensor's shape, dtype and data length agree; names the tensor. */
+/** Whether a tensor's data is the typed array its dtype needs, with one element per entry of its shape. */
+export function isWellFormedTensor(t: Tensor): boolean {
+  const d = t?.data;
+  if (!d || !Array.isArray(t.shape) || d.length !== numelOf(t.shape)) return false;
+  return t.dtype === 'float32' ? d instanceof Float32Array : t.dtype === 'float64' ? d instanceof Float64Array : (t.dtype === 'bfloat16' || t.dtype === 'float16') && d instanceof Uint16Array;
+}
+
+/** Checks a tensor's shape, dtype and data length agree; names the tensor. Hot callers test
+ *  isWellFormedTensor first and build the label only when it fails. */
 export function checkTensor(label: string | (() => string), t: Tensor): void {
-  const n = numelOf(t.shape);
-  // a lazy label: hot callers (interpolate over hundreds of LoRA tensors) build no string unless it fails
+  if (isWellFormedTensor(t)) return;
   const name = () => (typeof label === 'string' ? label : label());
-  if (t.data.length !== n)
-    throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name()}': shape ${JSON.stringify(t.shape)} has ${n} elements but data has ${t.data.length}`);
-  const ok = t.dtype === 'float32' ? t.data instanceof Float32Array : t.dtype === 'float64' ? t.data instanceof Float64Array : t.data instanceof Uint16Array;
-  if (!ok) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name()}': dtype ${t.dtype} needs a ${t.dtype === 'float32' ? 'Float32Array' : t.dtype === 'float64' ? 'Float64Array' : 'Uint16Array'}, got ${t.data.constructor.name}`);
+  if (!t || typeof t !== 'object') throw new SoupError('ERR_SOUP_INVALID_ARG', `tensor '${name()}' must be an object { dtype, shape, data }, got ${t === null ? 'null' : typeof t}`);
+  if (!isDType(t.dtype)) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name()}': unknown dtype ${JSON.stringify(t.dtype)} (expected one of ${DTYPES.join(', ')})`);
+  if (!Array.isArray(t.shape) || !t.shape.every((x) => Number.isSafeInteger(x) && x >= 0))
+    throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name()}': shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`);
+  const want = t.dtype === 'float32' ? Float32Array : t.dtype === 'float64' ? Float64Array : Uint16Array;
+  if (!(t.data instanceof want))
+    throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name()}': dtype ${t.dtype} needs a ${want.name}, got ${t.data === undefined || t.data === null ? String(t.data) : (t.data as object).constructor?.name ?? typeof t.data}`);
+  const n = numelOf(t.shape);
+  throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name()}': shape ${JSON.stringify(t.shape)} has ${n} elements but data has ${t.data.length}`);
 }
 
 /** Writes tensors (in the map's order) to a .safetensors file atomically. */
