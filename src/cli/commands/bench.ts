@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 // rsoup bench merge: the merge engine against the same-run bandwidth probe, a JS loop and PyTorch.
+// rsoup bench calls: what an in-memory soup costs outside its kernel, one-shot against prepared.
 import type { Command } from 'commander';
 import { benchMerge } from '../../bench/merge.js';
+import { benchCalls } from '../../bench/calls.js';
 import { jsonLine } from '../output.js';
 
 export function register(program: Command): void {
@@ -26,6 +28,25 @@ export function register(program: Command): void {
         regimes: String(o.regimes).split(',') as never,
         threads: o.threads ? Number(o.threads) : undefined,
         torch: o.torch !== false,
+        json: o.json ? (x) => jsonLine(x) : undefined,
+      });
+    });
+  bench
+    .command('calls')
+    .description('per-call cost of interpolate() and a prepared run() outside the kernel, by tensor count')
+    .option('--tensors <list>', 'tensors per source (32 MiB per source in all)', '64,512,4096')
+    .option('--n <n>', 'number of sources', '2')
+    .option('--dtype <dtype>', 'storage dtype', 'bfloat16')
+    .option('--reps <n>', 'timed calls per cell (median reported)', '41')
+    .option('--threads <n>', 'threads (default: all cores)')
+    .option('--json', 'JSON lines on stdout')
+    .action(async (o: Record<string, string | boolean | undefined>) => {
+      await benchCalls({
+        tensors: String(o.tensors).split(',').map(Number),
+        n: Number(o.n),
+        dtype: String(o.dtype) as never,
+        reps: Number(o.reps),
+        threads: o.threads ? Number(o.threads) : undefined,
         json: o.json ? (x) => jsonLine(x) : undefined,
       });
     });
