@@ -156,3 +156,18 @@ describe('rsoup merge: interruptions and full disks', () => {
     void readFileSync;
   });
 });
+
+describe('rsoup bench calls', () => {
+  it('prints one JSON row per tensor count, cache state and call, with the overhead it measured', () => {
+    const r = rsoup(['bench', 'calls', '--tensors', '8,64', '--reps', '3', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows.map((x) => `${x.tensors} ${x.state} ${x.call}`)).toEqual(
+      [8, 64].flatMap((t) => ['back to back', 'after a probe'].flatMap((s) => ['interpolate()', 'prepared run()'].map((c) => `${t} ${s} ${c}`))),
+    );
+    for (const x of rows) {
+      expect(x['overhead ms'], JSON.stringify(x)).toBeGreaterThan(0);
+      expect(x['µs per array']).toBeCloseTo((x['overhead ms'] * 1e3) / (x.tensors * 3), 9);
+    }
+  });
+});
