@@ -171,3 +171,20 @@ describe('rsoup bench calls', () => {
     }
   });
 });
+
+describe('rsoup bench: bad flags are usage errors naming the flag', () => {
+  it.each([
+    [['bench', 'calls', '--tensors', '8,x'], /--tensors: 'x' is not a positive integer/],
+    [['bench', 'calls', '--n', '0'], /--n: '0' is not a positive integer/],
+    [['bench', 'calls', '--dtype', 'int8'], /--dtype: 'int8' is not one of float32, float16, bfloat16, float64/],
+    [['bench', 'calls', '--dtype', 'float32,bfloat16'], /--dtype: give one value, got 2/],
+    [['bench', 'merge', '--dtypes', 'float64'], /--dtypes: 'float64' is not one of float32, bfloat16/],
+    [['bench', 'merge', '--regimes', 'tiny'], /--regimes: 'tiny' is not lora or full/],
+    [['bench', 'merge', '--full-gib', '-1'], /--full-gib: '-1' is not a positive number/],
+    [['bench', 'merge', '--reps', '2.5'], /--reps: '2.5' is not a positive integer/],
+  ])('%j', (args, msg) => {
+    const r = rsoup(args);
+    expect(r.stderr).toMatch(msg);
+    expect(r.code, r.stderr).toBe(2);
+  });
+});

@@ -8,6 +8,7 @@ import { coreAddon, packageRoot } from '../native/index.js';
 import { interpolate, prepareInterpolation } from '../soup/interpolate.js';
 import { viewAs, type DType, type TensorMap } from '../io/tensor.js';
 import { median, table, gitSha } from './stats.js';
+import { SoupError } from '../errors.js';
 
 export interface CallBenchOptions {
   /** Tensors per source (default 64, 512, 4096); each source holds 32 MiB whatever the count. */
@@ -39,7 +40,7 @@ export async function benchCalls(o: CallBenchOptions = {}): Promise<Record<strin
   const rows: Record<string, string | number>[] = [];
   for (const t of counts) {
     const numel = Math.floor(perSource / size / t / 64) * 64;
-    if (numel < 64) throw new Error(`--tensors ${t}: too many for ${perSource >> 20} MiB per source`);
+    if (numel < 64) throw new SoupError('ERR_SOUP_INVALID_ARG', `tensors: ${t} per source leave fewer than 64 elements each in ${perSource >> 20} MiB`);
     const make = (seed: number): TensorMap => {
       const buf = addon.allocBuffer(t * numel * size);
       const map: TensorMap = {};

@@ -4,7 +4,29 @@
 import type { Command } from 'commander';
 import { benchMerge } from '../../bench/merge.js';
 import { benchCalls } from '../../bench/calls.js';
-import { jsonLine } from '../output.js';
+import { isDType, DTYPES, type DType } from '../../io/tensor.js';
+import { jsonLine, UsageError } from '../output.js';
+
+/** A flag's positive integer, or a usage error naming the flag. */
+function count(flag: string, s: unknown): number {
+  const v = Number(s);
+  if (!Number.isSafeInteger(v) || v < 1) throw new UsageError(`${flag}: '${String(s)}' is not a positive integer`);
+  return v;
+}
+
+function one<T>(flag: string, xs: T[]): T {
+  if (xs.length !== 1) throw new UsageError(`${flag}: give one value, got ${xs.length}`);
+  return xs[0];
+}
+
+const counts = (flag: string, s: unknown): number[] => String(s).split(',').map((x) => count(flag, x));
+
+function dtypes(flag: string, s: unknown, allowed: readonly DType[] = DTYPES): DType[] {
+  return String(s).split(',').map((x) => {
+    if (!isDType(x) || !allowed.includes(x)) throw new UsageError(`${flag}: '${x}' is not one of ${allowed.join(', ')}`);
+    return x;
+  });
+}
 
 export function register(program: Command): void {
   const bench = program.command('bench').description('benchmarks (ratios against baselines measured in the same run)');
@@ -20,13 +42,17 @@ export function register(program: Command): void {
     .option('--no-torch', 'skip the PyTorch baselines')
     .option('--json', 'JSON lines on stdout')
     .action(async (o: Record<string, string | boolean | undefined>) => {
+      const gib = Number(o.fullGib);
+      if (!(gib > 0)) throw new UsageError(`--full-gib: '${String(o.fullGib)}' is not a positive number`);
+      const regimes = String(o.regimes).split(',');
+      for (const r of regimes) if (r !== 'lora' && r !== 'full') throw new UsageError(`--regimes: '${r}' is not lora or full`);
       await benchMerge({
-        fullBytes: Number(o.fullGib) * 2 ** 30,
-        reps: Number(o.reps),
-        ns: String(o.n).split(',').map(Number),
-        dtypes: String(o.dtypes).split(',') as never,
-        regimes: String(o.regimes).split(',') as never,
-        threads: o.threads ? Number(o.threads) : undefined,
+        fullBytes: gib * 2 ** 30,
+        reps: count('--reps', o.reps),
+        ns: counts('--n', o.n),
+        dtypes: dtypes('--dtypes', o.dtypes, ['float32', 'bfloat16']),
+        regimes: regimes as ('lora' | 'full')[],
+        threads: o.threads ? count('--threads', o.threads) : undefined,
         torch: o.torch !== false,
         json: o.json ? (x) => jsonLine(x) : undefined,
       });
@@ -42,11 +68,11 @@ export function register(program: Command): void {
     .option('--json', 'JSON lines on stdout')
     .action(async (o: Record<string, string | boolean | undefined>) => {
       await benchCalls({
-        tensors: String(o.tensors).split(',').map(Number),
-        n: Number(o.n),
-        dtype: String(o.dtype) as never,
-        reps: Number(o.reps),
-        threads: o.threads ? Number(o.threads) : undefined,
+        tensors: counts('--tensors', o.tensors),
+        n: count('--n', o.n),
+        dtype: one('--dtype', dtypes('--dtype', o.dtype)),
+        reps: count('--reps', o.reps),
+        threads: o.threads ? count('--threads', o.threads) : undefined,
         json: o.json ? (x) => jsonLine(x) : undefined,
       });
     });
