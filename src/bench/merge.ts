@@ -225,7 +225,8 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         return p.seconds[0];
       };
       // The read-only probe reads the group's N source buffers as the soup does (interleaved), nothing
-      // written: a soup cannot beat reading its own sources, so this is its ceiling where reads bound it.
+      // written: a soup reads the same bytes and writes one more stream, so this is about its ceiling where
+      // reads bound it (not a hard one: on this VM reads and writes add up, docs/merge.md "What bounds N = 8").
       const readOnce = async (arrays: Float32Array[]) => {
         const p = await probeFn({ bytes, reps: 1, threads, arrays, kind: 'read' });
         return p.seconds[0];
