@@ -217,18 +217,17 @@ export function isWellFormedTensor(t: Tensor): boolean {
 
 /** Checks a tensor's shape, dtype and data length agree; names the tensor. Hot callers test
  *  isWellFormedTensor first and build the label only when it fails. */
-export function checkTensor(label: string | (() => string), t: Tensor): void {
+export function checkTensor(name: string, t: Tensor): void {
   if (isWellFormedTensor(t)) return;
-  const name = () => (typeof label === 'string' ? label : label());
-  if (!t || typeof t !== 'object') throw new SoupError('ERR_SOUP_INVALID_ARG', `tensor '${name()}' must be an object { dtype, shape, data }, got ${t === null ? 'null' : typeof t}`);
-  if (!isDType(t.dtype)) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name()}': unknown dtype ${JSON.stringify(t.dtype)} (expected one of ${DTYPES.join(', ')})`);
+  if (!t || typeof t !== 'object') throw new SoupError('ERR_SOUP_INVALID_ARG', `tensor '${name}' must be an object { dtype, shape, data }, got ${t === null ? 'null' : typeof t}`);
+  if (!isDType(t.dtype)) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name}': unknown dtype ${JSON.stringify(t.dtype)} (expected one of ${DTYPES.join(', ')})`);
   if (!Array.isArray(t.shape) || !t.shape.every((x) => Number.isSafeInteger(x) && x >= 0))
-    throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name()}': shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`);
+    throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`);
   const want = t.dtype === 'float32' ? Float32Array : t.dtype === 'float64' ? Float64Array : Uint16Array;
   if (!(t.data instanceof want))
-    throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name()}': dtype ${t.dtype} needs a ${want.name}, got ${t.data === undefined || t.data === null ? String(t.data) : (t.data as object).constructor?.name ?? typeof t.data}`);
+    throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name}': dtype ${t.dtype} needs a ${want.name}, got ${t.data === undefined || t.data === null ? String(t.data) : (t.data as object).constructor?.name ?? typeof t.data}`);
   const n = numelOf(t.shape);
-  throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name()}': shape ${JSON.stringify(t.shape)} has ${n} elements but data has ${t.data.length}`);
+  throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name}': shape ${JSON.stringify(t.shape)} has ${n} elements but data has ${t.data.length}`);
 }
 
 /** Writes tensors (in the map's order) to a .safetensors file atomically. */
