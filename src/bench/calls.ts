@@ -5,7 +5,7 @@
 // caches (as a λ sweep's evaluation does between two soups). The one-shot call checks every tensor and
 // resolves T × (N+1) arrays to pointers; the prepared run passes only the weights.
 import { coreAddon, packageRoot } from '../native/index.js';
-import { interpolate, prepareInterpolation } from '../soup/interpolate.js';
+import { interpolate, prepareInterpolation, type InterpolateStats } from '../soup/interpolate.js';
 import { viewAs, type DType, type TensorMap } from '../io/tensor.js';
 import { median, table, gitSha } from './stats.js';
 import { SoupError } from '../errors.js';
@@ -57,19 +57,16 @@ export async function benchCalls(o: CallBenchOptions = {}): Promise<Record<strin
     const out = make(99);
     const w = Array.from({ length: n }, () => 1 / n);
     const prepared = prepareInterpolation(srcs, { out, threads });
+    // ms of one call outside the kernel: its wall time minus the kernel's own (stats.seconds)
+    const outsideKernel = async (call: (stats: InterpolateStats) => Promise<unknown>) => {
+      const stats: InterpolateStats = { seconds: 0, bytes: 0, kernel: '', nonTemporal: false };
+      const t0 = performance.now();
+      await call(stats);
+      return performance.now() - t0 - stats.seconds * 1e3;
+    };
     const calls = {
-      'interpolate()': async () => {
-        const stats = { seconds: 0, bytes: 0, kernel: '', nonTemporal: false };
-        const t0 = performance.now();
-        await interpolate(srcs, w, { out, threads, stats });
-        return performance.now() - t0 - stats.seconds * 1e3;
-      },
-      'prepared run()': async () => {
-        const stats = { seconds: 0, bytes: 0, kernel: '', nonTemporal: false };
-        const t0 = performance.now();
-        await prepared.run(w, { stats });
-        return performance.now() - t0 - stats.seconds * 1e3;
-      },
+      'interpolate()': () => outsideKernel((stats) => interpolate(srcs, w, { out, threads, stats })),
+      'prepared run()': () => outsideKernel((stats) => prepared.run(w, { stats })),
     };
     for (const fn of Object.values(calls)) for (let r = 0; r < 5; r++) await fn(); // warm-up: JIT, pages
     for (const state of ['back to back', 'after a probe'] as const) {
