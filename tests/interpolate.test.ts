@@ -305,6 +305,12 @@ describe('bandwidth probe on caller arrays', () => {
     expect(res.seconds).toHaveLength(3);
     expect(res.bytesPerRep).toBe(12 * n);
     for (let i = 0; i < n; i++) if (a[i] !== Math.fround(b[i] + 0.5 * c[i])) throw new Error(`a[${i}] = ${a[i]}, expected ${b[i] + 0.5 * c[i]}`);
+    // warmup: false — the one timed pass is the only pass, and it still writes every element
+    a.fill(NaN);
+    const cold = await probe({ bytes: n * 4, reps: 1, arrays: [a, b, c], warmup: false });
+    expect(cold.seconds).toHaveLength(1);
+    for (let i = 0; i < n; i++) if (a[i] !== Math.fround(b[i] + 0.5 * c[i])) throw new Error(`warmup false: a[${i}] = ${a[i]}, expected ${b[i] + 0.5 * c[i]}`);
+    expect(() => probe({ bytes: n * 4, arrays: [a, b, c], warmup: 'no' })).toThrow(/warmup must be a boolean/);
     expect(() => probe({ bytes: n * 4, arrays: [a, b] })).toThrow(/three Float32Arrays/);
     expect(() => probe({ bytes: n * 4, arrays: [a, b, new Float64Array(n)] })).toThrow(/arrays\[2\] must be a Float32Array/);
     expect(() => probe({ bytes: n * 4 + 4, arrays: [a, b, c] })).toThrow(/arrays\[0\] holds/);
@@ -321,7 +327,7 @@ describe('read-only bandwidth probe', () => {
         let ref = 0;
         for (let j = 0; j < k; j++) for (let i = 0; i < n; i++) ref += arrays[j][i];
         for (const simd of SIMDS) {
-          const res = await probe({ kind: 'read', bytes: n * 4, reps: 2, arrays: arrays.slice(0, k), simd, threads: 2 });
+          const res = await probe({ kind: 'read', bytes: n * 4, reps: 2, arrays: arrays.slice(0, k), simd, threads: 2, warmup: k % 2 === 0 });
           expect(res.seconds).toHaveLength(2);
           expect(res.bytesPerRep).toBe(4 * n * k);
           // fp32 lanes within a chunk: relative error well under 1e-5 for positive values

@@ -217,18 +217,21 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
       // The probe runs on three arrays allocated once, like the soup's buffers, interleaved with the soup
       // (probe, soup, probe, prepared soup; rep after rep): this VM's bandwidth drifts by ±20 % over seconds,
       // so a ratio is only meaningful within one pair, and allocating gigabytes per probe call slowed the
-      // next kernel (docs/merge.md, "Measuring").
+      // next kernel (docs/merge.md, "Measuring"). Each probe call times its first and only pass, as each soup
+      // call is timed: with the addon's default untimed warm-up pass the probe ran right after a triad while
+      // every soup ran after a probe and a pause, and the same process measured the warm probe 8 % faster
+      // at N = 8 (docs/merge.md, "Probe and soup timed alike").
       const probeArrays = probeSlots.map((b, k) => new Float32Array(b, 0, bytes / 4).fill(0.5 + k));
       const probeGbps = (t: number) => (3 * bytes) / t;
       const probeOnce = async () => {
-        const p = await probeFn({ bytes, reps: 1, threads, nonTemporal: true, arrays: probeArrays });
+        const p = await probeFn({ bytes, reps: 1, threads, nonTemporal: true, arrays: probeArrays, warmup: false });
         return p.seconds[0];
       };
       // The read-only probe reads the group's N source buffers as the soup does (interleaved), nothing
       // written: a soup reads the same bytes and writes one more stream, so this is about its ceiling where
       // reads bound it (not a hard one: on this VM reads and writes add up, docs/merge.md "What bounds N = 8").
       const readOnce = async (arrays: Float32Array[]) => {
-        const p = await probeFn({ bytes, reps: 1, threads, arrays, kind: 'read' });
+        const p = await probeFn({ bytes, reps: 1, threads, arrays, kind: 'read', warmup: false });
         return p.seconds[0];
       };
       for (const n of ns) {

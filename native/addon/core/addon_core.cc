@@ -473,11 +473,12 @@ class ProbeWorker : public PromiseWorker {
   float* given[3] = {nullptr, nullptr, nullptr};  // caller's arrays (kept alive by `keep`), or null
   std::vector<const float*> readStreams;           // kind 'read': the caller's arrays
   double sum = 0;                                  // kind 'read': what was read, summed
+  bool warmup = true;                              // one untimed pass before the timed ones
 
  protected:
   void Run() override {
     if (!readStreams.empty()) {
-      soup::bandwidthRead(readStreams, n, opt, nullptr);  // warm-up
+      if (warmup) soup::bandwidthRead(readStreams, n, opt, nullptr);
       for (int r = 0; r < reps; r++) times.push_back(soup::bandwidthRead(readStreams, n, opt, &sum));
       return;
     }
@@ -492,7 +493,7 @@ class ProbeWorker : public PromiseWorker {
       a = alloc(ga), b = alloc(gb), c = alloc(gc);
       for (size_t i = 0; i < n; i++) { a[i] = 0.f; b[i] = 1.0f + static_cast<float>(i & 7); c[i] = 0.5f; }  // first touch outside timing
     }
-    soup::bandwidthTriad(a, b, c, n, 1, opt);  // warm-up
+    if (warmup) soup::bandwidthTriad(a, b, c, n, 1, opt);
     for (int r = 0; r < reps; r++) times.push_back(soup::bandwidthTriad(a, b, c, n, 1, opt));
   }
   Napi::Value Result(Napi::Env env) override {
@@ -527,6 +528,10 @@ Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
     w->opt.threads = parseThreads(b);
     Napi::Value nt = b.Get("nonTemporal");
     w->opt.nonTemporal = nt.IsBoolean() ? nt.As<Napi::Boolean>().Value() : true;
+    // warmup: false times the first pass, as a soup call is timed (merge bench, docs/merge.md "Measuring")
+    Napi::Value wu = b.Get("warmup");
+    if (!wu.IsUndefined() && !wu.IsBoolean()) argError(env, "bandwidthProbe: warmup must be a boolean");
+    w->warmup = wu.IsBoolean() ? wu.As<Napi::Boolean>().Value() : true;
     bool read = false;
     if (b.Has("kind") && !b.Get("kind").IsUndefined()) {
       std::string kind = b.Get("kind").IsString() ? b.Get("kind").As<Napi::String>().Utf8Value() : "";
