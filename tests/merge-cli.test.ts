@@ -172,6 +172,25 @@ describe('rsoup bench calls', () => {
   });
 });
 
+describe('rsoup bench merge', () => {
+  it('runs a small full-model group end to end: every method once, each ratio against the probe finite', () => {
+    const r = rsoup(['bench', 'merge', '--regimes', 'full', '--full-gib', '0.0625', '--n', '2', '--dtypes', 'bfloat16', '--reps', '2', '--no-torch', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows[0].event).toBe('meta');
+    const results = rows.filter((x) => x.event === 'result');
+    expect(results.map((x) => x.method.replace(/ \(.*\)$/, ''))).toEqual(
+      ['probe', 'read 2 sources', 'soup', 'soup prepared', 'interpolate() new outputs', 'new outputs, 4 KiB pages', 'plain JS loop'],
+    );
+    for (const x of results) {
+      expect(x.gbps, x.method).toBeGreaterThan(0);
+      if ('ofProbe' in x) expect(x.ofProbe > 0 && x.ofProbe < 10, `${x.method}: ofProbe ${x.ofProbe}`).toBe(true);
+    }
+    expect(r.stderr).toMatch(/PyTorch baseline skipped: --no-torch/);
+    expect(r.stderr).toMatch(/full bfloat16 N=2: interpolate\(\) \d+% of probe, prepared \d+%/);
+  });
+});
+
 describe('rsoup bench: bad flags are usage errors naming the flag', () => {
   it.each([
     [['bench', 'calls', '--tensors', '8,x'], /--tensors: 'x' is not a positive integer/],

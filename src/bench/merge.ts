@@ -185,8 +185,9 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
   };
   const alloc = coreAddon().allocBuffer as (n: number, hugePages?: boolean) => ArrayBuffer;
   const probeFn = coreAddon().bandwidthProbe as (b: Record<string, unknown>) => Promise<{ seconds: number[]; bytesPerRep: number }>;
-  const useTorch = (o.torch ?? true) && torchAvailable();
-  if (!useTorch) log('  (PyTorch baseline skipped: /usr/bin/python3 -c "import torch" failed)');
+  const wantTorch = o.torch ?? true;
+  const useTorch = wantTorch && torchAvailable();
+  if (!useTorch) log(wantTorch ? '  (PyTorch baseline skipped: /usr/bin/python3 -c "import torch" failed)' : '  (PyTorch baseline skipped: --no-torch)');
 
   // Every group's buffers are views into one set allocated up front (N+1 tensor slots and 3 probe
   // arrays of the largest group's size): freeing gigabytes per group is left to the GC, which ran too
