@@ -301,15 +301,18 @@ describe('bandwidth probe on caller arrays', () => {
     const b = Float32Array.from({ length: n }, () => r() - 0.5), c = Float32Array.from({ length: n }, () => r() - 0.5);
     const a = new Float32Array(n).fill(NaN);
     const probe = coreAddon().bandwidthProbe as (o: Record<string, unknown>) => Promise<{ seconds: number[]; bytesPerRep: number }>;
+    const expectTriad = (what: string) => {
+      for (let i = 0; i < n; i++) if (a[i] !== Math.fround(b[i] + 0.5 * c[i])) throw new Error(`${what}: a[${i}] = ${a[i]}, expected ${b[i] + 0.5 * c[i]}`);
+    };
     const res = await probe({ bytes: n * 4, reps: 3, arrays: [a, b, c] });
     expect(res.seconds).toHaveLength(3);
     expect(res.bytesPerRep).toBe(12 * n);
-    for (let i = 0; i < n; i++) if (a[i] !== Math.fround(b[i] + 0.5 * c[i])) throw new Error(`a[${i}] = ${a[i]}, expected ${b[i] + 0.5 * c[i]}`);
+    expectTriad('3 reps');
     // warmup: false — the one timed pass is the only pass, and it still writes every element
     a.fill(NaN);
     const cold = await probe({ bytes: n * 4, reps: 1, arrays: [a, b, c], warmup: false });
     expect(cold.seconds).toHaveLength(1);
-    for (let i = 0; i < n; i++) if (a[i] !== Math.fround(b[i] + 0.5 * c[i])) throw new Error(`warmup false: a[${i}] = ${a[i]}, expected ${b[i] + 0.5 * c[i]}`);
+    expectTriad('warmup false');
     expect(() => probe({ bytes: n * 4, arrays: [a, b, c], warmup: 'no' })).toThrow(/warmup must be a boolean/);
     expect(() => probe({ bytes: n * 4, arrays: [a, b] })).toThrow(/three Float32Arrays/);
     expect(() => probe({ bytes: n * 4, arrays: [a, b, new Float64Array(n)] })).toThrow(/arrays\[2\] must be a Float32Array/);
