@@ -22,7 +22,7 @@ using namespace soup;
 static void* buffer(size_t bytes) {
   void* p = std::aligned_alloc(2 << 20, bytes);
   if (!p) { std::fprintf(stderr, "out of memory\n"); std::exit(1); }
-  madvise(p, bytes, MADV_NOHUGEPAGE);  // like sources mapped from files (docs/merge.md, huge pages)
+  madvise(p, bytes, MADV_NOHUGEPAGE);  // like sources mapped from files (docs/notes/merge-measuring.md, huge pages)
   for (size_t i = 0; i < bytes / 4; i++) static_cast<uint32_t*>(p)[i] = 0x3f803f80u + static_cast<uint32_t>(i % 61);  // ordinary values
   return p;
 }

@@ -2,7 +2,7 @@
 // npx tsx bench/ppo.ts [--reps 3] [--steps 4] [--threads 1] [--vocab 2048] [--hidden 128] [--layers 4] [--batch 64] [--gen 24]
 // PPO step (rollout + update) and KV-cache generation tokens/s of the native core against the same
 // computation in PyTorch eager (bench/ppo_torch.py, Debian's python3-torch), each trial in a fresh child
-// process, alternating, same thread settings. Defaults: the MINIATURES.md text setting (d 128, 4 layers,
+// process, alternating, same thread settings. Defaults: the demo's text setting (d 128, 4 layers,
 // 4 heads, SwiGLU 344, tied, vocab 2048; 64 prompts of 8 tokens, 24 new tokens; LoRA r 8 on q,v + value
 // head; 4 epochs x 4 minibatches of 16). Table on stderr, JSON lines on stdout.
 import { spawnSync } from 'node:child_process';

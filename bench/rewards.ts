@@ -98,5 +98,5 @@ if (asJson) {
   for (const r of results) {
     console.log(`${r.reward.padEnd(40)}${r.samplesPerSec.toFixed(0).padStart(16)}${r.wallSamplesPerSec.toFixed(0).padStart(9)}  ${(r.vsBaseline as number).toFixed(3).padStart(11)}  ${r.ppoBatch64Ms === undefined ? '' : `${r.ppoBatch64Ms.toFixed(2)} ms`}`);
   }
-  console.log('A demo PPO step takes ~1070 ms on one core (reference/MINIATURES.md): compare the last column with it.');
+  console.log('A demo PPO step takes ~1070 ms on one core (the demo's text setting): compare the last column with it.');
 }

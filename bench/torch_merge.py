@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # PyTorch baselines for bench/merge: the same shapes, dtype and N as the soup kernel, in one process that
 # the bench keeps open and asks for one timed rep at a time, so that each rep sits between two runs of the
-# bandwidth probe (this VM's bandwidth drifts by ±20 % over seconds; docs/merge.md, "Measuring").
+# bandwidth probe (this VM's bandwidth drifts by ±20 % over seconds; docs/notes/merge-measuring.md, "Measuring").
 #   sum       sum(l*t) per tensor, as mergekit's linear merge and model-soups do (allocates temporaries)
 #   inplace   mul_/add_ per tensor, in place into a preallocated output (out.copy_(x0).mul_(l0); out.add_(xi, alpha=li))
 # Protocol: first stdin line {"shapes", "dtype", "n", "threads"}; answers {"ready": true}. Then one method

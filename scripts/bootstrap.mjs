@@ -11,13 +11,17 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // (~20x slower matmul); python3-torch: same-run baselines and float64 references in tests/benches;
 // fortunes: the demo's offline text corpus; tmpfs/mount (util-linux) is part of the base system.
 export const APT_PACKAGES = ['libtorch-dev', 'libopenblas0-pthread', 'python3-torch', 'fortunes', 'fortunes-min', 'cmake', 'g++', 'fonts-dejavu-core'];
+// `--test` (npm test) also installs what only the tests drive: Debian's Chromium, for the browser checks
+// of report.html and the playground (puppeteer-core drives it; it downloads no browser).
+export const TEST_APT_PACKAGES = ['chromium'];
+const wanted = process.argv.includes('--test') ? [...APT_PACKAGES, ...TEST_APT_PACKAGES] : APT_PACKAGES;
 
 function missingApt() {
-  const r = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Status}\n', ...APT_PACKAGES], { encoding: 'utf8' });
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Status}\n', ...wanted], { encoding: 'utf8' });
   const ok = new Set(
     r.stdout.split('\n').filter((l) => l.endsWith('install ok installed')).map((l) => l.split(' ')[0]),
   );
-  return APT_PACKAGES.filter((p) => !ok.has(p));
+  return wanted.filter((p) => !ok.has(p));
 }
 
 function run(cmd, args, opts = {}) {
@@ -42,6 +46,8 @@ if (missing.length) {
 
 if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
   console.error('bootstrap: npm ci');
+  // onnxruntime-node's install script reads ONNXRUNTIME_NODE_INSTALL (npm 11 rejects unknown .npmrc keys):
+  // skip keeps it from fetching CUDA binaries from NuGet; its CPU build ships in the package.
   run('npm', ['ci', '--no-audit', '--no-fund'], { env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
 }
 

@@ -16,6 +16,7 @@ export type SoupErrorCode =
   | 'ERR_SOUP_NO_CUDA'
   | 'ERR_SOUP_NATIVE_LOAD'
   | 'ERR_SOUP_OOM'
+  | 'ERR_SOUP_TOO_LARGE'
   | 'ERR_SOUP_CONFIG'
   | 'ERR_SOUP_REWARD'
   | 'ERR_SOUP_TRAIN'

@@ -9,4 +9,5 @@ export * from './rewards/index.js';
 export * from './train/index.js';
 export * from './envs/index.js';
 export * from './pipeline/index.js';
+export * from './serve/index.js';
 export { coreAddon, torchAddon, hasTorch } from './native/index.js';

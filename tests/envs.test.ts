@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: MIT
 // Locomotion envs against Gymnasium's definitions: the project's MJCF against Gymnasium's files
-// (compiled models and trajectories), and observations, reward terms, resets, truncation and
-// Hopper's termination against an independent float64 loop over the raw MuJoCo API.
+// (compiled models and trajectories; Gymnasium's XMLs are third-party fixtures, skipped with the reason
+// when absent), and observations, reward terms, resets, truncation and Hopper's termination against an
+// independent float64 loop over the raw MuJoCo API on the project's own MJCF.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, type TestContext } from 'vitest';
+import { fixture } from './helpers/fixtures.js';
 import { SoupError } from '../src/errors.js';
 import { checkPolicyFits, compileMjcf, loadMujoco, resolveEnvName, VecEnv, defaultModelPath, type EnvName } from '../src/envs/index.js';
 import { readMjcf, type MjModel } from '../src/envs/mujoco.js';
 
-const FIX = '../shared/fixtures/mujoco';
-const gymFile = (name: EnvName) => join(FIX, name === 'HalfCheetah-v5' ? 'half_cheetah.xml' : 'hopper.xml');
+/** Gymnasium's own XML for an env (a third-party fixture: skips the test when absent). */
+const gymFile = (ctx: TestContext, name: EnvName) => fixture(ctx, `mujoco/${name === 'HalfCheetah-v5' ? 'half_cheetah.xml' : 'hopper.xml'}`);
 
 /** Deterministic action source in [-1, 1] (Park–Miller), independent of the env's own RNG. */
 function lcg(seed: number): () => number {
@@ -60,10 +62,11 @@ describe('project MJCF vs Gymnasium MJCF', () => {
     'geom_solref', 'geom_solimp', 'geom_margin', 'geom_contype', 'geom_conaffinity', 'geom_condim', 'qpos0'] as const;
 
   for (const name of ['HalfCheetah-v5', 'Hopper-v5'] as const) {
-    it(`${name}: same compiled model and same trajectory`, async () => {
+    it(`${name}: same compiled model and same trajectory`, async (ctx) => {
+      const gymXml = gymFile(ctx, name);
       const mj = await loadMujoco();
       const ours = compileMjcf(mj, readMjcf(defaultModelPath(name)), 'ours');
-      const gym = compileMjcf(mj, readMjcf(gymFile(name)), 'gym');
+      const gym = compileMjcf(mj, readMjcf(gymXml), 'gym');
       try {
         for (const k of ['nq', 'nv', 'nu', 'nbody', 'njnt', 'ngeom'] as const) expect(ours[k], k).toBe(gym[k]);
         expect(ours.opt.timestep).toBe(gym.opt.timestep);
@@ -110,10 +113,11 @@ describe('project MJCF vs Gymnasium MJCF', () => {
   }
 });
 
-/** Reference env step in float64 over the raw API: Gymnasium's formulas written out independently. */
+/** Reference env step in float64 over the raw API: Gymnasium's formulas written out independently, on the
+ *  project's MJCF (the test above shows it compiles to Gymnasium's model). */
 async function referenceRollout(name: EnvName, qpos: Float64Array, qvel: Float64Array, actions: number[][], clip: boolean) {
   const mj = await loadMujoco();
-  const m = compileMjcf(mj, readMjcf(gymFile(name)), 'gym');
+  const m = compileMjcf(mj, readMjcf(defaultModelPath(name)), 'ref');
   const d = new mj.MjData(m);
   (d.qpos as Float64Array).set(qpos);
   (d.qvel as Float64Array).set(qvel);
@@ -202,7 +206,7 @@ describe('against numbers produced by Gymnasium itself', () => {
 
 describe('HalfCheetah-v5', () => {
   it('observation layout, dt, reward vector and scalar reward on a fixed action sequence', async () => {
-    const env = await make({ env: 'HalfCheetah-v5', modelPath: gymFile('HalfCheetah-v5'), numEnvs: 1, seed: 11 });
+    const env = await make({ env: 'HalfCheetah-v5', modelPath: defaultModelPath('HalfCheetah-v5'), numEnvs: 1, seed: 11 });
     expect(env.info.obsDim).toBe(17);
     expect(env.info.actDim).toBe(6);
     expect(env.info.dt).toBeCloseTo(0.05, 15);
@@ -309,7 +313,7 @@ describe('HalfCheetah-v5', () => {
 
 describe('Hopper-v5', () => {
   it('observation (qpos[1:] + clipped qvel), healthy reward, termination on a fixed action sequence', async () => {
-    const env = await make({ env: 'Hopper-v5', modelPath: gymFile('Hopper-v5'), numEnvs: 1, seed: 21 });
+    const env = await make({ env: 'Hopper-v5', modelPath: defaultModelPath('Hopper-v5'), numEnvs: 1, seed: 21 });
     expect(env.info.obsDim).toBe(11);
     expect(env.info.actDim).toBe(3);
     expect(env.info.dt).toBeCloseTo(0.008, 15);
@@ -425,7 +429,13 @@ describe('bad input', () => {
 
   it('a missing file, a model that is not a planar walker, an unknown env', async () => {
     await expectSoupError(VecEnv.create({ env: 'Hopper-v5', modelPath: join(dir, 'nope.xml') }), 'ERR_SOUP_IO', /nope\.xml/, /ENOENT/);
-    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', modelPath: join(FIX, 'humanoid.xml') }), 'ERR_SOUP_SHAPE_MISMATCH', /humanoid\.xml/, /planar root/, /free/);
+    // a walker with a free root joint (as Gymnasium's Humanoid and Ant have): not planar
+    const free = join(dir, 'humanoid.xml');
+    writeFileSync(free, `<mujoco model="free walker"><worldbody><body name="torso" pos="0 0 1.4"><freejoint name="root"/>
+      <geom type="capsule" fromto="0 -0.07 0 0 0.07 0" size="0.07"/>
+      <body name="thigh" pos="0 0 -0.1"><joint name="hip" type="hinge" axis="0 1 0" range="-20 20"/><geom type="capsule" fromto="0 0 0 0 0 -0.3" size="0.05"/></body>
+    </body></worldbody><actuator><motor joint="hip" gear="100" ctrlrange="-1 1"/></actuator></mujoco>`);
+    await expectSoupError(VecEnv.create({ env: 'Hopper-v5', modelPath: free }), 'ERR_SOUP_SHAPE_MISMATCH', /humanoid\.xml/, /planar root/, /free/);
     await expectSoupError(VecEnv.create({ env: 'Humanoid-v5' }), 'ERR_SOUP_INVALID_ARG', /unknown env 'Humanoid-v5'/, /HalfCheetah-v5, Hopper-v5/);
     await expectSoupError(() => resolveEnvName(42), 'ERR_SOUP_INVALID_ARG', /number 42/);
     expect(resolveEnvName('mo-halfcheetah-v5')).toBe('HalfCheetah-v5');

@@ -7,8 +7,8 @@ import {
   writePeftAdapter, bf16ToF32, f64ToBf16, f64ToF16, f16ToF32, type TensorMap,
 } from '../src/io/index.js';
 import { rng, randomMap } from './helpers/random.js';
+import { fixture } from './helpers/fixtures.js';
 
-const FIXTURE = join(__dirname, '..', '..', 'shared', 'fixtures', 'peft-gpt2-lora');
 const tmp = () => mkdtempSync(join(tmpdir(), 'soup-io-'));
 
 function bytesOf(m: TensorMap, n: string): Buffer {
@@ -39,8 +39,8 @@ describe('safetensors round trip', () => {
     expect(h.dataStart % 8).toBe(0);
   });
 
-  it('reads the real PEFT adapter written by peft (25 F32 tensors)', async () => {
-    const { config, tensors } = await readPeftAdapter(FIXTURE);
+  it('reads the real PEFT adapter written by peft (25 F32 tensors)', async (ctx) => {
+    const { config, tensors } = await readPeftAdapter(fixture(ctx, 'peft-gpt2-lora'));
     expect(config.fan_in_fan_out).toBe(true);
     expect(Object.keys(tensors)).toHaveLength(25);
     const a = tensors['base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'];

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { fixture, makeTokenizer } from './helpers/fixtures.js';
 import { saveModelDir, f32ToBf16, bf16ToF32, f16ToF32, type TensorMap } from '../src/io/index.js';
 import { CausalLM, llamaConfigToHF, type LlamaConfig } from '../src/train/llama.js';
 import { randomLlamaWeights } from '../src/train/testing.js';
@@ -170,14 +171,25 @@ describe('LLaMA forward vs float64 reference', () => {
 });
 
 describe('Hugging Face dirs', () => {
-  it('loads a sharded dir with the LLaMA-2 tokenizer and matches the reference', async () => {
-    const dir = join(tmp, 'sharded');
-    const W = randomLlamaWeights(TIED, 8, { dtype: 'float32' });
-    await saveModelDir(dir, W, { config: llamaConfigToHF(TIED), shardSize: 4000 });
-    symlinkSync(join(process.cwd(), '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.json'), join(dir, 'tokenizer.json'));
+  it("reads the LLaMA-2 tokenizer.json as Hugging Face writes it (merges as pairs, byte fallback, BOS)", async (ctx) => {
+    const dir = join(tmp, 'llama2-tok');
+    await saveModelDir(dir, randomLlamaWeights(TIED, 8, { dtype: 'float32' }), { config: llamaConfigToHF(TIED) });
+    symlinkSync(fixture(ctx, 'llama2-tokenizer/tokenizer.json'), join(dir, 'tokenizer.json'));
     const m = await CausalLM.fromPretrained(dir);
     const enc = await m.tokenizer!.encode('Hello, my dog is cute');
     expect(enc.getIds()).toEqual([1, 15043, 29892, 590, 11203, 338, 274, 1082]);
+    await m.dispose();
+  });
+
+  it('loads a sharded dir with its tokenizer and matches the reference', async () => {
+    const dir = join(tmp, 'sharded');
+    const W = randomLlamaWeights(TIED, 8, { dtype: 'float32' });
+    await saveModelDir(dir, W, { config: llamaConfigToHF(TIED), shardSize: 4000 });
+    symlinkSync(makeTokenizer().path, join(dir, 'tokenizer.json'));
+    const m = await CausalLM.fromPretrained(dir);
+    const enc = await m.tokenizer!.encode('Hello, my dog is cute');
+    expect(await m.tokenizer!.decode(enc.getIds(), true)).toBe('Hello, my dog is cute');
+    expect(Math.max(...enc.getIds())).toBeLessThan(makeTokenizer().vocabSize);
     const W64: TensorMap = {};
     for (const [k, t] of Object.entries(W)) W64[k] = { dtype: 'float64', shape: t.shape, data: Float64Array.from(t.data) };
     const toks = randTokens(5, TIED.vocabSize, 2);

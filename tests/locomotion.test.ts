@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SoupError } from '../src/errors.js';
 import { hypervolume } from '../src/pareto/index.js';
-import { parseLocomotion, runLocomotion, runLocomotionDemo, type LocomotionEvent, type LocomotionInput } from '../src/pipeline/tasks/locomotion/index.js';
+import { fineTuneStart, parseLocomotion, runLocomotion, runLocomotionDemo, type LocomotionEvent, type LocomotionInput } from '../src/pipeline/tasks/locomotion/index.js';
 import { ControlPolicy } from '../src/train/control.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rsoup-loco-'));
@@ -23,6 +23,34 @@ const tiny = (out: string): LocomotionInput => ({
   experts: { steps: 128 },
   sweep: { lambdas: 5, episodes: 3, seed: 7 },
   render: { every: 10, frames: 3 },
+});
+
+describe('fine-tuning starts (App. H)', () => {
+  it('keep the pre-trained actor, log-std and observation statistics, and take a fresh critic', () => {
+    const pre = ControlPolicy.create({ obsDim: 17, actDim: 6, hidden: [8, 8], seed: 1 });
+    const fresh = ControlPolicy.create({ obsDim: 17, actDim: 6, hidden: [8, 8], seed: 2 });
+    const p = pre.tensors(), f = fresh.tensors();
+    // statistics as pre-training leaves them (not the prior, which both policies share)
+    const mean = p['obs_rms.mean'].data;
+    for (let i = 0; i < mean.length; i++) mean[i] = Math.sin(i + 1) * 3;
+    const start = fineTuneStart(p, f);
+    expect(Object.keys(start).sort()).toEqual(Object.keys(p).sort());
+    const same = (a: { data: ArrayLike<number> }, b: { data: ArrayLike<number> }) => Array.from(a.data).every((v, i) => v === b.data[i]);
+    let critics = 0;
+    for (const n of Object.keys(p)) {
+      if (n.startsWith('critic.')) {
+        critics++;
+        expect(same(start[n], f[n]), n).toBe(true);
+        if (n.endsWith('weight')) expect(same(start[n], p[n]), n).toBe(false);
+      } else {
+        expect(same(start[n], p[n]), n).toBe(true);
+      }
+    }
+    expect(critics).toBeGreaterThanOrEqual(4);
+    expect(Object.keys(p).some((n) => n.startsWith('obs_rms'))).toBe(true);
+    pre.dispose();
+    fresh.dispose();
+  });
 });
 
 describe('locomotion experiment', () => {

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 // LoRA with peft semantics: gradients vs central finite differences (float64), init, scaling (incl.
-// rsLoRA) through merge, merge/unmerge/disable, and peft's adapter dir layout against a real peft file.
+// rsLoRA) through merge, merge/unmerge/disable, and peft's adapter dir layout (against a real peft file
+// when the third-party fixtures are present).
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { fixture, makeGpt2Adapter, makeTokenizer } from './helpers/fixtures.js';
 import { readPeftAdapter, saveModelDir, type Tensor, type TensorMap } from '../src/io/index.js';
 import { CausalLM, llamaConfigToHF, mulberry32, type LlamaConfig } from '../src/train/llama.js';
 import { randomLlamaWeights } from '../src/train/testing.js';
@@ -151,27 +153,45 @@ describe('LoRA', () => {
     await m.dispose();
   });
 
-  it("saves peft's adapter layout (vs a real peft adapter), reloads bit for bit, and starts a model from it", async () => {
+  /** A base dir with a tokenizer, a model on it with a random LoRA, and that adapter saved. */
+  async function savedAdapter(name: string) {
     const W = randomLlamaWeights(CFG, 7, { dtype: 'float32' });
-    const dir = join(tmp, 'base');
+    const dir = join(tmp, `${name}-base`);
     await saveModelDir(dir, W, { config: llamaConfigToHF(CFG) });
-    symlinkSync(join(process.cwd(), '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.json'), join(dir, 'tokenizer.json'));
+    symlinkSync(makeTokenizer().path, join(dir, 'tokenizer.json'));
     const m = await CausalLM.fromPretrained(dir, { lora: { r: 4, lora_alpha: 16, lora_dropout: 0.05, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] } });
     const lora = randomise(await m.getTensors('lora'), 3);
     for (const k of Object.keys(lora)) lora[k] = { dtype: 'float32', shape: lora[k].shape, data: Float32Array.from(lora[k].data) };
     await m.setTensors('lora', lora);
-    const out = join(tmp, 'adapter');
+    const out = join(tmp, `${name}-adapter`);
     await m.saveAdapter(out);
-    const fixture = join(process.cwd(), '..', 'shared', 'fixtures', 'peft-gpt2-lora');
-    const ref = JSON.parse(readFileSync(join(fixture, 'adapter_config.json'), 'utf8'));
+    return { dir, m, lora, out };
+  }
+
+  it("saves peft's adapter config keys and key grammar (vs a real adapter saved by peft)", async (ctx) => {
+    const real = fixture(ctx, 'peft-gpt2-lora');
+    const { dir, m, out } = await savedAdapter('vs-peft');
+    const ref = JSON.parse(readFileSync(join(real, 'adapter_config.json'), 'utf8'));
     const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
     expect(Object.keys(cfg).sort()).toEqual(Object.keys(ref).sort());
-    expect(cfg).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 16, lora_dropout: 0.05, bias: 'none', fan_in_fan_out: false, use_rslora: false, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] });
     for (const k of ['alpha_pattern', 'rank_pattern', 'modules_to_save', 'init_lora_weights', 'use_dora']) expect(cfg[k]).toEqual(ref[k]);
-    const back = await readPeftAdapter(out);
-    const refT = await readPeftAdapter(fixture);
     // same key grammar as peft: base_model.model.<module path>.lora_{A,B}.weight, A [r, in], B [out, r], F32
-    for (const k of Object.keys(refT.tensors).filter((k) => k.includes('lora_'))) expect(k).toMatch(/^base_model\.model\..*\.lora_[AB]\.weight$/);
+    const refT = await readPeftAdapter(real);
+    const lora = Object.keys(refT.tensors).filter((k) => k.includes('lora_'));
+    expect(lora.length).toBeGreaterThan(0);
+    for (const k of lora) expect(k).toMatch(/^base_model\.model\..*\.lora_[AB]\.weight$/);
+    for (const k of Object.keys((await readPeftAdapter(out)).tensors)) expect(k).toMatch(/^base_model\.model\..*\.lora_[AB]\.weight$/);
+    // peft's GPT-2 adapter targets modules LLaMA does not have
+    await expect(CausalLM.fromPretrained(dir, { lora: real })).rejects.toMatchObject({ code: 'ERR_SOUP_CONFIG' });
+    await m.dispose();
+  });
+
+  it("saves peft's adapter layout, reloads bit for bit, and starts a model from it", async () => {
+    const { dir, m, lora, out } = await savedAdapter('layout');
+    const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 16, lora_dropout: 0.05, bias: 'none', fan_in_fan_out: false, use_rslora: false, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] });
+    expect(cfg).toMatchObject({ alpha_pattern: {}, rank_pattern: {}, modules_to_save: null, init_lora_weights: true, use_dora: false });
+    const back = await readPeftAdapter(out);
     expect(Object.keys(back.tensors).sort()).toEqual(Object.keys(lora).sort());
     expect(back.tensors['base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight'].shape).toEqual([4, 16]);
     expect(back.tensors['base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight'].shape).toEqual([8, 4]);
@@ -182,8 +202,10 @@ describe('LoRA', () => {
     const m2 = await CausalLM.fromPretrained(dir, { lora: out });
     expect(m2.lora).toEqual({ r: 4, lora_alpha: 16, lora_dropout: 0.05, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], use_rslora: false });
     expect(Array.from(await m2.logits(TOKS))).toEqual(Array.from(await m.logits(TOKS)));
-    // peft's GPT-2 adapter targets modules LLaMA does not have
-    await expect(CausalLM.fromPretrained(dir, { lora: fixture })).rejects.toMatchObject({ code: 'ERR_SOUP_CONFIG' });
+    // an adapter whose target modules LLaMA does not have (GPT-2's c_attn)
+    const gpt2 = join(tmp, 'gpt2-lora');
+    await makeGpt2Adapter(gpt2);
+    await expect(CausalLM.fromPretrained(dir, { lora: gpt2 })).rejects.toMatchObject({ code: 'ERR_SOUP_CONFIG' });
     // a tensor the model does not know, a wrong shape, a missing one
     const extra: TensorMap = { ...lora, 'base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight': lora['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'] };
     await expect(m.setTensors('lora', extra)).rejects.toMatchObject({ code: 'ERR_SOUP_WEIGHTS', message: expect.stringContaining('layers.9') });

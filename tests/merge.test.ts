@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,8 +8,8 @@ import {
 } from '../src/index.js';
 import { rng, randomTensor, normals } from './helpers/random.js';
 import { checkAgainst, sameBits } from './helpers/reference.js';
+import { makeGpt2Adapter, makeTokenizer } from './helpers/fixtures.js';
 
-const FIXTURE = join(__dirname, '..', '..', 'shared', 'fixtures', 'peft-gpt2-lora');
 const tmp = () => mkdtempSync(join(tmpdir(), 'soup-merge-'));
 
 function model(seed: number, names: string[], shapes: number[][], dtype: Tensor['dtype'] = 'bfloat16'): TensorMap {
@@ -92,8 +92,16 @@ describe('merge: files to files', () => {
 
 // ---- LoRA --------------------------------------------------------------------------------------
 
-/** A second expert: the real adapter with every LoRA tensor perturbed (A and B both move). */
+/** A GPT-2-shaped PEFT adapter in peft's layout (fan_in_fan_out, a saved head), written once per file by
+ *  the project's writer: the merge tests need "a PEFT adapter"; reading one that peft itself saved is
+ *  tests/io.test.ts's job. */
+const tmpRoot = tmp();
+const FIXTURE = join(tmpRoot, 'gpt2-lora');
+const made = makeGpt2Adapter(FIXTURE, 1);
+
+/** A second expert: the adapter with every LoRA tensor perturbed (A and B both move). */
 async function perturbedFixture(dir: string, seed: number, scale = 0.02): Promise<TensorMap> {
+  await made;
   const { config, tensors } = await readPeftAdapter(FIXTURE);
   const r = rng(seed);
   const out: TensorMap = {};
@@ -120,7 +128,8 @@ function delta(A: Tensor, B: Tensor, s: number): Float64Array {
   return d;
 }
 
-describe('merge: PEFT adapters (real peft-gpt2-lora fixture, fan_in_fan_out)', () => {
+describe('merge: PEFT adapters (a GPT-2-shaped adapter in peft\'s layout, fan_in_fan_out)', () => {
+  beforeAll(() => made);
   it("lora 'params' interpolates A and B separately and keeps peft's layout", async () => {
     const d = tmp();
     const fx = (await readPeftAdapter(FIXTURE)).tensors;
@@ -236,7 +245,7 @@ describe('merge: sidecar files', () => {
     const m = model(1, ['w'], [[8]], 'float32');
     await saveModelDir(join(d, 'a'), m, { config: { model_type: 'llama' } });
     await saveModelDir(join(d, 'b'), model(2, ['w'], [[8]], 'float32'), { config: { model_type: 'llama' } });
-    copyFileSync(join(__dirname, '..', '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.json'), join(d, 'a', 'tokenizer.json'));
+    copyFileSync(makeTokenizer().path, join(d, 'a', 'tokenizer.json'));
     writeFileSync(join(d, 'a', 'README.md'), 'not copied');
     await merge({ sources: [join(d, 'a'), join(d, 'b')], weights: [0.5, 0.5], out: join(d, 'o') });
     expect(readdirSync(join(d, 'o')).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']);

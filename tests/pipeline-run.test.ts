@@ -9,46 +9,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, rsoup, rsoupAsync } from './helpers/cli.js';
+import { makeTokenizer } from './helpers/fixtures.js';
 import { saveModelDir } from '../src/io/index.js';
 import { CausalLM, llamaConfigToHF, randomLlamaWeights, type LlamaConfig } from '../src/train/index.js';
+import { microConfig, stripTimes, writeMicroCorpus } from './helpers/micro.js';
 
-const FORTUNES = '/usr/share/games/fortunes';
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-run-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const micro = (steps = 3, extra = '') => `name: micro
-seed: 3
-output: run
-base:
-  pretrain: { corpus_dir: corpus, hold_every: 4, vocab_size: 320, hidden_size: 16, intermediate_size: 32, num_layers: 1, num_heads: 2, steps: 4, batch_size: 4, seq_len: 32, warmup_steps: 2, threads: 1 }
-prompts: { prompt_tokens: 6, num_train: 16, num_eval: 8 }
-rewards:
-  - { type: vader, name: vader }
-  - { type: lexicon, name: topic, words: [life, world, man, time, computer, the, a] }
-lora: { r: 2, lora_alpha: 4, target_modules: [q_proj, v_proj] }
-ppo: { learning_rate: 0.01, batch_size: 4, mini_batch_size: 2, ppo_epochs: 1, init_kl_coef: 0.01, save_every: 2, generation: { output_min_length: 4, output_max_length: 6 } }
-experts: { steps: ${steps} }
-morl: { mu: [[0.5, 0.5]] }
-sweep: { lambdas: 3, max_new_tokens: 5, threads: 1 }
-${extra}`;
+const micro = microConfig;
 
 beforeAll(() => {
   // a slice of the real corpus keeps the tokenizer and pre-training to a second
-  mkdirSync(join(tmp, 'corpus'));
-  writeFileSync(join(tmp, 'corpus', 'fortunes'), readFileSync(join(FORTUNES, 'fortunes'), 'utf8').slice(0, 60_000).replace(/\n%\n[^%]*$/, '\n'));
+  writeMicroCorpus(tmp);
   writeFileSync(join(tmp, 'micro.yml'), micro());
   writeFileSync(join(tmp, 'micro6.yml'), micro(6));
 });
 
-const stripTimes = (r: Record<string, unknown>) => {
-  const c = structuredClone(r) as { cost: Record<string, { seconds?: number }>; reading: string[] };
-  for (const k of Object.keys(c.cost)) {
-    delete c.cost[k].seconds;
-    delete (c.cost[k] as { cpu_seconds?: number }).cpu_seconds;
-  }
-  c.reading = c.reading.filter((l) => !l.startsWith('Training cost'));
-  return c;
-};
 const report = (dir: string) => JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
 
 describe('rsoup run (micro experiment)', () => {
@@ -151,7 +128,8 @@ describe('rsoup run (micro experiment)', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/MISSING base\.model: .*models\/llama-7b-hf/);
     expect(r.stderr).toMatch(/MISSING rewards\[1\]\.model: .*bart-faithful\/model\.onnx/);
-    expect(r.stderr).toMatch(/cost: 5 PPO runs, 500 PPO steps, 64000 samples/);
+    // experts.epochs 2 over 20 000 training prompts in batches of 128: ceil(40 000 / 128) = 313 steps per run
+    expect(r.stderr).toMatch(/cost: 5 PPO runs, 1565 PPO steps, 200320 samples/);
     // with the files in place (stand-ins), the same config passes
     const root = join(tmp, 'gpu');
     const touch = (p: string) => {
@@ -176,13 +154,13 @@ describe('rsoup run (micro experiment)', () => {
 
   it('runs on a Hugging Face model dir with a starting PEFT adapter and prompt files', async () => {
     const CFG: LlamaConfig = {
-      vocabSize: 32000, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 1, numAttentionHeads: 2,
+      vocabSize: makeTokenizer().vocabSize, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 1, numAttentionHeads: 2,
       numKeyValueHeads: 1, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2, padTokenId: 0,
     };
     const root = join(tmp, 'hf');
     mkdirSync(root, { recursive: true });
     await saveModelDir(join(root, 'model'), randomLlamaWeights(CFG, 5, { dtype: 'float32', scale: 0.2 }), { config: llamaConfigToHF(CFG) });
-    symlinkSync(join(ROOT, '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.json'), join(root, 'model', 'tokenizer.json'));
+    symlinkSync(makeTokenizer().path, join(root, 'model', 'tokenizer.json'));
     // a starting adapter with B != 0 (the Alpaca case), which every run starts from
     const m = await CausalLM.fromPretrained(join(root, 'model'), { lora: { r: 2, lora_alpha: 4, target_modules: ['q_proj', 'v_proj'] }, seed: 9 });
     const t = await m.getTensors('lora');
@@ -223,6 +201,7 @@ sweep: { lambdas: [0.5], max_new_tokens: 4, threads: 1 }
     const d = rsoup(['demo', '--dry-run', '--out', join(tmp, 'demo')]);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stderr).toMatch(/pre-train a 4-layer d=128 LLaMA \(vocab 2048\) for 450 steps/);
-    expect(d.stderr).toMatch(/expert-vader: PPO on vader for 150 steps of 64 samples/);
+    expect(d.stderr).toMatch(/expert-love: PPO on love for 150 steps of 64 samples/);
+    expect(d.stderr).toMatch(/morl-0.25-0.75: PPO on/);
   });
 });

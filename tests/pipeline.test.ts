@@ -11,6 +11,8 @@ import {
   buildReport, catLora, DEMO_EXPERIMENT, hashOf, lexiconFraction, loadExperiment, plannedRuns, readFortunes,
   stageHashes, trainTokenizer, byteChar, type EvalEntry, type ExperimentInput,
 } from '../src/pipeline/index.js';
+import type { Fluency } from '../src/pipeline/sweep.js';
+import { mulberry32 } from '../src/util/random.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-pipeline-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -33,16 +35,21 @@ const err = (x: ExperimentInput) => {
 describe('experiment config', () => {
   it('accepts the demo and fills the paper defaults', () => {
     const x = loadExperiment(DEMO_EXPERIMENT);
-    expect(x.rewardNames).toEqual(['vader', 'topic']);
+    expect(x.rewardNames).toEqual(['love', 'computers']);
+    // the topic classifiers train on the base stage's split
+    expect(x.rewards[0]).toMatchObject({ corpus_dir: '/usr/share/games/fortunes', hold_every: 15 });
+    expect(DEMO_EXPERIMENT.rewards[0]).not.toHaveProperty('corpus_dir');
     expect(x.lambdas).toHaveLength(11);
     x.lambdas.forEach((l, i) => {
       expect(l[1]).toBeCloseTo(i / 10, 12);
       expect(l[0] + l[1]).toBeCloseTo(1, 12);
     });
-    expect(x.ppoConfig.init_kl_coef).toBe(0.01);
+    expect(x.ppoConfig).toMatchObject({ init_kl_coef: 0.05, adap_kl_ctrl: true, target: 4, horizon: 1000, learning_rate: 0.001 });
     expect(x.ppoConfig.seed).toBe(0);
     expect(x.ppoConfig.generation).toMatchObject({ fixed_length: true, output_min_length: 16, output_max_length: 32 });
-    expect(plannedRuns(x).map((r) => r.name)).toEqual(['expert-vader', 'expert-topic', 'morl-0.5-0.5']);
+    expect(plannedRuns(x).map((r) => r.name)).toEqual(['expert-love', 'expert-computers', 'morl-0.75-0.25', 'morl-0.5-0.5', 'morl-0.25-0.75']);
+    expect(x.sweep).toMatchObject({ stop_at_eos: true, do_sample: true });
+    expect(x.prompts.num_eval).toBe(512);
   });
 
   it('examples/demo.yml is the built-in demo', () => {
@@ -53,7 +60,7 @@ describe('experiment config', () => {
   it('rejects an unknown reward, naming it and the valid types', () => {
     const x = base();
     x.rewards[1] = { type: 'vaderr' };
-    expect(err(x)).toMatch(/rewards\[1\]\.type: unknown reward type "vaderr" \(valid types: bleu.*lexicon\)/);
+    expect(err(x)).toMatch(/rewards\[1\]\.type: unknown reward type "vaderr", did you mean 'vader'\? \(valid types: bleu.*lexicon, topic-classifier\)/);
   });
 
   it('rejects μ off the simplex and μ of the wrong length', () => {
@@ -71,8 +78,26 @@ describe('experiment config', () => {
     expect(err({ ...three, sweep: { extrapolate: [1.2] } })).toMatch(/sweep\.extrapolate needs 2 experts, there are 3/);
     expect(err({ ...base(), sweep: { lambdas: [[0.7, 0.7]] } })).toMatch(/off the simplex/);
     const x3 = loadExperiment({ ...three, sweep: { lambdas: 3 } });
-    expect(x3.lambdas).toHaveLength(6); // C(2 + 2, 2): steps of 1/2 on the 3-simplex
+    // C(2 + 2, 2) = 6 points in steps of 1/2 on the 3-simplex, plus the uniform soup, which is always evaluated
+    expect(x3.lambdas).toHaveLength(7);
+    expect(x3.lambdas.at(-1)).toEqual([1 / 3, 1 / 3, 1 / 3]);
     x3.lambdas.forEach((l) => expect(l.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12));
+    expect(loadExperiment({ ...three, sweep: { lambdas: 4 } }).lambdas.filter((l) => l.every((v) => Math.abs(v - 1 / 3) < 1e-9))).toHaveLength(1);
+    const d = loadExperiment({ ...three, sweep: { lambdas: 3, dirichlet: { samples: 5, seed: 7 } } });
+    expect(d.lambdas).toHaveLength(12);
+    for (const l of d.lambdas.slice(7)) {
+      expect(l.every((v) => v > 0 && v < 1)).toBe(true);
+      expect(l.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
+    }
+    expect(loadExperiment({ ...three, sweep: { lambdas: 3, dirichlet: { samples: 5, seed: 7 } } }).lambdas).toEqual(d.lambdas);
+  });
+
+  it('experts.epochs counts passes over the training prompts; exactly one of steps and epochs', () => {
+    const x = loadExperiment({ ...base(), prompts: { num_train: 100 }, ppo: { batch_size: 64 }, experts: { epochs: 2 } });
+    expect(x.experts.steps).toBe(4); // ceil(2 × 100 / 64)
+    expect(plannedRuns(x)[0].steps).toBe(4);
+    expect(err({ ...base(), experts: { steps: 2, epochs: 1 } })).toMatch(/experts: give exactly one of steps .* and epochs/);
+    expect(err({ ...base(), experts: {} })).toMatch(/experts: give exactly one of steps/);
   });
 
   it('records a missing model dir and names it; needs prompt files with a HF base', () => {
@@ -247,6 +272,7 @@ describe('report', () => {
     expect(rep.lmc.significant_violations).toBe(1);
     expect(rep.lmc.holds).toBe(false);
     expect(rep.reading.join('\n')).toMatch(/does not hold: 1\/6/);
+    expect(rep.verdict.h1).toMatch(/does not hold: 1\/6/);
     expect(rep.learned.map((l) => l.gain)).toEqual([0.30 - 0.02, 0.40 - 0.05].map((v) => expect.closeTo(v, 12)));
     expect(rep.learned.every((l) => l.clear)).toBe(true);
     expect(rep.conflict).toBe(true);
@@ -254,11 +280,91 @@ describe('report', () => {
     expect(rep.cost.morl).toMatchObject({ runs: 1, ppo_steps: 10, seconds: 7 });
   });
 
-  it('λ selection for preferences', () => {
-    const s = rep.selection.find((x) => x.preference[0] === 0.75)!;
+  it('λ selection for preferences (no per-prompt scores: chosen and scored on the same prompts)', () => {
+    expect(rep.selection.split).toMatch(/none/);
+    const s = (rep.selection.rows as Array<{ preference: number[]; best: { lambda: number[] }; lambdaEqualsMu: { lambda: number[]; regret: number } }>).find((x) => x.preference[0] === 0.75)!;
     // utilities 0.75a + 0.25b: 0.25, 0.2525, 0.1575, 0.1825, 0.1375 → λ = 0.25 is best
     expect(s.best.lambda[1]).toBe(0.25);
     expect(s.lambdaEqualsMu!.lambda[1]).toBe(0.25);
     expect(s.lambdaEqualsMu!.regret).toBeCloseTo(0, 12);
+  });
+});
+
+describe('report with per-prompt scores: paired statistics, fluency, λ selection on validation', () => {
+  // 40 prompts; each model's score = a shared per-prompt difficulty (large, cancels in contrasts) + its own mean + small noise
+  const P = 40;
+  const rnd = mulberry32(99);
+  const difficulty = Array.from({ length: P }, () => rnd() * 2 - 1);
+  const model = (means: number[], noise = 0.02) => means.map((m) => difficulty.map((d) => d + m + (rnd() - 0.5) * noise));
+  const fl = (kl: number, d2: number): Fluency => ({ klPerResponse: kl, klPerResponseStderr: 0.1, klPerToken: kl / 20, meanLength: 20, distinct1: 0.5, distinct2: d2, baseNllPerToken: 3 });
+  const mk = (kind: EvalEntry['kind'], name: string, pp: number[][], extra: Partial<EvalEntry> = {}): EvalEntry => ({
+    kind, name, perPrompt: pp, rewards: pp.map((x) => x.reduce((a, b) => a + b, 0) / P),
+    stderr: pp.map((x) => { const m = x.reduce((a, b) => a + b, 0) / P; return Math.sqrt(x.reduce((a, b) => a + (b - m) ** 2, 0) / (P - 1) / P); }), samples: [], ...extra,
+  });
+  const init = mk('init', 'init', model([0, 0]), { fluency: fl(0, 0.9) });
+  const ea = mk('expert', 'expert-a', model([0.5, 0.05]), { lambda: [1, 0], mu: [1, 0], fluency: fl(5, 0.85) });
+  const eb = mk('expert', 'expert-b', model([0.05, 0.5]), { lambda: [0, 1], mu: [0, 1], fluency: fl(9, 0.85) });
+  const morlE = mk('morl', 'morl-0.5-0.5', model([0.3, 0.3]), { mu: [0.5, 0.5], fluency: fl(4, 0.6) });
+  const ts = [0, 0.25, 0.5, 0.75, 1];
+  const soupE = ts.map((t) => mk('soup', `soup ${t}`, t === 0 ? ea.perPrompt! : t === 1 ? eb.perPrompt! : model([0.5 * (1 - t) + 0.05 * t + 0.04, 0.05 * (1 - t) + 0.5 * t + 0.04]), { lambda: [1 - t, t] }));
+  const rep = buildReport({
+    name: 't', seed: 0, rewardNames: ['a', 'b'], entries: [init, ea, eb, morlE, ...soupE],
+    runs: [], histories: {}, evalPrompts: P, maxNewTokens: 4,
+  });
+  const pairedRef = (d: number[]) => {
+    const m = d.reduce((a, b) => a + b, 0) / d.length;
+    return { m, se: Math.sqrt(d.reduce((a, b) => a + (b - m) ** 2, 0) / (d.length - 1) / d.length) };
+  };
+
+  it('learned: paired s.e. of per-prompt differences (far below the independence bound) and the effect in s.d.', () => {
+    const ref = pairedRef(ea.perPrompt![0].map((v, p) => v - init.perPrompt![0][p]));
+    const l = rep.learned[0];
+    expect(l.gain).toBeCloseTo(ref.m, 12);
+    expect(l.se).toBeCloseTo(ref.se, 12);
+    expect(l.se).toBeLessThan(0.1 * Math.hypot(ea.stderr[0], init.stderr[0]));
+    const sdInit = Math.sqrt(init.perPrompt![0].reduce((a, v) => a + (v - init.rewards[0]) ** 2, 0) / (P - 1));
+    expect(l.effect_sd).toBeCloseTo(ref.m / sdInit, 12);
+    expect(rep.learned.every((x) => x.clear)).toBe(true);
+    expect(rep.conflict).toBe(true);
+    expect(rep.conflict_pairs).toHaveLength(2);
+  });
+
+  it('LMC gap standard errors are paired, with the λ-weighted expert terms', () => {
+    const j = ts.indexOf(0.5);
+    const row = rep.lmc.rows.find((r) => r.lambda[1] === 0.5)!;
+    const d = soupE[j].perPrompt![1].map((v, p) => v - 0.5 * ea.perPrompt![1][p] - 0.5 * eb.perPrompt![1][p]);
+    const ref = pairedRef(d);
+    expect(row.gaps[1]).toBeCloseTo(ref.m, 12);
+    expect(row.se[1]).toBeCloseTo(ref.se, 12);
+    expect(rep.lmc.significant_violations).toBe(0);
+  });
+
+  it('soups against MORL at λ = μ, and reward hacking flags', () => {
+    const v = rep.versus_morl[0];
+    expect(v.exact).toBe(true);
+    const ref = pairedRef(soupE[2].perPrompt![0].map((x, p) => x - morlE.perPrompt![0][p]));
+    expect(v.diff[0].mean).toBeCloseTo(ref.m, 12);
+    expect(v.diff[0].se).toBeCloseTo(ref.se, 12);
+    // expert-b's KL 9 > 8 nats; MORL's distinct-2 0.6 < 0.8 × 0.9
+    expect(rep.verdict.reward_hacking).toEqual(['expert-b', 'morl-0.5-0.5']);
+  });
+
+  it('λ chosen on the validation half, scored on the test half, normalised by validation means', () => {
+    const sel = rep.selection as { rows: Array<{ preference: number[]; validation_choice: { lambda: number[]; test_utility: number }; lambda_equals_mu: { lambda: number[]; exact: boolean; test_utility: number }; test_difference: { mean: number } }>; normalisation: { zero: number[]; scale: number[] } };
+    const val = Array.from({ length: P / 2 }, (_, i) => 2 * i), test = val.map((p) => p + 1);
+    const mean = (x: number[], idx: number[]) => idx.reduce((a, p) => a + x[p], 0) / idx.length;
+    const zero = [0, 1].map((k) => mean(init.perPrompt![k], val));
+    const scale = [0, 1].map((k) => Math.max(mean(ea.perPrompt![k], val), mean(eb.perPrompt![k], val)) - zero[k]);
+    expect(sel.normalisation.zero).toEqual(zero.map((z) => expect.closeTo(z, 12)));
+    expect(sel.normalisation.scale).toEqual(scale.map((z) => expect.closeTo(z, 12)));
+    for (const row of sel.rows) {
+      const u = (e: EvalEntry, idx: number[]) => [0, 1].reduce((a, k) => a + (row.preference[k] * (mean(e.perPrompt![k], idx) - zero[k])) / scale[k], 0);
+      const best = soupE.reduce((b, e) => (u(e, val) > u(b, val) ? e : b), soupE[0]);
+      expect(row.validation_choice.lambda).toEqual(best.lambda);
+      expect(row.validation_choice.test_utility).toBeCloseTo(u(best, test), 12);
+      const muSoup = soupE.find((e) => Math.abs(e.lambda![1] - row.preference[1]) < 1e-9)!;
+      expect(row.lambda_equals_mu.exact).toBe(true);
+      expect(row.test_difference.mean).toBeCloseTo(u(best, test) - u(muSoup, test), 12);
+    }
   });
 });

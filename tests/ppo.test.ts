@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// PPO math (trl 0.4.x) on fixed random tensors, against the formulas of ALGORITHMS.md §2 computed here by
+// PPO math (trl 0.4.x) on fixed random tensors, against trl 0.4.x's formulas (docs/training.md, "Semantics") computed here by
 // hand in float64: per-token KL penalties, score on the last response token, GAE (γ, λ), whitening with
 // the unbiased masked variance, clipped policy and value losses, clip fractions, approx/policy KL; and the
 // adaptive KL controller.

@@ -215,7 +215,7 @@ describe('YAML configs and the CLI', () => {
     expect(list.map((r) => r.name)).toEqual(['vader', 'rouge2', 'morl', 'clip(afinn)', 'locomotion(alpha=1)']);
     const s = await list[2].score([S('great fun day')]);
     expect(s[0]).toBeCloseTo(0.3 * vaderCompound('great fun day') + 0.7 * 0, 14);
-    await expect(rewardsFromConfig([{ type: 'vader' }, { type: 'vaderr' }])).rejects.toThrow(/rewards\[1\]\.type: unknown reward type "vaderr" \(valid types: bleu, coco-bleu, rouge, .*vader.*onnx, http/);
+    await expect(rewardsFromConfig([{ type: 'vader' }, { type: 'vaderr' }])).rejects.toThrow(/rewards\[1\]\.type: unknown reward type "vaderr", did you mean 'vader'\? \(valid types: bleu, coco-bleu, rouge, .*vader.*onnx, http/);
     await expect(rewardsFromConfig([{ type: 'rouge', variant: 'rouge0' }])).rejects.toThrow(/rewards\[0\]\.variant: expected rouge1..rouge9/);
     await expect(rewardsFromConfig([{ type: 'vader', colour: 'red' }])).rejects.toThrow(/rewards\[0\]/);
     await expect(rewardsFromConfig([{ type: 'length' }])).rejects.toThrow(/rewards\[0\]\.target/);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// rsoup train ppo CONFIG.yml end to end on a tiny LLaMA with the LLaMA-2 tokenizer: progress on stderr,
+// rsoup train ppo CONFIG.yml end to end on a tiny LLaMA with a byte-level BPE tokenizer: progress on stderr,
 // JSON stats on stdout, a PEFT adapter dir as output, --resume, and config errors naming the field.
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,9 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPeftAdapter, saveModelDir } from '../src/io/index.js';
 import { llamaConfigToHF, randomLlamaWeights, type LlamaConfig } from '../src/train/index.js';
 import { rsoup } from './helpers/cli.js';
+import { makeTokenizer } from './helpers/fixtures.js';
 
+// the vocabulary of the tokenizer made by tests/helpers/fixtures.ts
 const CFG: LlamaConfig = {
-  vocabSize: 32000, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 1, numAttentionHeads: 2,
+  vocabSize: makeTokenizer().vocabSize, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 1, numAttentionHeads: 2,
   numKeyValueHeads: 1, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2, padTokenId: 0,
 };
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-train-cli-'));
@@ -18,7 +20,7 @@ const model = join(tmp, 'model');
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 beforeAll(async () => {
   await saveModelDir(model, randomLlamaWeights(CFG, 2, { dtype: 'float32', scale: 0.2 }), { config: llamaConfigToHF(CFG) });
-  symlinkSync(join(process.cwd(), '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.json'), join(model, 'tokenizer.json'));
+  symlinkSync(makeTokenizer().path, join(model, 'tokenizer.json'));
   writeFileSync(join(tmp, 'prompts.txt'), 'The cat\nOnce upon a time\nHello, my dog is\nA fortune:\n');
 });
 

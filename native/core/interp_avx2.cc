@@ -50,7 +50,7 @@ struct Avx2 {
   }
   // bf16 -> bf16 without shuffles (interp_impl.h): a raw 32-byte load is 16 bf16, 8 even + 8 odd; the
   // rounded halves recombine with a shift, a mask and an or, where storeBF16 needs a pack and a permute
-  // per 8 elements (in cache, one core: bf16 N=2 34 -> 50-64 GB/s, N=8 45 -> 59-77; docs/merge.md).
+  // per 8 elements (in cache, one core: bf16 N=2 34 -> 50-64 GB/s, N=8 45 -> 59-77; docs/notes/merge-measuring.md).
   static constexpr bool kPairedBF16 = true;
   static __m256i loadRaw(const uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static void prefetch(uintptr_t a) { _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0); }

@@ -91,19 +91,53 @@ void LlamaModel::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<st
   base.clear();
   catCache.clear();
   lowCache.clear();
-  for (auto& [name, shape] : ExpectedBase(c)) {
+  // NOTE: [fused projections] q/k/v and gate/up weights are laid out as row blocks of one tensor per
+  // layer, so the fused GEMM reads that tensor and the model holds each weight once (a cached
+  // concatenation beside separate weights cost 70 % more memory: 21.9 GB for a 12.6 GB LLaMA-7B).
+  const auto expected = ExpectedBase(c);
+  const std::map<std::string, std::vector<int64_t>> shapes(expected.begin(), expected.end());
+  std::map<std::string, std::pair<std::string, int64_t>> groupOf;  // module weight -> (cat key, row offset)
+  std::map<std::string, int64_t> groupRows;
+  for (int64_t l = 0; l < c.layers; l++) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    for (const auto& [key, mods] : FusedGroups(p)) {
+      int64_t off = 0;
+      for (const auto& mod : mods) {
+        groupOf[mod + ".weight"] = {key, off};
+        off += shapes.at(mod + ".weight")[0];
+      }
+      groupRows[key] = off;
+    }
+  }
+  for (auto& [name, shape] : expected) {
+    at::Tensor src;  // the weight's values, in any dtype, on the CPU
     if (w) {
       auto it = w->find(name);
       if (it == w->end()) Fail("MISSING_TENSOR", "weights lack tensor '" + name + "' that config.json implies (" + std::to_string(c.layers) + " layers" + (c.tied ? ", tied embeddings" : ", untied lm_head") + ")");
       if (it->second.sizes() != at::IntArrayRef(shape))
         Fail("SHAPE_MISMATCH", "tensor '" + name + "' has shape " + ShapeStr(it->second.sizes()) + " but config.json implies " + ShapeStr(shape));
-      base[name] = Dev(it->second.to(dt, false, /*copy=*/true).contiguous());
+      src = it->second;
     } else if (name.find("norm") != std::string::npos) {
-      base[name] = at::ones(shape, Opts(dt));
+      src = at::ones(shape, at::TensorOptions().dtype(dt));
     } else {
-      base[name] = Dev(at::empty(shape, at::TensorOptions().dtype(at::kFloat)).normal_(0.0, 0.02, gen).to(dt));
+      src = at::empty(shape, at::TensorOptions().dtype(at::kFloat)).normal_(0.0, 0.02, gen).to(dt);
     }
+    auto g = groupOf.find(name);
+    if (g == groupOf.end()) {
+      base[name] = Dev(src.to(dt, false, /*copy=*/true).contiguous());
+      continue;
+    }
+    CatEntry& e = catCache[g->second.first];
+    if (!e.w.defined()) e.w = at::empty({groupRows.at(g->second.first), shape[1]}, Opts(dt));
+    at::Tensor rows = e.w.narrow(0, g->second.second, shape[0]);
+    rows.copy_(src);
+    base[name] = rows;
   }
+}
+
+std::vector<std::pair<std::string, std::vector<std::string>>> LlamaModel::FusedGroups(const std::string& p) {
+  return {{p + "qkv", {p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"}},
+          {p + "gate_up", {p + "mlp.gate_proj", p + "mlp.up_proj"}}};
 }
 
 void LlamaModel::AddLora(const LoraConfig& lc, uint64_t seed) {
@@ -229,6 +263,17 @@ const at::Tensor& LlamaModel::CatWeight(const std::string& key, const std::vecto
     if (f != fused.end()) return f->second;
   }
   CatEntry& e = catCache[key];
+  // the weights are still the row blocks of e.w that Init made (in-place updates included): no copy
+  if (e.w.defined()) {
+    bool blocks = true;
+    int64_t off = 0;
+    for (size_t i = 0; blocks && i < modules.size(); i++) {
+      const at::Tensor& W = base.at(modules[i] + ".weight");
+      blocks = W.is_alias_of(e.w) && W.data_ptr() == e.w[off].data_ptr() && W.is_contiguous();
+      off += W.size(0);
+    }
+    if (blocks && off == e.w.size(0)) return e.w;
+  }
   bool ok = e.w.defined() && e.ptrs.size() == modules.size();
   for (size_t i = 0; ok && i < modules.size(); i++) {
     const at::Tensor& W = base.at(modules[i] + ".weight");
@@ -288,7 +333,7 @@ at::Tensor LlamaModel::Hidden(const at::Tensor& tokensIn, const at::Tensor& mask
     at::Tensor h = RmsNorm(x, base.at(p + "input_layernorm.weight"));
     at::Tensor q, k, v;
     if (fuse) {
-      at::Tensor qkv = Mm(h, CatWeight(p + "qkv", {mq, mk, mv}));
+      at::Tensor qkv = Mm(h, CatWeight(p + "qkv", {mq, mk, mv}));  // keys and members: FusedGroups
       q = LoraDelta(h, mq, qkv.narrow(-1, 0, nq));
       k = LoraDelta(h, mk, qkv.narrow(-1, nq, nk));
       // Contiguous as an unfused projection's output is: kernels that vectorise a contiguous run

@@ -102,6 +102,8 @@ class LlamaModel {
     std::vector<int64_t> versions;
   };
   std::map<std::string, CatEntry> catCache;
+  // The fused groups of one layer (prefix "model.layers.L."): cat key -> member modules, in row order.
+  static std::vector<std::pair<std::string, std::vector<std::string>>> FusedGroups(const std::string& layerPrefix);
   struct LowEntry {
     at::Tensor src, low;
     int64_t version = -1;
@@ -149,7 +151,7 @@ class LlamaModel {
   at::Tensor Dropout(const at::Tensor& x, double p);
 };
 
-// ---- PPO math (trl 0.4.x, ALGORITHMS.md §2): pure functions on [B, T] tensors ----
+// ---- PPO math (trl 0.4.x, docs/training.md): pure functions on [B, T] tensors ----
 struct PPOParams {
   double gamma = 1.0, lam = 0.95, cliprange = 0.2, cliprangeValue = 0.2, vfCoef = 0.1;
 };

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// PPO with trl 0.4.x semantics (ALGORITHMS.md §2): per-token KL penalty with the score on the last response
+// PPO with trl 0.4.x semantics (docs/training.md, "Semantics"): per-token KL penalty with the score on the last response
 // token, GAE inside the loss with advantages whitened per minibatch, clipped policy and value losses,
 // ppo_epochs passes over shuffled minibatches, one Adam step per minibatch.
 #include <c10/core/GradMode.h>

@@ -28,7 +28,7 @@ export interface MergeBenchOptions {
   /** Time interpolate() allocating its outputs, huge pages against 4 KiB pages (full regime, first N). */
   freshOutputs?: boolean;
   /** The bench's own buffers (sources, outputs, probe arrays) on huge pages. Default false: 4 KiB pages,
-   *  like sources mapped from files; the triad gains more from huge pages than the soups (docs/merge.md). */
+   *  like sources mapped from files; the triad gains more from huge pages than the soups (docs/notes/merge-measuring.md). */
   hugePages?: boolean;
   regimes?: ('lora' | 'full')[];
   log?: (line: string) => void;
@@ -218,10 +218,10 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
       // The probe runs on three arrays allocated once, like the soup's buffers, interleaved with the soup
       // (probe, soup, probe, prepared soup; rep after rep): this VM's bandwidth drifts by ±20 % over seconds,
       // so a ratio is only meaningful within one pair, and allocating gigabytes per probe call slowed the
-      // next kernel (docs/merge.md, "Measuring"). Each probe call times its first and only pass, as each soup
+      // next kernel (docs/notes/merge-measuring.md, "Measuring"). Each probe call times its first and only pass, as each soup
       // call is timed: with the addon's default untimed warm-up pass the probe ran right after a triad while
       // every soup ran after a probe and a pause, and the same process measured the warm probe 8 % faster
-      // at N = 8 (docs/merge.md, "Probe and soup timed alike").
+      // at N = 8 (docs/notes/merge-measuring.md, "Probe and soup timed alike").
       const probeArrays = probeSlots.map((b, k) => new Float32Array(b, 0, bytes / 4).fill(0.5 + k));
       const probeGbps = (t: number) => (3 * bytes) / t;
       const probeOnce = async () => {
@@ -230,7 +230,7 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
       };
       // The read-only probe reads the group's N source buffers as the soup does (interleaved), nothing
       // written: a soup reads the same bytes and writes one more stream, so this is about its ceiling where
-      // reads bound it (not a hard one: on this VM reads and writes add up, docs/merge.md "What bounds N = 8").
+      // reads bound it (not a hard one: on this VM reads and writes add up, docs/notes/merge-measuring.md "What bounds N = 8").
       const readOnce = async (arrays: Float32Array[]) => {
         const p = await probeFn({ bytes, reps: 1, threads, arrays, kind: 'read', warmup: false });
         return p.seconds[0];

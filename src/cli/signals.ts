@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Ctrl-C cancels long work cleanly (temporary files removed); a second Ctrl-C exits at once.
+// Ctrl-C cancels long work cleanly (temporary files removed); a second Ctrl-C exits at once. Both exit
+// 130: the cancelled work throws ERR_SOUP_ABORTED, which main.ts maps to 130, like the second signal.
 export async function withSigint<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const ac = new AbortController();
   let count = 0;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Procedural captioned images with no download: "<colour> <shape> on <colour>", small RGB, regenerated
-// from a seed (the text-to-image miniature of the paper's App. E; MINIATURES.md "Diffusion").
+// from a seed (the text-to-image miniature of the paper's App. E; docs/diffusion.md).
 // Images are drawn 4×4 supersampled (anti-aliased edges) in float RGB 0..255, interleaved (HWC).
 import { SoupError } from '../errors.js';
 

@@ -2,13 +2,13 @@
 // Checkpoints as users bring them: a .safetensors file, a Hugging Face model dir (single file or
 // sharded with model.safetensors.index.json), or a PEFT adapter dir (adapter_config.json +
 // adapter_model.safetensors). One table of tensor locations, whatever the layout.
-import { existsSync, statSync, readdirSync } from 'node:fs';
+import { existsSync, statSync, lstatSync, readdirSync, realpathSync, type Stats } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join, basename } from 'node:path';
 import { SoupError } from '../errors.js';
 import { atomicWriteDir, writeAll } from './atomic.js';
-import { readHeader, mapFile, buildHeader, checkTensor, type SafetensorsEntry, type SafetensorsHeader } from './safetensors.js';
-import { viewAs, numelOf, dtypeSize, type TensorMap } from './tensor.js';
+import { readHeader, mapTensors, buildHeader, checkTensor, type SafetensorsEntry, type SafetensorsHeader } from './safetensors.js';
+import type { TensorMap } from './tensor.js';
 
 export type CheckpointKind = 'file' | 'hf' | 'peft';
 
@@ -62,11 +62,27 @@ function addAll(ck: Checkpoint, h: SafetensorsHeader, only?: Set<string>): void 
   }
 }
 
+function nodeKind(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/** Weight files a checkpoint dir may hold that are not safetensors (pickles, mostly). */
+const PICKLE_WEIGHTS = /^(pytorch_model.*\.bin|adapter_model\.bin|.*\.(bin|pt|pth|ckpt))$|^pytorch_model\.bin\.index\.json$/;
+
 /** Opens a checkpoint: reads headers and configs only, no tensor data. */
 export async function openCheckpoint(path: string): Promise<Checkpoint> {
   if (!existsSync(path)) throw new SoupError('ERR_SOUP_IO', `'${path}' does not exist`);
+  const st = statSync(path);
+  if (!st.isFile() && !st.isDirectory()) {
+    const link = lstatSync(path).isSymbolicLink() ? ` (a symlink to '${realpathSync(path)}')` : '';
+    throw new SoupError('ERR_SOUP_IO', `'${path}'${link} is ${nodeKind(st)}, not a checkpoint: give a .safetensors file, a Hugging Face model dir or a PEFT adapter dir`);
+  }
   const ck: Checkpoint = { path, kind: 'file', files: [], tensors: new Map(), metadata: {}, totalBytes: 0 };
-  if (statSync(path).isFile()) {
+  if (st.isFile()) {
     const h = await readHeader(path);
     ck.files = [path];
     ck.metadata = h.metadata;
@@ -115,7 +131,12 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
   }
   const single = join(path, 'model.safetensors');
   const files = existsSync(single) ? [single] : readdirSync(path).filter((f) => f.endsWith('.safetensors')).sort().map((f) => join(path, f));
-  if (files.length === 0) throw new SoupError('ERR_SOUP_FORMAT', `${path}: no .safetensors file, ${INDEX_NAME} or ${ADAPTER_CONFIG} found`);
+  if (files.length === 0) {
+    const pickles = readdirSync(path).filter((f) => PICKLE_WEIGHTS.test(f)).sort();
+    if (pickles.length)
+      throw new SoupError('ERR_SOUP_FORMAT', `${path}: only PyTorch pickle weights (${pickles.slice(0, 3).join(', ')}${pickles.length > 3 ? ', …' : ''}), no .safetensors file; rsoup reads safetensors only (unpickling can run code): convert the model first, e.g. in Python: AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out, safe_serialization=True)`);
+    throw new SoupError('ERR_SOUP_FORMAT', `${path}: no .safetensors file, ${INDEX_NAME} or ${ADAPTER_CONFIG} found`);
+  }
   if (files.length > 1) throw new SoupError('ERR_SOUP_FORMAT', `${path}: several .safetensors files but no ${INDEX_NAME}`);
   const h = await readHeader(files[0]);
   ck.files = files;
@@ -124,20 +145,21 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
   return ck;
 }
 
-/** Loads every tensor of a checkpoint (zero-copy views over memory mappings where aligned). */
+/** Loads tensors of a checkpoint (all by default), in the given order: zero-copy views over memory
+ *  mappings where aligned, whatever the file sizes. */
 export function loadTensors(ck: Checkpoint, opts: { names?: string[] } = {}): TensorMap {
-  const maps = new Map<string, ArrayBuffer>();
-  const out: TensorMap = {};
-  for (const name of opts.names ?? ck.tensors.keys()) {
+  const byFile = new Map<string, TensorLocation[]>();
+  const names = opts.names ?? [...ck.tensors.keys()];
+  for (const name of names) {
     const loc = ck.tensors.get(name);
     if (!loc) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${ck.path}: no tensor '${name}'`);
-    if (!loc.dtype) throw new SoupError('ERR_SOUP_FORMAT', `${loc.file}: tensor '${name}' has dtype ${loc.stDtype}, only F32/F16/BF16/F64 are supported`);
-    if (!maps.has(loc.file)) maps.set(loc.file, mapFile(loc.file));
-    const m = maps.get(loc.file)!;
-    const numel = numelOf(loc.shape);
-    const data = loc.offset % dtypeSize(loc.dtype) === 0 ? viewAs(loc.dtype, m, loc.offset, numel) : viewAs(loc.dtype, m.slice(loc.offset, loc.offset + loc.byteLength), 0, numel);
-    out[name] = { dtype: loc.dtype, shape: [...loc.shape], data };
+    if (!byFile.has(loc.file)) byFile.set(loc.file, []);
+    byFile.get(loc.file)!.push(loc);
   }
+  const views: TensorMap = {};
+  for (const [file, locs] of byFile) Object.assign(views, mapTensors(file, locs));
+  const out: TensorMap = {};
+  for (const name of names) out[name] = views[name];
   return out;
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 export * from './tensor.js';
 export {
-  readSafetensors, writeSafetensors, readHeader, parseHeader, buildHeader, tensorsOf, mapFile, checkTensor, MAX_HEADER_BYTES,
+  readSafetensors, writeSafetensors, readHeader, parseHeader, buildHeader, mapTensors, planWindows, maxBufferBytes, checkTensor, MAX_HEADER_BYTES,
   type SafetensorsEntry, type SafetensorsHeader, type ReadOptions, type HeaderEntryInput,
 } from './safetensors.js';
 export {
@@ -9,4 +9,5 @@ export {
   describeCheckpoint, DEFAULT_SHARD_SIZE, SIDECAR_FILES, INDEX_NAME, ADAPTER_CONFIG, ADAPTER_WEIGHTS,
   type Checkpoint, type CheckpointKind, type TensorLocation,
 } from './checkpoint.js';
-export { atomicWriteFile, atomicWriteDir, tempPathFor } from './atomic.js';
+export { atomicWriteFile, atomicWriteDir, tempPathFor, tempFilesIn, removeStaleTemps, parseTempName, type TempFile } from './atomic.js';
+export { realTarget, checkOutputDisjoint, type NamedInput } from './overlap.js';

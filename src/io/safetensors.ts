@@ -3,6 +3,7 @@
 // "__metadata__": {str: str}}, then the data buffer. The reader checks everything that could make a
 // later read go wrong and names the file and tensor; the writer is atomic (temp file, fsync, rename).
 import { open, stat } from 'node:fs/promises';
+import { constants } from 'node:buffer';
 import { SoupError } from '../errors.js';
 import { coreAddon } from '../native/index.js';
 import { atomicWriteFile } from './atomic.js';
@@ -117,6 +118,18 @@ export function parseHeader(path: string, fileSize: number, headerBytes: Uint8Ar
   return { path, fileSize, dataStart, entries, metadata };
 }
 
+const CONVERT_HINT = 'rsoup reads safetensors only (unpickling can run code): convert it first, e.g. in Python: safetensors.torch.save_file(torch.load(path), "model.safetensors"), or for a Hugging Face model: from_pretrained(dir).save_pretrained(out, safe_serialization=True)';
+
+/** What a file whose first 8 bytes are no safetensors header length is, by its magic bytes. */
+export function sniffOtherFormat(head: Uint8Array): string | undefined {
+  const b = head;
+  if (b[0] === 0x50 && b[1] === 0x4b && b[2] === 0x03 && b[3] === 0x04) return `this is a zip archive, as PyTorch's torch.save writes (a pickle / PyTorch checkpoint), not a safetensors file; ${CONVERT_HINT}`;
+  if (b[0] === 0x80 && b[1] >= 2 && b[1] <= 5) return `this is a Python pickle (a PyTorch checkpoint from torch.save), not a safetensors file; ${CONVERT_HINT}`;
+  if (b[0] === 0x47 && b[1] === 0x47 && b[2] === 0x55 && b[3] === 0x46) return 'this is a GGUF file (llama.cpp), not a safetensors file';
+  if (b[0] === 0x93 && String.fromCharCode(...b.subarray(1, 6)) === 'NUMPY') return 'this is a NumPy .npy file, not a safetensors file';
+  return undefined;
+}
+
 /** Reads and validates the header of a .safetensors file (reads only the header bytes). */
 export async function readHeader(path: string): Promise<SafetensorsHeader> {
   let fh;
@@ -131,6 +144,10 @@ export async function readHeader(path: string): Promise<SafetensorsHeader> {
     const lenBuf = Buffer.alloc(8);
     await fh.read(lenBuf, 0, 8, 0);
     const n = lenBuf.readBigUInt64LE(0);
+    if (n > BigInt(MAX_HEADER_BYTES) || 8n + n > BigInt(size)) {
+      const other = sniffOtherFormat(lenBuf);
+      if (other) throw fmtErr(path, other);
+    }
     if (n > BigInt(MAX_HEADER_BYTES)) throw fmtErr(path, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
     if (8n + n > BigInt(size)) throw fmtErr(path, `header length ${n} is beyond the file size (${size} bytes): truncated or not a safetensors file`);
     const hb = Buffer.alloc(Number(n));
@@ -146,35 +163,90 @@ export interface ReadOptions {
   copy?: boolean;
 }
 
-/** Views (or copies) of the float tensors of a header's file. Unaligned tensors are copied (a typed
- *  array cannot start at an unaligned offset); non-float tensors are rejected with their name. */
-export function tensorsOf(header: SafetensorsHeader, mapping: ArrayBuffer, opts: ReadOptions = {}): TensorMap {
-  const out: TensorMap = {};
-  for (const e of header.entries) {
-    if (!e.dtype) throw new SoupError('ERR_SOUP_FORMAT', `${header.path}: tensor '${e.name}' has dtype ${e.stDtype}, only F32/F16/BF16/F64 are supported`);
-    const numel = numelOf(e.shape);
-    const size = dtypeSize(e.dtype);
-    let data;
-    if (!opts.copy && e.offset % size === 0) data = viewAs(e.dtype, mapping, e.offset, numel);
-    else data = viewAs(e.dtype, mapping.slice(e.offset, e.offset + e.byteLength), 0, numel);
-    out[e.name] = { dtype: e.dtype, shape: [...e.shape], data };
+/** The largest ArrayBuffer this runtime makes (buffer.constants.MAX_LENGTH: 4 GiB on Node 20). The
+ *  environment variable RSOUP_MAX_BUFFER_BYTES lowers it, so tests run the over-the-limit paths small. */
+export function maxBufferBytes(): number {
+  const cap = constants.MAX_LENGTH;
+  const lowered = Number(process.env.RSOUP_MAX_BUFFER_BYTES);
+  return Number.isSafeInteger(lowered) && lowered > 0 ? Math.min(lowered, cap) : cap;
+}
+
+/** Named refusal of one tensor that no ArrayBuffer of this runtime can hold. */
+export function tooLargeError(file: string, name: string, bytes: number, limit: number): SoupError {
+  return new SoupError(
+    'ERR_SOUP_TOO_LARGE',
+    `${file}: tensor '${name}' is ${bytes} bytes, over the ${limit}-byte limit of one ArrayBuffer in this runtime; ` +
+      'in-memory APIs cannot hold it (file-to-file merges stream it: merge() or rsoup merge)',
+  );
+}
+
+/** Windows start 64-byte aligned in the file, so a view's address is as aligned as its file offset. */
+const WINDOW_ALIGN = 64;
+
+export interface MapWindow {
+  start: number;
+  length: number;
+  entries: SafetensorsEntry[];
+}
+
+/** Packs a file's tensors, in file order, into windows of at most `limit` bytes each (one ArrayBuffer
+ *  each). A whole-file ArrayBuffer would cap files at the runtime's limit, one per tensor would make
+ *  thousands of buffers; gaps between windows are never mapped into JS. */
+export function planWindows(file: string, entries: SafetensorsEntry[], limit: number): MapWindow[] {
+  const sorted = [...entries].sort((a, b) => a.offset - b.offset);
+  const windows: MapWindow[] = [];
+  let cur: MapWindow | undefined;
+  for (const e of sorted) {
+    if (e.byteLength > limit) throw tooLargeError(file, e.name, e.byteLength, limit);
+    const end = e.offset + e.byteLength;
+    if (cur && end - cur.start <= limit) {
+      cur.entries.push(e);
+      cur.length = end - cur.start;
+      continue;
+    }
+    const aligned = e.offset - (e.offset % WINDOW_ALIGN);
+    const start = end - aligned <= limit ? aligned : e.offset;
+    cur = { start, length: end - start, entries: [e] };
+    windows.push(cur);
   }
+  return windows;
+}
+
+/** Views (or copies) of the given float tensors of one file, keyed by name in the given order. Unaligned
+ *  tensors are copied (a typed array cannot start at an unaligned offset); non-float tensors are rejected
+ *  with their name. */
+export function mapTensors(file: string, entries: SafetensorsEntry[], opts: ReadOptions = {}): TensorMap {
+  for (const e of entries)
+    if (!e.dtype) throw new SoupError('ERR_SOUP_FORMAT', `${file}: tensor '${e.name}' has dtype ${e.stDtype}, only F32/F16/BF16/F64 are supported`);
+  const limit = maxBufferBytes();
+  const windows = planWindows(file, entries, limit);
+  const spans = new Float64Array(windows.length * 2);
+  windows.forEach((w, k) => ((spans[2 * k] = w.start), (spans[2 * k + 1] = w.length)));
+  let buffers: ArrayBuffer[];
+  try {
+    buffers = coreAddon().mmapWindows(file, spans, limit);
+  } catch (e) {
+    throw new SoupError('ERR_SOUP_IO', `cannot map '${file}': ${(e as Error).message.replace(/^\[ERR_SOUP_[A-Z_]+\]\s*/, '')}`);
+  }
+  const views = new Map<string, Tensor>();
+  windows.forEach((w, k) => {
+    for (const e of w.entries) {
+      const dtype = e.dtype!;
+      const numel = numelOf(e.shape);
+      const at = e.offset - w.start;
+      const data = !opts.copy && e.offset % dtypeSize(dtype) === 0 ? viewAs(dtype, buffers[k], at, numel) : viewAs(dtype, buffers[k].slice(at, at + e.byteLength), 0, numel);
+      views.set(e.name, { dtype, shape: [...e.shape], data });
+    }
+  });
+  const out: TensorMap = {};
+  for (const e of entries) out[e.name] = views.get(e.name)!;
   return out;
 }
 
-/** Memory-maps a whole file (copy-on-write: writing into a view never changes the file). */
-export function mapFile(path: string): ArrayBuffer {
-  try {
-    return (coreAddon().mmapFile as (p: string) => ArrayBuffer)(path);
-  } catch (e) {
-    throw new SoupError('ERR_SOUP_IO', `cannot map '${path}': ${(e as Error).message.replace(/^\[ERR_SOUP_[A-Z_]+\]\s*/, '')}`);
-  }
-}
-
-/** Reads a .safetensors file: zero-copy views over a memory mapping. */
+/** Reads a .safetensors file: zero-copy views over a memory mapping, of any file size. */
 export async function readSafetensors(path: string, opts: ReadOptions = {}): Promise<{ tensors: TensorMap; metadata: Record<string, string> }> {
   const header = await readHeader(path);
-  return { tensors: tensorsOf(header, mapFile(path), opts), metadata: header.metadata };
+  return { tensors: mapTensors(path, header.entries, opts), metadata: header.metadata };
 }
 
 export interface HeaderEntryInput {

@@ -21,6 +21,10 @@ export interface TorchInfo {
 
 export interface CoreAddon {
   info(): CoreInfo;
+  /** One copy-on-write mapping of `path`, one ArrayBuffer per [start, length] pair of `windows`. */
+  mmapWindows(path: string, windows: Float64Array, maxBytes: number): ArrayBuffer[];
+  /** A 64-byte aligned buffer, not zero-filled; refused over `maxBytes`. */
+  allocBuffer(bytes: number, hugePages?: boolean, maxBytes?: number): ArrayBuffer;
   [fn: string]: unknown;
 }
 

@@ -35,3 +35,4 @@ export {
   type MuRuleSelection,
   type LambdaSelection,
 } from './soups.js';
+export { meanStderr, pairedContrast, sampleSd, validationTestSplit, type Paired } from './paired.js';

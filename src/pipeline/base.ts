@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The base stage's built-in path: a tiny LLaMA-architecture model pre-trained from scratch on the
-// fortunes corpus (MINIATURES.md, Text): byte-level BPE tokenizer, then AdamW on packed 128-token
+// fortunes corpus (the demo's text setting): byte-level BPE tokenizer, then AdamW on packed 128-token
 // windows with a cosine schedule (the training core's pretrain()). Every random draw is seeded, so the same config gives the same model.
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SoupError } from '../errors.js';
 import { CausalLM, llamaConfigToHF, pretrain, type LlamaConfig } from '../train/index.js';
 import { readFortunes, trainTokenizer, type Corpus } from './corpus.js';
+import { faultPoint } from './fault.js';
 
 export interface PretrainSpec {
   corpus_dir: string;
@@ -61,14 +62,18 @@ export function tinyLlamaConfig(s: Pick<PretrainSpec, 'vocab_size' | 'hidden_siz
 /** Trains the tokenizer and the model, writes a Hugging Face dir (config.json, model.safetensors, tokenizer.json). */
 export async function pretrainTiny(spec: PretrainSpec, dir: string, o: { corpus?: Corpus; onProgress?: (step: number, loss: number) => void; signal?: AbortSignal } = {}): Promise<PretrainResult> {
   const t0 = performance.now();
-  // The model dir is written last (saveModelDir replaces it whole); the tokenizer is made beside it.
+  // Everything is made in a work dir beside the model dir; the complete model dir (weights, config.json,
+  // tokenizer.json) is renamed into place last, so a kill at any point leaves a whole model dir or none.
   const work = `${dir}.work`;
+  rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   const corpus = o.corpus ?? readFortunes(spec.corpus_dir, spec.hold_every);
   const textFile = join(work, 'corpus-train.txt');
   writeFileSync(textFile, corpus.train.join('\n\n'));
+  faultPoint('base', 'after-corpus');
   const tokFile = join(work, 'tokenizer.json');
   const tok = trainTokenizer(textFile, spec.vocab_size, tokFile);
+  faultPoint('base', 'after-tokenizer');
   const stream = await packCorpus(corpus.train, tok);
   const charsPerToken = corpus.train.reduce((a, e) => a + e.length + 2, 0) / stream.length;
   const config = tinyLlamaConfig(spec);
@@ -76,6 +81,7 @@ export async function pretrainTiny(spec: PretrainSpec, dir: string, o: { corpus?
   const B = spec.batch_size, T = spec.seq_len;
   if (stream.length < T + 1) throw new SoupError('ERR_SOUP_CONFIG', `base.pretrain: the corpus has ${stream.length} tokens, fewer than seq_len ${T}`);
   let firstLoss = NaN, ema = NaN;
+  const staged = join(work, 'model');
   try {
     // the training core's pre-training loop: random windows, AdamW (β 0.9/0.95), warmup + cosine to 10%
     for await (const st of pretrain(model, {
@@ -86,13 +92,17 @@ export async function pretrainTiny(spec: PretrainSpec, dir: string, o: { corpus?
       ema = Number.isNaN(ema) ? st.loss : 0.95 * ema + 0.05 * st.loss;
       o.onProgress?.(st.step, ema);
     }
-    await model.save(dir);
+    await model.save(staged);
   } finally {
     await model.dispose();
   }
+  faultPoint('base', 'after-weights');
   // config.json with the tokenizer's special ids, and the tokenizer itself
-  writeFileSync(join(dir, 'config.json'), `${JSON.stringify(llamaConfigToHF(config), null, 2)}\n`);
-  copyFileSync(tokFile, join(dir, 'tokenizer.json'));
+  writeFileSync(join(staged, 'config.json'), `${JSON.stringify(llamaConfigToHF(config), null, 2)}\n`);
+  copyFileSync(tokFile, join(staged, 'tokenizer.json'));
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(staged, dir);
+  faultPoint('base', 'after-model');
   rmSync(work, { recursive: true, force: true });
   const params = spec.vocab_size * spec.hidden_size + spec.num_layers * (4 * spec.hidden_size ** 2 + 3 * spec.hidden_size * spec.intermediate_size + 2 * spec.hidden_size) + spec.hidden_size;
   return { dir, steps: spec.steps, firstLoss, finalLoss: ema, bitsPerChar: ema / Math.LN2 / charsPerToken, seconds: (performance.now() - t0) / 1000, params };

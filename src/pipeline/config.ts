@@ -3,15 +3,17 @@
 // LoRA/PPO settings shared by every run, the experts, the MORL grid, the λ sweep and the report. Every
 // check that can fail is done here, before any training: unknown rewards, missing files, λ vectors of
 // the wrong length, μ off the simplex.
+import { TOPIC_KEYS, TOPIC_TYPE } from './topic.js';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SoupError } from '../errors.js';
-import { REWARD_TYPES } from '../rewards/index.js';
-import { lambdaGrid, simplexGrid } from '../pareto/index.js';
+import { REWARD_TYPES, checkRewardConfig } from '../rewards/index.js';
+import { nearest, parseStrict, unknownKeyMessage } from '../util/config.js';
+import { dirichletSample, lambdaGrid, simplexGrid } from '../pareto/index.js';
 import { PPOConfigSchema, parsePPOConfig, type PPOConfig } from '../train/index.js';
-import { FORTUNE_DIR } from './corpus.js';
+import { FORTUNE_DIR, readFortunes } from './corpus.js';
 
 const PretrainSchema = z.strictObject({
   corpus_dir: z.string().default(FORTUNE_DIR),
@@ -72,9 +74,15 @@ const SweepSchema = z.strictObject({
   interpolation: z.enum(['lora', 'dense']).default('lora'),
   /** Prediction ensembling (Fig. 4c): not in this build. */
   ensemble: z.boolean().default(false),
-  /** Generation for evaluation: fixed length, sampling with one seed shared by every model. */
+  /** λ drawn from a symmetric Dirichlet on the simplex (the paper's Fig. 2f protocol), added to the grid. */
+  dirichlet: z.strictObject({ samples: z.number().int().positive(), seed: z.number().int().nonnegative().default(0) }).optional(),
+  /** Generation for evaluation, with one seed shared by every model: sampled (default: it measures the
+   *  policy's distribution; greedy decoding of a tiny model falls into loops) or greedy (the paper's
+   *  inference code). KL to the initialisation is always estimated on sampled responses. */
   max_new_tokens: z.number().int().positive().default(24),
   do_sample: z.boolean().default(true),
+  /** Stop each response at EOS, as the paper's inference code (training rollouts keep a fixed length). */
+  stop_at_eos: z.boolean().default(true),
   seed: z.number().int().nonnegative().default(1234),
   threads: z.number().int().positive().optional(),
 });
@@ -97,7 +105,9 @@ export const ExperimentSchema = z.strictObject({
   lora: LoraSchema.prefault({}),
   /** trl 0.4.x PPOConfig fields shared by experts and MORL runs (seed comes from `seed`). */
   ppo: PPOConfigSchema.omit({ seed: true }).prefault({}),
-  experts: z.strictObject({ steps: z.number().int().positive() }),
+  /** `steps` PPO steps, or `epochs` passes over the training prompts (the paper's Table 1 "epochs";
+   *  steps = ceil(epochs × prompts / batch_size)); ppo.ppo_epochs stays trl's optimisation epochs per batch. */
+  experts: z.strictObject({ steps: z.number().int().positive().optional(), epochs: z.number().positive().optional() }),
   morl: z.strictObject({
     /** μ vectors (each on the simplex, one entry per reward); [] for no MORL baseline. */
     mu: z.array(z.array(z.number())).default([[0.5, 0.5]]),
@@ -107,14 +117,16 @@ export const ExperimentSchema = z.strictObject({
   report: ReportSchema.prefault({}),
   /** PPO runs side by side as single-thread worker processes: 'auto' = all at once, up to 2x the cores. */
   workers: z.union([z.literal('auto'), z.number().int().positive()]).default('auto'),
-  /** libtorch threads of each PPO worker (1: the fastest layout here, MINIATURES.md "Threads"). */
+  /** libtorch threads of each PPO worker (1: the fastest layout here, docs/experiment.md). */
   worker_threads: z.number().int().positive().default(1),
 });
 
 export type ExperimentInput = z.input<typeof ExperimentSchema>;
 export type ExperimentFile = z.output<typeof ExperimentSchema>;
 
-export interface Experiment extends ExperimentFile {
+export interface Experiment extends Omit<ExperimentFile, 'experts'> {
+  /** PPO steps of each expert (given, or computed from `epochs`). */
+  experts: { steps: number; epochs?: number };
   /** The file it came from ('' for an object). */
   path: string;
   /** Folder that relative paths are resolved against. */
@@ -130,6 +142,7 @@ export interface Experiment extends ExperimentFile {
 }
 
 export const LEXICON_TYPE = 'lexicon';
+export { TOPIC_TYPE } from './topic.js';
 
 const bad = (src: string, msg: string) => new SoupError('ERR_SOUP_CONFIG', `${src}: ${msg}`);
 
@@ -159,12 +172,7 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
     baseDir = dirname(path);
   }
   const where = path || 'experiment';
-  const p = ExperimentSchema.safeParse(raw);
-  if (!p.success) {
-    const i = p.error.issues[0];
-    throw bad(where, `${i.path.join('.') || '(root)'}: ${i.message}`);
-  }
-  const c = p.data;
+  const c = parseStrict(ExperimentSchema, raw, where);
   const at = (x: string) => (isAbsolute(x) ? x : resolve(baseDir, x));
   const files: Experiment['files'] = [];
   const need = (field: string, x: string, kind: 'dir' | 'file') => {
@@ -184,6 +192,13 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
   } else {
     c.base.pretrain!.corpus_dir = need('base.pretrain.corpus_dir', c.base.pretrain!.corpus_dir, 'dir');
     if (c.base.pretrain!.hidden_size % c.base.pretrain!.num_heads !== 0) throw bad(where, `base.pretrain: hidden_size ${c.base.pretrain!.hidden_size} is not a multiple of num_heads ${c.base.pretrain!.num_heads}`);
+    // the run's own check, done here so that --dry-run refuses what the run refuses (a missing corpus
+    // dir is listed as a missing file instead)
+    if (files.at(-1)!.exists) {
+      const held = readFortunes(c.base.pretrain!.corpus_dir, c.base.pretrain!.hold_every).heldOut.length;
+      const needed = c.prompts.num_train + c.prompts.num_eval;
+      if (held < needed) throw bad(where, `prompts: ${needed} prompts asked (num_train + num_eval) but the corpus holds out only ${held} entries (lower hold_every or the counts)`);
+    }
   }
   if (c.base.adapter) need('base.adapter', c.base.adapter, 'dir');
   if (c.prompts.train) need('prompts.train', c.prompts.train, 'file');
@@ -193,13 +208,32 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
   const names: string[] = [];
   c.rewards.forEach((r, i) => {
     if (r === null || typeof r !== 'object' || Array.isArray(r)) throw bad(where, `rewards[${i}]: expected a mapping with a \`type\` field`);
-    const o = r as Record<string, unknown>;
-    const known = [...REWARD_TYPES, LEXICON_TYPE];
-    if (typeof o.type !== 'string' || !known.includes(o.type)) throw bad(where, `rewards[${i}].type: unknown reward type ${JSON.stringify(o.type)} (valid types: ${known.join(', ')})`);
+    // a copy: defaults filled in below must not reach the caller's object
+    const o = { ...(r as Record<string, unknown>) };
+    c.rewards[i] = o;
+    const known = [...REWARD_TYPES, LEXICON_TYPE, TOPIC_TYPE];
+    if (typeof o.type !== 'string' || !known.includes(o.type)) {
+      const near = typeof o.type === 'string' ? nearest(o.type, known) : undefined;
+      throw bad(where, `rewards[${i}].type: unknown reward type ${JSON.stringify(o.type)}${near ? `, did you mean '${near}'?` : ''} (valid types: ${known.join(', ')})`);
+    }
     if (o.type === LEXICON_TYPE) {
+      for (const k of Object.keys(o)) if (!['type', 'name', 'words'].includes(k)) throw bad(where, `rewards[${i}].${k}: ${unknownKeyMessage(k, ['type', 'name', 'words'], ' for a lexicon reward')}`);
       const w = o.words;
       if (!Array.isArray(w) || w.length === 0 || w.some((x) => typeof x !== 'string' || !/^[a-z']+$/i.test(x))) throw bad(where, `rewards[${i}].words: a lexicon reward needs a non-empty list of words (letters and apostrophes)`);
-      for (const k of Object.keys(o)) if (!['type', 'name', 'words'].includes(k)) throw bad(where, `rewards[${i}]: unknown field '${k}' for a lexicon reward (type, name, words)`);
+    } else if (o.type === TOPIC_TYPE) {
+      for (const k of Object.keys(o)) if (!(TOPIC_KEYS as readonly string[]).includes(k)) throw bad(where, `rewards[${i}].${k}: ${unknownKeyMessage(k, TOPIC_KEYS, ' for a topic-classifier reward')}`);
+      const t = o.topics;
+      if (!Array.isArray(t) || t.length === 0 || t.some((x) => typeof x !== 'string' || !x)) throw bad(where, `rewards[${i}].topics: a topic-classifier reward needs a non-empty list of fortune file names (e.g. [love, men-women])`);
+      for (const k of ['hold_every', 'min_count', 'epochs'] as const) if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) >= 1)) throw bad(where, `rewards[${i}].${k}: must be a positive integer`);
+      if (o.l2 !== undefined && !(typeof o.l2 === 'number' && o.l2 >= 0)) throw bad(where, `rewards[${i}].l2: must be a non-negative number`);
+      // trained on the base stage's pre-training split unless told otherwise
+      if (c.base.pretrain) {
+        o.corpus_dir ??= c.base.pretrain.corpus_dir;
+        o.hold_every ??= c.base.pretrain.hold_every;
+      }
+    } else {
+      // the reward's own strict schema, as the real run builds it: --dry-run and the run reject alike
+      checkRewardConfig(o, `${where}: rewards[${i}]`);
     }
     if (o.type === 'onnx') {
       if (typeof o.model === 'string') need(`rewards[${i}].model`, o.model, 'file');
@@ -212,6 +246,9 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
   const N = names.length;
 
   const ppoConfig = parsePPOConfig({ ...c.ppo, seed: c.seed }, `${where}: ppo`);
+  if ((c.experts.steps === undefined) === (c.experts.epochs === undefined)) throw bad(where, 'experts: give exactly one of steps (PPO steps) and epochs (passes over the training prompts)');
+  const numTrain = c.prompts.num_train;
+  const expertSteps = c.experts.steps ?? Math.ceil((c.experts.epochs! * numTrain) / ppoConfig.batch_size);
 
   // μ: one entry per reward, on the simplex
   c.morl.mu.forEach((mu, j) => {
@@ -235,6 +272,9 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
       return v;
     });
   }
+  // the uniform soup is always evaluated (N >= 3: the spider map's centre, the paper's N = 4 and N = 5 soups)
+  if (N >= 3 && !lambdas.some((l) => l.every((v) => Math.abs(v - 1 / N) < 1e-9))) lambdas.push(Array(N).fill(1 / N));
+  if (c.sweep.dirichlet) lambdas.push(...dirichletSample(N, c.sweep.dirichlet.samples, c.sweep.dirichlet.seed));
   if (c.sweep.extrapolate.length) {
     if (N !== 2) throw bad(where, `sweep.extrapolate needs 2 experts, there are ${N}`);
     for (const t of c.sweep.extrapolate) {
@@ -250,7 +290,7 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
   if (c.report.ref && c.report.ref.length !== N) throw bad(where, `report.ref has ${c.report.ref.length} entries for ${N} rewards`);
 
   const runDir = resolve(opts.cwd ?? process.cwd(), opts.output ?? c.output);
-  return { ...c, path, baseDir, runDir, rewardNames: names, lambdas, ppoConfig, files };
+  return { ...c, experts: { ...c.experts, steps: expertSteps }, path, baseDir, runDir, rewardNames: names, lambdas, ppoConfig, files };
 }
 
 /** Throws naming every missing file (the run needs them all). */

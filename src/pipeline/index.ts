@@ -9,5 +9,7 @@ export { buildRewards, lexiconReward, lexiconFraction } from './rewards.js';
 export { pretrainTiny, tinyLlamaConfig, packCorpus, type PretrainSpec, type PretrainResult } from './base.js';
 export { readFortunes, trainTokenizer, byteChar, fnv1a, FORTUNE_DIR, SPECIAL_TOKENS, type Corpus } from './corpus.js';
 export { runJobs, workerEnv } from './jobs.js';
+export { tryLock, liveHolders, holderState, describeHolder, lockPath, lockLabel, locksDir, RunDirBusyError, RunLock, LOCK_LEASE_S, LOCK_HEARTBEAT_S, type LockInfo, type LockKey, type LockStage } from './lock.js';
+export { BASE_FAULT_POINTS, checkFaultEnv, type BaseFaultPoint } from './fault.js';
 export { runPPOJob, truncateHistory, type PPOJob, type WorkerMessage } from './worker.js';
 export { DEMO_EXPERIMENT, demoExperiment } from './demo.js';

@@ -20,7 +20,7 @@ export function workerEnv(threads: number): NodeJS.ProcessEnv {
   };
 }
 
-export async function runJobs(jobs: PPOJob[], o: { parallel: number; onMessage?: (m: WorkerMessage) => void; signal?: AbortSignal }): Promise<void> {
+export async function runJobs(jobs: PPOJob[], o: { parallel: number; onMessage?: (m: WorkerMessage) => void; onSpawn?: (name: string, pid: number) => void; signal?: AbortSignal }): Promise<void> {
   const queue = [...jobs];
   const live = new Set<ChildProcess>();
   let failed: SoupError | undefined;
@@ -35,6 +35,7 @@ export async function runJobs(jobs: PPOJob[], o: { parallel: number; onMessage?:
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     live.add(child);
+    if (child.pid !== undefined) o.onSpawn?.(job.name, child.pid);
     let error: SoupError | undefined;
     child.on('message', (m: WorkerMessage) => {
       if (m.type === 'error') error = new SoupError(m.code as SoupErrorCode, `${job.name}: ${m.message}`);

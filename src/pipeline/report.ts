@@ -7,7 +7,19 @@ import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { hypervolume, lmcGaps, nadirRef, paperBox, paperHypervolume, paretoFront, selectLambda } from '../pareto/index.js';
 import { frontPlot, renderSpec, rewardVsLambdaPlot, spiderPlot, PLOT_CONFIG, type Plot, type TopLevelSpec } from '../report/index.js';
-import type { EvalEntry } from './sweep.js';
+import { pairedContrast, sampleSd, validationTestSplit, type Paired } from '../pareto/index.js';
+import type { EvalEntry, Fluency } from './sweep.js';
+
+/** An expert learned when its own reward rose by this many paired standard errors and this many
+ *  standard deviations of that reward over the initialisation's responses. */
+export const LEARN_Z = 4;
+export const LEARN_EFFECT = 0.25;
+/** Reward hacking: KL to the initialisation above this (nats per response; trl's adaptive target is 6),
+ *  or distinct-2 below this fraction of the initialisation's. */
+export const HACK_KL = 8;
+export const HACK_DISTINCT = 0.8;
+
+const dist = (a: number[], b: number[]) => Math.hypot(...a.map((v, i) => v - b[i]));
 
 export interface RunCost {
   name: string;
@@ -32,6 +44,10 @@ export interface ReportInput {
   preferences?: number[][];
   evalPrompts: number;
   maxNewTokens: number;
+  /** How the evaluation decoded (for the report). */
+  evalNote?: string;
+  /** The run's settings shown at the top of report.html (model, corpus, rewards, PPO/LoRA, seed, date). */
+  settings?: Record<string, string>;
 }
 
 const f = (v: number, d = 3) => (Math.abs(v) >= 1000 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(d));
@@ -45,14 +61,43 @@ export function buildReport(r: ReportInput) {
   const soupsAll = r.entries.filter((e) => e.kind === 'soup');
   const soups = soupsAll.filter((e) => e.lambda!.every((v) => v >= 0 && v <= 1));
 
-  // Learned: each expert's own reward against the initialisation's (difference in standard errors).
+  // Paired statistics where the evaluations kept per-prompt scores (every sweep since they do); older
+  // evals.json files fall back to the independence bound.
+  const paired = r.entries.every((e) => e.perPrompt);
+  const P = paired ? init.perPrompt![0].length : 0;
+  const contrast = (k: number, terms: Array<[number, EvalEntry]>, idx?: number[]): Paired =>
+    paired
+      ? pairedContrast(terms.map(([c, e]) => [c, e.perPrompt![k]]), idx)
+      : (() => {
+          const mean = terms.reduce((a, [c, e]) => a + c * e.rewards[k], 0);
+          const se = Math.sqrt(terms.reduce((a, [c, e]) => a + (c * e.stderr[k]) ** 2, 0));
+          return { mean, se, n: r.evalPrompts, z: se > 0 ? mean / se : mean === 0 ? 0 : mean > 0 ? Infinity : -Infinity };
+        })();
+  const se_rule = paired ? 'paired: standard error of the per-prompt differences' : 'independence bound (no per-prompt scores)';
+
+  // Learned: each expert's own reward against the initialisation's, in paired standard errors and in
+  // standard deviations of that reward over the initialisation's responses (an effect, not only a small s.e.).
   const learned = experts.map((e, i) => {
-    const d = e.rewards[i] - init.rewards[i];
-    const se = Math.hypot(e.stderr[i], init.stderr[i]);
-    return { expert: e.name, reward: r.rewardNames[i], init: init.rewards[i], expert_value: e.rewards[i], gain: d, z: se > 0 ? d / se : d > 0 ? Infinity : 0, clear: se > 0 ? d / se >= 2 : d > 0 };
+    const d = contrast(i, [[1, e], [-1, init]]);
+    const sd = paired ? sampleSd(init.perPrompt![i]) : init.stderr[i] * Math.sqrt(r.evalPrompts);
+    const effect = sd > 0 ? d.mean / sd : d.mean > 0 ? Infinity : 0;
+    return { expert: e.name, reward: r.rewardNames[i], init: init.rewards[i], expert_value: e.rewards[i], gain: d.mean, se: d.se, z: d.z, effect_sd: effect, clear: d.z >= LEARN_Z && effect >= LEARN_EFFECT };
   });
-  // Conflict: every expert beats every other expert on its own reward.
-  const conflict = experts.every((e, i) => experts.every((o, j) => i === j || e.rewards[i] > o.rewards[i]));
+  // Conflict: every expert beats every other expert on its own reward by at least 2 paired s.e.
+  const pairs = experts.flatMap((e, i) => experts.map((o, j) => ({ i, j, o })).filter((x) => x.j !== i).map(({ j, o }) => {
+    const d = contrast(i, [[1, e], [-1, o]]);
+    return { expert: e.name, other: o.name, reward: r.rewardNames[i], diff: d.mean, se: d.se, z: d.z, beats: d.z >= 2 };
+  }));
+  const conflict = pairs.every((x) => x.beats);
+  // Distance and fluency: KL to the initialisation on sampled responses, distinct-2 against the init's.
+  const fluency = r.entries.map((e) => {
+    const fl = e.fluency;
+    if (!fl) return { name: e.name, kind: e.kind };
+    const hacking = (e.kind === 'expert' || e.kind === 'morl') && (fl.klPerResponse > HACK_KL || fl.distinct2 < HACK_DISTINCT * (init.fluency?.distinct2 ?? 0));
+    return { name: e.name, kind: e.kind, ...fl, reward_hacking: hacking };
+  });
+  const hacked = fluency.filter((x) => 'reward_hacking' in x && x.reward_hacking).map((x) => x.name);
+  const allLearned = learned.every((l) => l.clear);
 
   // Hypervolumes: the soups' set (experts are λ = eᵢ) vs MORL's set (experts are μ = eᵢ, plus the MORL runs).
   const soupPts = soups.map((e) => e.rewards);
@@ -70,24 +115,62 @@ export function buildReport(r: ReportInput) {
   }
   const front = paretoFront(soupPts).indices.map((i) => soups[i].lambda!);
 
-  // LMC (Working Hypothesis 1): R_k(θ(λ)) − Σ λᵢ R_k(θᵢ), strictly and against 2 standard errors.
+  // LMC (Working Hypothesis 1): R_k(θ(λ)) − Σ λᵢ R_k(θᵢ), strictly and against 2 (paired) standard errors.
   const lmc = lmcGaps(soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards, name: e.name })), experts.map((e) => e.rewards));
   const rows = lmc.rows.map((row, j) => {
     const s = soups[j];
-    const se = row.gaps.map((_, k) => Math.sqrt(s.stderr[k] ** 2 + experts.reduce((a, e, i) => a + (row.lambda[i] * e.stderr[k]) ** 2, 0)));
+    const se = row.gaps.map((_, k) => contrast(k, [[1, s], ...experts.map((e, i): [number, EvalEntry] => [-row.lambda[i], e])]).se);
     return { lambda: row.lambda, rewards: row.rewards, baseline: row.baseline, gaps: row.gaps, se, holds: row.holds, significantViolation: row.gaps.map((g, k) => g < -2 * se[k]) };
   });
   const interior = rows.filter((x) => x.lambda.every((v) => v > 1e-9));
   const interiorPairs = interior.length * N;
   const interiorHold = interior.reduce((a, x) => a + x.gaps.filter((g) => g >= 0).length, 0);
-  const significant = interior.reduce((a, x) => a + x.significantViolation.filter(Boolean).length, 0);
+  const withinNoise = interior.reduce((a, x) => a + x.significantViolation.filter((v) => !v).length, 0);
+  const significant = interiorPairs - withinNoise;
   const meanGap = r.rewardNames.map((_, k) => interior.reduce((a, x) => a + x.gaps[k], 0) / Math.max(1, interior.length));
 
+  // Soups against MORL at the same weighting: θ(λ = μ) − MORL(μ), per reward (nearest grid λ when μ is not on it).
+  const nearestSoup = (mu: number[]) => soups.reduce((b, e) => (dist(e.lambda!, mu) < dist(b.lambda!, mu) ? e : b), soups[0]);
+  const versusMorl = soups.length ? morl.map((m) => {
+    const s = nearestSoup(m.mu!);
+    return { morl: m.name, mu: m.mu, soup_lambda: s.lambda, exact: dist(s.lambda!, m.mu!) < 1e-9, diff: r.rewardNames.map((name, k) => ({ reward: name, ...contrast(k, [[1, s], [-1, m]]) })) };
+  }) : [];
+
+  // λ selection as the paper's Fig. 4a: rewards normalised per reward on the validation prompts
+  // (initialisation → best expert = 0 → 1), λ chosen on validation, scored on the test prompts beside λ = μ̂.
   const prefs = r.preferences ?? (N === 2 ? [[0.75, 0.25], [0.5, 0.5], [0.25, 0.75]] : [Array(N).fill(1 / N)]);
-  const selection = prefs.map((mu) => {
-    const s = selectLambda(soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards })), mu);
-    return { preference: mu, best: { lambda: s.best.lambda, rewards: s.best.rewards, utility: s.best.utility }, lambdaEqualsMu: s.muRule ? { lambda: s.muRule.lambda, utility: s.muRule.utility, regret: s.muRule.regret } : undefined };
-  });
+  let selection;
+  if (paired && P >= 4 && soups.length) {
+    const { validation, test } = validationTestSplit(P);
+    const meanOn = (e: EvalEntry, k: number, idx: number[]) => idx.reduce((a, p) => a + e.perPrompt![k][p], 0) / idx.length;
+    const zero = r.rewardNames.map((_, k) => meanOn(init, k, validation));
+    const scale = r.rewardNames.map((_, k) => Math.max(...experts.map((e) => meanOn(e, k, validation))) - zero[k]);
+    const ok = scale.every((x) => x > 0);
+    // utility Σₖ μ̂ₖ (R_k − zero_k) / scale_k is linear in the per-prompt rewards: its contrasts are paired too
+    const utilityTerms = (mu: number[], e: EvalEntry, sign = 1) => r.rewardNames.map((_, k) => [sign * mu[k] / scale[k], e.perPrompt![k]] as [number, number[]]);
+    const utility = (mu: number[], e: EvalEntry, idx: number[]) => r.rewardNames.reduce((a, _, k) => a + (mu[k] * (meanOn(e, k, idx) - zero[k])) / scale[k], 0);
+    selection = prefs.map((mu) => {
+      if (!ok) return { preference: mu, error: 'an expert does not beat the initialisation on its reward on the validation prompts: the normalisation is undefined' };
+      const chosen = soups.reduce((b, e) => (utility(mu, e, validation) > utility(mu, b, validation) ? e : b), soups[0]);
+      const muSoup = nearestSoup(mu);
+      const diff = pairedContrast([...utilityTerms(mu, chosen), ...utilityTerms(mu, muSoup, -1)], test);
+      return {
+        preference: mu,
+        validation_choice: { lambda: chosen.lambda, validation_utility: utility(mu, chosen, validation), test_utility: utility(mu, chosen, test) },
+        lambda_equals_mu: { lambda: muSoup.lambda, exact: dist(muSoup.lambda!, mu) < 1e-9, test_utility: utility(mu, muSoup, test) },
+        test_difference: diff,
+      };
+    });
+    selection = { split: `${validation.length} validation / ${test.length} test prompts (even / odd positions)`, normalisation: { zero, scale, rule: 'validation means: initialisation = 0, best expert on that reward = 1' }, rows: selection };
+  } else {
+    selection = {
+      split: 'none (no per-prompt scores): λ chosen and scored on the same prompts',
+      rows: prefs.map((mu) => {
+        const sel = selectLambda(soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards })), mu);
+        return { preference: mu, best: { lambda: sel.best.lambda, rewards: sel.best.rewards, utility: sel.best.utility }, lambdaEqualsMu: sel.muRule ? { lambda: sel.muRule.lambda, utility: sel.muRule.utility, regret: sel.muRule.regret } : undefined };
+      }),
+    };
+  }
 
   const costOf = (kind: 'expert' | 'morl') => {
     const rs = r.runs.filter((x) => x.kind === kind);
@@ -96,31 +179,55 @@ export function buildReport(r: ReportInput) {
   };
   const cost = { soups: { ...costOf('expert'), note: 'N experts; every λ afterwards is inference only' }, morl: { ...costOf('morl'), note: 'the MORL runs listed (plus the experts, its μ = eᵢ endpoints)' } };
 
+  const h1Counts = allLearned;
   const verdictH1 = interiorPairs === 0
     ? 'not tested (no interior λ)'
     : significant === 0 && interiorHold === interiorPairs
       ? 'holds: every interior soup is at least as good as the experts\' linear interpolation on every reward'
       : significant === 0
         ? `holds within noise: ${interiorHold}/${interiorPairs} (λ, reward) gaps are ≥ 0 and no negative gap exceeds 2 standard errors`
-        : `does not hold: ${significant}/${interiorPairs} (λ, reward) gaps are negative by more than 2 standard errors (${interiorHold}/${interiorPairs} are ≥ 0)`;
+        : `does not hold: ${significant}/${interiorPairs} (λ, reward) gaps are negative by more than 2 standard errors (${withinNoise}/${interiorPairs} within noise, ${interiorHold}/${interiorPairs} ≥ 0)`;
   const ratio = hvMorl > 0 ? hvSoups / hvMorl : Infinity;
+  const fmtZ = (z: number) => (Number.isFinite(z) ? z.toFixed(1) : z > 0 ? '∞' : '−∞');
   const reading = [
-    ...learned.map((l) => `${l.expert} ${l.clear ? 'learned' : 'did not clearly learn'}: ${l.reward} ${f(l.init)} at the initialisation → ${f(l.expert_value)} (${l.gain >= 0 ? '+' : ''}${f(l.gain)}, ${Number.isFinite(l.z) ? l.z.toFixed(1) : '∞'} standard errors).`),
-    conflict ? `The rewards conflict: each expert beats the other expert${N > 2 ? 's' : ''} on its own reward.` : 'The rewards do not clearly conflict: some expert does not beat the others on its own reward.',
-    `Working Hypothesis 1 (LMC) ${verdictH1}; mean gap per reward ${r.rewardNames.map((n, k) => `${n} ${f(meanGap[k])}`).join(', ')}.`,
+    ...learned.map((l) => `${l.expert} ${l.clear ? 'learned' : 'did not clearly learn'}: ${l.reward} ${f(l.init)} at the initialisation → ${f(l.expert_value)} (${l.gain >= 0 ? '+' : ''}${f(l.gain)}, ${fmtZ(l.z)} ${paired ? 'paired ' : ''}standard errors, ${Number.isFinite(l.effect_sd) ? l.effect_sd.toFixed(2) : '∞'} standard deviations; learned means ≥ ${LEARN_Z} s.e. and ≥ ${LEARN_EFFECT} s.d.).`),
+    conflict ? `The rewards conflict: each expert beats the other expert${N > 2 ? 's' : ''} on its own reward by ≥ 2 standard errors.` : `The rewards do not clearly conflict: ${pairs.filter((x) => !x.beats).map((x) => `${x.expert} vs ${x.other} on ${x.reward} ${fmtZ(x.z)} s.e.`).join('; ')}.`,
+    ...fluency.filter((x) => 'klPerResponse' in x && (x.kind === 'expert' || x.kind === 'morl' || x.kind === 'init')).map((x) => {
+      const fl = x as Fluency & { name: string; reward_hacking?: boolean };
+      return `${fl.name}: KL to the initialisation ${f(fl.klPerResponse, 2)} nats per response (${f(fl.klPerToken, 3)} per token, ${fl.meanLength.toFixed(1)} tokens), distinct-2 ${fl.distinct2.toFixed(3)}, base NLL ${fl.baseNllPerToken.toFixed(2)} nats/token${fl.reward_hacking ? ' — REWARD HACKING (KL > 8 nats or distinct-2 < 0.8 × the initialisation\'s)' : ''}.`;
+    }),
+    `Working Hypothesis 1 (LMC): ${verdictH1}; mean gap per reward ${r.rewardNames.map((n, k) => `${n} ${f(meanGap[k])}`).join(', ')}${h1Counts ? '.' : ' — not counted as evidence: not every expert learned, and when nothing moves the soups trivially sit on the experts\' segment.'}`,
     `Hypervolume (higher is better, reference point ${vec(ref, 4)}): soups ${f(hvSoups, 4)}, MORL ${f(hvMorl, 4)}; ratio soups/MORL = ${Number.isFinite(ratio) ? ratio.toFixed(3) : '∞'} (${ratio >= 1 ? 'the soups\' front covers at least as much' : 'MORL\'s front covers more'}).` + (paper ? ` Paper's convention (lower is better, box utopia ${vec(paper.utopia, 4)}, lower ${vec(paper.lower, 4)}): soups ${f(paper.soups, 4)}, MORL ${f(paper.morl, 4)}.` : ''),
-    ...selection.map((s) => `For μ̂ = ${vec(s.preference)}: best evaluated λ = ${vec(s.best.lambda)}${s.lambdaEqualsMu ? `; λ = μ̂ gives regret ${f(s.lambdaEqualsMu.regret)}` : ''}.`),
+    ...versusMorl.map((v) => `Soup at ${v.exact ? 'λ = μ' : 'the nearest grid λ'} ${vec(v.soup_lambda!)} minus ${v.morl}: ${v.diff.map((d) => `${d.reward} ${d.mean >= 0 ? '+' : ''}${f(d.mean)} (${fmtZ(d.z)} s.e.)`).join(', ')}.`),
+    ...('rows' in selection ? (selection.rows as Array<Record<string, unknown>>) : []).map((s) => {
+      const x = s as { preference: number[]; error?: string; validation_choice?: { lambda: number[]; test_utility: number }; lambda_equals_mu?: { lambda: number[]; exact: boolean; test_utility: number }; test_difference?: Paired; best?: { lambda: number[] } };
+      if (x.error) return `For μ̂ = ${vec(x.preference)}: ${x.error}.`;
+      if (x.validation_choice) return `For μ̂ = ${vec(x.preference)}: validation chose λ = ${vec(x.validation_choice.lambda)}, normalised test utility ${f(x.validation_choice.test_utility)}; ${x.lambda_equals_mu!.exact ? 'λ = μ̂' : `the nearest grid λ ${vec(x.lambda_equals_mu!.lambda)}`} ${f(x.lambda_equals_mu!.test_utility)}; difference ${f(x.test_difference!.mean)} ± ${f(x.test_difference!.se)} (paired s.e. on the test prompts).`;
+      return `For μ̂ = ${vec(x.preference)}: best evaluated λ = ${vec(x.best!.lambda)}.`;
+    }),
     `Training cost: soups ${cost.soups.runs} PPO runs (${cost.soups.ppo_steps} steps, ${cost.soups.seconds.toFixed(0)} s) for ${soups.length} points; MORL ${cost.morl.runs} extra run${cost.morl.runs === 1 ? '' : 's'} (${cost.morl.ppo_steps} steps, ${cost.morl.seconds.toFixed(0)} s) for ${morl.length} point${morl.length === 1 ? '' : 's'}.`,
   ];
+  const verdict = {
+    experts_learned: allLearned,
+    reward_hacking: hacked,
+    conflict,
+    h1: h1Counts ? verdictH1 : `not counted (not every expert learned): ${verdictH1}`,
+    h1_within_noise: `${withinNoise}/${interiorPairs}`,
+    hypervolume_ratio: ratio,
+  };
   return {
     format: 'rewarded-soups/report@1',
     name: r.name,
     seed: r.seed,
     rewards: r.rewardNames,
-    evaluation: { prompts: r.evalPrompts, max_new_tokens: r.maxNewTokens, note: 'fixed-length sampling, one seed shared by every model' },
+    evaluation: { prompts: r.evalPrompts, max_new_tokens: r.maxNewTokens, note: r.evalNote ?? 'one seed shared by every model', standard_errors: se_rule },
+    verdict,
     models: r.entries.map((e) => ({ kind: e.kind, name: e.name, lambda: e.lambda, mu: e.mu, rewards: e.rewards, stderr: e.stderr })),
     learned,
     conflict,
+    conflict_pairs: pairs,
+    fluency,
+    versus_morl: versusMorl,
     hypervolume: {
       ref, ref_rule: r.ref ? 'given in the config' : 'nadir of every evaluated model minus 10% of the range',
       soups: hvSoups, morl: hvMorl, ratio,
@@ -202,17 +309,34 @@ export async function writeReport(dir: string, r: ReportInput, timings: Record<s
     put(`${name}.svg`, p.svg);
     if (p.png) put(`${name}.png`, p.png);
   }
-  const table = `<table><tr><th>model</th><th>λ</th><th>μ</th>${r.rewardNames.map((n) => `<th>${esc(n)} (± s.e.)</th>`).join('')}</tr>${report.models.map((m) => `<tr><td>${esc(m.name)}</td><td>${m.lambda ? vec(m.lambda) : ''}</td><td>${m.mu ? vec(m.mu) : ''}</td>${m.rewards.map((v, k) => `<td>${f(v, 4)} ± ${f(m.stderr[k], 4)}</td>`).join('')}</tr>`).join('')}</table>`;
-  const samples = report.samples.filter((s) => !s.name.startsWith('soup') || /λ=\[0\.5, 0\.5\]/.test(s.name)).map((s) => `<h4>${esc(s.name)}</h4><ul>${s.samples.map((x) => `<li><b>${esc(x.prompt)}</b>${esc(x.response)}</li>`).join('')}</ul>`).join('');
-  const html = `<!doctype html><html><head><meta charset="utf-8"><title>${esc(r.name)}: rewarded soups report</title>
-<style>body{font-family:'DejaVu Sans',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}figure{margin:1.5em 0}</style></head><body>
+  const table = `<table><caption>Every evaluated model: mean reward ± standard error</caption><tr><th scope="col">model</th><th scope="col">λ</th><th scope="col">μ</th>${r.rewardNames.map((n) => `<th scope="col">${esc(n)}</th>`).join('')}</tr>${report.models.map((m) => `<tr><td>${esc(m.name)}</td><td>${m.lambda ? vec(m.lambda) : ''}</td><td>${m.mu ? vec(m.mu) : ''}</td>${m.rewards.map((v, k) => `<td>${f(v, 4)} ± ${f(m.stderr[k], 4)}</td>`).join('')}</tr>`).join('')}</table>`;
+  const onFront = new Set(report.hypervolume.soups_front_lambdas.map((l) => vec(l, 6)));
+  const lmcTable = `<table><caption>Working Hypothesis 1: LMC gap R(θ(λ)) − Σ λᵢ R(θᵢ) per soup and reward (± ${report.evaluation.standard_errors.startsWith('paired') ? 'paired ' : ''}s.e.); ★ = on the soups' Pareto front</caption><tr><th scope="col">λ (${r.entries.filter((e) => e.kind === 'expert').map((e) => esc(e.name)).join(', ')})</th>${r.rewardNames.map((n) => `<th scope="col">gap on ${esc(n)}</th>`).join('')}</tr>${report.lmc.rows.map((row) => `<tr><td>${vec(row.lambda)}${onFront.has(vec(row.lambda, 6)) ? ' ★' : ''}</td>${row.gaps.map((g, k) => `<td${row.significantViolation[k] ? ' class="bad"' : ''}>${g >= 0 ? '+' : ''}${f(g, 4)} ± ${f(row.se[k], 4)}</td>`).join('')}</tr>`).join('')}</table>`;
+  const fluencyRows = report.fluency.filter((x) => 'klPerResponse' in x) as Array<Fluency & { name: string; kind: string; reward_hacking?: boolean }>;
+  const fluencyTable = fluencyRows.length ? `<table><caption>Distance from the initialisation (KL on sampled responses) and fluency</caption><tr><th scope="col">model</th><th scope="col">KL nats/response</th><th scope="col">KL nats/token</th><th scope="col">mean length (tokens)</th><th scope="col">distinct-1</th><th scope="col">distinct-2</th><th scope="col">base NLL nats/token</th></tr>${fluencyRows.map((x) => `<tr${x.reward_hacking ? ' class="bad"' : ''}><td>${esc(x.name)}${x.reward_hacking ? ' (reward hacking)' : ''}</td><td>${f(x.klPerResponse, 2)} ± ${f(x.klPerResponseStderr, 2)}</td><td>${f(x.klPerToken, 3)}</td><td>${x.meanLength.toFixed(1)}</td><td>${x.distinct1.toFixed(3)}</td><td>${x.distinct2.toFixed(3)}</td><td>${x.baseNllPerToken.toFixed(2)}</td></tr>`).join('')}</table>` : '';
+  const samples = report.samples.filter((s) => !s.name.startsWith('soup') || /λ=\[0\.5, 0\.5\]/.test(s.name)).map((s) => `<h3>${esc(s.name)}</h3><ul class="samples">${s.samples.map((x) => `<li><b>${esc(x.prompt)}</b>${esc(x.response)}</li>`).join('')}</ul>`).join('');
+  const v = report.verdict;
+  const verdictBlock = `<section class="verdict" aria-label="verdict"><h2>Verdict</h2><ul>
+<li>Experts learned (≥ ${LEARN_Z} paired s.e. and ≥ ${LEARN_EFFECT} s.d. on their own reward): <b>${v.experts_learned ? 'yes' : 'no'}</b>${report.learned.map((l) => ` · ${esc(l.expert)} ${l.gain >= 0 ? '+' : ''}${f(l.gain)} (${Number.isFinite(l.z) ? l.z.toFixed(1) : '∞'} s.e.)`).join('')}</li>
+<li>Reward hacking (KL &gt; ${HACK_KL} nats or distinct-2 &lt; ${HACK_DISTINCT} × init): <b>${v.reward_hacking.length ? esc(v.reward_hacking.join(', ')) : 'none'}</b></li>
+<li>Rewards conflict: <b>${v.conflict ? 'yes' : 'no'}</b></li>
+<li>Working Hypothesis 1: <b>${esc(v.h1)}</b></li>
+<li>Hypervolume soups / MORL: <b>${Number.isFinite(v.hypervolume_ratio) ? v.hypervolume_ratio.toFixed(3) : '∞'}</b> (reference point ${vec(report.hypervolume.ref, 4)})</li>
+</ul></section>`;
+  const settings = r.settings ? `<section aria-label="settings"><h2>Settings</h2><dl>${Object.entries(r.settings).map(([k, x]) => `<dt>${esc(k)}</dt><dd>${esc(x)}</dd>`).join('')}</dl><p>Numbers: <a href="report.json">report.json</a> · stage times: <a href="timings.json">timings.json</a></p></section>` : '<p>Numbers: <a href="report.json">report.json</a> · stage times: <a href="timings.json">timings.json</a></p>';
+  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(r.name)}: rewarded soups report</title>
+<style>body{font-family:'DejaVu Sans',sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;overflow-wrap:anywhere}table{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%;margin:1em 0}caption{text-align:left;font-weight:bold;padding:4px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.bad{background:#fde2e2}figure{margin:1.5em 0;max-width:100%;overflow-x:auto}figure svg{max-width:100%;height:auto}.verdict{border:2px solid #444;padding:0 1em;margin:0.5em 0}.samples li{white-space:pre-wrap}dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px}dd{margin:0}</style></head><body>
 <h1>${esc(r.name)}: rewarded soups vs MORL</h1>
+${verdictBlock}
+${settings}
 <h2>Reading</h2><ul>${report.reading.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>
-${plots.map(([name, p, cap]) => `<figure>${p.svg}<figcaption>${esc(cap)} (<a href="${name}.png">PNG</a>, <a href="${name}.svg">SVG</a>)</figcaption></figure>`).join('\n')}
-<h2>Every evaluated model</h2><p>${r.evalPrompts} held-out prompts, ${r.maxNewTokens} generated tokens each, sampled with one seed shared by every model.</p>${table}
+${plots.map(([name, p, cap]) => `<figure role="img" aria-label="${esc(cap)}">${p.svg}<figcaption>${esc(cap)} (<a href="${name}.png">PNG</a>, <a href="${name}.svg">SVG</a>)</figcaption></figure>`).join('\n')}
+<h2>Working Hypothesis 1, soup by soup</h2>${lmcTable}
+${fluencyTable}
+<h2>Every evaluated model</h2><p>${r.evalPrompts} held-out prompts; ${esc(report.evaluation.note)}; standard errors: ${esc(report.evaluation.standard_errors)}.</p>${table}
 <h2>Samples</h2>${samples}
-<h2>Stage times</h2><p>This run (cached stages take 0 s): ${Object.entries(timings).map(([k, v]) => `${esc(k)} ${v.toFixed(1)} s`).join(', ')}.</p><p>When computed (the PPO runs ran side by side): ${Object.entries(computed).map(([k, v]) => `${esc(k)} ${v.toFixed(1)} s`).join(', ')}.</p>
-<p>Numbers: report.json. Timings: timings.json.</p></body></html>
+<h2>Stage times</h2><p>This run (cached stages take 0 s): ${Object.entries(timings).map(([k, t]) => `${esc(k)} ${t.toFixed(1)} s`).join(', ')}.</p><p>When computed (the PPO runs ran side by side): ${Object.entries(computed).map(([k, t]) => `${esc(k)} ${t.toFixed(1)} s`).join(', ')}.</p>
+</body></html>
 `;
   put('report.html', html);
   return { report, files };

@@ -1,13 +1,31 @@
 // SPDX-License-Identifier: MIT
 // The sweep: every soup θ(λ) = Σ λᵢ θᵢ is built in memory (the LoRA A and B tensors interpolated
 // separately, as the paper's WeightAverager does; no checkpoint written) into reused buffers, loaded
-// into one model, and evaluated like the experts, the MORL runs and the initialisation: fixed-length
-// generation on the held-out prompts with one seed shared by every model, then every reward.
+// into one model, and evaluated like the experts, the MORL runs and the initialisation: generation on the
+// held-out prompts (stopping at EOS, as the paper's inference code) with one seed shared by every model,
+// then every reward per prompt (kept for paired statistics), then each model's distance from the
+// initialisation (KL on sampled responses) and fluency (distinct-n, the base model's NLL).
 import { prepareInterpolation } from '../soup/index.js';
 import type { TensorMap } from '../io/index.js';
 import type { Reward } from '../rewards/index.js';
 import { SoupError } from '../errors.js';
+import { meanStderr } from '../pareto/index.js';
 import { CausalLM, normalizeLora, type LoraOptions } from '../train/index.js';
+
+export interface Fluency {
+  /** KL(π ‖ π_init) per response: mean over prompts of Σₜ log π(yₜ) − log π_init(yₜ) on sampled responses. */
+  klPerResponse: number;
+  klPerResponseStderr: number;
+  /** The same sum divided by the number of response tokens. */
+  klPerToken: number;
+  /** Mean response length in tokens (EOS included when generated). */
+  meanLength: number;
+  /** Distinct n-grams of words over every response / all n-grams (Li et al. 2016). */
+  distinct1: number;
+  distinct2: number;
+  /** The base model's mean negative log-likelihood per token of this model's evaluation responses. */
+  baseNllPerToken: number;
+}
 
 export interface EvalEntry {
   kind: 'init' | 'expert' | 'soup' | 'morl';
@@ -20,8 +38,21 @@ export interface EvalEntry {
   rewards: number[];
   /** Standard error of each mean. */
   stderr: number[];
+  /** Each reward on each evaluation prompt, [reward][prompt]: every model sees the same prompts (and
+   *  sampling seed), so differences between models get paired standard errors. */
+  perPrompt?: number[][];
+  fluency?: Fluency;
   /** A few generations, for the report. */
   samples: Array<{ prompt: string; response: string }>;
+}
+
+export interface EvalGen {
+  maxNewTokens: number;
+  /** Sampling (default) or greedy decoding of the evaluation responses. */
+  doSample: boolean;
+  seed: number;
+  /** Stop each response at EOS (default true, as the paper's inference code); false: fixed length. */
+  stopAtEos?: boolean;
 }
 
 export interface SweepInput {
@@ -33,7 +64,7 @@ export interface SweepInput {
   seed: number;
   prompts: number[][];
   rewards: Reward[];
-  gen: { maxNewTokens: number; doSample: boolean; seed: number };
+  gen: EvalGen;
   experts: Array<{ name: string; tensors: TensorMap }>;
   morl: Array<{ name: string; mu: number[]; tensors: TensorMap }>;
   lambdas: number[][];
@@ -44,30 +75,106 @@ export interface SweepInput {
   onProgress?: (done: number, total: number, e: EvalEntry) => void;
 }
 
-function meanStderr(x: Float64Array): [number, number] {
-  const n = x.length;
-  let m = 0;
-  for (const v of x) m += v;
-  m /= n;
-  let s = 0;
-  for (const v of x) s += (v - m) * (v - m);
-  return [m, n > 1 ? Math.sqrt(s / (n - 1) / n) : 0];
+
+/** distinct-n over responses: unique word n-grams / n-grams, pooled over every response. */
+export function distinctN(texts: string[], n: number): number {
+  const seen = new Set<string>();
+  let total = 0;
+  for (const t of texts) {
+    const w = t.toLowerCase().split(/\s+/).filter(Boolean);
+    for (let i = 0; i + n <= w.length; i++) {
+      seen.add(w.slice(i, i + n).join(' '));
+      total++;
+    }
+  }
+  return total ? seen.size / total : 0;
 }
 
-export async function evaluateModel(model: CausalLM, prompts: number[][], rewards: Reward[], gen: SweepInput['gen'], signal?: AbortSignal): Promise<Pick<EvalEntry, 'rewards' | 'stderr' | 'samples'>> {
+/** Σₜ log p(yₜ | prompt, y<t) of each response under the model as it is now (one batched forward). */
+export async function responseLogProbs(model: CausalLM, prompts: number[][], responses: number[][]): Promise<Float64Array> {
+  const seqs = prompts.map((p, i) => [...p, ...responses[i]]);
+  const T = Math.max(...seqs.map((x) => x.length));
+  const V = model.config.vocabSize;
+  const lg = await model.logits(seqs);
+  const out = new Float64Array(seqs.length);
+  for (let b = 0; b < seqs.length; b++) {
+    const pad = T - seqs[b].length; // left-padded: token j of row b sits at column pad + j
+    let sum = 0;
+    for (let j = prompts[b].length; j < seqs[b].length; j++) {
+      const off = (b * T + pad + j - 1) * V; // the logits at column c predict the token at c + 1
+      let mx = -Infinity;
+      for (let v = 0; v < V; v++) mx = Math.max(mx, lg[off + v]);
+      let z = 0;
+      for (let v = 0; v < V; v++) z += Math.exp(lg[off + v] - mx);
+      sum += lg[off + seqs[b][j]] - mx - Math.log(z);
+    }
+    out[b] = sum;
+  }
+  return out;
+}
+
+/** What one evaluation keeps for the distance measures computed once every model is evaluated. */
+interface Pending {
+  /** Sampled responses (the evaluation's own when it samples) and their log-probs under the model. */
+  sampled: number[][];
+  logp: Float64Array;
+  /** The evaluation responses (for the base model's NLL). */
+  responses: number[][];
+  texts: string[];
+}
+
+export async function evaluateModel(model: CausalLM, prompts: number[][], rewards: Reward[], gen: EvalGen, signal?: AbortSignal): Promise<Pick<EvalEntry, 'rewards' | 'stderr' | 'samples' | 'perPrompt'> & { pending: Pending }> {
   const tok = model.requireTokenizer();
-  const out = await model.generate(prompts, { maxNewTokens: gen.maxNewTokens, doSample: gen.doSample, seed: gen.seed, eosTokenId: -1, topK: 0, topP: 1, temperature: 1 });
+  const eos = gen.stopAtEos === false ? -1 : model.config.eosTokenId ?? -1;
+  const opts = { maxNewTokens: gen.maxNewTokens, seed: gen.seed, eosTokenId: eos, topK: 0, topP: 1, temperature: 1 };
+  const out = await model.generate(prompts, { ...opts, doSample: gen.doSample });
+  // KL is estimated on samples of the policy, whatever the evaluation's decoding
+  const sampled = gen.doSample ? out : await model.generate(prompts, { ...opts, doSample: true });
+  const logp = await responseLogProbs(model, prompts, sampled);
   const texts = await tok.decodeBatch(out, true);
   const ptexts = await tok.decodeBatch(prompts, true);
   const samples = texts.map((response, i) => ({ prompt: ptexts[i], response }));
   const means: number[] = [];
   const errs: number[] = [];
+  const perPrompt: number[][] = [];
   for (const r of rewards) {
-    const [m, e] = meanStderr(await r.score(samples, { signal }));
+    const scores = await r.score(samples, { signal });
+    const [m, e] = meanStderr(scores);
     means.push(m);
     errs.push(e);
+    perPrompt.push(Array.from(scores));
   }
-  return { rewards: means, stderr: errs, samples: samples.slice(0, 4) };
+  return { rewards: means, stderr: errs, perPrompt, samples: samples.slice(0, 4), pending: { sampled, logp, responses: out, texts } };
+}
+
+/** KL to the initialisation, fluency and the base model's NLL of every entry, from what the evaluations
+ *  kept: the init adapter's and the base model's log-probs of each entry's responses. */
+async function distances(model: CausalLM, prompts: number[][], initAdapter: TensorMap | undefined, pend: Pending[]): Promise<Fluency[]> {
+  if (initAdapter) await model.setTensors('lora', initAdapter);
+  const initLogp: Float64Array[] = [];
+  for (const p of pend) initLogp.push(await responseLogProbs(model, prompts, p.sampled));
+  if (model.lora) await model.disableAdapter();
+  const baseLogp: Float64Array[] = [];
+  try {
+    for (const p of pend) baseLogp.push(await responseLogProbs(model, prompts, p.responses));
+  } finally {
+    if (model.lora) await model.enableAdapter();
+  }
+  return pend.map((p, k) => {
+    const kl = p.logp.map((v, i) => v - initLogp[k][i]);
+    const [klMean, klSe] = meanStderr(kl);
+    const sampledTokens = p.sampled.reduce((a, r) => a + r.length, 0);
+    const evalTokens = p.responses.reduce((a, r) => a + r.length, 0);
+    return {
+      klPerResponse: klMean,
+      klPerResponseStderr: klSe,
+      klPerToken: (klMean * p.sampled.length) / Math.max(1, sampledTokens),
+      meanLength: evalTokens / p.responses.length,
+      distinct1: distinctN(p.texts, 1),
+      distinct2: distinctN(p.texts, 2),
+      baseNllPerToken: -baseLogp[k].reduce((a, v) => a + v, 0) / Math.max(1, evalTokens),
+    };
+  });
 }
 
 const unit = (n: number, i: number) => Array.from({ length: n }, (_, k) => (k === i ? 1 : 0));
@@ -121,26 +228,34 @@ export async function runSweep(s: SweepInput): Promise<EvalEntry[]> {
     entries.push(e);
     s.onProgress?.(entries.length, total, e);
   };
+  const pending: Pending[] = [];
+  const evaluate = async (e: Omit<EvalEntry, 'rewards' | 'stderr' | 'samples'>) => {
+    const { pending: p, ...res } = await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal);
+    pending.push(p);
+    push({ ...e, ...res });
+  };
   try {
     // A fresh adapter (B = 0) or the starting adapter: the shared initialisation every run began from.
-    push({ kind: 'init', name: 'init', ...(await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal)) });
+    const initAdapter = model.lora ? await model.getTensors('lora') : undefined;
+    await evaluate({ kind: 'init', name: 'init' });
     const ex = s.experts.map((e) => e.tensors);
     for (const [i, e] of s.experts.entries()) {
       await model.setTensors('lora', load(ex, unit(N, i)));
-      push({ kind: 'expert', name: e.name, lambda: unit(N, i), mu: unit(N, i), ...(await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal)) });
+      await evaluate({ kind: 'expert', name: e.name, lambda: unit(N, i), mu: unit(N, i) });
     }
     for (const m of s.morl) {
       await model.setTensors('lora', dense ? catLora(ex.map(() => m.tensors), unit(N, 0)) : m.tensors);
-      push({ kind: 'morl', name: m.name, mu: m.mu, ...(await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal)) });
+      await evaluate({ kind: 'morl', name: m.name, mu: m.mu });
     }
     let buf: TensorMap | undefined;
     const soup = dense ? undefined : prepareInterpolation(ex); // checked once, one output buffer for every λ
     for (const lam of s.lambdas) {
       buf = soup ? await soup.run(lam, { allowExtrapolation: lam.some((v) => v < 0 || v > 1), normalize: false }) : catLora(ex, lam, buf);
       await model.setTensors('lora', buf);
-      const name = `soup λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`;
-      push({ kind: 'soup', name, lambda: lam, ...(await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal)) });
+      await evaluate({ kind: 'soup', name: `soup λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`, lambda: lam });
     }
+    const fl = await distances(model, s.prompts, initAdapter, pending);
+    entries.forEach((e, k) => (e.fluency = fl[k]));
   } finally {
     await model.dispose();
   }

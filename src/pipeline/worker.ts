@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // One PPO run (an expert or a MORL baseline) in its own process. Several run side by side, each with
 // one libtorch thread and OPENBLAS_NUM_THREADS=1 set by the parent before this process loads the addon
-// (MINIATURES.md "Threads": independent single-thread workers are ~2x faster than shared pools and
+// (measured: independent single-thread workers are ~2x faster than shared pools and
 // robust to a busy machine). Resumes from the checkpoint in `job.out` when there is one.
 import { existsSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -11,6 +11,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SoupError } from '../errors.js';
+import { nearest, parseStrict } from '../util/config.js';
 import { bleuReward, cocoBleuReward, cocoRougeReward, CiderReward, meteorReward, rougeReward } from './metric-rewards.js';
 import { afinnReward, lengthReward, readabilityReward, toxicityReward, vaderReward, READABILITY_METRICS } from './text.js';
 import { onnxReward } from './onnx.js';
@@ -61,8 +62,37 @@ function configError(path: string, msg: string): SoupError {
   return new SoupError('ERR_SOUP_CONFIG', `${path}: ${msg}`);
 }
 
-function zodMessage(path: string, err: z.ZodError): string {
-  return err.issues.map((i) => `${[path, ...i.path.map(String)].join('.')}: ${i.message}`).join('; ');
+const combinators = {
+  weighted: z.strictObject({ type: z.literal('weighted'), name: z.string().optional(), weights: z.array(z.number()).min(1), rewards: z.array(z.unknown()).min(1), normalize: z.boolean().optional() }),
+  clip: z.strictObject({ type: z.literal('clip'), name: z.string().optional(), min: z.number(), max: z.number(), reward: z.unknown() }),
+  normalize: z.strictObject({ type: z.literal('normalize'), name: z.string().optional(), reward: z.unknown(), eps: z.number().positive().optional(), center: z.boolean().optional() }),
+};
+
+/** Checks one reward config against its type's strict schema (not the rewards it nests). */
+function parseOne(cfg: unknown, path: string): { type: string; c: Record<string, unknown> } {
+  if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw configError(path, 'expected a mapping with a `type` field');
+  const raw = snakeKeys(cfg as Record<string, unknown>);
+  const type = raw.type;
+  if (typeof type !== 'string' || !(REWARD_TYPES as readonly string[]).includes(type)) {
+    const near = typeof type === 'string' ? nearest(type, REWARD_TYPES) : undefined;
+    throw configError(`${path}.type`, `unknown reward type ${JSON.stringify(type)}${near ? `, did you mean '${near}'?` : ''} (valid types: ${REWARD_TYPES.join(', ')})`);
+  }
+  const schema: z.ZodType = type in combinators ? combinators[type as keyof typeof combinators] : leaf[type as keyof typeof leaf];
+  return { type, c: parseStrict(schema, raw, '', { prefix: path, all: true }) as Record<string, unknown> };
+}
+
+/** Checks a reward config, nested rewards included, without building it (no model is loaded, no
+ *  connection made): what `rsoup run --dry-run` checks, with the messages of rewardFromConfig. */
+export function checkRewardConfig(cfg: unknown, path = 'reward'): void {
+  const { type, c } = parseOne(cfg, path);
+  if (type === 'weighted') {
+    const rs = c.rewards as unknown[];
+    const ws = c.weights as number[];
+    if (rs.length !== ws.length) throw configError(`${path}.weights`, `${ws.length} weights for ${rs.length} rewards`);
+    rs.forEach((r, i) => checkRewardConfig(r, `${path}.rewards[${i}]`));
+  } else if (type === 'clip' || type === 'normalize') {
+    checkRewardConfig(c.reward, `${path}.reward`);
+  }
 }
 
 export interface RewardConfigContext {
@@ -80,22 +110,10 @@ function abs(p: string | undefined, base: string | undefined): string | undefine
 /** Builds one reward from its config object. */
 export async function rewardFromConfig(cfg: unknown, ctx: RewardConfigContext = {}): Promise<Reward> {
   const path = ctx.path ?? 'reward';
-  if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw configError(path, 'expected a mapping with a `type` field');
-  const raw = snakeKeys(cfg as Record<string, unknown>);
-  const type = raw.type;
-  if (typeof type !== 'string' || !(REWARD_TYPES as readonly string[]).includes(type)) {
-    throw configError(`${path}.type`, `unknown reward type ${JSON.stringify(type)} (valid types: ${REWARD_TYPES.join(', ')})`);
-  }
+  const { type, c: parsed } = parseOne(cfg, path);
   const b = (c: { name?: string; batch_size?: number; concurrency?: number; cache_size?: number }) => ({ name: c.name, batchSize: c.batch_size, concurrency: c.concurrency, cacheSize: c.cache_size });
   if (type === 'weighted' || type === 'clip' || type === 'normalize') {
-    const schema = {
-      weighted: z.strictObject({ type: z.literal('weighted'), name: z.string().optional(), weights: z.array(z.number()).min(1), rewards: z.array(z.unknown()).min(1), normalize: z.boolean().optional() }),
-      clip: z.strictObject({ type: z.literal('clip'), name: z.string().optional(), min: z.number(), max: z.number(), reward: z.unknown() }),
-      normalize: z.strictObject({ type: z.literal('normalize'), name: z.string().optional(), reward: z.unknown(), eps: z.number().positive().optional(), center: z.boolean().optional() }),
-    }[type];
-    const p = schema.safeParse(raw);
-    if (!p.success) throw new SoupError('ERR_SOUP_CONFIG', zodMessage(path, p.error));
-    const c = p.data as Record<string, unknown>;
+    const c = parsed;
     if (type === 'weighted') {
       const rs = c.rewards as unknown[];
       const ws = c.weights as number[];
@@ -107,9 +125,7 @@ export async function rewardFromConfig(cfg: unknown, ctx: RewardConfigContext = 
     if (type === 'clip') return clip(inner, c.min as number, c.max as number, c.name as string | undefined);
     return runningNorm(inner, { name: c.name as string | undefined, eps: c.eps as number | undefined, center: c.center as boolean | undefined });
   }
-  const p = leaf[type as keyof typeof leaf].safeParse(raw);
-  if (!p.success) throw new SoupError('ERR_SOUP_CONFIG', zodMessage(path, p.error));
-  const c = p.data;
+  const c = parsed as z.output<(typeof leaf)[keyof typeof leaf]>;
   switch (c.type) {
     case 'bleu':
       return bleuReward({ ...b(c), tokenize: c.tokenize, smoothMethod: c.smooth_method, smoothValue: c.smooth_value, lowercase: c.lowercase, maxNgramOrder: c.max_ngram_order, effectiveOrder: c.effective_order, scale: c.scale });

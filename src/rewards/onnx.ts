@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Reward models run as black-box sequence classifiers (the paper's HF text-classification pipelines
 // with function_to_apply = "none"): an ONNX graph via onnxruntime-node plus an HF tokenizer.json.
+// onnxruntime-node is an optional dependency, imported on first use: an install without it still works.
 // Score formats: "k" = logit of class k, "a-b" = logit_a − logit_b, "prob:k" = softmax probability.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
 import { Tokenizer } from 'tokenizers';
 import { SoupError } from '../errors.js';
 import { BatchedReward, rewardError, type BatchingOptions, type Sample, type ScoreOptions } from './types.js';
@@ -101,10 +102,24 @@ function firstExisting(tok: Tokenizer, cands: string[]): string | undefined {
   return cands.find((c) => tok.tokenToId(c) !== null && tok.tokenToId(c) !== undefined);
 }
 
+let ortModule: typeof Ort | undefined;
+
+/** onnxruntime-node, loaded on first use (an optional dependency); a clear error when it is absent. */
+async function loadOrt(name: string): Promise<typeof Ort> {
+  if (ortModule) return ortModule;
+  try {
+    ortModule = (await import('onnxruntime-node')) as typeof Ort;
+  } catch (err) {
+    throw new SoupError('ERR_SOUP_NATIVE_LOAD', `reward '${name}': ONNX reward models need the optional dependency onnxruntime-node, which is not installed or does not load here (${(err as Error).message.split('\n')[0]}). Install it: npm install onnxruntime-node (ONNXRUNTIME_NODE_INSTALL=skip keeps its install script from fetching CUDA binaries)`, { cause: err });
+  }
+  return ortModule;
+}
+
 export class OnnxReward extends BatchedReward {
   private constructor(
     name: string,
-    private readonly session: ort.InferenceSession,
+    private readonly ort: typeof Ort,
+    private readonly session: Ort.InferenceSession,
     private readonly tok: Tokenizer,
     private readonly fmt: ScoreFormat,
     private readonly o: OnnxRewardOptions,
@@ -121,6 +136,7 @@ export class OnnxReward extends BatchedReward {
   static async create(opts: OnnxRewardOptions): Promise<OnnxReward> {
     const name = opts.name ?? 'onnx';
     if (typeof opts.model !== 'string') throw rewardError(name, "'model' must be a path to an .onnx file");
+    const ort = await loadOrt(name);
     let modelPath = opts.model;
     if (existsSync(modelPath) && statSync(modelPath).isDirectory()) modelPath = join(modelPath, 'model.onnx');
     if (!existsSync(modelPath)) throw new SoupError('ERR_SOUP_IO', `reward '${name}': model file not found: ${modelPath}`);
@@ -133,7 +149,7 @@ export class OnnxReward extends BatchedReward {
     } catch (err) {
       throw new SoupError('ERR_SOUP_FORMAT', `reward '${name}': cannot load tokenizer ${tokPath}: ${(err as Error).message}`, { cause: err });
     }
-    let session: ort.InferenceSession;
+    let session: Ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(modelPath, opts.threads ? { intraOpNumThreads: opts.threads } : {});
     } catch (err) {
@@ -164,7 +180,7 @@ export class OnnxReward extends BatchedReward {
     };
     const padTok = firstExisting(tok, ['<pad>', '[PAD]']);
     const padId = opts.padId ?? (padTok !== undefined ? (tok.tokenToId(padTok) as number) : 0);
-    return new OnnxReward(name, session, tok, fmt, opts, inputs, outputName, special, padId, modelPath, tokPath);
+    return new OnnxReward(name, ort, session, tok, fmt, opts, inputs, outputName, special, padId, modelPath, tokPath);
   }
 
   /** The text(s) handed to the tokenizer for one sample. */
@@ -205,20 +221,21 @@ export class OnnxReward extends BatchedReward {
   protected async scoreBatch(batch: Sample[], offsets: number[]): Promise<Float64Array> {
     const { ids, mask, types, len } = await this.encode(batch);
     const B = batch.length;
-    const feeds: Record<string, ort.Tensor> = {};
+    const ort = this.ort;
+    const feeds: Record<string, Ort.Tensor> = {};
     for (const inp of this.inputs) {
       const rows = inp.name === 'input_ids' ? ids : inp.name === 'attention_mask' ? mask : inp.name === 'token_type_ids' ? types : ids.map(() => Array.from({ length: len }, (_, j) => j));
       const flat = rows.flat();
       feeds[inp.name] = inp.type === 'int64' ? new ort.Tensor('int64', BigInt64Array.from(flat, (v) => BigInt(v)), [B, len]) : new ort.Tensor('int32', Int32Array.from(flat), [B, len]);
     }
-    let result: ort.InferenceSession.OnnxValueMapType;
+    let result: Ort.InferenceSession.OnnxValueMapType;
     try {
       result = await this.session.run(feeds);
     } catch (err) {
       const maxId = Math.max(...ids.flat());
       throw rewardError(this.name, `ONNX model ${this.modelPath} failed on samples ${offsets[0]}..${offsets[offsets.length - 1]} (largest token id ${maxId} from ${this.tokenizerPath}; does the model's vocabulary match the tokenizer?): ${(err as Error).message}`, err);
     }
-    const out = result[this.outputName] as ort.Tensor;
+    const out = result[this.outputName] as Ort.Tensor;
     const dims = out.dims;
     const C = dims.length === 2 ? dims[1] : dims.length === 1 ? 1 : -1;
     if (dims[0] !== B || C < 1) throw rewardError(this.name, `ONNX output '${this.outputName}' has shape [${dims.join(', ')}], expected [${B}, classes]`);

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // In-memory soups: out = Σ λᵢ xᵢ over every tensor of N TensorMaps, in one fused native pass off the JS
-// thread. No hidden copies: sources are read in place; outputs are one native, 64-byte aligned buffer
+// thread. No hidden copies: sources are read in place; outputs are native, 64-byte aligned buffers
 // (or the caller's tensors with `out`, what a λ sweep does on every step).
 import { SoupError, fromNative } from '../errors.js';
 import { coreAddon } from '../native/index.js';
 import { DTYPE_CODE, dtypeSize, isDType, numelOf, viewAs, type DType, type Tensor, type TensorMap } from '../io/tensor.js';
-import { checkTensor, isWellFormedTensor } from '../io/safetensors.js';
+import { checkTensor, isWellFormedTensor, maxBufferBytes, tooLargeError } from '../io/safetensors.js';
 import { checkDevice, cudaFunctions } from './device.js';
 import { resolveWeights, controlFor, abortedError, type WeightRules } from './weights.js';
 import type { Simd } from '../native/types.js';
@@ -84,17 +84,30 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return true;
 }
 
-/** One native buffer holding every output tensor, each 64-byte aligned. */
+/** Native buffers holding the output tensors, each tensor 64-byte aligned: as few buffers as the
+ *  runtime's ArrayBuffer limit allows (one for any model under 4 GiB on Node 20). */
 export function allocateTensors(specs: { name: string; dtype: DType; shape: number[] }[]): TensorMap {
-  let total = 0;
-  const offs: number[] = [];
-  for (const s of specs) {
-    offs.push(total);
-    total += Math.ceil((numelOf(s.shape) * dtypeSize(s.dtype)) / 64) * 64;
-  }
-  const buf = (coreAddon().allocBuffer as (n: number) => ArrayBuffer)(total);
+  const limit = maxBufferBytes();
   const out: TensorMap = {};
-  specs.forEach((s, i) => (out[s.name] = { dtype: s.dtype, shape: [...s.shape], data: viewAs(s.dtype, buf, offs[i], numelOf(s.shape)) }));
+  let group: { spec: (typeof specs)[number]; off: number }[] = [];
+  let next = 0; // where the next tensor would start (64-byte aligned)
+  let used = 0; // bytes up to the end of the group's last tensor
+  const flush = (): void => {
+    if (!group.length) return;
+    const buf = coreAddon().allocBuffer(used, true, limit);
+    for (const { spec, off } of group) out[spec.name] = { dtype: spec.dtype, shape: [...spec.shape], data: viewAs(spec.dtype, buf, off, numelOf(spec.shape)) };
+    group = [];
+    next = used = 0;
+  };
+  for (const s of specs) {
+    const bytes = numelOf(s.shape) * dtypeSize(s.dtype);
+    if (bytes > limit) throw tooLargeError('interpolate() output', s.name, bytes, limit);
+    if (next + bytes > limit) flush();
+    group.push({ spec: s, off: next });
+    used = next + bytes;
+    next = Math.ceil(used / 64) * 64;
+  }
+  flush();
   return out;
 }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// LoRA soups. Two modes (ALGORITHMS.md §1, §3):
+// LoRA soups. Two modes (docs/merge.md, "LoRA sources"):
 //   'params': A and B interpolated separately, like any tensor (the paper's code). Its product has a
 //             cross term: for two experts ΔW(λ) = s[λB₁A₁ + (1−λ)B₂A₂] − sλ(1−λ)(B₁−B₂)(A₁−A₂).
 //   'dense':  the effective updates interpolated exactly, Σ λᵢ sᵢ BᵢAᵢ: merged into a base model

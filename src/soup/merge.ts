@@ -7,9 +7,10 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join, basename } from 'node:path';
 import { SoupError, fromNative } from '../errors.js';
 import { coreAddon } from '../native/index.js';
-import { atomicWriteDir, tempPathFor, fsyncDir, ioError } from '../io/atomic.js';
+import { atomicWriteDir, tempPathFor, fsyncDir, ioError, removeStaleTemps } from '../io/atomic.js';
 import { buildHeader, writeSafetensors } from '../io/safetensors.js';
 import { writePeftAdapter } from '../io/checkpoint.js';
+import { checkOutputDisjoint } from '../io/overlap.js';
 import { openCheckpoint, planShards, shardName, indexJson, DEFAULT_SHARD_SIZE, INDEX_NAME, SIDECAR_FILES, ADAPTER_CONFIG, ADAPTER_WEIGHTS, type Checkpoint } from '../io/checkpoint.js';
 import { DTYPE_CODE, dtypeSize, isDType, numelOf, type DType, type TensorMap } from '../io/tensor.js';
 import { resolveWeights, controlFor, abortedError } from './weights.js';
@@ -106,7 +107,6 @@ function checkOptions(o: MergeOptions): void {
   if (o.lora !== undefined && o.lora !== 'params' && o.lora !== 'dense') throw new SoupError('ERR_SOUP_INVALID_ARG', `lora must be 'params' or 'dense', got ${JSON.stringify(o.lora)}`);
   if (o.shardSize !== undefined && !(Number.isFinite(o.shardSize) && o.shardSize > 0)) throw new SoupError('ERR_SOUP_INVALID_ARG', `shardSize must be a positive number of bytes, got ${o.shardSize}`);
   if (o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads >= 1)) throw new SoupError('ERR_SOUP_INVALID_ARG', `threads must be a positive integer, got ${o.threads}`);
-  if (o.sources.includes(o.out) || o.out === o.base) throw new SoupError('ERR_SOUP_INVALID_ARG', `out '${o.out}' is also an input`);
 }
 
 /** Checks that all sources hold the same float tensors with the same shapes and dtypes. */
@@ -129,6 +129,23 @@ export function checkSameLayout(cks: Checkpoint[]): string[] {
     for (const n of ck.tensors.keys()) if (!first.tensors.has(n)) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `sources[${i}] '${ck.path}' has tensor '${n}' that '${first.path}' lacks`);
   }
   return names;
+}
+
+/** A PEFT adapter and a full model in one soup is never what was meant. Merging adapters into a base
+ *  model is lora 'dense' with the model as `base` (planDenseLora), so that is the advice. */
+function checkSameKind(cks: Checkpoint[]): void {
+  const p = cks.findIndex((c) => c.kind === 'peft');
+  const f = cks.findIndex((c) => c.kind !== 'peft');
+  if (p < 0 || f < 0) return;
+  const full = cks[f];
+  if (full.kind === 'file' && [...full.tensors.keys()].some((n) => /\.lora_[AB]\b/.test(n)))
+    throw new SoupError('ERR_SOUP_FORMAT', `sources[${f}] '${full.path}' holds LoRA tensors but is a bare .safetensors file, while sources[${p}] '${cks[p].path}' is a PEFT adapter dir: give every adapter as its dir (${ADAPTER_CONFIG} + ${ADAPTER_WEIGHTS}), which holds its scaling`);
+  const what = full.kind === 'hf' ? 'a full model (Hugging Face model dir)' : 'a full model (.safetensors file)';
+  throw new SoupError(
+    'ERR_SOUP_FORMAT',
+    `sources mix a PEFT adapter and a full model: sources[${p}] '${cks[p].path}' is a PEFT adapter dir, sources[${f}] '${full.path}' is ${what}. ` +
+      `A soup interpolates checkpoints of one kind. To merge LoRA experts into a base model, give only the adapters as sources, with lora 'dense' and base '${full.path}'`,
+  );
 }
 
 /** A/B interpolation shares one scaling: the adapters must agree on everything that sets it. */
@@ -194,12 +211,19 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
       cks.push(await openCheckpoint(opts.sources[i]));
     } catch (e) {
       if (e instanceof SoupError) throw new SoupError(e.code, `sources[${i}]: ${e.message}`, { cause: e });
-      throw e;
+      throw new SoupError('ERR_SOUP_IO', `sources[${i}] '${opts.sources[i]}': ${(e as Error).message ?? String(e)}`, { cause: e });
     }
   }
+  // by identity, before anything is opened for writing: './a.safetensors', 'hfA/', a symlink or a
+  // file inside a source dir are all the source
+  checkOutputDisjoint(opts.out, [
+    ...cks.map((ck, i) => ({ label: `sources[${i}]`, path: ck.path, files: ck.files })),
+    ...(opts.base ? [{ label: 'base', path: opts.base }] : []),
+  ]);
+  checkSameKind(cks);
   const kind = cks[0].kind;
   if (opts.lora && kind !== 'peft') throw new SoupError('ERR_SOUP_INVALID_ARG', `lora '${opts.lora}' needs PEFT adapter dirs as sources; sources[0] '${cks[0].path}' is a ${kind} checkpoint`);
-  if (opts.base && opts.lora !== 'dense') throw new SoupError('ERR_SOUP_INVALID_ARG', "base is only used with lora: 'dense'");
+  if (opts.base && opts.lora !== 'dense') throw new SoupError('ERR_SOUP_INVALID_ARG', "base is only used with lora 'dense' (it is the model the adapters are merged into)");
   const loraMode: LoraMode | undefined = kind === 'peft' ? (opts.lora ?? 'params') : undefined;
   const cuda = device === 'cuda' ? cudaFunctions() : undefined;
 
@@ -243,7 +267,8 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
   const report = () => opts.onProgress?.({ bytesDone: control[1], bytesTotal, fraction: bytesTotal ? control[1] / bytesTotal : 1 });
   if (opts.onProgress) timer = setInterval(report, 100);
   let bytesRead = 0, bytesWritten = 0, kernel = '', readSeconds = 0, kernelSeconds = 0, writeSeconds = 0;
-  const runOne = async (plan: FilePlan, path: string) => {
+  // path: where the native writer writes (a temp name); final: what the user asked for, which errors name
+  const runOne = async (plan: FilePlan, path: string, final: string) => {
     const baton = { files, out: path, header: plan.header, weights, tensors: plan.tensors, windowBytes: opts.windowBytes, threads: opts.threads, simd: opts.simd, control };
     const fn: (b: Record<string, unknown>) => Promise<NativeMergeResult> = cuda ? (b) => cuda.mergeFilesCuda(b) : (coreAddon().mergeFiles as (b: Record<string, unknown>) => Promise<NativeMergeResult>);
     try {
@@ -257,16 +282,18 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
     } catch (e) {
       const err = fromNative(e, stack);
       if (err.code === 'ERR_SOUP_ABORTED' || opts.signal?.aborted) throw abortedError(opts.signal);
-      throw err;
+      if (!err.message.includes(path)) throw err;
+      throw new SoupError(err.code, `writing '${final}': ${err.message.split(`'${path}'`).join('its temporary file').split(path).join('its temporary file')}`, { cause: err });
     }
   };
   const written: string[] = [];
   try {
     if (opts.signal?.aborted) throw abortedError(opts.signal);
     if (singleFile) {
+      await removeStaleTemps(opts.out);
       const tmp = tempPathFor(opts.out);
       try {
-        await runOne(plans[0], tmp);
+        await runOne(plans[0], tmp, opts.out);
         await rename(tmp, opts.out);
         await fsyncDir(join(opts.out, '..'));
       } catch (e) {
@@ -276,7 +303,7 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
       written.push(opts.out);
     } else {
       await atomicWriteDir(opts.out, async (tmp) => {
-        for (const p of plans) await runOne(p, join(tmp, p.file));
+        for (const p of plans) await runOne(p, join(tmp, p.file), join(opts.out, p.file));
         for (const f of extraFiles) {
           if (f.text !== undefined) await writeFile(join(tmp, f.name), f.text);
           else if (f.copyFrom && existsSync(f.copyFrom)) await copyFile(f.copyFrom, join(tmp, f.name));

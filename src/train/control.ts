@@ -6,6 +6,7 @@
 // normalisation, epochs of minibatch Adam steps) runs natively off the JS thread. Design: docs/locomotion.md.
 import { z } from 'zod';
 import { SoupError, fromNative } from '../errors.js';
+import { parseStrict } from '../util/config.js';
 import { readSafetensors, writeSafetensors, type Tensor, type TensorMap } from '../io/index.js';
 import { torchAddon } from '../native/index.js';
 import { checkPolicyFits, RolloutCollector, type EnvInfo, type EpisodeRecord, type PolicyFn, type VecEnv } from '../envs/index.js';
@@ -320,12 +321,7 @@ export type ControlPPOConfig = z.output<typeof ControlPPOConfigSchema>;
 export type ControlPPOConfigInput = z.input<typeof ControlPPOConfigSchema>;
 
 export function parseControlPPOConfig(x: unknown, src = 'control ppo config'): ControlPPOConfig {
-  const r = ControlPPOConfigSchema.safeParse(x ?? {});
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new SoupError('ERR_SOUP_CONFIG', `${src}: ${i.path.join('.') || '(root)'}: ${i.message}`);
-  }
-  return r.data;
+  return parseStrict(ControlPPOConfigSchema, x ?? {}, src);
 }
 
 export interface ControlUpdateStats {

@@ -26,7 +26,7 @@ export interface UNetConfig {
   T: number;
 }
 
-/** The miniature of MINIATURES.md: channels (32, 64), attention at 8×8, the shapes vocabulary. */
+/** The miniature of docs/diffusion.md: channels (32, 64), attention at 8×8, the shapes vocabulary. */
 export const DEFAULT_UNET: UNetConfig = {
   imageSize: 16, channels: 3, ch0: 32, ch1: 64, tembDim: 128, textDim: 64,
   vocab: SHAPES_VOCAB.length, captionLen: CAPTION_LEN, heads: 4, groups: 8, T: 1000,

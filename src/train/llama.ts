@@ -207,6 +207,16 @@ export function lengthSample(min: number, max: number, seed: number): number {
 
 export { mulberry32 };
 
+/** The architecture fields the torch addon's model builders read (lmCreate, serveCreate). */
+export function nativeLlamaConfig(c: LlamaConfig): NativeLlamaConfig {
+  return {
+    vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize,
+    numHiddenLayers: c.numHiddenLayers, numAttentionHeads: c.numAttentionHeads,
+    numKeyValueHeads: c.numKeyValueHeads, rmsNormEps: c.rmsNormEps, ropeTheta: c.ropeTheta,
+    tieWordEmbeddings: c.tieWordEmbeddings,
+  };
+}
+
 export class CausalLM {
   #h: ModelHandle | undefined;
   readonly config: LlamaConfig;
@@ -256,12 +266,7 @@ export class CausalLM {
     if (dtype === 'float16') throw new SoupError('ERR_SOUP_CONFIG', "float16 compute is not supported by libtorch on CPU: load float16 weights with dtype 'float32' or 'bfloat16'");
     const lora = opts.lora ? normalizeLora(opts.lora) : undefined;
     const h = await callNative('lmCreate', {
-      config: {
-        vocabSize: config.vocabSize, hiddenSize: config.hiddenSize, intermediateSize: config.intermediateSize,
-        numHiddenLayers: config.numHiddenLayers, numAttentionHeads: config.numAttentionHeads,
-        numKeyValueHeads: config.numKeyValueHeads, rmsNormEps: config.rmsNormEps, ropeTheta: config.ropeTheta,
-        tieWordEmbeddings: config.tieWordEmbeddings,
-      },
+      config: nativeLlamaConfig(config),
       weights: tensors,
       dtype,
       seed: opts.seed ?? 0,

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// PPOTrainer: trl 0.4.x PPO (ALGORITHMS.md §2) over a CausalLM with a LoRA adapter and a value head.
+// PPOTrainer: trl 0.4.x PPO (docs/training.md, "Semantics") over a CausalLM with a LoRA adapter and a value head.
 // One step: the model's native thread generates (rollout: samples, log-probs, values, reference
 // log-probs), the samples come back to JS to be scored by the rewards, then the native thread runs the
 // PPO epochs. Every random draw of step s is seeded from (seed, s), so a resumed run replays exactly.
@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SoupError } from '../errors.js';
+import { parseStrict } from '../util/config.js';
 import { readSafetensors, tempPathFor, writePeftAdapter, writeSafetensors } from '../io/index.js';
 import { callNative, callNativeSync } from './native.js';
 import { CausalLM, leftPad, mulberry32, peftAdapterConfig } from './llama.js';
@@ -58,11 +59,7 @@ export type PPOConfig = z.output<typeof PPOConfigSchema>;
 export type PPOConfigInput = z.input<typeof PPOConfigSchema>;
 
 export function parsePPOConfig(x: unknown, src = 'ppo config'): PPOConfig {
-  const r = PPOConfigSchema.safeParse(x ?? {});
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new SoupError('ERR_SOUP_CONFIG', `${src}: ${i.path.join('.') || '(root)'}: ${i.message}`);
-  }
+  const r = { data: parseStrict(PPOConfigSchema, x ?? {}, src) };
   if (r.data.mini_batch_size > r.data.batch_size) throw new SoupError('ERR_SOUP_CONFIG', `${src}: mini_batch_size ${r.data.mini_batch_size} > batch_size ${r.data.batch_size}`);
   const g = r.data.generation;
   if (g.fixed_length && g.output_max_length <= g.output_min_length) throw new SoupError('ERR_SOUP_CONFIG', `${src}: generation.output_max_length must exceed output_min_length (the range is [min, max))`);

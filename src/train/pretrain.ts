@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Pre-training from scratch and evaluation helpers for small models (the demo's miniature: a tiny LLaMA on
-// Debian fortunes, MINIATURES.md): AdamW on the next-token loss over random windows of a token stream with
+// Debian fortunes, docs/experiment.md): AdamW on the next-token loss over random windows of a token stream with
 // a warmup + cosine schedule; and generate-then-score evaluation of a model (e.g. a soup loaded with
 // setTensors('lora', ...)) on fixed prompts with a fixed seed.
 import { SoupError } from '../errors.js';

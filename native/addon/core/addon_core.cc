@@ -129,25 +129,50 @@ Napi::Value JS_info(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// mmapFile(path) -> ArrayBuffer over a copy-on-write mapping of the whole file (zero-copy reads).
-Napi::Value JS_mmapFile(const Napi::CallbackInfo& info) {
+// mmapWindows(path, windows: Float64Array [start0, len0, start1, len1, ...], maxBytes) -> ArrayBuffer[]
+// over one copy-on-write mapping of the whole file (zero-copy reads; a stray write never reaches the file).
+// One ArrayBuffer per window, not per file: V8 caps an ArrayBuffer (4 GiB on Node 20) and a failed
+// external creation frees the memory it was given, so every window is checked against maxBytes (the JS
+// side passes buffer.constants.MAX_LENGTH) before V8 sees it. The mapping lives until its last window is
+// collected.
+Napi::Value JS_mmapWindows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) argError(env, "mmapFile(path): path must be a string");
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsNumber())
+    argError(env, "mmapWindows(path, windows, maxBytes): path must be a string, windows a Float64Array, maxBytes a number");
+  auto wa = info[1].As<Napi::TypedArray>();
+  if (wa.TypedArrayType() != napi_float64_array || wa.ElementLength() % 2 != 0)
+    argError(env, "mmapWindows: windows must be a Float64Array of [start, length] pairs");
+  const double maxBytes = info[2].As<Napi::Number>().DoubleValue();
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  auto fw = wa.As<Napi::Float64Array>();
+  std::shared_ptr<soup::MappedFile> file;
   try {
-    soup::MappedFile f(info[0].As<Napi::String>().Utf8Value(), /*writable=*/true);
-    size_t size = f.size();
-    if (size == 0) return Napi::ArrayBuffer::New(env, 0);
-    void* p = f.detach();
-    return Napi::ArrayBuffer::New(env, p, size, [](Napi::Env, void* data, size_t* len) {
-      munmap(data, *len);
-      delete len;
-    }, new size_t(size));
+    file = std::make_shared<soup::MappedFile>(path, /*writable=*/true);
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
+  const size_t count = fw.ElementLength() / 2;
+  Napi::Array out = Napi::Array::New(env, count);
+  for (size_t k = 0; k < count; k++) {
+    const double start = fw[2 * k], len = fw[2 * k + 1];
+    if (!(start >= 0) || !(len >= 0) || start + len > static_cast<double>(file->size()) || start != static_cast<double>(static_cast<size_t>(start)) ||
+        len != static_cast<double>(static_cast<size_t>(len)))
+      argError(env, "mmapWindows: window " + std::to_string(k) + " is outside '" + path + "' (" + std::to_string(file->size()) + " bytes)");
+    if (len > maxBytes)
+      throw Napi::RangeError::New(env, "[ERR_SOUP_TOO_LARGE] mmapWindows: window " + std::to_string(k) + " of '" + path + "' spans " +
+                                           std::to_string(static_cast<size_t>(len)) + " bytes, over the runtime's ArrayBuffer limit");
+    if (len == 0) {
+      out.Set(k, Napi::ArrayBuffer::New(env, 0));
+      continue;
+    }
+    auto* keep = new std::shared_ptr<soup::MappedFile>(file);
+    uint8_t* p = const_cast<uint8_t*>(file->data()) + static_cast<size_t>(start);
+    out.Set(k, Napi::ArrayBuffer::New(env, p, static_cast<size_t>(len), [](Napi::Env, void*, std::shared_ptr<soup::MappedFile>* hint) { delete hint; }, keep));
+  }
+  return out;
 }
 
-// allocBuffer(bytes, hugePages = true) -> 64-byte aligned external ArrayBuffer, not zero-filled (outputs
+// allocBuffer(bytes, hugePages = true, maxBytes) -> 64-byte aligned external ArrayBuffer, not zero-filled (outputs
 // are overwritten); large ones on transparent huge pages (large_buffer.h). hugePages=false is for the bench.
 Napi::Value JS_allocBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -159,6 +184,12 @@ Napi::Value JS_allocBuffer(const Napi::CallbackInfo& info) {
     if (!info[1].IsBoolean()) argError(env, "allocBuffer(bytes, hugePages): hugePages must be a boolean");
     hugePages = info[1].As<Napi::Boolean>().Value();
   }
+  // the runtime's ArrayBuffer limit (JS passes buffer.constants.MAX_LENGTH; Node 20's 4 GiB otherwise):
+  // V8 would fail past it after taking the memory, so refuse before allocating
+  double maxBytes = 4294967296.0;
+  if (info.Length() > 2 && info[2].IsNumber()) maxBytes = info[2].As<Napi::Number>().DoubleValue();
+  if (d > maxBytes)
+    throw Napi::RangeError::New(env, "[ERR_SOUP_TOO_LARGE] allocBuffer: " + std::to_string(static_cast<size_t>(d)) + " bytes is over the runtime's ArrayBuffer limit");
   size_t n = static_cast<size_t>(d);
   if (n == 0) return Napi::ArrayBuffer::New(env, 0);
   void* p = nullptr;
@@ -528,7 +559,7 @@ Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
     w->opt.threads = parseThreads(b);
     Napi::Value nt = b.Get("nonTemporal");
     w->opt.nonTemporal = nt.IsBoolean() ? nt.As<Napi::Boolean>().Value() : true;
-    // warmup: false times the first pass, as a soup call is timed (merge bench, docs/merge.md "Measuring")
+    // warmup: false times the first pass, as a soup call is timed (merge bench, docs/notes/merge-measuring.md "Measuring")
     Napi::Value wu = b.Get("warmup");
     if (!wu.IsUndefined() && !wu.IsBoolean()) argError(env, "bandwidthProbe: warmup must be a boolean");
     w->warmup = wu.IsBoolean() ? wu.As<Napi::Boolean>().Value() : true;
@@ -564,7 +595,7 @@ Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, JS_info));
-  exports.Set("mmapFile", Napi::Function::New(env, JS_mmapFile));
+  exports.Set("mmapWindows", Napi::Function::New(env, JS_mmapWindows));
   exports.Set("allocBuffer", Napi::Function::New(env, JS_allocBuffer));
   exports.Set("interpolate", Napi::Function::New(env, JS_interpolate));
   exports.Set("prepareInterpolation", Napi::Function::New(env, JS_prepareInterpolation));

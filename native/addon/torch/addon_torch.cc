@@ -47,6 +47,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   if (RegisterTrain) RegisterTrain(env, exports);
   if (RegisterControl) RegisterControl(env, exports);
   if (RegisterDiffusion) RegisterDiffusion(env, exports);
+  if (RegisterServe) RegisterServe(env, exports);
   if (RegisterCuda) RegisterCuda(env, exports);
   return exports;
 }

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <vector>
 
 namespace soup::addon {
 
@@ -35,6 +36,57 @@ inline std::string Str(const Napi::Object& o, const char* k, const std::string& 
 inline int64_t Int(const Napi::Value& v, const char* what) {
   if (!v.IsNumber()) ThrowType(v.Env(), std::string(what) + " must be a number");
   return v.As<Napi::Number>().Int64Value();
+}
+
+inline at::ScalarType DtypeOf(Napi::Env env, const std::string& d) {
+  if (d == "float32") return at::kFloat;
+  if (d == "float64") return at::kDouble;
+  if (d == "bfloat16") return at::kBFloat16;
+  if (d == "float16") return at::kHalf;
+  throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] unsupported dtype '" + d + "' (float32, float64, bfloat16, float16)");
+}
+
+// {dtype, shape, data} -> a tensor over the JS memory, which `keep` holds until the job completes.
+inline at::Tensor TensorIn(Napi::Env env, const Napi::Value& v, const std::string& name, std::vector<Napi::Reference<Napi::Value>>& keep) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] tensor '" + name + "' must be {dtype, shape, data}");
+  Napi::Object o = v.As<Napi::Object>();
+  at::ScalarType dt = DtypeOf(env, Str(o, "dtype", "float32"));
+  Napi::Value sv = o.Get("shape"), dv = o.Get("data");
+  if (!sv.IsArray() || !dv.IsTypedArray()) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] tensor '" + name + "' needs shape: number[] and data: TypedArray");
+  Napi::Array sa = sv.As<Napi::Array>();
+  std::vector<int64_t> shape;
+  int64_t numel = 1;
+  for (uint32_t i = 0; i < sa.Length(); i++) {
+    int64_t d = sa.Get(i).As<Napi::Number>().Int64Value();
+    if (d < 0) throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] tensor '" + name + "' has a negative dimension");
+    shape.push_back(d);
+    numel *= d;
+  }
+  Napi::TypedArray ta = dv.As<Napi::TypedArray>();
+  size_t es = c10::elementSize(dt);
+  if (ta.ByteLength() != size_t(numel) * es)
+    throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] tensor '" + name + "': data has " + std::to_string(ta.ByteLength()) + " bytes but shape and dtype need " + std::to_string(numel * es));
+  void* p = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  keep.push_back(Napi::Persistent(dv));
+  return at::from_blob(p, shape, at::TensorOptions().dtype(dt));
+}
+
+// Runs a job's work on a model thread; any exception becomes the "[ERR_SOUP_*] message" it reports
+// (c10 errors without their backtrace), so no C++ exception crosses into the JS engine.
+template <typename F>
+std::string RunCaught(F&& work) {
+  try {
+    work();
+    return "";
+  } catch (const c10::Error& err) {
+    std::string m = err.what_without_backtrace();
+    return m.rfind("[ERR_SOUP_", 0) == 0 ? m : "[ERR_SOUP_INTERNAL] libtorch: " + m;
+  } catch (const std::exception& err) {
+    std::string m = err.what();
+    return m.rfind("[ERR_SOUP_", 0) == 0 ? m : "[ERR_SOUP_INTERNAL] " + m;
+  } catch (...) {
+    return "[ERR_SOUP_INTERNAL] unknown native error";
+  }
 }
 
 inline const char* DtypeName(at::ScalarType t) {

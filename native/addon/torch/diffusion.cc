@@ -83,17 +83,7 @@ void Loop(DSession* s) {
       j = s->q.front();
       s->q.pop_front();
     }
-    try {
-      if (j->work) j->work();
-    } catch (const c10::Error& e) {
-      std::string m = e.what_without_backtrace();
-      j->error = m.rfind("[ERR_SOUP_", 0) == 0 ? m : "[ERR_SOUP_INTERNAL] libtorch: " + m;
-    } catch (const std::exception& e) {
-      std::string m = e.what();
-      j->error = m.rfind("[ERR_SOUP_", 0) == 0 ? m : "[ERR_SOUP_INTERNAL] " + m;
-    } catch (...) {
-      j->error = "[ERR_SOUP_INTERNAL] unknown native error";
-    }
+    if (j->work) j->error = RunCaught(j->work);
     s->tsfn.BlockingCall(j, [](Napi::Env env, Napi::Function, DJob* jj) { Complete(env, jj); });
   }
   s->model = UNet();  // free tensors on the thread that made them

@@ -9,6 +9,8 @@ __attribute__((weak)) void RegisterTrain(Napi::Env env, Napi::Object exports);
 __attribute__((weak)) void RegisterControl(Napi::Env env, Napi::Object exports);
 // native/addon/torch/diffusion*.cc: the conditional UNet, DDPM/DDIM and reward-weighted fine-tuning.
 __attribute__((weak)) void RegisterDiffusion(Napi::Env env, Napi::Object exports);
+// native/addon/torch/serve.cc: the batched decoding engine of `rsoup serve` (a λ per sequence).
+__attribute__((weak)) void RegisterServe(Napi::Env env, Napi::Object exports);
 // native/cuda (when compiled): GPU merges and kernels.
 __attribute__((weak)) void RegisterCuda(Napi::Env env, Napi::Object exports);
 // Defined by native/cuda when compiled: true, and the number of visible devices (0 without a GPU).

@@ -93,17 +93,7 @@ void Loop(Session* s) {
       j = s->q.front();
       s->q.pop_front();
     }
-    try {
-      if (j->work) j->work();
-    } catch (const c10::Error& e) {
-      std::string m = e.what_without_backtrace();
-      j->error = m.rfind("[ERR_SOUP_", 0) == 0 ? m : "[ERR_SOUP_INTERNAL] libtorch: " + m;
-    } catch (const std::exception& e) {
-      std::string m = e.what();
-      j->error = m.rfind("[ERR_SOUP_", 0) == 0 ? m : "[ERR_SOUP_INTERNAL] " + m;
-    } catch (...) {
-      j->error = "[ERR_SOUP_INTERNAL] unknown native error";
-    }
+    if (j->work) j->error = RunCaught(j->work);
     s->tsfn.BlockingCall(j, [](Napi::Env env, Napi::Function, Job* jj) { Complete(env, jj); });
   }
   s->model = LlamaModel();  // free tensors on the thread that made them
@@ -132,38 +122,8 @@ Napi::Value Post(Napi::Env env, Session* s, Job* j) {
 }
 
 // ---- argument helpers ----
-at::ScalarType DtypeOf(Napi::Env env, const std::string& d) {
-  if (d == "float32") return at::kFloat;
-  if (d == "float64") return at::kDouble;
-  if (d == "bfloat16") return at::kBFloat16;
-  if (d == "float16") return at::kHalf;
-  throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] unsupported dtype '" + d + "' (float32, float64, bfloat16, float16)");
-}
 
 // {dtype, shape, data} -> a tensor over the JS memory (kept alive by the job).
-at::Tensor TensorIn(Napi::Env env, const Napi::Value& v, const std::string& name, Job* j) {
-  if (!v.IsObject()) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] tensor '" + name + "' must be {dtype, shape, data}");
-  Napi::Object o = v.As<Napi::Object>();
-  at::ScalarType dt = DtypeOf(env, Str(o, "dtype", "float32"));
-  Napi::Value sv = o.Get("shape"), dv = o.Get("data");
-  if (!sv.IsArray() || !dv.IsTypedArray()) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] tensor '" + name + "' needs shape: number[] and data: TypedArray");
-  Napi::Array sa = sv.As<Napi::Array>();
-  std::vector<int64_t> shape;
-  int64_t numel = 1;
-  for (uint32_t i = 0; i < sa.Length(); i++) {
-    int64_t d = sa.Get(i).As<Napi::Number>().Int64Value();
-    if (d < 0) throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] tensor '" + name + "' has a negative dimension");
-    shape.push_back(d);
-    numel *= d;
-  }
-  Napi::TypedArray ta = dv.As<Napi::TypedArray>();
-  size_t es = c10::elementSize(dt);
-  if (ta.ByteLength() != size_t(numel) * es)
-    throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] tensor '" + name + "': data has " + std::to_string(ta.ByteLength()) + " bytes but shape and dtype need " + std::to_string(numel * es));
-  void* p = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  j->keep.push_back(Napi::Persistent(dv));
-  return at::from_blob(p, shape, at::TensorOptions().dtype(dt));
-}
 
 std::map<std::string, at::Tensor> TensorMapIn(Napi::Env env, const Napi::Value& v, Job* j) {
   std::map<std::string, at::Tensor> m;
@@ -172,7 +132,7 @@ std::map<std::string, at::Tensor> TensorMapIn(Napi::Env env, const Napi::Value& 
   Napi::Array keys = o.GetPropertyNames();
   for (uint32_t i = 0; i < keys.Length(); i++) {
     std::string k = keys.Get(i).ToString().Utf8Value();
-    m[k] = TensorIn(env, o.Get(k), k, j);
+    m[k] = TensorIn(env, o.Get(k), k, j->keep);
   }
   return m;
 }

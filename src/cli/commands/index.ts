@@ -9,5 +9,7 @@ import { register as rewards } from './rewards.js';
 import { register as train } from './train.js';
 import { register as run } from './run.js';
 import { register as demo } from './demo.js';
+import { register as serve } from './serve.js';
+import { register as setup } from './setup.js';
 
-export const commands: Array<(program: Command) => void> = [doctor, merge, bench, pareto, rewards, train, run, demo];
+export const commands: Array<(program: Command) => void> = [doctor, setup, merge, bench, pareto, rewards, train, run, demo, serve];

@@ -2,18 +2,25 @@
 // rsoup run EXPERIMENT.yml [--dry-run] [--json] [--out DIR]: the rewarded-soup experiment end to end
 // (base → experts → MORL → sweep → report), each stage cached in the run dir by the hash of its inputs.
 // Human progress on stderr (one line per stage, ETAs for the long ones); --json: events on stdout.
+// A run dir whose remaining work is locked by other live processes: exit 75 at once, naming them.
 import type { Command } from 'commander';
-import { fmtTime, loadExperiment, planExperiment, runExperiment, type Experiment, type ExperimentInput, type RunEvent } from '../../pipeline/index.js';
-import { jsonLine } from '../output.js';
+import { fmtTime, loadExperiment, planExperiment, runExperiment, RunDirBusyError, type Experiment, type ExperimentInput, type RunEvent } from '../../pipeline/index.js';
+import { jsonLine, reportError } from '../output.js';
 import { withSigint } from '../signals.js';
 
+/** Exit status of a run whose work is all held by other live processes (sysexits' EX_TEMPFAIL: try again later). */
+export const EXIT_BUSY = 75;
 
 export function printEvent(e: RunEvent, json: boolean, t0: number): void {
   if (json) {
     jsonLine(e);
     if (e.event === 'run') return;
   }
-  if (e.event === 'run') return;
+  if (e.event === 'run' || e.event === 'lock') return;
+  if (e.event === 'warning') {
+    process.stderr.write(`rsoup: warning: ${e.message}\n`);
+    return;
+  }
   const el = fmtTime((performance.now() - t0) / 1000);
   let line = '';
   if (e.event === 'stage') {
@@ -60,7 +67,17 @@ export async function runAndPrint(src: string | ExperimentInput, o: { json?: boo
   }
   const t0 = performance.now();
   process.stderr.write(`${o.label ?? 'rsoup run'}: ${x.name} → ${x.runDir}\n`);
-  const res = await withSigint((signal) => runExperiment(x, { signal, onEvent: (e) => printEvent(e, !!o.json, t0) }));
+  let res;
+  try {
+    res = await withSigint((signal) => runExperiment(x, { signal, onEvent: (e) => printEvent(e, !!o.json, t0) }));
+  } catch (e) {
+    if (!(e instanceof RunDirBusyError)) throw e;
+    // not a failure: the work is in other hands (a Slurm array task or a second terminal may see this)
+    if (o.json) jsonLine({ event: 'busy', runDir: e.runDir, holders: e.holders.map(({ token: _t, ...h }) => h), message: e.message });
+    reportError(e);
+    process.exitCode = EXIT_BUSY;
+    return;
+  }
   const r = res.report;
   process.stderr.write(`\n${r.reading.map((l) => `  - ${l}`).join('\n')}\n\n`);
   process.stderr.write(`report: ${res.htmlPath} (numbers: ${res.reportPath}; front plot: ${res.reportPath.replace(/report\.json$/, 'front.png')})\n`);

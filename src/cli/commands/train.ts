@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SoupError } from '../../errors.js';
+import { parseStrict } from '../../util/config.js';
 import { rewardsFromConfig } from '../../rewards/index.js';
 import { CausalLM, PPOConfigSchema, PPOTrainer, parsePPOConfig } from '../../train/index.js';
 import { jsonLine, UsageError } from '../output.js';
@@ -70,12 +71,7 @@ export async function trainPPOFromFile(path: string, opts: { json?: boolean; res
   } catch (e) {
     throw new SoupError('ERR_SOUP_CONFIG', `${path}: ${(e as Error).message}`);
   }
-  const p = TrainPPOFileSchema.safeParse(raw);
-  if (!p.success) {
-    const i = p.error.issues[0];
-    throw new SoupError('ERR_SOUP_CONFIG', `${path}: ${i.path.join('.') || '(root)'}: ${i.message}`);
-  }
-  const c = p.data;
+  const c = parseStrict(TrainPPOFileSchema, raw, path);
   const base = dirname(resolve(path));
   const at = (x: string) => (isAbsolute(x) ? x : resolve(base, x));
   const ppo = parsePPOConfig(c.ppo, `${path}: ppo`);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The text-to-image experiment (paper App. E) in miniature: `rsoup demo --task diffusion`.
 import { DIFFUSION_DEMO, checkSettings, runDiffusionExperiment, type DiffusionEvent, type DiffusionSettings } from './run.js';
+import { formatDuration } from '../../../util/duration.js';
 
 export { DIFFUSION_DEMO, runDiffusionExperiment, checkSettings, scoreImages, type DiffusionSettings, type DiffusionEvent, type DiffusionRunOptions, type FineTuned, type EvalResult } from './run.js';
 export { writeDiffusionReport, expertChecks, type DiffusionReportInput } from './report.js';
@@ -19,7 +20,7 @@ export interface DiffusionDemoOptions {
   onEvent?: (e: DiffusionEvent) => void;
 }
 
-const fmt = (s: number) => (s >= 60 ? `${Math.floor(s / 60)}m${Math.round(s % 60).toString().padStart(2, '0')}s` : `${s.toFixed(1)}s`);
+const fmt = formatDuration;
 
 /** Runs the diffusion demo, printing progress; returns the report. */
 export async function runDiffusionDemo(opts: DiffusionDemoOptions = {}) {

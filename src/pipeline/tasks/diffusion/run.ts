@@ -20,6 +20,7 @@ import {
 } from '../../../train/index.js';
 import { randomCaptions, type RgbImage } from '../../../data/shapes.js';
 import type { EvalEntry } from '../../sweep.js';
+import { meanStderr } from '../../../pareto/index.js';
 
 export interface DiffusionSettings {
   name: string;
@@ -37,7 +38,7 @@ export interface DiffusionSettings {
   eval: { captions: number; ddim_steps: number; seed: number; lambdas: number; grid_captions: number };
 }
 
-/** The measured settings of MINIATURES.md (Diffusion), scaled to ~10 minutes on a busy 2-core machine. */
+/** Settings measured beforehand for the diffusion miniature, scaled to ~10 minutes on a busy 2-core machine. */
 export const DIFFUSION_DEMO: DiffusionSettings = {
   name: 'demo-diffusion',
   seed: 0,
@@ -82,15 +83,6 @@ export interface EvalResult extends EvalEntry {
 
 const hashOf = (v: unknown) => createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
 
-function meanStderr(x: ArrayLike<number>): [number, number] {
-  const n = x.length;
-  let m = 0;
-  for (let i = 0; i < n; i++) m += x[i];
-  m /= n;
-  let s = 0;
-  for (let i = 0; i < n; i++) s += (x[i] - m) ** 2;
-  return [m, n > 1 ? Math.sqrt(s / (n - 1) / n) : 0];
-}
 
 /** Scores images with each reward (Reward adapters over samples whose meta.image is the image). */
 export async function scoreImages(rewards: Reward[], captions: readonly string[], images: readonly RgbImage[], signal?: AbortSignal): Promise<Float64Array[]> {

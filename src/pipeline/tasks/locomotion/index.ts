@@ -8,6 +8,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SoupError } from '../../../errors.js';
+import { parseStrict } from '../../../util/config.js';
+import { formatDuration } from '../../../util/duration.js';
 import { VecEnv, evaluateEpisodes, resolveEnvName, filmstripPng, filmstripSvg, recordEpisodeFrames, type EpisodeRecord, type FilmstripRow } from '../../../envs/index.js';
 import type { TensorMap } from '../../../io/index.js';
 import { hypervolume, lambdaGrid, lmcGaps, nadirRef, paperBox, paperHypervolume, paretoFront } from '../../../pareto/index.js';
@@ -58,11 +60,7 @@ export type LocomotionConfig = z.output<typeof LocomotionSchema>;
 export type LocomotionInput = z.input<typeof LocomotionSchema>;
 
 export function parseLocomotion(x: unknown, src = 'locomotion experiment'): LocomotionConfig {
-  const r = LocomotionSchema.safeParse(x ?? {});
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new SoupError('ERR_SOUP_CONFIG', `${src}: ${i.path.join('.') || '(root)'}: ${i.message}`);
-  }
+  const r = { data: parseStrict(LocomotionSchema, x ?? {}, src) };
   // R1 = v and R2 = v − α·Σa² are read off mo-halfcheetah's vector [v, −Σa²]; Hopper's vector has
   // other terms (each with the healthy reward added), so it would need its own objectives.
   const env = resolveEnvName(r.data.env.env);
@@ -70,8 +68,17 @@ export function parseLocomotion(x: unknown, src = 'locomotion experiment'): Loco
   return r.data;
 }
 
-/** The demo's settings: MINIATURES.md's protocol (400k pre-training steps, 150k per fine-tune). */
+/** The demo's settings: the protocol of docs/locomotion.md (400k pre-training steps, 150k per fine-tune). */
 export const LOCOMOTION_DEMO: LocomotionInput = { name: 'demo-locomotion', output: 'runs/demo/locomotion' };
+
+/** A fine-tune's starting weights (the paper's App. H): the pre-trained actor and observation statistics,
+ *  and a fresh critic — the value function is discarded after pre-training, since it estimated returns
+ *  of the pre-training reward, not of the expert's. */
+export function fineTuneStart(pretrained: TensorMap, fresh: TensorMap): TensorMap {
+  const out: TensorMap = {};
+  for (const [n, t] of Object.entries(pretrained)) out[n] = n.startsWith('critic.') ? fresh[n] : t;
+  return out;
+}
 
 // ---- events -------------------------------------------------------------------------------------------
 export type LocomotionEvent =
@@ -174,9 +181,12 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
     }
     emit({ event: 'stage', stage: name, status: 'start', detail: `${steps} steps on v − ${weights[1]}·Σa²` });
     const env = await VecEnv.create({ ...envOpts, seed, threads: Math.min(threads, envOpts.numEnvs) });
-    const policy = start
-      ? ControlPolicy.fromTensors(start, { source: 'the pre-trained policy', seed, env: env.info })
-      : ControlPolicy.create({ obsDim: env.info.obsDim, actDim: env.info.actDim, hidden: cfg.policy.hidden, seed });
+    const fresh = ControlPolicy.create({ obsDim: env.info.obsDim, actDim: env.info.actDim, hidden: cfg.policy.hidden, seed });
+    let policy = fresh;
+    if (start) {
+      policy = ControlPolicy.fromTensors(fineTuneStart(start, fresh.tensors()), { source: 'the pre-trained policy', seed, env: env.info });
+      fresh.dispose();
+    }
     policy.frozen = start !== undefined; // fine-tunes keep the pre-trained observation statistics
     const curve: Array<{ step: number; ret: number }> = [];
     try {
@@ -450,7 +460,7 @@ export interface LocomotionDemoOptions extends LocomotionOptions {
   log?: (line: string) => void;
 }
 
-/** `rsoup demo --task locomotion`: the protocol of MINIATURES.md; prints progress and the findings. */
+/** `rsoup demo --task locomotion`: the protocol of docs/locomotion.md; prints progress and the findings. */
 export async function runLocomotionDemo(opts: LocomotionDemoOptions = {}): Promise<LocomotionResult | undefined> {
   const input: LocomotionInput = { ...LOCOMOTION_DEMO, ...opts.overrides, ...(opts.out ? { output: opts.out } : {}) };
   const cfg = parseLocomotion(input);
@@ -471,17 +481,17 @@ export async function runLocomotionDemo(opts: LocomotionDemoOptions = {}): Promi
     signal: opts.signal,
     onEvent: (e) => {
       opts.onEvent?.(e);
-      if (e.event === 'stage') log(`[${e.stage}] ${e.status}${e.seconds !== undefined ? ` in ${e.seconds.toFixed(0)} s` : ''}${e.detail ? `: ${e.detail}` : ''}`);
+      if (e.event === 'stage') log(`[${e.stage}] ${e.status}${e.seconds !== undefined ? ` in ${formatDuration(e.seconds)}` : ''}${e.detail ? `: ${e.detail}` : ''}`);
       else if (e.event === 'update') {
         // about ten lines per run
         const every = Math.max(1, Math.floor(e.updates / 10));
         if (e.meanReturn !== undefined) last[e.run] = e.meanReturn;
         if (e.update % every === 0 || e.update === e.updates) {
-          log(`[${e.run}] update ${e.update}/${e.updates}, ${e.step} steps, return ${last[e.run] !== undefined ? last[e.run].toFixed(0) : '–'}, ${e.seconds.toFixed(0)} s`);
+          log(`[${e.run}] update ${e.update}/${e.updates}, ${e.step} steps, return ${last[e.run] !== undefined ? last[e.run].toFixed(0) : '–'}, ${formatDuration(e.seconds)}`);
         }
       } else if (e.event === 'eval') log(`[eval ${e.done}/${e.total}] ${e.name}: R1 ${e.rewards[0].toFixed(0)}, R2 ${e.rewards[1].toFixed(0)}`);
       else if (e.event === 'finished') {
-        log(`done in ${e.seconds.toFixed(0)} s; report: ${e.html}`);
+        log(`done in ${formatDuration(e.seconds)}; report: ${e.html}`);
         e.summary.forEach((l) => log(`  ${l}`));
       }
     },
