@@ -77,6 +77,21 @@ describe('rsoup run (micro experiment)', () => {
     const rd = report(join(tmp, 'b'));
     expect(rd.models[4].rewards).toEqual(rd.models[1].rewards);
     expect(rd.models[6].rewards).toEqual(rd.models[2].rewards);
+
+    // the prediction-ensembling baseline (Fig. 4c): one more evaluation per λ, beside the soups
+    writeFileSync(join(tmp, 'micro-ens.yml'), micro(3).replace('lambdas: 3', 'lambdas: 3, ensemble: true'));
+    const en = rsoup(['run', join(tmp, 'micro-ens.yml'), '--out', join(tmp, 'b')]);
+    expect(en.code, en.stderr).toBe(0);
+    expect(en.stderr.match(/(base|experts|morl): cached/g)).toHaveLength(4);
+    const re = report(join(tmp, 'b'));
+    const ens = re.models.filter((m: { kind: string }) => m.kind === 'ensemble');
+    expect(ens.map((m: { lambda: number[] }) => m.lambda)).toEqual([[1, 0], [0.5, 0.5], [0, 1]]);
+    expect(re.ensembles).toHaveLength(3);
+    for (const e of re.ensembles) expect(e.soup_minus_ensemble.map((d: { reward: string }) => d.reward)).toEqual(['vader', 'topic']);
+    // the soups' numbers do not depend on whether the ensembles were evaluated too
+    expect(re.models.filter((m: { kind: string }) => m.kind === 'soup')).toEqual(report(join(tmp, 'a')).models.filter((m: { kind: string }) => m.kind === 'soup'));
+    const evals = JSON.parse(readFileSync(join(tmp, 'b', 'sweep', 'evals.json'), 'utf8'));
+    for (const e of evals.filter((x: { kind: string }) => x.kind === 'ensemble')) expect(e.perPrompt[0]).toHaveLength(8);
   }, 300_000);
 
   it('resumes a run killed during the experts, with the same report as an uninterrupted run', async () => {

@@ -112,7 +112,6 @@ describe('experiment config', () => {
     expect(err({ ...base(), ppo: { learning_rate: -1 } })).toMatch(/ppo\.learning_rate/);
     expect(err({ ...base(), rewards: [{ type: 'vader' }, { type: 'vader' }] })).toMatch(/rewards\[1\]\.name: duplicate reward name 'vader'/);
     expect(err({ ...base(), rewards: [{ type: 'vader' }, { type: 'lexicon', name: 'x', words: [] }] })).toMatch(/rewards\[1\]\.words/);
-    expect(err({ ...base(), sweep: { ensemble: true } })).toMatch(/ensemble.*not available/);
     expect(err({ ...base(), bogus: 1 } as ExperimentInput)).toMatch(/bogus|Unrecognized/);
   });
 });

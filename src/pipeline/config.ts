@@ -72,7 +72,8 @@ const SweepSchema = z.strictObject({
   extrapolate: z.array(z.number()).default([]),
   /** 'lora' (the paper's: A and B interpolated separately) or 'dense' (ΔW = s Σ λᵢBᵢAᵢ exactly). */
   interpolation: z.enum(['lora', 'dense']).default('lora'),
-  /** Prediction ensembling (Fig. 4c): not in this build. */
+  /** Also evaluate the prediction ensemble of the experts (Fig. 4c) at every λ on the simplex: the
+   *  experts' next-token distributions averaged with weights λ (N forward passes per token). */
   ensemble: z.boolean().default(false),
   /** λ drawn from a symmetric Dirichlet on the simplex (the paper's Fig. 2f protocol), added to the grid. */
   dirichlet: z.strictObject({ samples: z.number().int().positive(), seed: z.number().int().nonnegative().default(0) }).optional(),
@@ -283,7 +284,6 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
     }
   }
   if (c.sweep.interpolation === 'dense' && c.base.adapter) throw bad(where, 'sweep.interpolation: dense interpolation is not available with a starting adapter (base.adapter); use lora');
-  if (c.sweep.ensemble) throw bad(where, 'sweep.ensemble: prediction ensembling (Fig. 4c) is not available in this build; set it to false');
   for (const [j, mu] of (c.report.preferences ?? []).entries()) {
     if (mu.length !== N) throw bad(where, `report.preferences[${j}] has ${mu.length} entries for ${N} rewards`);
   }

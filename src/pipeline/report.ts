@@ -136,6 +136,12 @@ export function buildReport(r: ReportInput) {
     return { morl: m.name, mu: m.mu, soup_lambda: s.lambda, exact: dist(s.lambda!, m.mu!) < 1e-9, diff: r.rewardNames.map((name, k) => ({ reward: name, ...contrast(k, [[1, s], [-1, m]]) })) };
   }) : [];
 
+  // Prediction ensembling (Fig. 4c): the λ-weighted ensemble of the experts against the soup at the same λ.
+  const ensembles = r.entries.filter((e) => e.kind === 'ensemble').map((en) => {
+    const s = soups.find((x) => dist(x.lambda!, en.lambda!) < 1e-9);
+    return { lambda: en.lambda, rewards: en.rewards, stderr: en.stderr, soup_minus_ensemble: s ? r.rewardNames.map((name, k) => ({ reward: name, ...contrast(k, [[1, s], [-1, en]]) })) : undefined };
+  });
+
   // λ selection as the paper's Fig. 4a: rewards normalised per reward on the validation prompts
   // (initialisation → best expert = 0 → 1), λ chosen on validation, scored on the test prompts beside λ = μ̂.
   const prefs = r.preferences ?? (N === 2 ? [[0.75, 0.25], [0.5, 0.5], [0.25, 0.75]] : [Array(N).fill(1 / N)]);
@@ -198,6 +204,7 @@ export function buildReport(r: ReportInput) {
     }),
     `Working Hypothesis 1 (LMC): ${verdictH1}; mean gap per reward ${r.rewardNames.map((n, k) => `${n} ${f(meanGap[k])}`).join(', ')}${h1Counts ? '.' : ' — not counted as evidence: not every expert learned, and when nothing moves the soups trivially sit on the experts\' segment.'}`,
     `Hypervolume (higher is better, reference point ${vec(ref, 4)}): soups ${f(hvSoups, 4)}, MORL ${f(hvMorl, 4)}; ratio soups/MORL = ${Number.isFinite(ratio) ? ratio.toFixed(3) : '∞'} (${ratio >= 1 ? 'the soups\' front covers at least as much' : 'MORL\'s front covers more'}).` + (paper ? ` Paper's convention (lower is better, box utopia ${vec(paper.utopia, 4)}, lower ${vec(paper.lower, 4)}): soups ${f(paper.soups, 4)}, MORL ${f(paper.morl, 4)}.` : ''),
+    ...ensembles.filter((x) => x.soup_minus_ensemble && x.lambda!.every((v) => Math.abs(v - 1 / N) < 1e-9)).map((x) => `Soup minus the prediction ensemble at λ = ${vec(x.lambda!)}: ${x.soup_minus_ensemble!.map((d) => `${d.reward} ${d.mean >= 0 ? '+' : ''}${f(d.mean)} (${fmtZ(d.z)} s.e.)`).join(', ')} (the ensemble costs N forward passes per token).`),
     ...versusMorl.map((v) => `Soup at ${v.exact ? 'λ = μ' : 'the nearest grid λ'} ${vec(v.soup_lambda!)} minus ${v.morl}: ${v.diff.map((d) => `${d.reward} ${d.mean >= 0 ? '+' : ''}${f(d.mean)} (${fmtZ(d.z)} s.e.)`).join(', ')}.`),
     ...('rows' in selection ? (selection.rows as Array<Record<string, unknown>>) : []).map((s) => {
       const x = s as { preference: number[]; error?: string; validation_choice?: { lambda: number[]; test_utility: number }; lambda_equals_mu?: { lambda: number[]; exact: boolean; test_utility: number }; test_difference?: Paired; best?: { lambda: number[] } };
@@ -228,6 +235,7 @@ export function buildReport(r: ReportInput) {
     conflict_pairs: pairs,
     fluency,
     versus_morl: versusMorl,
+    ensembles,
     hypervolume: {
       ref, ref_rule: r.ref ? 'given in the config' : 'nadir of every evaluated model minus 10% of the range',
       soups: hvSoups, morl: hvMorl, ratio,

@@ -451,7 +451,7 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
         gen: { maxNewTokens: x.sweep.max_new_tokens, doSample: x.sweep.do_sample, seed: x.sweep.seed, stopAtEos: x.sweep.stop_at_eos },
         experts: await Promise.all(runs.filter((r) => r.kind === 'experts').map(async (r) => ({ name: r.name, tensors: await load(r) }))),
         morl: await Promise.all(runs.filter((r) => r.kind === 'morl').map(async (r) => ({ name: r.name, mu: r.mu, tensors: await load(r) }))),
-        lambdas: x.lambdas, interpolation: x.sweep.interpolation, signal: ac.signal,
+        lambdas: x.lambdas, interpolation: x.sweep.interpolation, ensemble: x.sweep.ensemble, signal: ac.signal,
         onProgress: (done, total, e) => {
           const el = (performance.now() - ts) / 1000;
           emit({ event: 'progress', stage: 'sweep', done, total, elapsed: el, eta: (el / done) * (total - done), detail: `${e.name}: ${e.rewards.map((v, k) => `${x.rewardNames[k]} ${v.toFixed(4)}`).join(', ')}` });

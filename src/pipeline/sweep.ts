@@ -6,11 +6,12 @@
 // then every reward per prompt (kept for paired statistics), then each model's distance from the
 // initialisation (KL on sampled responses) and fluency (distinct-n, the base model's NLL).
 import { prepareInterpolation } from '../soup/index.js';
-import type { TensorMap } from '../io/index.js';
+import { loadModelDir, readPeftAdapter, type TensorMap } from '../io/index.js';
+import { join } from 'node:path';
 import type { Reward } from '../rewards/index.js';
 import { SoupError } from '../errors.js';
 import { meanStderr } from '../pareto/index.js';
-import { CausalLM, normalizeLora, type LoraOptions } from '../train/index.js';
+import { CausalLM, llamaConfigFromHF, loadTokenizer, normalizeLora, peftAdapterConfig, type LoraOptions } from '../train/index.js';
 
 export interface Fluency {
   /** KL(π ‖ π_init) per response: mean over prompts of Σₜ log π(yₜ) − log π_init(yₜ) on sampled responses. */
@@ -28,7 +29,9 @@ export interface Fluency {
 }
 
 export interface EvalEntry {
-  kind: 'init' | 'expert' | 'soup' | 'morl';
+  /** 'ensemble': the paper's prediction-ensembling baseline (Fig. 4c): the experts' next-token
+   *  distributions averaged with weights λ at every decoding step (N forward passes per token). */
+  kind: 'init' | 'expert' | 'soup' | 'morl' | 'ensemble';
   name: string;
   /** λ (soups; experts are λ = eᵢ). */
   lambda?: number[];
@@ -71,6 +74,8 @@ export interface SweepInput {
   /** 'lora' (default, the paper's): A and B interpolated separately; 'dense': ΔW = s Σ λᵢ BᵢAᵢ exactly,
    *  as a rank-N·r adapter [A₁; …; A_N], [λ₁B₁, …, λ_N B_N] (peft's "cat"). */
   interpolation?: 'lora' | 'dense';
+  /** Also evaluate the prediction ensemble of the experts at every λ on the simplex. */
+  ensemble?: boolean;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number, e: EvalEntry) => void;
 }
@@ -222,17 +227,20 @@ export async function runSweep(s: SweepInput): Promise<EvalEntry[]> {
   }
   const load = (list: TensorMap[], w: number[], out?: TensorMap) => (dense ? catLora(list, w, out) : list[w.indexOf(1)]);
   const model = await CausalLM.fromPretrained(s.model, { dtype: s.dtype === 'float16' ? 'float32' : s.dtype, lora, seed: s.seed, ...(s.threads ? { threads: s.threads } : {}) });
-  const total = 1 + N + s.morl.length + s.lambdas.length;
+  const ensembleLambdas = s.ensemble ? s.lambdas.filter((l) => l.every((v) => v >= 0 && v <= 1)) : [];
+  const total = 1 + N + s.morl.length + s.lambdas.length + ensembleLambdas.length;
   const entries: EvalEntry[] = [];
   const push = (e: EvalEntry) => {
     entries.push(e);
     s.onProgress?.(entries.length, total, e);
   };
   const pending: Pending[] = [];
+  const measured: EvalEntry[] = []; // the entries `pending` belongs to, in order
   const evaluate = async (e: Omit<EvalEntry, 'rewards' | 'stderr' | 'samples'>) => {
     const { pending: p, ...res } = await evaluateModel(model, s.prompts, s.rewards, s.gen, s.signal);
     pending.push(p);
     push({ ...e, ...res });
+    measured.push(entries[entries.length - 1]);
   };
   try {
     // A fresh adapter (B = 0) or the starting adapter: the shared initialisation every run began from.
@@ -255,9 +263,64 @@ export async function runSweep(s: SweepInput): Promise<EvalEntry[]> {
       await evaluate({ kind: 'soup', name: `soup λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`, lambda: lam });
     }
     const fl = await distances(model, s.prompts, initAdapter, pending);
-    entries.forEach((e, k) => (e.fluency = fl[k]));
+    measured.forEach((e, k) => (e.fluency = fl[k]));
   } finally {
     await model.dispose();
   }
+  if (ensembleLambdas.length) {
+    const lora = typeof s.adapter === 'string' ? (await readPeftAdapter(s.adapter)).config : peftAdapterConfig(normalizeLora(s.lora));
+    for await (const e of evaluateEnsembles(s, lora, ensembleLambdas)) push(e);
+  }
   return entries;
+}
+
+/** The prediction ensembles of the experts at each λ, decoded by the batched serving step (its
+ *  'ensemble' mode: log Σ λᵢ softmax(logitsᵢ) per token), scored like every other model. Sampling
+ *  draws its own per-prompt seeds (gen.seed + prompt index), so these entries share prompts, not noise,
+ *  with the others. No distance measures: the ensemble is not one set of weights. */
+async function* evaluateEnsembles(s: SweepInput, loraConfig: Record<string, unknown>, lambdas: number[][]): AsyncGenerator<EvalEntry> {
+  // the serving engine sits beside the pipeline (src/serve): loaded only when asked for
+  const { SoupEngine, adapterModules } = await import('../serve/engine.js');
+  const { config: raw, tensors } = await loadModelDir(s.model);
+  const config = llamaConfigFromHF(raw, s.model);
+  const engine = await SoupEngine.create(config, tensors, s.experts.map((e) => adapterModules(e.name, loraConfig, e.tensors)), {
+    dtype: s.dtype === 'float16' ? 'float32' : s.dtype, ...(s.threads ? { threads: s.threads } : {}),
+  });
+  const tokenizer = loadTokenizer(join(s.model, 'tokenizer.json'));
+  const eos = s.gen.stopAtEos === false ? -1 : config.eosTokenId ?? -1;
+  try {
+    for (const lam of lambdas) {
+      if (s.signal?.aborted) throw new SoupError('ERR_SOUP_ABORTED', 'the sweep was cancelled');
+      const out: number[][] = s.prompts.map(() => []);
+      const active = new Set(s.prompts.map((_, i) => i));
+      const take = async (r: { ids: Int32Array; tokens: Int32Array }) => {
+        const done: number[] = [];
+        r.ids.forEach((id, k) => {
+          const t = r.tokens[k];
+          if (t >= 0) out[id].push(t);
+          if (t < 0 || t === eos || out[id].length >= s.gen.maxNewTokens) done.push(id);
+        });
+        for (const id of done) active.delete(id);
+        if (done.length) await engine.remove(done);
+      };
+      await take(await engine.add(s.prompts.map((tokens, i) => ({
+        id: i, tokens, lambda: lam, mode: 'ensemble' as const, temperature: s.gen.doSample ? 1 : 0, topP: 1, topK: 0, seed: s.gen.seed + i, maxTokens: s.gen.maxNewTokens,
+      }))));
+      while (active.size) await take(await engine.step());
+      const texts = await tokenizer.decodeBatch(out, true);
+      const ptexts = await tokenizer.decodeBatch(s.prompts, true);
+      const samples = texts.map((response, i) => ({ prompt: ptexts[i], response }));
+      const rewards: number[] = [], stderr: number[] = [], perPrompt: number[][] = [];
+      for (const r of s.rewards) {
+        const scores = await r.score(samples, { signal: s.signal });
+        const [m, e] = meanStderr(scores);
+        rewards.push(m);
+        stderr.push(e);
+        perPrompt.push(Array.from(scores));
+      }
+      yield { kind: 'ensemble', name: `ensemble λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`, lambda: lam, rewards, stderr, perPrompt, samples: samples.slice(0, 4) };
+    }
+  } finally {
+    await engine.dispose();
+  }
 }
