@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { existsSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { pidAlive } from './process.js';
 import { SoupError } from '../errors.js';
 
 /** A temporary path in the same directory as `target` (same filesystem, so rename is atomic). Its name
@@ -25,14 +26,6 @@ export interface TempFile {
 
 const TEMP_NAME = /^\.(.+)\.tmp-(.+)-(\d+)-[0-9a-f]{8}(?:\.old)?$/;
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Parses a temp file name made by tempPathFor (undefined for any other name). */
 export function parseTempName(dir: string, name: string): TempFile | undefined {

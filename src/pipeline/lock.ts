@@ -16,6 +16,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SoupError } from '../errors.js';
 import { tempPathFor } from '../io/atomic.js';
+import { pidAlive, procStat } from '../io/process.js';
 
 /** Seconds without a heartbeat after which a holder on another host counts as dead. */
 export const LOCK_LEASE_S = 60;
@@ -50,34 +51,6 @@ export function lockPath(runDir: string, k: LockKey): string {
 export function lockLabel(k: LockKey): string {
   if (k.stage === 'sweep') return 'the sweep and report';
   return k.run ? `${k.stage}/${k.run}` : k.stage;
-}
-
-/** State letter and start time of a pid from /proc (Linux); undefined elsewhere or when gone. */
-function procStat(pid: number): { state: string; start: string } | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) S ppid …": comm may hold spaces and parentheses; fields resume after the last ')'
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return { state: f[0], start: f[19] };
-  } catch {
-    return undefined;
-  }
-}
-
-function pidAlive(pid: number, start?: string): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    // EPERM: it exists, under another user
-    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
-  }
-  const st = procStat(pid);
-  if (st) {
-    // a zombie has finished (an orphan nobody reaps stays one); another start time is a reused pid
-    if (st.state === 'Z' || st.state === 'X') return false;
-    if (start !== undefined && st.start !== start) return false;
-  }
-  return true;
 }
 
 /** Whether the holder of a lock counts as alive, and why (for the messages). */
