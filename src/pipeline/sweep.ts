@@ -139,17 +139,20 @@ export async function evaluateModel(model: CausalLM, prompts: number[][], reward
   const texts = await tok.decodeBatch(out, true);
   const ptexts = await tok.decodeBatch(prompts, true);
   const samples = texts.map((response, i) => ({ prompt: ptexts[i], response }));
-  const means: number[] = [];
-  const errs: number[] = [];
-  const perPrompt: number[][] = [];
+  return { ...(await scoreSamples(rewards, samples, signal)), samples: samples.slice(0, 4), pending: { sampled, logp, responses: out, texts } };
+}
+
+/** Every reward on every sample: means, standard errors and the per-prompt scores. */
+async function scoreSamples(rewards: Reward[], samples: Array<{ prompt: string; response: string }>, signal?: AbortSignal): Promise<Pick<EvalEntry, 'rewards' | 'stderr' | 'perPrompt'>> {
+  const out = { rewards: [] as number[], stderr: [] as number[], perPrompt: [] as number[][] };
   for (const r of rewards) {
     const scores = await r.score(samples, { signal });
     const [m, e] = meanStderr(scores);
-    means.push(m);
-    errs.push(e);
-    perPrompt.push(Array.from(scores));
+    out.rewards.push(m);
+    out.stderr.push(e);
+    out.perPrompt.push(Array.from(scores));
   }
-  return { rewards: means, stderr: errs, perPrompt, samples: samples.slice(0, 4), pending: { sampled, logp, responses: out, texts } };
+  return out;
 }
 
 /** KL to the initialisation, fluency and the base model's NLL of every entry, from what the evaluations
@@ -310,15 +313,7 @@ async function* evaluateEnsembles(s: SweepInput, loraConfig: Record<string, unkn
       const texts = await tokenizer.decodeBatch(out, true);
       const ptexts = await tokenizer.decodeBatch(s.prompts, true);
       const samples = texts.map((response, i) => ({ prompt: ptexts[i], response }));
-      const rewards: number[] = [], stderr: number[] = [], perPrompt: number[][] = [];
-      for (const r of s.rewards) {
-        const scores = await r.score(samples, { signal: s.signal });
-        const [m, e] = meanStderr(scores);
-        rewards.push(m);
-        stderr.push(e);
-        perPrompt.push(Array.from(scores));
-      }
-      yield { kind: 'ensemble', name: `ensemble λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`, lambda: lam, rewards, stderr, perPrompt, samples: samples.slice(0, 4) };
+      yield { kind: 'ensemble', name: `ensemble λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`, lambda: lam, ...(await scoreSamples(s.rewards, samples, s.signal)), samples: samples.slice(0, 4) };
     }
   } finally {
     await engine.dispose();
