@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { PNG } from 'pngjs';
 import { frontPlot, rewardVsLambdaPlot, spiderPlot, SoupError } from '../src/index.js';
+import { lambdaNotation, modelColor } from '../src/report/index.js';
 import { exampleFrontData } from '../src/report/example.js';
 
 type Row = Record<string, unknown>;
@@ -46,7 +47,8 @@ describe('frontPlot', () => {
     const bySeries = (s: RegExp) => rows.filter((r) => s.test(String(r.series)));
     expect(bySeries(/Rewarded soups/)).toHaveLength(11);
     expect(bySeries(/MORL/)).toHaveLength(data.morl!.length);
-    expect(bySeries(/Experts/)).toHaveLength(2);
+    // named experts are series of their own, in their report-wide colours
+    expect(bySeries(/^θ[12]$/).map((r) => r.series)).toEqual(['θ1', 'θ2']);
     expect(bySeries(/Initialisation/)).toHaveLength(1);
     const seg = bySeries(/LMC bound/);
     expect(seg.map((r) => [r.x, r.y])).toEqual(data.experts!.map((e) => [e.rewards[0], e.rewards[1]]));
@@ -57,7 +59,7 @@ describe('frontPlot', () => {
     expect(JSON.stringify(plot.spec)).toContain('"strokeDash":[6,4]');
 
     const svg = plot.svg;
-    for (const text of ['R1: summary reward', 'R2: faithfulness reward', 'Rewarded soups θ(λ) (labels: λ)', 'MORL (labels: μ)', 'Experts θᵢ', 'Initialisation', "LMC bound: experts' segment", '>0.3<', '>0.75<', '>θ1<', '>init<']) {
+    for (const text of ['R1: summary reward', 'R2: faithfulness reward', 'Rewarded soups θ(λ) (labels: λ)', 'MORL (labels: μ)', 'Initialisation', "LMC bound: experts' segment", '>0.3<', '>0.75<', '>θ1<', '>init<']) {
       expect(svg).toContain(text);
     }
     expect(svg).toMatch(/stroke-dasharray="6,4"/);
@@ -68,9 +70,30 @@ describe('frontPlot', () => {
     expect(png.height).toBe(Math.round(2 * h));
     expect(countColour(png, '#1f62b4')).toBeGreaterThan(2000); // soups: curve + markers + labels
     expect(countColour(png, '#e8710a')).toBeGreaterThan(300); // MORL
-    expect(countColour(png, '#2a9d3a')).toBeGreaterThan(100); // experts
+    expect(countColour(png, modelColor('expert', 0))).toBeGreaterThan(100); // expert θ1
+    expect(countColour(png, modelColor('expert', 1))).toBeGreaterThan(100); // expert θ2
     // Title text actually rasterised (a missing font would leave this band white).
     expect(darkPixelsInRows(png, 0, 60)).toBeGreaterThan(500);
+  });
+
+  it('draws ±1 s.e. bars around each point that has standard errors, and unnamed experts share one series', async () => {
+    const data = exampleFrontData();
+    const se = [0.013, 0.021];
+    const plot = await frontPlot({
+      ...data,
+      soups: data.soups.map((s) => ({ ...s, stderr: se })),
+      experts: data.experts!.map((e) => ({ rewards: e.rewards })),
+    }, { png: true, scale: 2 });
+    const rows = (plot.spec as unknown as { data: { values: Row[] } }).data.values;
+    const soup3 = rows.filter((r) => /Rewarded soups/.test(String(r.series)))[3];
+    const [x, y] = [data.soups[3].rewards[0], data.soups[3].rewards[1]];
+    expect([soup3.x0, soup3.x1, soup3.y0, soup3.y1]).toEqual([x - se[0], x + se[0], y - se[1], y + se[1]]);
+    expect(rows.filter((r) => r.series === 'Experts θᵢ')).toHaveLength(2);
+    expect(rows.filter((r) => r.series === 'Experts θᵢ').every((r) => r.x0 === undefined)).toBe(true);
+    // the bars are rules in the SVG: 11 soups × 2 directions
+    expect((plot.svg.match(/aria-roledescription="rule mark"/g) ?? []).length).toBeGreaterThanOrEqual(22);
+    expect(plot.svg).toContain('Experts θᵢ');
+    await expect(frontPlot({ ...data, soups: [{ lambda: 0, rewards: [1, 2], stderr: [0.1, NaN] }] })).rejects.toThrow(/soups\[0\]\.stderr\[1\] is NaN/);
   });
 
   it('rejects points that are not 2 finite rewards, naming the point', async () => {
@@ -97,6 +120,17 @@ describe('rewardVsLambdaPlot', () => {
     expect(raw.png).toBeUndefined();
     expect(plot.svg).toContain('R1: summary reward');
     expect(plot.svg).toContain('λ (weight of expert 2');
+    // named experts: one λ notation, error bars scaled with the normalisation
+    const se = [0.02, 0.01];
+    const named = await rewardVsLambdaPlot({ objectives: data.objectives, experts: ['expert-a', 'expert-b'], soups: data.soups.map((s) => ({ ...s, stderr: se })) }, { normalize: true });
+    expect(lambdaNotation(['expert-a', 'expert-b'])).toBe('λ (weight of expert-b: θ(λ) = (1 − λ)·θ[expert-a] + λ·θ[expert-b])');
+    expect(named.svg).toContain('λ = weight of expert-b (1 − λ on expert-a)');
+    const nrows = (named.spec as unknown as { data: { values: Row[] } }).data.values;
+    const r0 = data.soups.map((s) => s.rewards[0]);
+    const range = Math.max(...r0) - Math.min(...r0);
+    const at3 = nrows.find((r) => r.lambda === 0.3 && r.reward === data.objectives[0])!;
+    expect(at3.hi as number - (at3.value as number)).toBeCloseTo(se[0] / range, 12);
+    expect(at3.value as number - (at3.lo as number)).toBeCloseTo(se[0] / range, 12);
     const png = PNG.sync.read(Buffer.from(plot.png!));
     expect(darkPixelsInRows(png, 0, 50)).toBeGreaterThan(300);
   });
@@ -131,6 +165,9 @@ describe('spiderPlot', () => {
     for (const o of objectives) expect(plot.svg).toContain(o);
     expect(plot.svg).toContain('CIDEr [1.3, 1.4]');
     expect(plot.svg).toContain('expert A');
+    // colours given per model are kept (the report's one colour per model)
+    const colored = await spiderPlot({ objectives, series: series.map((x, i) => ({ ...x, color: ['#123456', modelColor('expert', 0), modelColor('init')][i] })) });
+    expect(colored.svg).toContain('#123456');
     const png = PNG.sync.read(Buffer.from(plot.png!));
     expect(darkPixelsInRows(png, 0, 50)).toBeGreaterThan(300);
   });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { CausalLM, type LlamaConfig } from '../src/train/llama.js';
 import { randomLlamaWeights } from '../src/train/testing.js';
 import { distinctN, responseLogProbs } from '../src/pipeline/sweep.js';
-import { rocAuc, trainTopicModel, topicProbability, wordSet } from '../src/pipeline/topic.js';
+import { rocAuc, topicReward, trainTopicModel, topicProbability, wordSet } from '../src/pipeline/topic.js';
 import { fnv1a } from '../src/pipeline/corpus.js';
 import { mulberry32 } from '../src/util/random.js';
 
@@ -65,7 +65,7 @@ describe('topic classifier', () => {
     expect(rocAuc(s, y)).toBeCloseTo(num / den, 12);
   });
 
-  it('trains on the pre-training split only, deterministically, and separates its topic on held-out entries', () => {
+  it('trains on the pre-training split only, deterministically, and separates its topic on held-out entries', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rsoup-topic-'));
     const rnd = mulberry32(2);
     const pick = (ws: string[]) => ws[Math.floor(rnd() * ws.length)];
@@ -87,5 +87,17 @@ describe('topic classifier', () => {
     expect(a.heldOut.positives).toBe(entries.slice(0, 300).filter((e) => fnv1a(e) % 5 === 0).length);
     expect([...wordSet("Don't STOP, don't")]).toEqual(["don't", 'stop']);
     expect(() => trainTopicModel({ topics: ['lvoe'], corpus_dir: dir })).toThrow(/no fortune file 'lvoe'/);
+    // the reward: log-odds by default (b + Σ w over distinct known words, summed here in float64), or P
+    const logit = topicReward('love', { topics: ['love'], corpus_dir: dir, hold_every: 5, epochs: 80 });
+    const prob = topicReward('love', { topics: ['love'], corpus_dir: dir, hold_every: 5, epochs: 80, score: 'probability' });
+    const text = 'a kiss for my darling, a kiss and the kernel';
+    let z = logit.model.bias;
+    for (const w of ['a', 'kiss', 'for', 'my', 'darling', 'and', 'the', 'kernel']) z += logit.model.vocab.has(w) ? logit.model.weights[logit.model.vocab.get(w)!] : 0;
+    const sample = [{ prompt: 'p', response: text }];
+    const [lz] = await logit.score(sample);
+    const [pz] = await prob.score(sample);
+    expect(lz).toBeCloseTo(z, 12);
+    expect(pz).toBeCloseTo(1 / (1 + Math.exp(-z)), 12);
+    expect(logit.model).toBe(prob.model); // one trained model per options, whatever the score
   });
 });

@@ -6,7 +6,7 @@
 import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { hypervolume, lmcGaps, nadirRef, paperBox, paperHypervolume, paretoFront, selectLambda } from '../pareto/index.js';
-import { frontPlot, renderSpec, rewardVsLambdaPlot, spiderPlot, PLOT_CONFIG, type Plot, type TopLevelSpec } from '../report/index.js';
+import { frontPlot, lambdaNotation, modelColor, renderSpec, rewardVsLambdaPlot, spiderPlot, PLOT_CONFIG, type Plot, type TopLevelSpec } from '../report/index.js';
 import { pairedContrast, sampleSd, validationTestSplit, type Paired } from '../pareto/index.js';
 import type { EvalEntry, Fluency } from './sweep.js';
 
@@ -261,7 +261,19 @@ function movingAverage(x: number[], w: number): number[] {
   });
 }
 
+/** A run's colour, the same in every plot (src/report/plots.ts modelColor). */
+function colorOf(r: ReportInput, name: string): string {
+  const i = r.entries.filter((e) => e.kind === 'expert').findIndex((e) => e.name === name);
+  if (i >= 0) return modelColor('expert', i);
+  const j = r.entries.filter((e) => e.kind === 'morl').findIndex((e) => e.name === name);
+  if (j >= 0) return modelColor('morl', j);
+  const e = r.entries.find((x) => x.name === name);
+  return modelColor(e?.kind ?? 'soup');
+}
+
 async function trainingPlot(r: ReportInput): Promise<Plot> {
+  const runs = Object.keys(r.histories);
+  const runColor = (name: string) => colorOf(r, name);
   const rows: Array<{ run: string; step: number; reward: string; value: number }> = [];
   for (const [run, h] of Object.entries(r.histories)) {
     for (const name of r.rewardNames) {
@@ -279,7 +291,7 @@ async function trainingPlot(r: ReportInput): Promise<Plot> {
     spec: {
       width: 300, height: 220,
       mark: { type: 'line', strokeWidth: 2 },
-      encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'value', type: 'quantitative', title: 'mean reward', scale: { zero: false } }, color: { field: 'run', type: 'nominal' } },
+      encoding: { x: { field: 'step', type: 'quantitative', title: 'PPO step' }, y: { field: 'value', type: 'quantitative', title: 'mean reward of the step\'s rollouts', scale: { zero: false } }, color: { field: 'run', type: 'nominal', title: 'run', scale: { domain: runs, range: runs.map(runColor) } } },
     },
   } as unknown as TopLevelSpec;
   return renderSpec(spec, { png: true });
@@ -303,15 +315,17 @@ export async function writeReport(dir: string, r: ReportInput, timings: Record<s
   const init = r.entries.find((e) => e.kind === 'init')!;
   const two = (v: number[]) => [v[0], v[1]];
   const plots: Array<[string, Plot, string]> = [];
+  const se = (e: EvalEntry) => two(e.stderr);
+  const lambdaText = lambdaNotation(N === 2 ? experts.map((e) => e.name) : undefined);
   plots.push(['front', await frontPlot({
     objectives: r.rewardNames.slice(0, 2),
-    soups: soups.map((e) => ({ lambda: N === 2 ? e.lambda![1] : e.lambda!, rewards: two(e.rewards) })),
-    morl: morl.map((e) => ({ mu: N === 2 ? e.mu![1] : e.mu!, rewards: two(e.rewards) })),
-    experts: experts.map((e) => ({ rewards: two(e.rewards), name: e.name })),
-    init: { rewards: two(init.rewards), name: 'init' },
-  }, { png: true, title: `Rewarded soups vs MORL: ${r.rewardNames[0]} vs ${r.rewardNames[1]}` }), 'The front (paper Fig. 1b): soups θ(λ) labelled by λ (weight of the second expert), MORL labelled by μ, the experts and the initialisation; the dashed segment is the LMC lower bound.']);
-  if (N === 2) plots.push(['rewards-vs-lambda', await rewardVsLambdaPlot({ objectives: r.rewardNames, soups: soups.map((e) => ({ lambda: e.lambda![1], rewards: e.rewards })) }, { png: true, normalize: true }), 'Each reward against λ (min-max normalised over the soups, paper Fig. 4b).']);
-  if (N >= 3) plots.push(['spider', await spiderPlot({ objectives: r.rewardNames, series: [...experts, ...morl, ...soups.filter((e) => e.lambda!.every((v) => Math.abs(v - 1 / N) < 1e-6))].map((e) => ({ name: e.name, rewards: e.rewards })) }, { png: true }), 'Spider map (paper Fig. 2f).']);
+    soups: soups.map((e) => ({ lambda: N === 2 ? e.lambda![1] : e.lambda!, rewards: two(e.rewards), stderr: se(e) })),
+    morl: morl.map((e) => ({ mu: N === 2 ? e.mu![1] : e.mu!, rewards: two(e.rewards), stderr: se(e) })),
+    experts: experts.map((e) => ({ rewards: two(e.rewards), stderr: se(e), name: e.name })),
+    init: { rewards: two(init.rewards), stderr: se(init), name: 'init' },
+  }, { png: true, title: `Rewarded soups vs MORL: mean ${r.rewardNames[0]} vs mean ${r.rewardNames[1]}` }), `The front (paper Fig. 1b): mean rewards on the evaluation prompts, ±1 s.e. bars; soups θ(λ) labelled by ${N === 2 ? lambdaText : 'λ'}, MORL labelled by μ (weight of the second reward), the experts and the initialisation; the dashed segment is the LMC lower bound.`]);
+  if (N === 2) plots.push(['rewards-vs-lambda', await rewardVsLambdaPlot({ objectives: r.rewardNames, experts: experts.map((e) => e.name), colors: experts.map((e) => colorOf(r, e.name)), soups: soups.map((e) => ({ lambda: e.lambda![1], rewards: e.rewards, stderr: e.stderr })) }, { png: true, normalize: true }), `Each reward's mean on the evaluation prompts against ${lambdaText}, ±1 s.e. bars, min-max normalised over the soups (paper Fig. 4b); each reward in its expert's colour.`]);
+  if (N >= 3) plots.push(['spider', await spiderPlot({ objectives: r.rewardNames, series: [...experts, ...morl, ...soups.filter((e) => e.lambda!.every((v) => Math.abs(v - 1 / N) < 1e-6))].map((e) => ({ name: e.name, rewards: e.rewards, color: colorOf(r, e.name) })) }, { png: true }), 'Spider map (paper Fig. 2f).']);
   if (Object.keys(r.histories).length) plots.push(['training', await trainingPlot(r), 'Rewards during PPO.']);
   for (const [name, p] of plots) {
     put(`${name}.svg`, p.svg);
@@ -331,7 +345,9 @@ export async function writeReport(dir: string, r: ReportInput, timings: Record<s
 <li>Working Hypothesis 1: <b>${esc(v.h1)}</b></li>
 <li>Hypervolume soups / MORL: <b>${Number.isFinite(v.hypervolume_ratio) ? v.hypervolume_ratio.toFixed(3) : '∞'}</b> (reference point ${vec(report.hypervolume.ref, 4)})</li>
 </ul></section>`;
-  const settings = r.settings ? `<section aria-label="settings"><h2>Settings</h2><dl>${Object.entries(r.settings).map(([k, x]) => `<dt>${esc(k)}</dt><dd>${esc(x)}</dd>`).join('')}</dl><p>Numbers: <a href="report.json">report.json</a> · stage times: <a href="timings.json">timings.json</a></p></section>` : '<p>Numbers: <a href="report.json">report.json</a> · stage times: <a href="timings.json">timings.json</a></p>';
+  const expertNames = experts.map((e) => e.name);
+  const notation = `Notation: λ = (${expertNames.map((n) => `λ[${n}]`).join(', ')}) weights the experts, θ(λ) = ${expertNames.map((n) => `λ[${n}]·θ[${n}]`).join(' + ')}; μ weights the rewards (${r.rewardNames.join(', ')}) of a MORL run${N === 2 ? `; plots label a soup by its second weight, ${lambdaText}` : ''}.`;
+  const settings = r.settings ? `<section aria-label="settings"><h2>Settings</h2><dl>${Object.entries(r.settings).map(([k, x]) => `<dt>${esc(k)}</dt><dd>${esc(x)}</dd>`).join('')}</dl><p>${esc(notation)}</p><p>Numbers: <a href="report.json">report.json</a> · stage times: <a href="timings.json">timings.json</a></p></section>` : '<p>Numbers: <a href="report.json">report.json</a> · stage times: <a href="timings.json">timings.json</a></p>';
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(r.name)}: rewarded soups report</title>
 <style>body{font-family:'DejaVu Sans',sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;overflow-wrap:anywhere}table{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%;margin:1em 0}caption{text-align:left;font-weight:bold;padding:4px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.bad{background:#fde2e2}figure{margin:1.5em 0;max-width:100%;overflow-x:auto}figure svg{max-width:100%;height:auto}.verdict{border:2px solid #444;padding:0 1em;margin:0.5em 0}.samples li{white-space:pre-wrap}dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px}dd{margin:0}</style></head><body>
 <h1>${esc(r.name)}: rewarded soups vs MORL</h1>

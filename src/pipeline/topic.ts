@@ -3,7 +3,9 @@
 // the corpus's own labels. Debian's fortunes come in topic files (love, computers, science, politics, …);
 // the classifier is an L2-regularised logistic regression on word presence, trained on the
 // pre-training split only (the held-out entries, which PPO and evaluation prompts come from, are never
-// seen), classes weighted to balance. The reward is P(topic | response) ∈ (0, 1). Training is
+// seen), classes weighted to balance. The reward is the classifier's log-odds logit P(topic | response)
+// (`score: logit`, the default: reward models of the paper's kind output unnormalised scores, and a
+// sigmoid's probability saturates where most responses sit) or P itself (`score: probability`). Training is
 // deterministic and takes about a second, so every process (PPO workers, the sweep) trains its own copy
 // instead of reading a cached model file.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -13,7 +15,7 @@ import { custom, type Reward, type Sample } from '../rewards/index.js';
 import { FORTUNE_DIR, fnv1a } from './corpus.js';
 
 export const TOPIC_TYPE = 'topic-classifier';
-export const TOPIC_KEYS = ['type', 'name', 'topics', 'corpus_dir', 'hold_every', 'min_count', 'l2', 'epochs'] as const;
+export const TOPIC_KEYS = ['type', 'name', 'topics', 'corpus_dir', 'hold_every', 'min_count', 'l2', 'epochs', 'score'] as const;
 
 export interface TopicOptions {
   /** Fortune files (names) whose entries are the positive class. */
@@ -25,6 +27,8 @@ export interface TopicOptions {
   min_count?: number;
   l2?: number;
   epochs?: number;
+  /** What the reward returns: the classifier's log-odds (default) or its probability. */
+  score?: 'logit' | 'probability';
 }
 
 /** Lower-cased word tokens (letters and inner apostrophes), each counted once per text. */
@@ -134,25 +138,32 @@ export function trainTopicModel(o: TopicOptions): TopicModel {
   return model;
 }
 
-export function topicProbability(model: TopicModel, text: string): number {
+/** The classifier's log-odds z = b + Σ w_word over the response's distinct words. */
+export function topicLogit(model: TopicModel, text: string): number {
   let z = model.bias;
   for (const word of wordSet(text)) {
     const j = model.vocab.get(word);
     if (j !== undefined) z += model.weights[j];
   }
-  return sigmoid(z);
+  return z;
+}
+
+export function topicProbability(model: TopicModel, text: string): number {
+  return sigmoid(topicLogit(model, text));
 }
 
 const trained = new Map<string, TopicModel>();
 
-/** The reward P(topic | response); models are trained once per process and options. */
+/** The reward (log-odds or P(topic | response)); models are trained once per process and options. */
 export function topicReward(name: string, o: TopicOptions): Reward & { model: TopicModel } {
-  const key = JSON.stringify({ ...o, topics: [...o.topics].sort() });
+  const { score = 'logit', ...train } = o;
+  const key = JSON.stringify({ ...train, topics: [...o.topics].sort() });
   let model = trained.get(key);
   if (!model) {
-    model = trainTopicModel(o);
+    model = trainTopicModel(train);
     trained.set(key, model);
   }
   const m = model;
-  return Object.assign(custom(name, (s: Sample) => topicProbability(m, s.response), { cacheSize: 4096 }), { model: m });
+  const scoreOf = score === 'probability' ? topicProbability : topicLogit;
+  return Object.assign(custom(name, (s: Sample) => scoreOf(m, s.response), { cacheSize: 4096 }), { model: m });
 }

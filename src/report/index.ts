@@ -7,6 +7,8 @@ export {
   spiderPlot,
   coefficientLabel,
   coefficientScalar,
+  modelColor,
+  lambdaNotation,
   type PlotOptions,
   type Coefficients,
   type FrontPlotData,

@@ -13,17 +13,21 @@ export interface PlotOptions extends RenderOptions {
 /** λ or μ: a scalar t (two experts / rewards: [1 - t, t]) or a vector. */
 export type Coefficients = number | ArrayLike<number>;
 
+/** Mean rewards of one evaluated model, with their standard errors when known (drawn as ±1 s.e. bars). */
+interface Point { rewards: ArrayLike<number>; stderr?: ArrayLike<number>; name?: string }
+
 export interface FrontPlotData {
   /** The two reward names: x axis, y axis. */
   objectives: [string, string] | string[];
   /** Evaluated soups θ(λ); drawn as a curve in λ order, each point labelled by λ. */
-  soups: ReadonlyArray<{ lambda: Coefficients; rewards: ArrayLike<number>; name?: string }>;
+  soups: ReadonlyArray<Point & { lambda: Coefficients }>;
   /** MORL models trained on Σ μ_i R_i; each point labelled by μ. */
-  morl?: ReadonlyArray<{ mu: Coefficients; rewards: ArrayLike<number>; name?: string }>;
-  /** The experts θ_i (the dashed segment between them is the LMC lower bound). */
-  experts?: ReadonlyArray<{ rewards: ArrayLike<number>; name?: string }>;
+  morl?: ReadonlyArray<Point & { mu: Coefficients }>;
+  /** The experts θ_i (the dashed segment between them is the LMC lower bound). Named experts get a
+   *  legend entry and a colour each (modelColor), the same as in every other plot of a report. */
+  experts?: ReadonlyArray<Point>;
   /** The shared pre-trained initialisation. */
-  init?: { rewards: ArrayLike<number>; name?: string };
+  init?: Point;
 }
 
 const SERIES = {
@@ -49,6 +53,19 @@ const COLORS: Record<string, string> = {
   [SERIES.init]: '#444444',
   [SERIES.lmc]: '#777777',
 };
+// One colour per expert, the same in the front, the training curves and the spider map.
+const EXPERT_COLORS = ['#2a9d3a', '#b5179e', '#8c564b', '#17becf', '#bcbd22', '#7f7f7f'];
+const MORL_SHADES = ['#e8710a', '#b35400', '#f5a35c', '#7a3900', '#ffc78f'];
+
+/** The colour of a model in every plot of a report: the initialisation grey, soups blue, expert i its
+ *  own colour, MORL run i a shade of MORL's orange. */
+export function modelColor(kind: 'init' | 'soup' | 'expert' | 'morl' | 'ensemble', index = 0): string {
+  if (kind === 'expert') return EXPERT_COLORS[index % EXPERT_COLORS.length];
+  if (kind === 'morl') return MORL_SHADES[index % MORL_SHADES.length];
+  if (kind === 'init') return COLORS[SERIES.init];
+  if (kind === 'ensemble') return '#9467bd';
+  return COLORS[SERIES.soup];
+}
 
 function bad(message: string): SoupError {
   return new SoupError('ERR_SOUP_INVALID_ARG', message);
@@ -96,29 +113,37 @@ function checkObjectives(objectives: unknown, n: number | undefined, what: strin
 export async function frontPlot(data: FrontPlotData, opts: PlotOptions = {}): Promise<Plot> {
   const [xName, yName] = checkObjectives(data?.objectives, 2, 'frontPlot data');
   if (!Array.isArray(data.soups)) throw bad('frontPlot data.soups must be an array');
-  type Row = { x: number; y: number; series: string; label: string; order: number; group: string; side: string };
+  type Row = { x: number; y: number; series: string; label: string; order: number; group: string; side: string; x0?: number; x1?: number; y0?: number; y1?: number };
+  const withSe = (row: Row, p: Point, what: string): Row => {
+    if (p.stderr === undefined) return row;
+    const [sx, sy] = xy(p.stderr, `${what}.stderr`);
+    return { ...row, x0: row.x - sx, x1: row.x + sx, y0: row.y - sy, y1: row.y + sy };
+  };
   const rows: Row[] = [];
   data.soups.forEach((s, i) => {
     const [x, y] = xy(s.rewards, `soups[${i}].rewards`);
     const t = coefficientScalar(s.lambda);
-    rows.push({ x, y, series: SERIES.soup, label: coefficientLabel(s.lambda), order: t ?? i, group: 'soup', side: '' });
+    rows.push(withSe({ x, y, series: SERIES.soup, label: coefficientLabel(s.lambda), order: t ?? i, group: 'soup', side: '' }, s, `soups[${i}]`));
   });
   (data.morl ?? []).forEach((s, i) => {
     const [x, y] = xy(s.rewards, `morl[${i}].rewards`);
     const t = coefficientScalar(s.mu);
-    rows.push({ x, y, series: SERIES.morl, label: coefficientLabel(s.mu), order: t ?? i, group: 'morl', side: '' });
+    rows.push(withSe({ x, y, series: SERIES.morl, label: coefficientLabel(s.mu), order: t ?? i, group: 'morl', side: '' }, s, `morl[${i}]`));
   });
-  const experts = (data.experts ?? []).map((e, i) => ({ xy: xy(e.rewards, `experts[${i}].rewards`), name: e.name ?? `θ${i + 1}` }));
-  experts.forEach((e, i) => rows.push({ x: e.xy[0], y: e.xy[1], series: SERIES.expert, label: e.name, order: i, group: 'expert', side: '' }));
+  // Named experts are series of their own (their colour in every plot); unnamed ones share "Experts θᵢ".
+  const named = (data.experts ?? []).length > 0 && (data.experts ?? []).every((e) => e.name);
+  const expertSeries = (i: number, name: string) => (named ? name : SERIES.expert);
+  const experts = (data.experts ?? []).map((e, i) => ({ xy: xy(e.rewards, `experts[${i}].rewards`), name: e.name ?? `θ${i + 1}`, point: e }));
+  experts.forEach((e, i) => rows.push(withSe({ x: e.xy[0], y: e.xy[1], series: expertSeries(i, e.name), label: e.name, order: i, group: 'expert', side: '' }, e.point, `experts[${i}]`)));
   if (data.init) {
     const [x, y] = xy(data.init.rewards, 'init.rewards');
-    rows.push({ x, y, series: SERIES.init, label: data.init.name ?? 'init', order: 0, group: 'init', side: '' });
+    rows.push(withSe({ x, y, series: SERIES.init, label: data.init.name ?? 'init', order: 0, group: 'init', side: '' }, data.init, 'init'));
   }
   // Expert and init labels go on the side away from the centre of the data, where the curves are not.
   const cx = rows.reduce((a, r) => a + r.x, 0) / rows.length;
   const cy = rows.reduce((a, r) => a + r.y, 0) / rows.length;
   for (const r of rows) {
-    if (r.series === SERIES.expert || r.series === SERIES.init) r.side = `${r.x >= cx ? 'right' : 'left'}-${r.y >= cy ? 'up' : 'down'}`;
+    if (r.group === 'expert' || r.group === 'init') r.side = `${r.x >= cx ? 'right' : 'left'}-${r.y >= cy ? 'up' : 'down'}`;
   }
   // Dashed segments between every pair of experts (one pair for N = 2).
   for (let i = 0; i < experts.length; i++) {
@@ -128,9 +153,13 @@ export async function frontPlot(data: FrontPlotData, opts: PlotOptions = {}): Pr
       rows.push({ x: experts[j].xy[0], y: experts[j].xy[1], series: SERIES.lmc, label: '', order: 1, group: g, side: '' });
     }
   }
-  const present = (Object.values(SERIES) as string[]).filter((s) => rows.some((r) => r.series === s));
-  const color = { field: 'series', type: 'nominal', title: null, scale: { domain: present, range: present.map((s) => COLORS[s]) } };
-  const shape = { field: 'series', type: 'nominal', title: null, scale: { domain: present, range: present.map((s) => SHAPES[s]) } };
+  const order = [SERIES.soup, SERIES.morl, ...(named ? experts.map((e) => e.name) : [SERIES.expert]), SERIES.init, SERIES.lmc] as string[];
+  const present = order.filter((s) => rows.some((r) => r.series === s));
+  const colorOf = (s: string) => COLORS[s] ?? modelColor('expert', experts.findIndex((e) => e.name === s));
+  const shapeOf = (s: string) => SHAPES[s] ?? SHAPES[SERIES.expert];
+  const color = { field: 'series', type: 'nominal', title: null, scale: { domain: present, range: present.map(colorOf) } };
+  const shape = { field: 'series', type: 'nominal', title: null, scale: { domain: present, range: present.map(shapeOf) } };
+  const hasSe = rows.some((r) => r.x0 !== undefined);
   const x = { field: 'x', type: 'quantitative', title: xName, scale: { zero: false, nice: true, padding: 28 } };
   const y = { field: 'y', type: 'quantitative', title: yName, scale: { zero: false, nice: true, padding: 28 } };
   const onlySeries = (...s: string[]) => ({ filter: { field: 'series', oneOf: s } });
@@ -153,13 +182,18 @@ export async function frontPlot(data: FrontPlotData, opts: PlotOptions = {}): Pr
         mark: { type: 'line', strokeWidth: 2 },
         encoding: { color, detail: { field: 'group' }, order: { field: 'order' } },
       },
+      // ±1 standard error of each mean, horizontal (x reward) and vertical (y reward)
+      ...(hasSe ? [
+        { transform: [{ filter: 'isValid(datum.x0)' }], mark: { type: 'rule', strokeWidth: 1, opacity: 0.55 }, encoding: { x: { field: 'x0', type: 'quantitative' }, x2: { field: 'x1' }, color } },
+        { transform: [{ filter: 'isValid(datum.y0)' }], mark: { type: 'rule', strokeWidth: 1, opacity: 0.55 }, encoding: { y: { field: 'y0', type: 'quantitative' }, y2: { field: 'y1' }, color } },
+      ] : []),
       {
         transform: [{ filter: { not: { field: 'series', equal: SERIES.lmc } } }],
         mark: { type: 'point', filled: false, strokeWidth: 2, size: 70, opacity: 1 },
         encoding: {
           color,
           shape,
-          size: { condition: { test: `datum.series === '${SERIES.expert}'`, value: 160 }, value: 70 },
+          size: { condition: { test: "datum.group === 'expert'", value: 160 }, value: 70 },
         },
       },
       {
@@ -194,13 +228,30 @@ export async function frontPlot(data: FrontPlotData, opts: PlotOptions = {}): Pr
 export interface RewardVsLambdaData {
   /** Reward names, one per entry of each soup's `rewards`. */
   objectives: string[];
-  /** Soups of two experts: λ a scalar or [1 - λ, λ]. */
-  soups: ReadonlyArray<{ lambda: Coefficients; rewards: ArrayLike<number> }>;
+  /** Soups of two experts: λ a scalar or [1 - λ, λ]; `stderr` draws ±1 s.e. bars. */
+  soups: ReadonlyArray<{ lambda: Coefficients; rewards: ArrayLike<number>; stderr?: ArrayLike<number> }>;
+  /** The two experts' names, for the λ notation on the axis: θ(λ) = (1 − λ)·θ[first] + λ·θ[second]. */
+  experts?: [string, string] | string[];
+  /** One colour per reward line (a report gives reward k its expert's colour). */
+  colors?: string[];
+}
+
+/** The one λ notation of a report's plots and tables, with the experts named. */
+export function lambdaNotation(experts?: ArrayLike<string>): string {
+  if (!experts || experts.length !== 2) return 'λ (weight of expert 2: θ = (1 − λ)θ₁ + λθ₂)';
+  return `λ (weight of ${experts[1]}: θ(λ) = (1 − λ)·θ[${experts[0]}] + λ·θ[${experts[1]}])`;
+}
+
+/** The same, short enough for an axis. */
+function lambdaAxisTitle(experts?: ArrayLike<string>): string {
+  if (!experts || experts.length !== 2) return 'λ (weight of expert 2: θ = (1 − λ)θ₁ + λθ₂)';
+  return `λ = weight of ${experts[1]} (1 − λ on ${experts[0]})`;
 }
 
 /**
  * The paper's Fig. 4(b): every evaluated reward against λ (two experts). With `normalize`, each reward
- * is min-max scaled to [0, 1] over the soups so rewards of different scales share the axis.
+ * is min-max scaled to [0, 1] over the soups so rewards of different scales share the axis (standard
+ * errors scaled alike).
  */
 export async function rewardVsLambdaPlot(data: RewardVsLambdaData, opts: PlotOptions & { normalize?: boolean } = {}): Promise<Plot> {
   const names = checkObjectives(data?.objectives, undefined, 'rewardVsLambdaPlot data');
@@ -212,9 +263,10 @@ export async function rewardVsLambdaPlot(data: RewardVsLambdaData, opts: PlotOpt
     if (!s.rewards || s.rewards.length !== names.length) {
       throw bad(`soups[${i}].rewards has ${s.rewards?.length} entries but objectives names ${names.length}`);
     }
-    return { t, r: Array.from(s.rewards, (v, k) => finite(v, `soups[${i}].rewards[${k}]`)) };
+    if (s.stderr && s.stderr.length !== names.length) throw bad(`soups[${i}].stderr has ${s.stderr.length} entries but objectives names ${names.length}`);
+    return { t, r: Array.from(s.rewards, (v, k) => finite(v, `soups[${i}].rewards[${k}]`)), se: s.stderr ? Array.from(s.stderr, (v, k) => finite(v, `soups[${i}].stderr[${k}]`)) : undefined };
   });
-  const rows: Array<{ lambda: number; reward: string; value: number }> = [];
+  const rows: Array<{ lambda: number; reward: string; value: number; lo?: number; hi?: number }> = [];
   names.forEach((name, k) => {
     let lo = Infinity;
     let hi = -Infinity;
@@ -222,12 +274,13 @@ export async function rewardVsLambdaPlot(data: RewardVsLambdaData, opts: PlotOpt
       lo = Math.min(lo, p.r[k]);
       hi = Math.max(hi, p.r[k]);
     }
+    const scale = opts.normalize ? (hi > lo ? 1 / (hi - lo) : 0) : 1;
     for (const p of pts) {
-      const v = opts.normalize ? (hi > lo ? (p.r[k] - lo) / (hi - lo) : 0.5) : p.r[k];
-      rows.push({ lambda: p.t, reward: name, value: v });
+      const v = opts.normalize ? (hi > lo ? (p.r[k] - lo) * scale : 0.5) : p.r[k];
+      rows.push({ lambda: p.t, reward: name, value: v, ...(p.se ? { lo: v - p.se[k] * scale, hi: v + p.se[k] * scale } : {}) });
     }
   });
-  const color = { field: 'reward', type: 'nominal', title: 'reward', sort: names };
+  const color = { field: 'reward', type: 'nominal', title: 'reward', sort: names, ...(data.colors?.length === names.length ? { scale: { domain: names, range: data.colors } } : {}) };
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: opts.title ?? 'Rewards of the soups against λ',
@@ -236,11 +289,12 @@ export async function rewardVsLambdaPlot(data: RewardVsLambdaData, opts: PlotOpt
     config: PLOT_CONFIG,
     data: { values: rows },
     encoding: {
-      x: { field: 'lambda', type: 'quantitative', title: 'λ (weight of expert 2: θ = (1 − λ)θ₁ + λθ₂)', scale: { domain: [Math.min(0, ...pts.map((p) => p.t)), Math.max(1, ...pts.map((p) => p.t))] } },
-      y: { field: 'value', type: 'quantitative', title: opts.normalize ? 'reward (min-max normalised over the soups)' : 'reward', scale: { zero: false } },
+      x: { field: 'lambda', type: 'quantitative', title: lambdaAxisTitle(data.experts), scale: { domain: [Math.min(0, ...pts.map((p) => p.t)), Math.max(1, ...pts.map((p) => p.t))] } },
+      y: { field: 'value', type: 'quantitative', title: opts.normalize ? 'mean reward (min-max over the soups)' : 'mean reward', scale: { zero: false } },
       color,
     },
     layer: [
+      ...(pts.some((p) => p.se) ? [{ mark: { type: 'rule', strokeWidth: 1.2, opacity: 0.6 }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } }] : []),
       { mark: { type: 'line', strokeWidth: 2 }, encoding: { order: { field: 'lambda' } } },
       { mark: { type: 'point', filled: true, size: 45 } },
     ],
@@ -251,8 +305,9 @@ export async function rewardVsLambdaPlot(data: RewardVsLambdaData, opts: PlotOpt
 export interface SpiderPlotData {
   /** N >= 3 reward names: one axis each. */
   objectives: string[];
-  /** Models to compare (soups, MORL, experts...), one polygon each. */
-  series: ReadonlyArray<{ name: string; rewards: ArrayLike<number> }>;
+  /** Models to compare (soups, MORL, experts...), one polygon each; `color` (all or none) keeps a model's
+   *  colour from the report's other plots. */
+  series: ReadonlyArray<{ name: string; rewards: ArrayLike<number>; color?: string }>;
 }
 
 /**
@@ -292,6 +347,8 @@ export async function spiderPlot(data: SpiderPlotData, opts: PlotOptions = {}): 
   data.series.forEach((s, i) => {
     for (let k = 0; k <= K; k++) polys.push({ ...at(radius(vals[i][k % K], k % K), k % K), series: s.name, order: k });
   });
+  const colored = data.series.every((x) => x.color);
+  const seriesColor = { field: 'series', type: 'nominal', title: 'model', sort: data.series.map((x) => x.name), ...(colored ? { scale: { domain: data.series.map((x) => x.name), range: data.series.map((x) => x.color) } } : {}) };
   const size = opts.width ?? 420;
   // Equal units on both axes; the y range hugs the labels (an odd number of axes leaves the bottom empty).
   const xDomain = [-1.55, 1.55];
@@ -318,12 +375,12 @@ export async function spiderPlot(data: SpiderPlotData, opts: PlotOptions = {}): 
       {
         data: { values: polys },
         mark: { type: 'line', strokeWidth: 2 },
-        encoding: { ...axisOff, color: { field: 'series', type: 'nominal', title: 'model', sort: data.series.map((s) => s.name) }, order: { field: 'order' } },
+        encoding: { ...axisOff, color: seriesColor, order: { field: 'order' } },
       },
       {
         data: { values: polys },
         mark: { type: 'point', filled: true, size: 30 },
-        encoding: { ...axisOff, color: { field: 'series', type: 'nominal', title: 'model', sort: data.series.map((s) => s.name) } },
+        encoding: { ...axisOff, color: seriesColor },
       },
     ],
   } as unknown as TopLevelSpec;
