@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 // The paper's locomotion experiment (App. H) on HalfCheetah-v5: pre-train PPO on v − 0.1·Σa², freeze the
-// observation statistics, fine-tune a risky expert (R1 = v) and a cautious one (R2 = v − α·Σa²) and MORL
-// (v − μ·Σa²) side by side, interpolate every policy parameter over 11 λ with `interpolate()`, evaluate
-// each model deterministically on fixed seeds, and write the report (front, MORL, hypervolumes with the
-// stated reference, LMC gaps per λ, filmstrips of the gaits). Design notes: docs/locomotion.md.
+// observation statistics, fine-tune (fresh critic, the fine-tune's own lr and entropy cost) a risky expert
+// (R1 = v) and a cautious one (R2 = v − α·Σa²) and MORL (v − μ·Σa²) side by side, interpolate every policy
+// parameter over 11 λ with `interpolate()`, evaluate each model deterministically on the same seeded
+// episodes, and write the report (front, MORL, hypervolumes with the stated reference, LMC gaps per λ and
+// soup − MORL with paired standard errors, the verdict, filmstrips of the gaits). Design notes:
+// docs/locomotion.md.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -12,13 +14,16 @@ import { parseStrict } from '../../../util/config.js';
 import { formatDuration } from '../../../util/duration.js';
 import { VecEnv, evaluateEpisodes, resolveEnvName, filmstripPng, filmstripSvg, recordEpisodeFrames, type EpisodeRecord, type FilmstripRow } from '../../../envs/index.js';
 import type { TensorMap } from '../../../io/index.js';
-import { hypervolume, lambdaGrid, lmcGaps, nadirRef, paperBox, paperHypervolume, paretoFront } from '../../../pareto/index.js';
+import { hypervolume, lambdaGrid, lmcGaps, nadirRef, pairedContrast, paperBox, paperHypervolume, paretoFront, type Paired } from '../../../pareto/index.js';
 import { frontPlot, renderSpec, rewardVsLambdaPlot, PLOT_CONFIG, type Plot, type TopLevelSpec } from '../../../report/index.js';
 import { interpolate } from '../../../soup/index.js';
-import { ControlPolicy, ControlPPOConfigSchema, ControlTrainer, isPolicyParameter, type ControlTrainResult } from '../../../train/index.js';
+import { ControlPolicy, ControlPPOConfigSchema, ControlTrainer, isPolicyParameter, type ControlPPOConfig, type ControlTrainResult } from '../../../train/index.js';
 import { createHash } from 'node:crypto';
 
 // ---- configuration ----------------------------------------------------------------------------------
+/** The fine-tunes' PPO settings: chosen by "the experts still learn" (docs/locomotion.md, the table). */
+export const FINETUNE_DEFAULTS = { learning_rate: 3e-4, anneal_lr: false, ent_coef: 1e-3 } as const;
+
 export const LocomotionSchema = z.object({
   name: z.string().default('locomotion'),
   seed: z.number().int().nonnegative().default(0),
@@ -46,11 +51,22 @@ export const LocomotionSchema = z.object({
     /** R2 = v − alpha·Σa² (the cautious expert); R1 = v (the risky one). */
     alpha: z.number().positive().default(1),
   }).strict().prefault({}),
+  /** PPO settings of every fine-tune (experts and MORL) over `ppo`, which pre-training uses: the paper's
+   *  Table 6 ranges are lr {1e-5, 3e-5, 1e-4}, entropy cost {1e-3, 3e-3, 1e-2} (discount: `ppo.gamma`,
+   *  0.99, is in its range {0.97, 0.99, 0.999}). Defaults chosen in docs/locomotion.md. */
+  finetune: z.object({
+    learning_rate: z.number().positive().default(FINETUNE_DEFAULTS.learning_rate),
+    /** Anneal the lr linearly to 0 over the fine-tune (CleanRL) or keep it constant. */
+    anneal_lr: z.boolean().default(FINETUNE_DEFAULTS.anneal_lr),
+    ent_coef: z.number().min(0).default(FINETUNE_DEFAULTS.ent_coef),
+  }).strict().prefault({}),
   /** MORL runs on v − μ·Σa² (μ in reward-vector weight terms; the paper's α = 0.5). */
   morl: z.object({ ctrl_costs: z.array(z.number().min(0)).default([0.5]) }).strict().prefault({}),
   sweep: z.object({
     lambdas: z.number().int().min(2).default(11),
-    episodes: z.number().int().positive().default(5),
+    /** Evaluation episodes, shared by every model: enough for paired standard errors (n − 1 = 29);
+     *  at least 2, since a standard error needs a spread. */
+    episodes: z.number().int().min(2).default(30),
     seed: z.number().int().nonnegative().default(1000),
   }).strict().prefault({}),
   render: z.object({ every: z.number().int().positive().default(12), frames: z.number().int().positive().default(8) }).strict().prefault({}),
@@ -105,7 +121,10 @@ export interface LocoEntry {
   sumV: number;
   sumA2: number;
   distance: number;
+  /** Raw [Σv, −Σa²] per episode. */
   episodes: number[][];
+  /** R1, R2 and Σa² per episode, in episode order (the same seeded episodes for every model). */
+  perEpisode: { r1: number[]; r2: number[]; a2: number[] };
 }
 
 function meanSe(x: number[]): [number, number] {
@@ -124,7 +143,7 @@ function entryOf(kind: LocoEntry['kind'], name: string, eps: EpisodeRecord[], al
   return {
     kind, name, rewards: [m1, m2], stderr: [s1, s2],
     sumV: m1, sumA2: -meanSe(eps.map((e) => e.returns[1]))[0], distance: meanSe(eps.map((e) => e.distance))[0],
-    episodes: eps.map((e) => [e.returns[0], e.returns[1]]), ...extra,
+    episodes: eps.map((e) => [e.returns[0], e.returns[1]]), perEpisode: { r1, r2, a2: eps.map((e) => -e.returns[1]) }, ...extra,
   };
 }
 
@@ -173,7 +192,7 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
     }
   };
 
-  const train = async (name: string, start: TensorMap | undefined, weights: number[], steps: number, seed: number, hash: string, threads = cfg.env.threads): Promise<ControlPolicy> => {
+  const train = async (name: string, start: TensorMap | undefined, weights: number[], steps: number, seed: number, hash: string, config: ControlPPOConfig, threads = cfg.env.threads): Promise<ControlPolicy> => {
     const hit = await cached(name, hash);
     if (hit) {
       emit({ event: 'stage', stage: name, status: 'cached' });
@@ -190,7 +209,7 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
     policy.frozen = start !== undefined; // fine-tunes keep the pre-trained observation statistics
     const curve: Array<{ step: number; ret: number }> = [];
     try {
-      const trainer = new ControlTrainer(env, policy, { rewardWeights: weights, config: ppo });
+      const trainer = new ControlTrainer(env, policy, { rewardWeights: weights, config });
       const updates = Math.floor(steps / trainer.batchSize);
       const ts = performance.now();
       const res = await trainer.train(steps, {
@@ -221,20 +240,22 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
   const preWeights = [1, cfg.pretrain.ctrl_cost];
   // results do not depend on the thread split (envs own their seed streams), so it is not hashed
   const preHash = hashOf({ env: { ...cfg.env, threads: undefined }, policy: cfg.policy, ppo, pretrain: { ...cfg.pretrain, threads: undefined }, seed: cfg.seed });
-  const pre = await train('pretrained', undefined, preWeights, cfg.pretrain.steps, cfg.seed, preHash, cfg.pretrain.threads);
+  const pre = await train('pretrained', undefined, preWeights, cfg.pretrain.steps, cfg.seed, preHash, ppo, cfg.pretrain.threads);
   const preTensors = pre.tensors();
   timings.pretrain = (performance.now() - ts) / 1000;
 
   // 2. experts and MORL, side by side: while one run's PPO update is on a native thread, another steps
-  //    its envs on the JS thread. Observation statistics are the pre-trained ones, frozen.
+  //    its envs on the JS thread. Observation statistics are the pre-trained ones, frozen; the critic is
+  //    fresh; lr, its schedule and the entropy cost are the fine-tune's own (`finetune`).
   ts = performance.now();
+  const ftPpo: ControlPPOConfig = { ...ppo, ...cfg.finetune };
   const alpha = cfg.experts.alpha;
   const runs: Array<{ name: string; kind: 'expert' | 'morl'; weights: number[] }> = [
     { name: 'risky', kind: 'expert', weights: [1, 0] },
     { name: 'cautious', kind: 'expert', weights: [1, alpha] },
     ...cfg.morl.ctrl_costs.map((c) => ({ name: `morl-${c}`, kind: 'morl' as const, weights: [1, c] })),
   ];
-  const trained = await Promise.all(runs.map((r, i) => train(r.name, preTensors, r.weights, cfg.experts.steps, cfg.seed + 1 + i, hashOf({ preHash, experts: cfg.experts.steps, w: r.weights, i }))));
+  const trained = await Promise.all(runs.map((r, i) => train(r.name, preTensors, r.weights, cfg.experts.steps, cfg.seed + 1 + i, hashOf({ preHash, experts: cfg.experts.steps, w: r.weights, i, finetune: cfg.finetune }), ftPpo)));
   timings.finetune = (performance.now() - ts) / 1000;
   const [risky, cautious] = trained;
 
@@ -312,6 +333,19 @@ interface ReportIn {
 
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : String(x));
 const vec = (v: number[], d = 1) => `[${v.map((x) => x.toFixed(d)).join(', ')}]`;
+const pm = (p: Paired) => `${p.mean >= 0 ? '+' : ''}${f1(p.mean)} ± ${f1(p.se)}`;
+const pairedOut = (p: Paired) => ({ mean: p.mean, se: p.se, z: p.z, n: p.n });
+
+/** "The experts still learn", fixed before looking at H1/H2: each expert beats the pre-trained policy on
+ *  its own reward by ≥ LEARN_Z paired standard errors, and the cautious expert's Σa² is ≤ DIFFER_RATIO ×
+ *  the risky one's. */
+export const LEARN_Z = 4;
+export const DIFFER_RATIO = 0.6;
+/** An interior LMC gap below −H1_Z paired standard errors counts against Working Hypothesis 1. */
+export const H1_Z = 2;
+
+/** R_k per episode of an entry (k = 0: R1, 1: R2). */
+const perReward = (e: LocoEntry, k: number) => (k === 0 ? e.perEpisode.r1 : e.perEpisode.r2);
 
 export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
   const { cfg, entries } = r;
@@ -331,10 +365,15 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
   const box = paperBox([soupPts, morlPts]);
   const paper = { ...box, soups: paperHypervolume(soupPts, box), morl: paperHypervolume(morlPts, box) };
   const lmc = lmcGaps(soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards, name: e.name })), [risky.rewards, cautious.rewards]);
+  // Every model ran on the same seeded episodes, so each contrast is taken per episode and its standard
+  // error comes from the spread of those differences: variation the models share cancels, and none is
+  // assumed independent.
   const rows = lmc.rows.map((row, j) => {
     const s = soups[j];
-    const se = row.gaps.map((_, k) => Math.sqrt(s.stderr[k] ** 2 + (row.lambda[0] * risky.stderr[k]) ** 2 + (row.lambda[1] * cautious.stderr[k]) ** 2));
-    return { lambda: row.lambda, rewards: row.rewards, baseline: row.baseline, gaps: row.gaps, se, holds: row.holds, beyond_segment: false };
+    const paired = row.gaps.map((_, k) => pairedContrast([[1, perReward(s, k)], [-row.lambda[0], perReward(risky, k)], [-row.lambda[1], perReward(cautious, k)]]));
+    // the bound that treats the three models as independent, kept for comparison
+    const seIndependent = row.gaps.map((_, k) => Math.sqrt(s.stderr[k] ** 2 + (row.lambda[0] * risky.stderr[k]) ** 2 + (row.lambda[1] * cautious.stderr[k]) ** 2));
+    return { lambda: row.lambda, rewards: row.rewards, baseline: row.baseline, gaps: row.gaps, se: paired.map((p) => p.se), z: paired.map((p) => p.z), se_independent: seIndependent, holds: row.holds, beyond_segment: false };
   });
   // In the plane: which side of the experts' segment a soup lies on (beyond = towards higher rewards,
   // i.e. the front the soups trace bulges out past the linear interpolation).
@@ -345,17 +384,48 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
   const interior = rows.filter((x) => x.lambda.every((v) => v > 1e-9));
   for (const x of rows) x.beyond_segment = x.lambda.every((v) => v > 1e-9) && beyond(x.rewards);
   const beyondCount = interior.filter((x) => x.beyond_segment).length;
-  const significant = interior.reduce((a, x) => a + x.gaps.filter((g, k) => g < -2 * x.se[k]).length, 0);
+  const significant = interior.reduce((a, x) => a + x.gaps.filter((g, k) => g < -H1_Z * x.se[k]).length, 0);
+  const significantIndependent = interior.reduce((a, x) => a + x.gaps.filter((g, k) => g < -H1_Z * x.se_independent[k]).length, 0);
   const nonneg = interior.reduce((a, x) => a + x.gaps.filter((g) => g >= 0).length, 0);
-  const frontIdx = paretoFront(soupPts).indices;
+
+  // Did the experts learn? Each on its own reward against the pre-trained policy, paired per episode.
+  const gain = (e: LocoEntry, k: number) => pairedContrast([[1, perReward(e, k)], [-1, perReward(init, k)]]);
+  const gains = {
+    risky: { R1: pairedOut(gain(risky, 0)), R2: pairedOut(gain(risky, 1)) },
+    cautious: { R1: pairedOut(gain(cautious, 0)), R2: pairedOut(gain(cautious, 1)) },
+  };
   const ratioA2 = cautious.sumA2 / risky.sumA2;
+  const riskyLearned = gains.risky.R1.z >= LEARN_Z;
+  const cautiousLearned = gains.cautious.R2.z >= LEARN_Z;
+  const differ = ratioA2 <= DIFFER_RATIO;
+
+  // H2: each MORL run v − c·Σa² against the soup at λ = c/α (R2 weight λ·α on Σa²), or the nearest λ.
+  const h2 = morl.map((m) => {
+    const c = m.mu![1];
+    const target = c / alpha;
+    const soup = soups.reduce((best, e) => (Math.abs(e.lambda![1] - target) < Math.abs(best.lambda![1] - target) ? e : best));
+    const own = (e: LocoEntry) => e.perEpisode.r1.map((v, i) => v - c * e.perEpisode.a2[i]);
+    return {
+      morl: m.name, ctrl_cost: c, lambda_target: target, lambda: soup.lambda![1], soup: soup.name,
+      soup_minus_morl: {
+        R1: pairedOut(pairedContrast([[1, soup.perEpisode.r1], [-1, m.perEpisode.r1]])),
+        R2: pairedOut(pairedContrast([[1, soup.perEpisode.r2], [-1, m.perEpisode.r2]])),
+        [`v − ${c}·Σa²`]: pairedOut(pairedContrast([[1, own(soup)], [-1, own(m)]])),
+      },
+    };
+  });
+  const frontIdx = paretoFront(soupPts).indices;
   const half = soups.find((e) => Math.abs(e.lambda![1] - 0.5) < 1e-9);
   const dominates = (a: number[], b: number[]) => a.every((x, k) => x >= b[k]) && a.some((x, k) => x > b[k]);
+  const n = init.perEpisode.r1.length;
+  const h1Holds = significant === 0;
   const reading = [
-    `Experts differ: the cautious expert's Σa² is ${f1(cautious.sumA2)} against the risky one's ${f1(risky.sumA2)} (ratio ${ratioA2.toFixed(2)}; the issue asks ≤ 0.6), with Σv ${f1(cautious.sumV)} vs ${f1(risky.sumV)}.`,
+    `Experts learned (criterion fixed beforehand: each beats the pre-trained policy on its own reward by ≥ ${LEARN_Z} paired s.e., and cautious Σa² ≤ ${DIFFER_RATIO} × risky's): ${riskyLearned && cautiousLearned && differ ? 'yes' : 'no'}. Risky on R1 ${pm(gains.risky.R1)} (${f1(gains.risky.R1.z)} s.e.), cautious on R2 ${pm(gains.cautious.R2)} (${f1(gains.cautious.R2.z)} s.e.), paired over ${n} episodes.`,
+    `Experts differ: the cautious expert's Σa² is ${f1(cautious.sumA2)} against the risky one's ${f1(risky.sumA2)} (ratio ${ratioA2.toFixed(2)}; the issue asks ≤ ${DIFFER_RATIO}), with Σv ${f1(cautious.sumV)} vs ${f1(risky.sumV)}.`,
     `Pre-trained policy: Σv ${f1(init.sumV)}, Σa² ${f1(init.sumA2)}.`,
-    `LMC (Working Hypothesis 1): ${nonneg}/${interior.length * 2} interior (λ, reward) gaps are ≥ 0; ${significant} are negative by more than 2 standard errors. In the (R1, R2) plane ${beyondCount}/${interior.length} interior soups lie beyond the experts' segment (on the side of higher rewards).`,
-    `Hypervolume (higher is better; reference point ${vec(ref)} = nadir of every evaluated model minus 10% of the range): soups ${hvSoups.toFixed(0)}, MORL set (experts + MORL) ${hvMorl.toFixed(0)}, ratio ${(hvSoups / hvMorl).toFixed(3)}.`,
+    `H1 (LMC, Working Hypothesis 1): ${significant}/${interior.length * 2} interior (λ, reward) gaps are below −${H1_Z} paired s.e. (${h1Holds ? 'holds within noise' : 'does not hold'}); ${nonneg} are ≥ 0. (With the independence bound instead of the paired s.e.: ${significantIndependent}.) In the (R1, R2) plane ${beyondCount}/${interior.length} interior soups lie beyond the experts' segment (on the side of higher rewards).`,
+    `H2: hypervolume (higher is better; reference point ${vec(ref)} = nadir of every evaluated model minus 10% of the range): soups ${hvSoups.toFixed(0)}, MORL set (experts + MORL) ${hvMorl.toFixed(0)}, ratio ${(hvSoups / hvMorl).toFixed(3)}.`,
+    ...h2.map((x) => `H2: soup λ = ${x.lambda.toFixed(1)}${Math.abs(x.lambda - x.lambda_target) > 1e-9 ? ` (nearest to ${x.lambda_target.toFixed(2)})` : ''} − ${x.morl}, paired over ${n} episodes: ${Object.entries(x.soup_minus_morl).map(([k, p]) => `${k} ${pm(p)}`).join(', ')}.`),
     `Paper's lower-is-better hypervolume (box utopia ${vec(paper.utopia)}, lower ${vec(paper.lower)}): soups ${paper.soups.toFixed(0)}, MORL ${paper.morl.toFixed(0)}.`,
     ...morl.map((m) => `MORL ${m.name} at ${vec(m.rewards)}${half ? (dominates(m.rewards, half.rewards) ? ' dominates' : dominates(half.rewards, m.rewards) ? ' is dominated by' : ' neither dominates nor is dominated by') + ` the λ = 0.5 soup at ${vec(half.rewards)}` : ''}.`),
     `Soups on the front: λ ∈ {${frontIdx.map((i) => soups[i].lambda![1].toFixed(1)).join(', ')}} of ${soups.length}.`,
@@ -366,18 +436,24 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
     name: cfg.name,
     env: cfg.env.env,
     objectives,
-    evaluation: { episodes: cfg.sweep.episodes, seed: cfg.sweep.seed, policy: 'deterministic (mean action), frozen pre-trained observation statistics', max_steps: cfg.env.max_episode_steps },
+    evaluation: { episodes: cfg.sweep.episodes, seed: cfg.sweep.seed, policy: 'deterministic (mean action), frozen pre-trained observation statistics', max_steps: cfg.env.max_episode_steps, paired: 'every model on the same seeded episodes; contrasts (gains, LMC gaps, soup − MORL) get standard errors from their per-episode differences' },
     protocol: {
       pretrain: { steps: cfg.pretrain.steps, reward: `v − ${cfg.pretrain.ctrl_cost}·Σa²` },
       experts: { steps: cfg.experts.steps, risky: 'R1 = v', cautious: `R2 = v − ${alpha}·Σa²` },
+      finetune: { ...cfg.finetune, critic: 'fresh (the pre-trained value function is discarded)', obs_stats: 'frozen at the pre-trained ones' },
       morl: cfg.morl.ctrl_costs.map((c) => `v − ${c}·Σa²`),
       soups: `θ(λ) = (1 − λ)·θ_risky + λ·θ_cautious, every parameter (actor, log-std, critic), ${cfg.sweep.lambdas} λ`,
       ppo: cfg.ppo,
     },
-    models: entries.map((e) => ({ kind: e.kind, name: e.name, lambda: e.lambda, mu: e.mu, rewards: e.rewards, stderr: e.stderr, sum_v: e.sumV, sum_a2: e.sumA2, distance: e.distance })),
-    experts: { risky_sum_a2: risky.sumA2, cautious_sum_a2: cautious.sumA2, ratio: ratioA2, differ_clearly: ratioA2 <= 0.6 },
+    models: entries.map((e) => ({ kind: e.kind, name: e.name, lambda: e.lambda, mu: e.mu, rewards: e.rewards, stderr: e.stderr, sum_v: e.sumV, sum_a2: e.sumA2, distance: e.distance, per_episode: { r1: e.perEpisode.r1, r2: e.perEpisode.r2, sum_a2: e.perEpisode.a2 } })),
+    experts: { risky_sum_a2: risky.sumA2, cautious_sum_a2: cautious.sumA2, ratio: ratioA2, differ_clearly: differ, gains },
+    verdict: {
+      experts_learned: { risky: riskyLearned, cautious: cautiousLearned, differ, all: riskyLearned && cautiousLearned && differ, criterion: `own-reward gain over the pre-trained policy ≥ ${LEARN_Z} paired s.e. for each expert, and cautious Σa² ≤ ${DIFFER_RATIO} × risky Σa²` },
+      h1: { violations: significant, pairs: interior.length * 2, threshold_se: H1_Z, holds_within_noise: h1Holds, violations_independent_bound: significantIndependent },
+      h2: { hypervolume_ratio: hvSoups / hvMorl, ref, soup_minus_morl: h2 },
+    },
     hypervolume: { ref, ref_rule: 'nadir of every evaluated model (init, experts, MORL, soups) minus 10% of the range', soups: hvSoups, morl: hvMorl, ratio: hvSoups / hvMorl, paper, soups_front_lambdas: frontIdx.map((i) => soups[i].lambda) },
-    lmc: { rows, interior_beyond_segment: beyondCount, interior_nonnegative: nonneg, interior_pairs: interior.length * 2, significant_violations: significant, min_gap: lmc.minGap },
+    lmc: { rows, interior_beyond_segment: beyondCount, interior_nonnegative: nonneg, interior_pairs: interior.length * 2, significant_violations: significant, se: 'paired: standard error of the per-episode gap', min_gap: lmc.minGap },
     cost,
     reading,
   };
@@ -429,15 +505,26 @@ export async function writeLocomotionReport(dir: string, r: ReportIn): Promise<{
   put('gaits.png', r.strip.png);
   const lmcRows = report.lmc.rows.map((x) => `<tr><td>${x.lambda[1].toFixed(1)}</td>${x.rewards.map((v, k) => `<td>${f1(v)}</td><td>${f1(x.baseline[k])}</td><td>${x.gaps[k] >= 0 ? '+' : ''}${f1(x.gaps[k])} ± ${f1(x.se[k])}</td>`).join('')}</tr>`).join('');
   const table = report.models.map((m) => `<tr><td>${esc(m.name)}</td><td>${m.lambda ? m.lambda[1].toFixed(1) : ''}</td><td>${m.mu ? m.mu[1].toFixed(2) : ''}</td>${m.rewards.map((v, k) => `<td>${f1(v)} ± ${f1(m.stderr[k])}</td>`).join('')}<td>${f1(m.sum_v)}</td><td>${f1(m.sum_a2)}</td><td>${m.distance.toFixed(1)}</td></tr>`).join('');
+  const v = report.verdict;
+  const g = report.experts.gains;
+  const verdictRows = [
+    ['risky expert learned: R1 gain over pre-trained', `${pm(g.risky.R1)} (${f1(g.risky.R1.z)} s.e.)`, v.experts_learned.risky ? `yes (≥ ${LEARN_Z} s.e.)` : `no (< ${LEARN_Z} s.e.)`],
+    ['cautious expert learned: R2 gain over pre-trained', `${pm(g.cautious.R2)} (${f1(g.cautious.R2.z)} s.e.)`, v.experts_learned.cautious ? `yes (≥ ${LEARN_Z} s.e.)` : `no (< ${LEARN_Z} s.e.)`],
+    ['experts differ: cautious Σa² / risky Σa²', report.experts.ratio.toFixed(2), v.experts_learned.differ ? `yes (≤ ${DIFFER_RATIO})` : `no (> ${DIFFER_RATIO})`],
+    [`H1: interior LMC gaps below −${H1_Z} paired s.e.`, `${v.h1.violations} of ${v.h1.pairs}`, v.h1.holds_within_noise ? 'holds within noise' : 'does not hold'],
+    ['H2: hypervolume soups / MORL set', `${v.h2.hypervolume_ratio.toFixed(3)} (reference ${vec(v.h2.ref)})`, v.h2.hypervolume_ratio >= 1 ? 'soups ≥ MORL' : 'soups < MORL'],
+    ...v.h2.soup_minus_morl.map((x) => [`H2: soup λ = ${x.lambda.toFixed(1)} − ${x.morl}`, Object.entries(x.soup_minus_morl).map(([k, p]) => `${k} ${pm(p)}`).join('; '), '']),
+  ].map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('');
   const cost = Object.entries(report.cost).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${v.steps}</td><td>${v.seconds.total.toFixed(0)}</td><td>${v.seconds.env.toFixed(0)}</td><td>${v.seconds.act.toFixed(0)}</td><td>${v.seconds.learn.toFixed(0)}</td><td>${(100 * v.simulation_share).toFixed(0)}%</td></tr>`).join('');
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>${esc(report.name)}: locomotion soups</title>
 <style>body{font-family:'DejaVu Sans',sans-serif;max-width:1150px;margin:2em auto;padding:0 1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}figure{margin:1.5em 0}img{max-width:100%}</style></head><body>
 <h1>${esc(report.name)}: rewarded soups vs MORL on ${esc(report.env)}</h1>
-<p>Pre-training ${report.protocol.pretrain.steps} steps on ${esc(report.protocol.pretrain.reward)}; observation statistics frozen; fine-tuning ${report.protocol.experts.steps} steps each: risky ${esc(report.protocol.experts.risky)}, cautious ${esc(report.protocol.experts.cautious)}, MORL ${esc(report.protocol.morl.join(', '))}. ${esc(report.protocol.soups)}. Evaluation: ${report.evaluation.episodes} episodes of ${report.evaluation.max_steps} steps with seeds (${report.evaluation.seed}, env index), ${esc(report.evaluation.policy)}.</p>
+<p>Pre-training ${report.protocol.pretrain.steps} steps on ${esc(report.protocol.pretrain.reward)}; observation statistics frozen; fine-tuning ${report.protocol.experts.steps} steps each (fresh critic; lr ${report.protocol.finetune.learning_rate} ${report.protocol.finetune.anneal_lr ? 'annealed' : 'constant'}, entropy cost ${report.protocol.finetune.ent_coef}): risky ${esc(report.protocol.experts.risky)}, cautious ${esc(report.protocol.experts.cautious)}, MORL ${esc(report.protocol.morl.join(', '))}. ${esc(report.protocol.soups)}. Evaluation: ${report.evaluation.episodes} episodes of ${report.evaluation.max_steps} steps with seeds (${report.evaluation.seed}, env index), ${esc(report.evaluation.policy)}.</p>
 <h2>Reading</h2><ul>${report.reading.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>
+<h2>Verdict</h2><table><tr><th>question</th><th>paired over ${report.evaluation.episodes} episodes</th><th>answer</th></tr>${verdictRows}</table>
 <h2>Gaits</h2><figure><img src="gaits.png" alt="filmstrips of the risky expert, the λ = 0.5 soup, the cautious expert and MORL"><figcaption>The first ${(r.cfg.render.every * (r.cfg.render.frames - 1) * 0.05).toFixed(1)} s of the first evaluation episode, one frame every ${r.cfg.render.every} steps (<a href="gaits.svg">SVG</a>).</figcaption></figure>
 ${plots.map(([name, p, cap]) => `<figure>${p.svg}<figcaption>${esc(cap)} (<a href="${name}.png">PNG</a>, <a href="${name}.svg">SVG</a>)</figcaption></figure>`).join('\n')}
-<h2>LMC gaps per λ</h2><p>gap = R(θ(λ)) − [(1 − λ)·R(θ_risky) + λ·R(θ_cautious)], ± the standard error of that difference.</p>
+<h2>LMC gaps per λ</h2><p>gap = R(θ(λ)) − [(1 − λ)·R(θ_risky) + λ·R(θ_cautious)], ± its paired standard error: the gap is taken per evaluation episode (every model ran the same seeded episodes) and the s.e. is that of the mean of those ${report.evaluation.episodes} differences.</p>
 <table><tr><th>λ</th>${report.objectives.map((o) => `<th>${esc(o)}</th><th>linear</th><th>gap</th>`).join('')}</tr>${lmcRows}</table>
 <h2>Every evaluated model</h2><table><tr><th>model</th><th>λ</th><th>μ (ctrl cost)</th>${report.objectives.map((o) => `<th>${esc(o)} (± s.e.)</th>`).join('')}<th>Σv</th><th>Σa²</th><th>distance (m)</th></tr>${table}</table>
 <h2>Training cost</h2><table><tr><th>run</th><th>steps</th><th>total s</th><th>env s</th><th>policy s</th><th>PPO update s</th><th>simulation share</th></tr>${cost}</table>
@@ -469,6 +556,7 @@ export async function runLocomotionDemo(opts: LocomotionDemoOptions = {}): Promi
     `locomotion demo on ${cfg.env.env} (${cfg.env.num_envs} envs, PPO batch ${cfg.env.num_envs * cfg.ppo.num_steps}):`,
     `  pre-train ${cfg.pretrain.steps} steps on v − ${cfg.pretrain.ctrl_cost}·Σa²`,
     `  fine-tune side by side, ${cfg.experts.steps} steps each: risky v, cautious v − ${cfg.experts.alpha}·Σa², MORL ${cfg.morl.ctrl_costs.map((c) => `v − ${c}·Σa²`).join(', ')}`,
+    `    (lr ${cfg.finetune.learning_rate} ${cfg.finetune.anneal_lr ? 'annealed' : 'constant'}, entropy cost ${cfg.finetune.ent_coef}, fresh critic, frozen observation statistics)`,
     `  evaluate ${cfg.sweep.lambdas} soups + ${2 + cfg.morl.ctrl_costs.length} models × ${cfg.sweep.episodes} episodes; report in ${cfg.output}`,
   ];
   if (opts.dryRun) {
