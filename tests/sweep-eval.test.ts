@@ -11,12 +11,32 @@ import { randomLlamaWeights } from '../src/train/testing.js';
 import { distinctN, responseLogProbs } from '../src/pipeline/sweep.js';
 import { rocAuc, topicReward, trainTopicModel, topicProbability, wordSet } from '../src/pipeline/topic.js';
 import { fnv1a } from '../src/pipeline/corpus.js';
+import { heldOutBits } from '../src/pipeline/base.js';
 import { mulberry32 } from '../src/util/random.js';
 
 const CFG: LlamaConfig = {
   vocabSize: 29, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 2,
   numKeyValueHeads: 2, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false, eosTokenId: 2, padTokenId: 0,
 };
+
+describe('heldOutBits', () => {
+  it("equals libtorch's mean next-token cross-entropy over the same windows, in bits per character", async () => {
+    const m = await CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 4, { dtype: 'float64' }), { dtype: 'float64' });
+    const rnd = mulberry32(9);
+    const T = 7;
+    // 3 whole windows and a ragged tail that is not scored
+    const stream = Int32Array.from({ length: 3 * T + 4 }, () => 3 + Math.floor(rnd() * (CFG.vocabSize - 3)));
+    const chars = 97;
+    const got = await heldOutBits(m, stream, chars, T);
+    const windows = [0, 1, 2].map((w) => Array.from(stream.subarray(w * T, (w + 1) * T)));
+    const { loss } = await m.lossAndGrad(windows, 'all'); // mean over the 3 × (T − 1) predicted tokens
+    expect(got.tokens).toBe(3 * (T - 1));
+    expect(got.bitsPerChar).toBeCloseTo(loss / Math.LN2 / (chars / stream.length), 9);
+    expect((await heldOutBits(m, stream, chars, T, 2)).tokens).toBe(2 * (T - 1));
+    expect((await heldOutBits(m, stream.subarray(0, T - 1), chars, T)).tokens).toBe(0);
+    await m.dispose();
+  });
+});
 
 describe('responseLogProbs', () => {
   it('equals Σ log-softmax of each response token computed per sequence in float64', async () => {

@@ -32,7 +32,11 @@ export interface PretrainResult {
   steps: number;
   firstLoss: number;
   finalLoss: number;
+  /** Training loss (moving average) in bits per character of the training text. */
   bitsPerChar: number;
+  /** The model's NLL on held-out entries (never trained on; where prompts come from), bits per character. */
+  heldOutBitsPerChar: number;
+  heldOutTokens: number;
   seconds: number;
   params: number;
 }
@@ -59,6 +63,34 @@ export function tinyLlamaConfig(s: Pick<PretrainSpec, 'vocab_size' | 'hidden_siz
   };
 }
 
+/** Mean NLL of the held-out token stream in bits per character: consecutive windows of `seqLen` tokens
+ *  (every token but each window's first is predicted from the ones before it in its window), at most
+ *  `maxWindows` of them; `chars` is the stream's character count (entries plus their two specials). */
+export async function heldOutBits(model: CausalLM, stream: Int32Array, chars: number, seqLen: number, maxWindows = 64): Promise<{ bitsPerChar: number; tokens: number }> {
+  const V = model.config.vocabSize;
+  const windows: number[][] = [];
+  for (let o = 0; o + seqLen <= stream.length && windows.length < maxWindows; o += seqLen) windows.push(Array.from(stream.subarray(o, o + seqLen)));
+  if (!windows.length) return { bitsPerChar: NaN, tokens: 0 };
+  let nll = 0, n = 0;
+  for (let b0 = 0; b0 < windows.length; b0 += 16) {
+    const batch = windows.slice(b0, b0 + 16);
+    const lg = await model.logits(batch);
+    for (let b = 0; b < batch.length; b++) {
+      for (let t = 0; t + 1 < seqLen; t++) {
+        const off = (b * seqLen + t) * V;
+        let mx = -Infinity;
+        for (let v = 0; v < V; v++) mx = Math.max(mx, lg[off + v]);
+        let z = 0;
+        for (let v = 0; v < V; v++) z += Math.exp(lg[off + v] - mx);
+        nll -= lg[off + batch[b][t + 1]] - mx - Math.log(z);
+        n++;
+      }
+    }
+  }
+  // nats per token → bits per character, at the held-out stream's own characters per token
+  return { bitsPerChar: nll / n / Math.LN2 / (chars / stream.length), tokens: n };
+}
+
 /** Trains the tokenizer and the model, writes a Hugging Face dir (config.json, model.safetensors, tokenizer.json). */
 export async function pretrainTiny(spec: PretrainSpec, dir: string, o: { corpus?: Corpus; onProgress?: (step: number, loss: number) => void; signal?: AbortSignal } = {}): Promise<PretrainResult> {
   const t0 = performance.now();
@@ -81,6 +113,7 @@ export async function pretrainTiny(spec: PretrainSpec, dir: string, o: { corpus?
   const B = spec.batch_size, T = spec.seq_len;
   if (stream.length < T + 1) throw new SoupError('ERR_SOUP_CONFIG', `base.pretrain: the corpus has ${stream.length} tokens, fewer than seq_len ${T}`);
   let firstLoss = NaN, ema = NaN;
+  let held = { bitsPerChar: NaN, tokens: 0 };
   const staged = join(work, 'model');
   try {
     // the training core's pre-training loop: random windows, AdamW (β 0.9/0.95), warmup + cosine to 10%
@@ -93,6 +126,7 @@ export async function pretrainTiny(spec: PretrainSpec, dir: string, o: { corpus?
       o.onProgress?.(st.step, ema);
     }
     await model.save(staged);
+    held = await heldOutBits(model, await packCorpus(corpus.heldOut, tok), corpus.heldOut.reduce((a, e) => a + e.length + 2, 0), T);
   } finally {
     await model.dispose();
   }
@@ -105,5 +139,5 @@ export async function pretrainTiny(spec: PretrainSpec, dir: string, o: { corpus?
   faultPoint('base', 'after-model');
   rmSync(work, { recursive: true, force: true });
   const params = spec.vocab_size * spec.hidden_size + spec.num_layers * (4 * spec.hidden_size ** 2 + 3 * spec.hidden_size * spec.intermediate_size + 2 * spec.hidden_size) + spec.hidden_size;
-  return { dir, steps: spec.steps, firstLoss, finalLoss: ema, bitsPerChar: ema / Math.LN2 / charsPerToken, seconds: (performance.now() - t0) / 1000, params };
+  return { dir, steps: spec.steps, firstLoss, finalLoss: ema, bitsPerChar: ema / Math.LN2 / charsPerToken, heldOutBitsPerChar: held.bitsPerChar, heldOutTokens: held.tokens, seconds: (performance.now() - t0) / 1000, params };
 }

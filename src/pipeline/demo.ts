@@ -3,7 +3,8 @@
 // kept in code so the demo needs no file outside the package. A test checks the two agree.
 // Settings chosen by the regime sweep of docs/experiment.md ("Choosing the demo's regime"): adaptive KL
 // control as trl's (init 0.05, target 4, horizon 1000), a small learning rate, two learned rewards of the
-// paper's kind (topic classifiers trained on the corpus's own topic files), MORL at three weightings.
+// paper's kind (topic classifiers trained on the corpus's own topic files, scored as log-odds like a
+// reward model's logit), MORL at three weightings.
 import type { ExperimentInput } from './config.js';
 
 export const DEMO_EXPERIMENT: ExperimentInput = {

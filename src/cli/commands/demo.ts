@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .description('the rewarded-soup experiment in miniature on this machine (outputs in runs/demo)')
     .option('--task <task>', `which experiment: ${TASKS.join(', ')}`, 'text')
     .option('--out <dir>', 'run dir', 'runs/demo')
-    .option('--full', 'MORL at μ ∈ {0.25, 0.5, 0.75} instead of 0.5 only (2 more PPO runs)')
+    .option('--full', 'N = 3: adds a third reward (politics) and its expert; the uniform soup, λ drawn on the simplex and the spider map')
     .option('--dry-run', 'print the plan and its cost; train nothing')
     .option('--json', 'JSON events on stdout')
     .action(async (o: { task: string; out: string; full?: boolean; dryRun?: boolean; json?: boolean }) => {
