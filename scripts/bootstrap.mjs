@@ -12,8 +12,10 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // fortunes: the demo's offline text corpus; tmpfs/mount (util-linux) is part of the base system.
 export const APT_PACKAGES = ['libtorch-dev', 'libopenblas0-pthread', 'python3-torch', 'fortunes', 'fortunes-min', 'cmake', 'g++', 'fonts-dejavu-core'];
 // `--test` (npm test) also installs what only the tests drive: Debian's Chromium, for the browser checks
-// of report.html and the playground (puppeteer-core drives it; it downloads no browser).
-export const TEST_APT_PACKAGES = ['chromium'];
+// of report.html and the playground (puppeteer-core drives it; it downloads no browser); Slurm's
+// controller, node daemon, client commands and munge, for the private one-node cluster of
+// tests/slurm-executor.test.ts (installed only: the tests start and stop their own daemons).
+export const TEST_APT_PACKAGES = ['chromium', 'slurmctld', 'slurmd', 'slurm-client', 'munge'];
 const wanted = process.argv.includes('--test') ? [...APT_PACKAGES, ...TEST_APT_PACKAGES] : APT_PACKAGES;
 
 function missingApt() {

@@ -4,13 +4,12 @@
 // check that can fail is done here, before any training: unknown rewards, missing files, λ vectors of
 // the wrong length, μ off the simplex.
 import { TOPIC_KEYS, TOPIC_TYPE } from './topic.js';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SoupError } from '../errors.js';
 import { REWARD_TYPES, checkRewardConfig } from '../rewards/index.js';
-import { nearest, parseStrict, unknownKeyMessage } from '../util/config.js';
+import { nearest, parseStrict, readConfigFile, unknownKeyMessage } from '../util/config.js';
 import { dirichletSample, lambdaGrid, simplexGrid } from '../pareto/index.js';
 import { PPOConfigSchema, parsePPOConfig, type PPOConfig } from '../train/index.js';
 import { FORTUNE_DIR, readFortunes } from './corpus.js';
@@ -95,6 +94,26 @@ const ReportSchema = z.strictObject({
   ref: z.array(z.number()).optional(),
 });
 
+/** Where the PPO runs execute (docs/slurm.md). Never part of a stage hash: switching executors reuses every finished stage. */
+const ExecutorSchema = z.strictObject({
+  /** 'local': child processes of this machine; 'slurm': one job for the base, one array for the experts and MORL runs, one job for the sweep + report. */
+  type: z.enum(['local', 'slurm']).default('local'),
+  partition: z.string().min(1).optional(),
+  account: z.string().min(1).optional(),
+  /** Slurm's time limit of each job: minutes, [days-]hours:minutes[:seconds], or days-hours. */
+  time: z.string().regex(/^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)$/i, 'a Slurm time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS').optional(),
+  /** CPUs of each job (default: worker_threads, the libtorch threads each PPO run uses under either executor). */
+  cpus_per_task: z.number().int().positive().optional(),
+  /** Memory of each job, as sbatch --mem takes it (e.g. 64G). */
+  mem: z.string().regex(/^\d+[KMGT]?$/i, 'a size as sbatch --mem takes it, e.g. 16G or 4000M').optional(),
+  /** Generic resources of each job, e.g. gpu:1. */
+  gres: z.string().min(1).optional(),
+  /** At most this many array tasks at once (sbatch --array=…%k). */
+  array_parallelism: z.number().int().positive().optional(),
+  /** More sbatch options for every job, e.g. ['--qos=high', '--constraint=a100']. */
+  extra_args: z.array(z.string().min(1)).default([]),
+});
+
 export const ExperimentSchema = z.strictObject({
   name: z.string().min(1).default('experiment'),
   seed: z.number().int().nonnegative().default(0),
@@ -120,6 +139,7 @@ export const ExperimentSchema = z.strictObject({
   workers: z.union([z.literal('auto'), z.number().int().positive()]).default('auto'),
   /** libtorch threads of each PPO worker (1: the fastest layout here, docs/experiment.md). */
   worker_threads: z.number().int().positive().default(1),
+  executor: ExecutorSchema.prefault({}),
 });
 
 export type ExperimentInput = z.input<typeof ExperimentSchema>;
@@ -159,17 +179,7 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
   let baseDir = opts.cwd ?? process.cwd();
   if (typeof src === 'string') {
     path = resolve(src);
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (e) {
-      throw new SoupError('ERR_SOUP_IO', `cannot read experiment ${path}: ${(e as Error).message}`);
-    }
-    try {
-      raw = parseYaml(text);
-    } catch (e) {
-      throw bad(path, `invalid YAML: ${(e as Error).message}`);
-    }
+    raw = readConfigFile(path, 'experiment');
     baseDir = dirname(path);
   }
   const where = path || 'experiment';
@@ -227,6 +237,9 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
       if (!Array.isArray(t) || t.length === 0 || t.some((x) => typeof x !== 'string' || !x)) throw bad(where, `rewards[${i}].topics: a topic-classifier reward needs a non-empty list of fortune file names (e.g. [love, men-women])`);
       for (const k of ['hold_every', 'min_count', 'epochs'] as const) if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) >= 1)) throw bad(where, `rewards[${i}].${k}: must be a positive integer`);
       if (o.l2 !== undefined && !(typeof o.l2 === 'number' && o.l2 >= 0)) throw bad(where, `rewards[${i}].l2: must be a non-negative number`);
+      if (o.score !== undefined && o.score !== 'logit' && o.score !== 'probability') throw bad(where, `rewards[${i}].score: must be 'logit' or 'probability', got ${JSON.stringify(o.score)}`);
+      // explicit, so it enters the stage hashes: a cached run scored otherwise is never reused
+      o.score ??= 'logit';
       // trained on the base stage's pre-training split unless told otherwise
       if (c.base.pretrain) {
         o.corpus_dir ??= c.base.pretrain.corpus_dir;

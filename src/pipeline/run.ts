@@ -14,7 +14,7 @@ import { SoupError } from '../errors.js';
 import { readPeftAdapter } from '../io/index.js';
 import { atomicWriteFile, fsyncDir } from '../io/atomic.js';
 import { loadTokenizer } from '../train/index.js';
-import { pretrainTiny, type PretrainSpec } from './base.js';
+import { pretrainTiny, type PretrainResult, type PretrainSpec } from './base.js';
 import { checkFiles, type Experiment } from './config.js';
 import { readFortunes } from './corpus.js';
 import { checkFaultEnv, faultPoint } from './fault.js';
@@ -39,6 +39,17 @@ export interface RunOptions {
   signal?: AbortSignal;
   onEvent?: (e: RunEvent) => void;
 }
+
+/**
+ * One piece of the pipeline, as a Slurm job or array task runs it (`rsoup run --stage … --index …`):
+ * the base; the `index`-th PPO run of plannedRuns (experts, then MORL); or the sweep and report.
+ */
+export type StageSelection = { stage: 'base' } | { stage: 'runs'; index: number } | { stage: 'sweep' };
+
+export interface RunResult { report: Report; reportPath: string; htmlPath: string; timings: Record<string, number> }
+
+/** Threads of a stage whose config leaves them open: the job's allocation under Slurm, else every core. */
+const hostThreads = () => Number(process.env.SLURM_CPUS_PER_TASK) || cpus().length;
 
 /** sha256 of a JSON value with sorted keys (first 16 hex digits). */
 export function hashOf(v: unknown): string {
@@ -215,7 +226,11 @@ export function planExperiment(x: Experiment) {
 
 function parallelism(x: Experiment, jobs: number): number {
   if (x.workers !== 'auto') return x.workers;
-  return Math.max(1, Math.min(jobs, 2 * Math.max(1, Math.floor(cpus().length / x.worker_threads))));
+  // Up to 4 single-thread workers per core, in waves of equal size: a last wave of one run would leave
+  // every other core idle (5 runs on 2 cores: 5 at once takes 400 CPU-s / 2, 4 + 1 takes 320/2 + 160).
+  const cap = 4 * Math.max(1, Math.floor(cpus().length / x.worker_threads));
+  const waves = Math.ceil(jobs / cap);
+  return Math.max(1, Math.ceil(jobs / waves));
 }
 
 /** Creates the run dir; a file in its place is a clear error, not a raw EEXIST. */
@@ -240,11 +255,12 @@ interface Piece { stage: LockStage; run?: string; dir: string; hash: string; req
  * process (or needs one that is), it throws RunDirBusyError naming the holders.
  */
 /** What report.html shows of the run's settings (report.json stays free of dates: same seed, same file). */
-function reportSettings(x: Experiment): Record<string, string> {
+function reportSettings(x: Experiment, base?: Partial<PretrainResult>): Record<string, string> {
   const p = x.base.pretrain;
   const ppo = x.ppoConfig;
+  const fit = base?.heldOutBitsPerChar !== undefined && Number.isFinite(base.heldOutBitsPerChar) ? `; held-out ${base.heldOutBitsPerChar.toFixed(2)} bits/char (training ${base.bitsPerChar?.toFixed(2)})` : '';
   return {
-    model: x.base.model ? `${x.base.model}${x.base.adapter ? ` + adapter ${x.base.adapter}` : ''} (${x.base.dtype})` : `LLaMA-architecture, ${p!.num_layers} layers, d = ${p!.hidden_size}, vocab ${p!.vocab_size}, pre-trained here for ${p!.steps} steps`,
+    model: x.base.model ? `${x.base.model}${x.base.adapter ? ` + adapter ${x.base.adapter}` : ''} (${x.base.dtype})` : `LLaMA-architecture, ${p!.num_layers} layers, d = ${p!.hidden_size}, vocab ${p!.vocab_size}, pre-trained here for ${p!.steps} steps${fit}`,
     corpus: p ? `${p.corpus_dir} (1 entry in ${p.hold_every} held out for prompts)` : 'prompt files',
     prompts: `${x.prompts.num_train} training, ${x.prompts.num_eval} evaluation`,
     rewards: x.rewards.map((r, i) => `${x.rewardNames[i]} (${(r as { type: string }).type})`).join(', '),
@@ -256,7 +272,23 @@ function reportSettings(x: Experiment): Record<string, string> {
   };
 }
 
-export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<{ report: Report; reportPath: string; htmlPath: string; timings: Record<string, number> }> {
+export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<RunResult> {
+  return (await runPieces(x, o))!;
+}
+
+/**
+ * Runs one piece (StageSelection) under its lock, as runExperiment runs it: a finished piece is left as
+ * it is, an unfinished PPO run resumes. The report comes back only from the sweep stage.
+ */
+export async function runStage(x: Experiment, only: StageSelection, o: RunOptions = {}): Promise<RunResult | undefined> {
+  const n = plannedRuns(x).length;
+  if (only.stage === 'runs' && !(Number.isInteger(only.index) && only.index >= 0 && only.index < n)) {
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `--index ${only.index}: the experiment has ${n} PPO runs (indices 0-${n - 1}: ${plannedRuns(x).map((r, i) => `${i} ${r.name}`).join(', ')})`);
+  }
+  return runPieces(x, o, only);
+}
+
+async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelection): Promise<RunResult | undefined> {
   const emit = o.onEvent ?? (() => {});
   const t00 = performance.now();
   checkFaultEnv();
@@ -333,10 +365,22 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
       const r = tryLock(x.runDir, { stage: p.stage, run: p.run }, lockOpts);
       if ('lock' in r) r.lock.release();
     }
-    if (state(basePiece).state !== 'done' && !claim(basePiece) && busy.has(basePiece)) throw busyError([basePiece], 'the base is being built, and every other piece needs it');
-    for (const r of runs) if (state(pieceOf(r)).state !== 'done') claim(pieceOf(r));
+    // one stage only (a Slurm job or array task): what it needs must be done, and a done piece is left
+    const mineOnly = only?.stage === 'runs' ? [runs[only.index]] : only ? [] : runs;
+    if (only && only.stage !== 'base' && state(basePiece).state !== 'done') throw new SoupError('ERR_SOUP_CONFIG', `--stage ${only.stage}: the base stage of ${x.runDir} is not done (run --stage base first)`);
+    if (only?.stage === 'sweep') {
+      const missing = runs.filter((r) => state(pieceOf(r)).state !== 'done');
+      if (missing.length) throw new SoupError('ERR_SOUP_CONFIG', `--stage sweep: the sweep needs every PPO run, and ${missing.map((r) => r.name).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not done in ${x.runDir}`);
+    }
+    const onlyPiece = only?.stage === 'base' ? basePiece : only?.stage === 'runs' ? pieceOf(runs[only.index]) : undefined;
+    if (onlyPiece && state(onlyPiece).state === 'done') {
+      emit({ event: 'stage', stage: onlyPiece === basePiece ? 'base' : runs[(only as { index: number }).index].kind, status: 'cached', detail: onlyPiece === basePiece ? paths.base : onlyPiece.run });
+      return undefined;
+    }
+    if ((!only || only.stage === 'base') && state(basePiece).state !== 'done' && !claim(basePiece) && busy.has(basePiece)) throw busyError([basePiece], 'the base is being built, and every other piece needs it');
+    for (const r of mineOnly) if (state(pieceOf(r)).state !== 'done') claim(pieceOf(r));
     // the tail needs every run: it is claimed now only when no other process trains one
-    if (!runs.some((r) => busy.has(pieceOf(r)))) claim(tailPiece, { evenIfDone: true });
+    if ((!only || only.stage === 'sweep') && !runs.some((r) => busy.has(pieceOf(r)))) claim(tailPiece, { evenIfDone: true });
     if (!locks.size) throw busyError([...busy.keys()], busy.has(tailPiece) ? 'the sweep and report are being written' : 'every run left is being trained, and the sweep needs them all');
     // a config that recomputes a piece wipes its folder: never while another process may be reading it
     const wiping = [...locks.keys()].filter((p) => {
@@ -344,7 +388,8 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
       return s.state === 'fresh' && s.wipe;
     });
     if (wiping.length) {
-      const others = liveHolders(x.runDir, new Set([...locks.values()].map((l) => l.path)));
+      // an array task wipes only its own run, which no other task reads: only the base and tail matter
+      const others = liveHolders(x.runDir, new Set([...locks.values()].map((l) => l.path))).filter((l) => only?.stage !== 'runs' || l.stage === 'base' || l.stage === 'sweep');
       if (others.length) throw new RunDirBusyError(x.runDir, others, `this config recomputes ${wiping.map(lockLabel).join(', ')}, which the processes holding other pieces (another config on this run dir?) may be reading`);
     }
     await atomicWriteFile(join(x.runDir, 'experiment.json'), [Buffer.from(`${JSON.stringify({ ...x, files: undefined }, null, 2)}\n`)]);
@@ -360,7 +405,7 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
       let info: unknown = {};
       if (x.base.pretrain) {
         const p = x.base.pretrain;
-        const spec: PretrainSpec = { ...p, seed: x.seed, threads: p.threads ?? cpus().length };
+        const spec: PretrainSpec = { ...p, seed: x.seed, threads: p.threads ?? hostThreads() };
         const corpus = readFortunes(p.corpus_dir, p.hold_every);
         const tp = performance.now();
         let next = Math.max(1, Math.round(p.steps / 10));
@@ -397,18 +442,23 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
       await finishStage(paths.base, { hash: h.base, seconds: sec, info });
       faultPoint('base', 'after-marker');
       release(basePiece);
-      emit({ event: 'stage', stage: 'base', status: 'done', seconds: sec, detail: x.base.pretrain ? `final loss ${(info as { finalLoss: number }).finalLoss.toFixed(3)} (${(info as { bitsPerChar: number }).bitsPerChar.toFixed(2)} bits/char)` : '' });
+      emit({ event: 'stage', stage: 'base', status: 'done', seconds: sec, detail: x.base.pretrain ? `final loss ${(info as PretrainResult).finalLoss.toFixed(3)} (${(info as PretrainResult).bitsPerChar.toFixed(2)} bits/char; held-out ${(info as PretrainResult).heldOutBitsPerChar.toFixed(2)} bits/char)` : '' });
     }
     timings.base = (performance.now() - t0) / 1000;
+    if (only?.stage === 'base') return undefined;
 
     // ---- experts + MORL: one pool of single-thread workers ------------------------------------------------
     t0 = performance.now();
-    for (const r of runs) if (!locks.has(pieceOf(r)) && !busy.has(pieceOf(r))) emit({ event: 'stage', stage: r.kind, status: 'cached', detail: r.name });
+    for (const r of only?.stage === 'runs' ? [] : runs) if (!locks.has(pieceOf(r)) && !busy.has(pieceOf(r))) emit({ event: 'stage', stage: r.kind, status: 'cached', detail: r.name });
     let mine = runs.filter((r) => locks.has(pieceOf(r)));
     const ran = new Set<string>();
     for (;;) {
       if (mine.length) await runPool(x, paths, h, mine, { signal: ac.signal, emit, locks: (r) => locks.get(pieceOf(r)), open: (r) => open(pieceOf(r)), release: (r) => release(pieceOf(r)) });
       for (const r of mine) ran.add(r.name);
+      if (only?.stage === 'runs') {
+        if (state(pieceOf(runs[only.index])).state !== 'done') throw new SoupError('ERR_SOUP_INTERNAL', `${runs[only.index].name}: finished, but not marked done`);
+        return undefined;
+      }
       const left = runs.filter((r) => state(pieceOf(r)).state !== 'done');
       if (!left.length) break;
       const redo = left.filter((r) => ran.has(r.name));
@@ -447,7 +497,7 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
       const ts = performance.now();
       entries = await runSweep({
         model: paths.model, adapter: x.base.adapter ? join(x.baseDir, x.base.adapter) : undefined, lora: x.lora, dtype: x.base.dtype,
-        threads: x.sweep.threads ?? cpus().length, seed: x.seed, prompts: prompts.eval, rewards,
+        threads: x.sweep.threads ?? hostThreads(), seed: x.seed, prompts: prompts.eval, rewards,
         gen: { maxNewTokens: x.sweep.max_new_tokens, doSample: x.sweep.do_sample, seed: x.sweep.seed, stopAtEos: x.sweep.stop_at_eos },
         experts: await Promise.all(runs.filter((r) => r.kind === 'experts').map(async (r) => ({ name: r.name, tensors: await load(r) }))),
         morl: await Promise.all(runs.filter((r) => r.kind === 'morl').map(async (r) => ({ name: r.name, mu: r.mu, tensors: await load(r) }))),
@@ -485,7 +535,7 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
       name: x.name, seed: x.seed, rewardNames: x.rewardNames, entries, runs: costs, histories,
       ref: x.report.ref, preferences: x.report.preferences, evalPrompts: prompts.eval.length, maxNewTokens: x.sweep.max_new_tokens,
       evalNote: `${x.sweep.do_sample ? 'sampled (temperature 1, top-p 1)' : 'greedy'}, up to ${x.sweep.max_new_tokens} new tokens${x.sweep.stop_at_eos ? ', stopping at EOS' : ' (fixed length)'}, one seed shared by every model`,
-      settings: reportSettings(x),
+      settings: reportSettings(x, readMarker(paths.base)?.info as Partial<PretrainResult> | undefined),
     }, timings, computed);
     timings.report = (performance.now() - t0) / 1000;
     timings.total = (performance.now() - t00) / 1000;

@@ -6,12 +6,10 @@
 //     - { type: http, url: http://127.0.0.1:8000/score, batch_size: 32 }
 //     - { type: weighted, weights: [0.4, 0.6], rewards: [{type: vader}, {type: rouge, variant: rougeL}] }
 // Field names are snake_case in files (camelCase also accepted).
-import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SoupError } from '../errors.js';
-import { nearest, parseStrict } from '../util/config.js';
+import { nearest, parseStrict, readConfigFile } from '../util/config.js';
 import { bleuReward, cocoBleuReward, cocoRougeReward, CiderReward, meteorReward, rougeReward } from './metric-rewards.js';
 import { afinnReward, lengthReward, readabilityReward, toxicityReward, vaderReward, READABILITY_METRICS } from './text.js';
 import { onnxReward } from './onnx.js';
@@ -177,18 +175,7 @@ export async function rewardsFromConfig(list: unknown, ctx: RewardConfigContext 
 
 /** Reads a YAML/JSON file holding `rewards: [...]`, a list, or one reward mapping. */
 export async function loadRewardsFile(file: string): Promise<Reward[]> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new SoupError('ERR_SOUP_IO', `cannot read reward config ${file}: ${(err as Error).message}`, { cause: err });
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
-    throw new SoupError('ERR_SOUP_CONFIG', `${file}: invalid YAML: ${(err as Error).message}`, { cause: err });
-  }
+  const doc = readConfigFile(file, 'reward config');
   const ctx = { baseDir: dirname(resolve(file)) };
   if (Array.isArray(doc)) return rewardsFromConfig(doc, { ...ctx, path: `${file}: rewards` });
   if (doc && typeof doc === 'object' && 'rewards' in doc) return rewardsFromConfig((doc as { rewards: unknown }).rewards, { ...ctx, path: `${file}: rewards` });

@@ -4,6 +4,8 @@
 // `zodIssues` here, so an unknown key is named with its full path (`models[1].parameters.normalise`)
 // and, for a near miss, the nearest accepted key ("did you mean 'normalize'?"). See
 // docs/ARCHITECTURE.md "Strict configs".
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { SoupError } from '../errors.js';
 
@@ -154,4 +156,20 @@ export function parseStrict<S extends z.ZodType>(schema: S, raw: unknown, where:
   const nUnknown = r.error.issues.reduce((a, i) => a + (i.code === 'unrecognized_keys' ? i.keys.length : 0), 0);
   const msg = (opts.all ? lines : lines.slice(0, nUnknown + 1)).join('; ');
   throw new SoupError('ERR_SOUP_CONFIG', where ? `${where}: ${msg}` : msg);
+}
+
+/** A YAML (or JSON) config file's document: an unreadable file is ERR_SOUP_IO and bad YAML
+ *  ERR_SOUP_CONFIG, both naming the file (`what` says which kind of file it should have been). */
+export function readConfigFile(path: string, what = 'config'): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new SoupError('ERR_SOUP_IO', `cannot read ${what} ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    return parseYaml(text);
+  } catch (e) {
+    throw new SoupError('ERR_SOUP_CONFIG', `${path}: invalid YAML: ${(e as Error).message}`, { cause: e });
+  }
 }

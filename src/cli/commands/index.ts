@@ -11,5 +11,6 @@ import { register as run } from './run.js';
 import { register as demo } from './demo.js';
 import { register as serve } from './serve.js';
 import { register as setup } from './setup.js';
+import { register as status } from './status.js';
 
-export const commands: Array<(program: Command) => void> = [doctor, setup, merge, bench, pareto, rewards, train, run, demo, serve];
+export const commands: Array<(program: Command) => void> = [doctor, setup, merge, bench, pareto, rewards, train, run, status, demo, serve];

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { serve } from '../../serve/index.js';
 import { SOUP_MODES, type SoupMode } from '../../serve/engine.js';
-import { parseSize } from './merge.js';
+import { parseSize } from '../../soup/config.js';
 import { UsageError } from '../output.js';
 
 function int(flag: string, s: unknown, min = 1): number {

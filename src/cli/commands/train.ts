@@ -6,10 +6,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SoupError } from '../../errors.js';
-import { parseStrict } from '../../util/config.js';
+import { parseStrict, readConfigFile } from '../../util/config.js';
 import { rewardsFromConfig } from '../../rewards/index.js';
 import { CausalLM, PPOConfigSchema, PPOTrainer, parsePPOConfig } from '../../train/index.js';
 import { jsonLine, UsageError } from '../output.js';
@@ -65,13 +64,7 @@ function readPrompts(spec: string | string[], base: string): string[] {
 }
 
 export async function trainPPOFromFile(path: string, opts: { json?: boolean; resume?: boolean; steps?: number }, signal?: AbortSignal): Promise<void> {
-  let raw: unknown;
-  try {
-    raw = parseYaml(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new SoupError('ERR_SOUP_CONFIG', `${path}: ${(e as Error).message}`);
-  }
-  const c = parseStrict(TrainPPOFileSchema, raw, path);
+  const c = parseStrict(TrainPPOFileSchema, readConfigFile(path), path);
   const base = dirname(resolve(path));
   const at = (x: string) => (isAbsolute(x) ? x : resolve(base, x));
   const ppo = parsePPOConfig(c.ppo, `${path}: ppo`);
