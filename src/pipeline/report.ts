@@ -291,7 +291,7 @@ async function trainingPlot(r: ReportInput): Promise<Plot> {
     spec: {
       width: 300, height: 220,
       mark: { type: 'line', strokeWidth: 2 },
-      encoding: { x: { field: 'step', type: 'quantitative', title: 'PPO step' }, y: { field: 'value', type: 'quantitative', title: 'mean reward of the step\'s rollouts', scale: { zero: false } }, color: { field: 'run', type: 'nominal', title: 'run', scale: { domain: runs, range: runs.map(runColor) } } },
+      encoding: { x: { field: 'step', type: 'quantitative', title: 'PPO step' }, y: { field: 'value', type: 'quantitative', title: 'mean rollout reward', scale: { zero: false } }, color: { field: 'run', type: 'nominal', title: 'run', scale: { domain: runs, range: runs.map(runColor) } } },
     },
   } as unknown as TopLevelSpec;
   return renderSpec(spec, { png: true });
@@ -326,7 +326,7 @@ export async function writeReport(dir: string, r: ReportInput, timings: Record<s
   }, { png: true, title: `Rewarded soups vs MORL: mean ${r.rewardNames[0]} vs mean ${r.rewardNames[1]}` }), `The front (paper Fig. 1b): mean rewards on the evaluation prompts, ±1 s.e. bars; soups θ(λ) labelled by ${N === 2 ? lambdaText : 'λ'}, MORL labelled by μ (weight of the second reward), the experts and the initialisation; the dashed segment is the LMC lower bound.`]);
   if (N === 2) plots.push(['rewards-vs-lambda', await rewardVsLambdaPlot({ objectives: r.rewardNames, experts: experts.map((e) => e.name), colors: experts.map((e) => colorOf(r, e.name)), soups: soups.map((e) => ({ lambda: e.lambda![1], rewards: e.rewards, stderr: e.stderr })) }, { png: true, normalize: true }), `Each reward's mean on the evaluation prompts against ${lambdaText}, ±1 s.e. bars, min-max normalised over the soups (paper Fig. 4b); each reward in its expert's colour.`]);
   if (N >= 3) plots.push(['spider', await spiderPlot({ objectives: r.rewardNames, series: [...experts, ...morl, ...soups.filter((e) => e.lambda!.every((v) => Math.abs(v - 1 / N) < 1e-6))].map((e) => ({ name: e.name, rewards: e.rewards, color: colorOf(r, e.name) })) }, { png: true }), 'Spider map (paper Fig. 2f).']);
-  if (Object.keys(r.histories).length) plots.push(['training', await trainingPlot(r), 'Rewards during PPO.']);
+  if (Object.keys(r.histories).length) plots.push(['training', await trainingPlot(r), 'Each reward during PPO: the mean over each step\'s rollouts (10-step moving average), one colour per run as in the other plots.']);
   for (const [name, p] of plots) {
     put(`${name}.svg`, p.svg);
     if (p.png) put(`${name}.png`, p.png);
