@@ -63,7 +63,7 @@ export function compileMjcf(mj: Mujoco, xml: string, label: string): MjModel {
       // mjCError { char message[500]; ... }, mjXError { char message[1000]; }
       detail = heapString(mj, exc.excPtr, 1000);
       try {
-        (mj as unknown as { decrementExceptionRefcount(e: unknown): void }).decrementExceptionRefcount(err);
+        (Reflect.get(mj, 'decrementExceptionRefcount') as (e: unknown) => void).call(mj, err);
       } catch {
         // the message is what matters; a leaked exception object is a few bytes
       }

@@ -115,6 +115,8 @@ const ExecutorSchema = z.strictObject({
 });
 
 export const ExperimentSchema = z.strictObject({
+  /** The experiment kind (src/pipeline/tasks/index.ts); this schema is the text task's. */
+  task: z.literal('text').optional(),
   name: z.string().min(1).default('experiment'),
   seed: z.number().int().nonnegative().default(0),
   /** Run dir (relative to the working directory). */

@@ -6,7 +6,7 @@
 import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { hypervolume, lmcGaps, nadirRef, paperBox, paperHypervolume, paretoFront, selectLambda } from '../pareto/index.js';
-import { frontPlot, lambdaNotation, modelColor, renderSpec, rewardVsLambdaPlot, spiderPlot, PLOT_CONFIG, type Plot, type TopLevelSpec } from '../report/index.js';
+import { frontPlot, lambdaNotation, modelColor, renderSpec, rewardVsLambdaPlot, spiderPlot, PLOT_CONFIG, type Plot } from '../report/index.js';
 import { pairedContrast, sampleSd, validationTestSplit, type Paired } from '../pareto/index.js';
 import type { EvalEntry, Fluency } from './sweep.js';
 
@@ -293,7 +293,7 @@ async function trainingPlot(r: ReportInput): Promise<Plot> {
       mark: { type: 'line', strokeWidth: 2 },
       encoding: { x: { field: 'step', type: 'quantitative', title: 'PPO step' }, y: { field: 'value', type: 'quantitative', title: 'mean rollout reward', scale: { zero: false } }, color: { field: 'run', type: 'nominal', title: 'run', scale: { domain: runs, range: runs.map(runColor) } } },
     },
-  } as unknown as TopLevelSpec;
+  };
   return renderSpec(spec, { png: true });
 }
 

@@ -2,7 +2,7 @@
 // The rewarded-soups figures as Vega-Lite specs: the front (paper Fig. 1b), reward against λ (Fig. 4b)
 // and a spider map for N >= 3 rewards (Fig. 2f). Each returns { spec, svg, png? }.
 import { SoupError } from '../errors.js';
-import { PLOT_CONFIG, renderSpec, type Plot, type RenderOptions, type TopLevelSpec } from './render.js';
+import { PLOT_CONFIG, renderSpec, type Plot, type RenderOptions } from './render.js';
 
 export interface PlotOptions extends RenderOptions {
   title?: string;
@@ -221,7 +221,7 @@ export async function frontPlot(data: FrontPlotData, opts: PlotOptions = {}): Pr
         encoding: { text: { field: 'label' }, color },
       })),
     ],
-  } as unknown as TopLevelSpec;
+  };
   return renderSpec(spec, opts);
 }
 
@@ -298,7 +298,7 @@ export async function rewardVsLambdaPlot(data: RewardVsLambdaData, opts: PlotOpt
       { mark: { type: 'line', strokeWidth: 2 }, encoding: { order: { field: 'lambda' } } },
       { mark: { type: 'point', filled: true, size: 45 } },
     ],
-  } as unknown as TopLevelSpec;
+  };
   return renderSpec(spec, opts);
 }
 
@@ -383,6 +383,6 @@ export async function spiderPlot(data: SpiderPlotData, opts: PlotOptions = {}): 
         encoding: { ...axisOff, color: seriesColor },
       },
     ],
-  } as unknown as TopLevelSpec;
+  };
   return renderSpec(spec, opts);
 }

@@ -40,7 +40,10 @@ export const PLOT_CONFIG = {
   view: { stroke: '#bbbbbb' },
 } as const;
 
-export async function renderSpec(spec: TopLevelSpec, opts: RenderOptions = {}): Promise<Plot> {
+/** Renders a Vega-Lite spec. Specs are written as plain objects (layers built from data); vega-lite's
+ *  compile checks them at run time, so `spec` is typed loosely here, once, instead of at every call. */
+export async function renderSpec(specObject: object, opts: RenderOptions = {}): Promise<Plot> {
+  const spec = specObject as TopLevelSpec;
   const vgSpec = compile(spec).spec;
   const view = new vega.View(vega.parse(vgSpec), { renderer: 'none' });
   let svg: string;

@@ -71,7 +71,8 @@ interface Def {
   items?: z.ZodType[];
   getter?: () => z.ZodType;
 }
-const defOf = (s: z.ZodType): Def => (s as unknown as { _zod: { def: Def } })._zod.def;
+// zod 4 keeps a schema's definition in `_zod.def`; read through Reflect, since its public type differs per schema kind
+const defOf = (s: z.ZodType): Def => Reflect.get(Reflect.get(s, '_zod') as object, 'def') as Def;
 
 /** The schemas reached from `s` by one step of `path` (several for unions), wrappers unwrapped. */
 function unwrap(s: z.ZodType): z.ZodType[] {

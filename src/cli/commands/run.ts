@@ -15,6 +15,8 @@ import { runStage, type RunResult, type StageSelection } from '../../pipeline/ru
 import type { Report } from '../../pipeline/report.js';
 import { jsonLine, reportError, UsageError } from '../output.js';
 import { withSigint } from '../signals.js';
+import { TASKS, taskOf } from '../../pipeline/tasks/index.js';
+import { readConfigFile } from '../../util/config.js';
 
 /** Exit status of a run whose work is all held by other live processes (sysexits' EX_TEMPFAIL: try again later). */
 export const EXIT_BUSY = 75;
@@ -213,7 +215,7 @@ export function register(program: Command): void {
   program
     .command('run')
     .description('run a rewarded-soup experiment: base → experts → MORL → sweep → report (cached, resumable)')
-    .argument('<experiment>', 'experiment YAML (see examples/ and docs/experiment.md)')
+    .argument('<experiment>', 'experiment YAML (see examples/ and docs/experiment.md); `task: locomotion` or `task: diffusion` at its top runs those experiments')
     .option('--dry-run', 'check the config and every file it names, print the plan and its cost; train nothing')
     .option('--json', 'JSON events on stdout')
     .option('--out <dir>', 'run dir (default: the config\'s `output`)')
@@ -222,7 +224,13 @@ export function register(program: Command): void {
     .option('--stage <stage>', 'run one piece here: base, runs (with --index) or sweep (the sweep and report); what each Slurm job runs')
     .option('--index <k>', 'with --stage runs: the PPO run to train (its place in the plan: experts, then MORL)')
     .action(async (file: string, o: RunCliOptions) => {
-      await runAndPrint(file, o);
+      const { task, config } = taskOf(readConfigFile(file, 'experiment'), file);
+      if (task === 'text') return void (await runAndPrint(file, o));
+      // locomotion and diffusion run here, in one process, through the task table
+      for (const [flag, set] of [['--executor', o.executor !== undefined && o.executor !== 'local'], ['--wait', o.wait], ['--stage', o.stage !== undefined], ['--index', o.index !== undefined]] as const) {
+        if (set) throw new UsageError(`${flag}: a ${task} experiment runs here, in one process; Slurm and single pieces take text experiments`);
+      }
+      await TASKS[task].run(config, file, { out: o.out, dryRun: o.dryRun, json: o.json });
     });
 }
 

@@ -15,7 +15,7 @@ import { formatDuration } from '../../../util/duration.js';
 import { VecEnv, evaluateEpisodes, resolveEnvName, filmstripPng, filmstripSvg, recordEpisodeFrames, type EpisodeRecord, type FilmstripRow } from '../../../envs/index.js';
 import type { TensorMap } from '../../../io/index.js';
 import { hypervolume, lambdaGrid, lmcGaps, nadirRef, pairedContrast, paperBox, paperHypervolume, paretoFront, type Paired } from '../../../pareto/index.js';
-import { frontPlot, renderSpec, rewardVsLambdaPlot, PLOT_CONFIG, type Plot, type TopLevelSpec } from '../../../report/index.js';
+import { frontPlot, renderSpec, rewardVsLambdaPlot, PLOT_CONFIG, type Plot } from '../../../report/index.js';
 import { interpolate } from '../../../soup/index.js';
 import { ControlPolicy, ControlPPOConfigSchema, ControlTrainer, isPolicyParameter, type ControlPPOConfig, type ControlTrainResult } from '../../../train/index.js';
 import { createHash } from 'node:crypto';
@@ -471,7 +471,7 @@ async function curvePlot(curves: ReportIn['curves']): Promise<Plot> {
     data: { values },
     mark: { type: 'line', strokeWidth: 2 },
     encoding: { x: { field: 'step', type: 'quantitative', title: 'env steps of the run' }, y: { field: 'ret', type: 'quantitative', title: 'episode return' }, color: { field: 'run', type: 'nominal' } },
-  } as unknown as TopLevelSpec;
+  };
   return renderSpec(spec, { png: true });
 }
 
