@@ -4,6 +4,7 @@
 // whitespace split of hypothesis and reference, the least any BLEU must do). Also the time to score
 // one PPO batch of the demo (64 samples) with each reward.
 //   npx tsx bench/rewards.ts [--n 10000] [--json]
+import { mulberry32 } from '../src/util/random.js';
 import { bleuReward, rougeReward, tokenize13a, vaderReward, meteorReward, CiderReward, type Reward, type Sample } from '../src/rewards/index.js';
 
 const args = process.argv.slice(2);
@@ -11,14 +12,7 @@ const N = Number(args[args.indexOf('--n') + 1] || 10_000) || 10_000;
 const asJson = args.includes('--json');
 
 // mulberry32: exact 32-bit arithmetic (a float LCG would lose bits and cycle, making samples repeat).
-let seed = 12345;
-const rnd = () => {
-  seed = (seed + 0x6d2b79f5) >>> 0;
-  let t = seed;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-};
+const rnd = mulberry32(12345);
 const base = 'the a of to and in is it that was for on are with as his they be at one have this from or had by word but what some we can out other were all there when up use your how said an each she which do their time if will way about many then them write would like so these her long make thing see him two has look more day could go come did number sound no most people my over know water than call first who may down side been now find good great bad happy sad terrible wonderful love hate nice awful best worst'.split(' ');
 const vocab = [...base, ...Array.from({ length: 400 }, (_, i) => `w${i.toString(36)}`)];
 const words = (n: number) => Array.from({ length: n }, () => vocab[Math.floor(rnd() * vocab.length)]);

@@ -18,6 +18,7 @@ import {
   singleMeteor,
 } from '../src/rewards/index.js';
 import { SoupError } from '../src/errors.js';
+import { mulberry32 } from '../src/util/random.js';
 
 const close = (a: number, b: number, tol = 1e-6) => expect(Math.abs(a - b), `${a} vs ${b}`).toBeLessThanOrEqual(tol);
 
@@ -345,15 +346,8 @@ describe('METEOR (NLTK definition)', () => {
 });
 
 describe('randomized checks against naive reference implementations', () => {
-  // Deterministic PRNG (mulberry32) over a small vocabulary so that n-grams repeat and clip.
-  let seed = 20231;
-  const rnd = () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  // Deterministic PRNG (the project's mulberry32) over a small vocabulary so that n-grams repeat and clip.
+  const rnd = mulberry32(20231);
   const vocab = ['a', 'b', 'c', 'd', 'e', 'f'];
   const sent = (min: number, max: number) => Array.from({ length: min + Math.floor(rnd() * (max - min + 1)) }, () => vocab[Math.floor(rnd() * vocab.length)]);
 

@@ -3,6 +3,7 @@
 // sampling on the simplex. Convention for N = 2 (the official code's): θ(λ) = (1 - λ) θ_1 + λ θ_2, so the
 // scalar λ is the weight of the *second* expert and the vector is [1 - λ, λ].
 import { invalid } from './validate.js';
+import { splitmix32, Xoshiro128 } from '../util/random.js';
 
 function checkInt(v: unknown, what: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
@@ -56,35 +57,9 @@ export function simplexGrid(n: number, steps: number): number[][] {
  */
 export function seededRandom(seed: number): () => number {
   if (typeof seed !== 'number' || !Number.isFinite(seed)) throw invalid(`seed is ${seed}; expected a finite number`);
-  let x = (Math.trunc(seed) >>> 0) ^ Math.trunc(seed / 4294967296);
-  const splitmix = () => {
-    x = (x + 0x9e3779b9) | 0;
-    let z = x;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-  let s0 = splitmix();
-  let s1 = splitmix();
-  let s2 = splitmix();
-  let s3 = splitmix();
-  if ((s0 | s1 | s2 | s3) === 0) s0 = 1;
-  const next = () => {
-    const r = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
-    const t = s1 << 9;
-    s2 ^= s0;
-    s3 ^= s1;
-    s1 ^= s2;
-    s0 ^= s3;
-    s2 ^= t;
-    s3 = rotl(s3, 11);
-    return r;
-  };
-  return () => ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
-}
-
-function rotl(v: number, k: number): number {
-  return (v << k) | (v >>> (32 - k));
+  const st = { s: ((Math.trunc(seed) >>> 0) ^ Math.trunc(seed / 4294967296)) | 0 };
+  const gen = new Xoshiro128(splitmix32(st), splitmix32(st), splitmix32(st), splitmix32(st));
+  return () => gen.random();
 }
 
 /**
