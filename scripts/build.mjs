@@ -48,7 +48,7 @@ if (want('core')) {
   if (!existsSync(join(root, 'build', 'Makefile')) || newest(['binding.gyp']) > statSync(join(root, 'build', 'Makefile')).mtimeMs) {
     run(bin('node-gyp'), ['configure', '--release', ...gypArgs]);
   }
-  if (!existsSync(out) || newest(['native/core', 'native/addon/core', 'binding.gyp']) > statSync(out).mtimeMs) {
+  if (!existsSync(out) || newest(['native/core', 'native/addon/core', 'native/addon/common', 'binding.gyp']) > statSync(out).mtimeMs) {
     run(bin('node-gyp'), ['build', '--release', '-j', jobs, ...gypArgs]);
   }
 }

@@ -16,6 +16,17 @@ describe('package', () => {
     expect(JSON.parse(r.stdout)).toEqual({ ok: true, w: [2.5, 2, 1.5] });
   });
 
+  it("subpaths: import { CausalLM } from 'rewarded-soups/train' (and /rewards, /pipeline, /envs), types first", () => {
+    const code = `import { CausalLM, PPOTrainer } from 'rewarded-soups/train';
+      const subs = await Promise.all(['rewards', 'pipeline', 'envs'].map((s) => import('rewarded-soups/' + s)));
+      console.log(JSON.stringify({ train: typeof CausalLM === 'function' && typeof PPOTrainer === 'function', subs: subs.map((m) => Object.keys(m).length > 0) }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ train: true, subs: [true, true, true] });
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    for (const s of ['train', 'rewards', 'pipeline', 'envs']) expect(Object.keys(pkg.exports[`./${s}`])[0], s).toBe('types');
+  });
+
   it('declares types first in the exports map, a bin, and the native build files', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
     expect(Object.keys(pkg.exports['.'])[0]).toBe('types');

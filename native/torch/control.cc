@@ -3,6 +3,7 @@
 // gym 0.23's NormalizeObservation / NormalizeReward wrappers; the one deliberate difference is that a
 // time-limit truncation bootstraps from V(final observation) (SB3), where CleanRL treats it as a death.
 #include "torch/control.h"
+#include "torch/shape_str.h"
 
 #include <c10/core/GradMode.h>
 
@@ -18,13 +19,8 @@ namespace control {
 
 void Fail(const char* code, const std::string& msg) { throw std::runtime_error(std::string("[ERR_SOUP_") + code + "] " + msg); }
 
-static std::string ShapeStr(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); i++) o << (i ? ", " : "") << s[i];
-  o << "]";
-  return o.str();
-}
+// policies print shapes with a space after each comma
+static std::string ShapeStr(at::IntArrayRef s) { return soup::ShapeStr(s, ", "); }
 
 static std::string LayerName(const char* net, size_t layer, const char* what) {
   return std::string(net) + "." + std::to_string(2 * layer) + "." + what;

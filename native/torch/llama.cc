@@ -3,6 +3,7 @@
 // generation (transformers' sampling warpers), Adam(W). All ops are plain ATen calls so autograd works and
 // the same code runs in fp64 (tests), fp32 and bf16/fp16.
 #include "torch/llama.h"
+#include "torch/shape_str.h"
 
 #include <c10/core/GradMode.h>
 
@@ -18,13 +19,6 @@ void Fail(const char* code, const std::string& msg) {
   throw std::runtime_error(std::string("[ERR_SOUP_") + code + "] " + msg);
 }
 
-static std::string ShapeStr(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); i++) o << (i ? "," : "") << s[i];
-  o << "]";
-  return o.str();
-}
 
 double LoraConfig::scaling() const { return rslora ? alpha / std::sqrt(double(r)) : alpha / double(r); }
 
@@ -639,6 +633,136 @@ void AdamState::Step(double lr, double b1, double b2, double eps, double wd, boo
       p.copy_((p.to(m[i].scalar_type()).addcdiv_(m[i], denom, -lr / bc1)).to(p.scalar_type()));
     }
   }
+}
+
+std::pair<std::vector<std::string>, std::vector<at::Tensor>> LlamaModel::TrainableLists(bool all) {
+  std::pair<std::vector<std::string>, std::vector<at::Tensor>> out;
+  for (auto& [n, p] : TrainableParams(all)) {
+    out.first.push_back(n);
+    out.second.push_back(p);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// State dicts by group, under the names checkpoints use (HF, peft, trl's v_head, the optimizer's moments).
+
+std::vector<std::pair<std::string, at::Tensor>> LlamaModel::StateDict(const std::string& which) {
+  LlamaModel& m = *this;
+  std::vector<std::pair<std::string, at::Tensor>> v;
+  c10::NoGradGuard ng;
+  if (which == "base") {
+    for (auto& [n, t] : m.base) v.push_back({n, t.detach().clone()});
+  } else if (which == "lora") {
+    for (auto& [n, t] : m.LoraTensors()) v.push_back({n, t.detach().clone()});
+  } else if (which == "valueHead") {
+    if (m.vHeadW.defined()) {
+      v.push_back({"v_head.summary.weight", m.vHeadW.detach().clone()});
+      v.push_back({"v_head.summary.bias", m.vHeadB.detach().clone()});
+    }
+  } else if (which == "optimizer") {
+    for (size_t i = 0; i < m.adam.params.size(); i++) {
+      v.push_back({"adam.m." + m.adam.names[i], m.adam.m[i].clone()});
+      v.push_back({"adam.v." + m.adam.names[i], m.adam.v[i].clone()});
+    }
+    v.push_back({"adam.step", at::full({1}, double(m.adam.step), at::kDouble)});
+  } else {
+    Fail("INVALID_ARG", "unknown tensor group '" + which + "' (base, lora, valueHead, optimizer)");
+  }
+  return v;
+}
+
+void LlamaModel::LoadStateDict(const std::string& which, const std::map<std::string, at::Tensor>& t) {
+  LlamaModel& m = *this;
+  c10::NoGradGuard ng;
+  if (which == "lora") {
+    m.SetLora(t);
+  } else if (which == "refAdapter") {
+    if (!m.lora) Fail("INVALID_ARG", "this model has no LoRA adapter");
+    for (auto& [mod, p] : m.adapter) {
+      LoraPair r;
+      auto a = t.find("base_model.model." + mod + ".lora_A.weight"), b = t.find("base_model.model." + mod + ".lora_B.weight");
+      if (a == t.end() || b == t.end()) Fail("MISSING_TENSOR", "reference adapter lacks module '" + mod + "'");
+      if (a->second.sizes() != p.A.sizes() || b->second.sizes() != p.B.sizes()) Fail("SHAPE_MISMATCH", "reference adapter module '" + mod + "' has other shapes than the adapter");
+      r.A = m.Dev(a->second.to(m.paramDtype, false, true));
+      r.B = m.Dev(b->second.to(m.paramDtype, false, true));
+      m.refAdapter[mod] = r;
+    }
+  } else if (which == "valueHead") {
+    if (!m.vHeadW.defined()) Fail("INVALID_ARG", "this model has no value head");
+    for (const char* n : {"v_head.summary.weight", "v_head.summary.bias"}) {
+      auto it = t.find(n);
+      if (it == t.end()) Fail("MISSING_TENSOR", std::string("value head lacks tensor '") + n + "'");
+      at::Tensor& dst = n[15] == 'w' ? m.vHeadW : m.vHeadB;
+      if (it->second.sizes() != dst.sizes()) Fail("SHAPE_MISMATCH", std::string("value head tensor '") + n + "' has the wrong shape");
+      dst.copy_(it->second);
+    }
+  } else if (which == "base") {
+    for (auto& [n, shape] : LlamaModel::ExpectedBase(m.cfg)) {
+      auto it = t.find(n);
+      if (it == t.end()) Fail("MISSING_TENSOR", "weights lack tensor '" + n + "'");
+      if (it->second.sizes() != at::IntArrayRef(shape)) Fail("SHAPE_MISMATCH", "tensor '" + n + "' has the wrong shape");
+    }
+    if (m.merged) Fail("INVALID_ARG", "unmerge the adapter before replacing the base weights");
+    for (auto& [n, shape] : LlamaModel::ExpectedBase(m.cfg)) m.base[n].copy_(t.at(n));
+  } else if (which == "optimizer") {
+    auto [names, ps] = m.TrainableLists(false);
+    m.adam.Reset(names, ps);
+    for (size_t i = 0; i < names.size(); i++) {
+      auto a = t.find("adam.m." + names[i]), b = t.find("adam.v." + names[i]);
+      if (a == t.end() || b == t.end()) Fail("MISSING_TENSOR", "optimizer state lacks moments of '" + names[i] + "'");
+      m.adam.m[i].copy_(a->second);
+      m.adam.v[i].copy_(b->second);
+    }
+    auto st = t.find("adam.step");
+    if (st == t.end()) Fail("MISSING_TENSOR", "optimizer state lacks 'adam.step'");
+    m.adam.step = int64_t(st->second.to(at::kDouble).item<double>());
+  } else {
+    Fail("INVALID_ARG", "unknown tensor group '" + which + "' (base, lora, refAdapter, valueHead, optimizer)");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// One AdamW step on the next-token loss (pre-training from scratch, or supervised tuning of the adapter):
+// the gradient norm over every trainable tensor, clipped to maxGradNorm, then the optimizer.
+
+TrainStepResult LlamaModel::TrainStep(const at::Tensor& tokens, const at::Tensor& mask, const AdamWOptions& o, bool all) {
+  LlamaModel& m = *this;
+  auto [names, ps] = m.TrainableLists(all);
+  for (auto& p : ps) {
+    p.requires_grad_(true);
+    p.mutable_grad() = at::Tensor();
+  }
+  if (m.adam.names != names) m.adam.Reset(names, ps);
+  bool was = m.training;
+  m.training = true;
+  at::Tensor l;
+  try {
+    l = m.NextTokenLoss(tokens, mask);
+  } catch (...) {
+    m.training = was;
+    throw;
+  }
+  m.training = was;
+  double lv = l.item<double>();
+  if (!std::isfinite(lv)) Fail("TRAIN", "training loss is not finite (" + std::to_string(lv) + ")");
+  l.backward();
+  double gn = 0;
+  {
+    c10::NoGradGuard ng;
+    for (auto& p : ps)
+      if (p.grad().defined()) gn += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+    gn = std::sqrt(gn);
+    if (o.maxGradNorm > 0 && gn > o.maxGradNorm)
+      for (auto& p : ps)
+        if (p.grad().defined()) p.mutable_grad().mul_(o.maxGradNorm / (gn + 1e-6));
+  }
+  m.adam.Step(o.lr, o.beta1, o.beta2, o.eps, o.weightDecay, true);
+  for (auto& p : ps) {
+    p.mutable_grad() = at::Tensor();
+    if (all) p.requires_grad_(false);  // base weights stay frozen outside pre-training steps
+  }
+  return {lv, gn};
 }
 
 }  // namespace soup

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // LLaMA-architecture causal LM on plain ATen tensors (no torch::nn): RMSNorm, RoPE, GQA, SwiGLU, tied
-// embeddings; LoRA with peft semantics; value head; KV-cache generation; PPO (trl 0.4.x); own Adam(W).
+// embeddings; LoRA with peft semantics; value head; KV-cache generation; own Adam(W). PPO: torch/ppo.h.
 // Tensors are kept by Hugging Face / peft names so checkpoints map 1:1 onto files.
 #pragma once
 #include <ATen/ATen.h>
@@ -67,6 +67,15 @@ class AdamState {
   void Reset(const std::vector<std::string>& n, const std::vector<at::Tensor>& p);
   // Adam (decoupled = false, weight decay added to the gradient, torch.optim.Adam) or AdamW.
   void Step(double lr, double b1, double b2, double eps, double wd, bool decoupled);
+};
+
+// AdamW settings of one supervised step (TS fills every field).
+struct AdamWOptions {
+  double lr = 0, beta1 = 0, beta2 = 0, eps = 0, weightDecay = 0;
+  double maxGradNorm = 0;  // 0: no clipping
+};
+struct TrainStepResult {
+  double loss = 0, gradNorm = 0;  // the norm before clipping
 };
 
 class LlamaModel {
@@ -136,9 +145,18 @@ class LlamaModel {
   void Merge();
   void Unmerge();
   std::vector<std::pair<std::string, at::Tensor>> TrainableParams(bool all);
+  // The same as parallel name and tensor lists (what AdamState keeps).
+  std::pair<std::vector<std::string>, std::vector<at::Tensor>> TrainableLists(bool all);
 
   // Mean next-token NLL over positions with mask (tokens [B, T], mask [B, T] or undefined).
   at::Tensor NextTokenLoss(const at::Tensor& tokens, const at::Tensor& mask);
+  // One AdamW step on NextTokenLoss over TrainableParams(all) (int64 tokens and mask).
+  TrainStepResult TrainStep(const at::Tensor& tokens, const at::Tensor& mask, const AdamWOptions& o, bool all);
+
+  // Copies of a group of tensors by checkpoint name: base (HF), lora (peft), valueHead (trl's
+  // v_head.summary.*), optimizer (adam.m.*, adam.v.*, adam.step); LoadStateDict also takes refAdapter.
+  std::vector<std::pair<std::string, at::Tensor>> StateDict(const std::string& which);
+  void LoadStateDict(const std::string& which, const std::map<std::string, at::Tensor>& t);
 
  private:
   at::Tensor Linear(const at::Tensor& x, const std::string& module);
@@ -150,46 +168,5 @@ class LlamaModel {
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w);
   at::Tensor Dropout(const at::Tensor& x, double p);
 };
-
-// ---- PPO math (trl 0.4.x, docs/training.md): pure functions on [B, T] tensors ----
-struct PPOParams {
-  double gamma = 1.0, lam = 0.95, cliprange = 0.2, cliprangeValue = 0.2, vfCoef = 0.1;
-};
-// Per-token reward: -beta * penalty(logp - ref) on the response, score added on the last masked token.
-at::Tensor PPORewards(const at::Tensor& score, const at::Tensor& logp, const at::Tensor& ref, const at::Tensor& mask,
-                      double beta, const std::string& penalty, at::Tensor* klOut);
-at::Tensor MaskedMean(const at::Tensor& x, const at::Tensor& mask);
-at::Tensor MaskedWhiten(const at::Tensor& x, const at::Tensor& mask);  // unbiased var, shift_mean true
-struct PPOLossOut {
-  at::Tensor loss, pgLoss, vfLoss, advantages, returns, pgClipfrac, vfClipfrac, approxKl, policyKl, ratio;
-};
-PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rewards,
-                   const at::Tensor& vpred, const at::Tensor& logp, const at::Tensor& mask, const PPOParams& p);
-// GAE (γ, λ) before whitening, [B, T]; rows are independent, so a batch's rows serve any minibatch.
-at::Tensor RawAdvantages(const at::Tensor& oldValues, const at::Tensor& rewards, const at::Tensor& mask, const PPOParams& p);
-// The same loss from RawAdvantages rows (the trailing flag only tells this overload apart).
-PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rawAdv,
-                   const at::Tensor& vpred, const at::Tensor& logp, const at::Tensor& mask, const PPOParams& p, bool fromRaw);
-
-// ---- PPO step state kept between rollout and update ----
-struct PPOConfigN {
-  PPOParams p;
-  int64_t ppoEpochs = 4, miniBatchSize = 1;
-  double lr = 1e-5, b1 = 0.9, b2 = 0.999, adamEps = 1e-8, maxGradNorm = 0;  // 0: no clipping
-  std::string klPenalty = "kl";
-};
-struct Rollout {
-  at::Tensor input, mask;                 // [B, P + R] query (left padded) + response
-  at::Tensor respMask;                    // [B, R]
-  at::Tensor oldLogp, refLogp, oldValues; // [B, R]
-  at::Tensor entropy;                     // [B, R] policy entropy per response token at rollout
-  int64_t P = 0, R = 0;
-};
-Rollout PPORollout(LlamaModel& m, const at::Tensor& q, const at::Tensor& qmask, const GenOptions& o, bool refIsAdapter);
-std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Tensor& scores, double beta,
-                                        const PPOConfigN& c);
-// Token log-probs, values and (optionally) entropies of the response region of `input`.
-void ResponseForward(LlamaModel& m, const at::Tensor& input, const at::Tensor& mask, int64_t P, int64_t R,
-                     at::Tensor* logp, at::Tensor* values, at::Tensor* entropy);
 
 }  // namespace soup

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "torch/llama.h"
+#include "torch/ppo.h"
 
 namespace soup {
 
@@ -148,7 +148,7 @@ Rollout PPORollout(LlamaModel& m, const at::Tensor& qIn, const at::Tensor& qmask
 }
 
 std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Tensor& scoresIn, double beta,
-                                        const PPOConfigN& c) {
+                                        const PPOUpdateConfig& c) {
   const int64_t B = r.input.size(0);
   if (!m.vHeadW.defined()) Fail("INVALID_ARG", "PPO needs a model with a value head");
   if (scoresIn.numel() != B) Fail("INVALID_ARG", "PPO update: " + std::to_string(scoresIn.numel()) + " scores for " + std::to_string(B) + " samples");
@@ -157,7 +157,7 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
   at::Tensor rewards = PPORewards(scores, r.oldLogp, r.refLogp, rmask, beta, c.klPenalty, nullptr);
   // GAE runs along each row on rollout data only: computed once for the batch, rows picked per minibatch
   // (the same numbers trl gets by running it inside every minibatch's loss); whitening stays per minibatch.
-  at::Tensor rawAdv = RawAdvantages(r.oldValues, rewards, rmask, c.p);
+  at::Tensor rawAdv = RawAdvantages(r.oldValues, rewards, rmask, c.params);
   std::map<std::string, double> st;
   at::Tensor klSeq = ((r.oldLogp - r.refLogp) * rmask).sum(1);
   st["objective/kl"] = klSeq.mean().item<double>();
@@ -168,13 +168,7 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
   st["tokens/response_len_mean"] = rmask.sum(1).mean().item<double>();
   st["ppo/mean_non_score_reward"] = ((rewards * rmask).sum(1) - scores).mean().item<double>();
 
-  auto named = m.TrainableParams(false);
-  std::vector<std::string> names;
-  std::vector<at::Tensor> params;
-  for (auto& [n, t] : named) {
-    names.push_back(n);
-    params.push_back(t);
-  }
+  auto [names, params] = m.TrainableLists(false);
   if (m.adam.params.size() != params.size()) m.adam.Reset(names, params);
   for (size_t i = 0; i < params.size(); i++)
     if (!m.adam.params[i].is_same(params[i])) {
@@ -183,7 +177,7 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
     }
 
   const int64_t mbs = std::max<int64_t>(1, std::min(c.miniBatchSize, B));
-  double sLoss = 0, sPg = 0, sVf = 0, sPgc = 0, sVfc = 0, sAkl = 0, sPkl = 0, sVerr = 0, sGn = 0, sRet = 0;
+  std::map<std::string, double> sum;  // per-minibatch statistics, averaged over the minibatches at the end
   int64_t n = 0;
   bool was = m.training;
   m.training = true;
@@ -196,7 +190,7 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
         ResponseForward(m, r.input.index_select(0, idx), r.mask.index_select(0, idx), r.P, r.R, &logp, &vpred, nullptr);
         at::Tensor mk = rmask.index_select(0, idx);
         PPOLossOut o = PPOLoss(r.oldLogp.index_select(0, idx), r.oldValues.index_select(0, idx),
-                               rawAdv.index_select(0, idx), vpred, logp, mk, c.p, true);
+                               rawAdv.index_select(0, idx), vpred, logp, mk, c.params, true);
         double lv = o.loss.item<double>();
         if (!std::isfinite(lv))
           Fail("TRAIN", "PPO loss is not finite (" + std::to_string(lv) + ") at epoch " + std::to_string(e) + ", minibatch " + std::to_string(s / mbs) + ": the weights, scores or learning rate have diverged");
@@ -215,19 +209,19 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
             for (auto& p : params)
               if (p.grad().defined()) p.mutable_grad().mul_(c.maxGradNorm / (gn + 1e-6));
         }
-        m.adam.Step(c.lr, c.b1, c.b2, c.adamEps, 0, false);
+        m.adam.Step(c.learningRate, c.beta1, c.beta2, c.adamEpsilon, 0, false);
         for (auto& p : params) p.mutable_grad() = at::Tensor();
         c10::NoGradGuard ng;
-        sLoss += lv;
-        sPg += o.pgLoss.item<double>();
-        sVf += o.vfLoss.item<double>();
-        sPgc += o.pgClipfrac.item<double>();
-        sVfc += o.vfClipfrac.item<double>();
-        sAkl += o.approxKl.item<double>();
-        sPkl += o.policyKl.item<double>();
-        sVerr += MaskedMean((vpred - o.returns).pow(2), mk).item<double>();
-        sRet += MaskedMean(o.returns, mk).item<double>();
-        sGn += gn;
+        sum["ppo/loss/total"] += lv;
+        sum["ppo/loss/policy"] += o.pgLoss.item<double>();
+        sum["ppo/loss/value"] += o.vfLoss.item<double>();
+        sum["ppo/policy/clipfrac"] += o.pgClipfrac.item<double>();
+        sum["ppo/val/clipfrac"] += o.vfClipfrac.item<double>();
+        sum["ppo/policy/approxkl"] += o.approxKl.item<double>();
+        sum["ppo/policy/policykl"] += o.policyKl.item<double>();
+        sum["ppo/val/error"] += MaskedMean((vpred - o.returns).pow(2), mk).item<double>();
+        sum["ppo/returns/mean"] += MaskedMean(o.returns, mk).item<double>();
+        sum["ppo/grad_norm"] += gn;
         n++;
       }
     }
@@ -238,19 +232,12 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
   }
   m.training = was;
   const double k = n ? 1.0 / double(n) : 0;
-  st["ppo/loss/total"] = sLoss * k;
-  st["ppo/loss/policy"] = sPg * k;
-  st["ppo/loss/value"] = sVf * k;
-  st["ppo/policy/clipfrac"] = sPgc * k;
-  st["ppo/val/clipfrac"] = sVfc * k;
-  st["ppo/policy/approxkl"] = sAkl * k;
-  st["ppo/policy/policykl"] = sPkl * k;
+  for (const char* key : {"ppo/loss/total", "ppo/loss/policy", "ppo/loss/value", "ppo/policy/clipfrac", "ppo/val/clipfrac", "ppo/policy/approxkl",
+                          "ppo/policy/policykl", "ppo/val/error", "ppo/returns/mean", "ppo/grad_norm"})
+    st[key] = sum[key] * k;
   // Entropy of the sampling policy per response token, taken in the rollout (trl averages it over the
   // minibatch forwards; here it costs no extra pass over the vocabulary).
   st["ppo/policy/entropy"] = MaskedMean(r.entropy, rmask).item<double>();
-  st["ppo/val/error"] = sVerr * k;
-  st["ppo/returns/mean"] = sRet * k;
-  st["ppo/grad_norm"] = sGn * k;
   return st;
 }
 

@@ -28,10 +28,7 @@ export async function benchCalls(o: CallBenchOptions = {}): Promise<Record<strin
   const reps = o.reps ?? 41;
   const threads = o.threads;
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const addon = coreAddon() as unknown as {
-    allocBuffer(bytes: number): ArrayBuffer;
-    bandwidthProbe(o: Record<string, unknown>): Promise<{ seconds: number[] }>;
-  };
+  const addon = coreAddon();
   const size = dtype === 'float32' ? 4 : dtype === 'float64' ? 8 : 2;
   const perSource = 32 << 20;
   const probeBytes = 64 << 20;

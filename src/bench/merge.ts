@@ -183,8 +183,9 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
     emit({ event: 'result', ...meta, ...r });
     log(`  ${r.regime.padEnd(4)} ${r.dtype.padEnd(8)} N=${r.n} ${r.method.padEnd(24)} ${r.gbps.toFixed(2).padStart(7)} GB/s  ${r.ms.toFixed(1)} ms${typeof r.ofProbe === 'number' ? `  ${(100 * r.ofProbe).toFixed(0)}% of probe` : ''}`);
   };
-  const alloc = coreAddon().allocBuffer as (n: number, hugePages?: boolean) => ArrayBuffer;
-  const probeFn = coreAddon().bandwidthProbe as (b: Record<string, unknown>) => Promise<{ seconds: number[]; bytesPerRep: number }>;
+  const core = coreAddon();
+  const alloc = (n: number, hugePages?: boolean) => core.allocBuffer(n, hugePages);
+  const probeFn = core.bandwidthProbe;
   const wantTorch = o.torch ?? true;
   const useTorch = wantTorch && torchAvailable();
   if (!useTorch) log(wantTorch ? '  (PyTorch baseline skipped: /usr/bin/python3 -c "import torch" failed)' : '  (PyTorch baseline skipped: --no-torch)');

@@ -3,6 +3,7 @@
 // from a seed (the text-to-image miniature of the paper's App. E; docs/diffusion.md).
 // Images are drawn 4×4 supersampled (anti-aliased edges) in float RGB 0..255, interleaved (HWC).
 import { SoupError } from '../errors.js';
+import { mulberry32 } from '../util/random.js';
 
 export const SHAPE_COLOURS: Readonly<Record<string, readonly [number, number, number]>> = {
   red: [220, 30, 30],
@@ -43,15 +44,9 @@ export interface ShapeSpec {
   r: number;
 }
 
-/** mulberry32: a small, fast, seeded stream in [0, 1). */
+/** The project's mulberry32 (src/util/random.ts) on a scrambled seed: the draws this module always made. */
 export function seededStream(seed: number): () => number {
-  let a = (seed >>> 0) ^ 0x6d2b79f5;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32((seed >>> 0) ^ 0x6d2b79f5);
 }
 
 export function captionOf(s: Pick<ShapeSpec, 'fg' | 'shape' | 'bg'>): string {

@@ -2,58 +2,12 @@
 // The typed face of the CUDA functions of the torch addon (native/addon/torch/cuda_binding.cc, kernels
 // in native/cuda). CUDA is a run-time capability: the same build loads on machines without a GPU and
 // says why it cannot run there (ERR_SOUP_NO_CUDA), never falling back silently. See docs/cuda.md.
-import { SoupError, fromNative } from '../errors.js';
+import { SoupError } from '../errors.js';
+import { callNative } from './call.js';
 import { torchAddon } from './index.js';
+import type { CudaFunctions, InterpolateCudaBaton, InterpolateCudaResult, MergeFilesCudaBaton, MergeFilesCudaResult } from './torch.js';
 
-/** Storage dtype codes shared with native code: 0=float32, 1=float16, 2=bfloat16, 3=float64. */
-export type DtypeCode = 0 | 1 | 2 | 3;
-
-export interface InterpolateCudaBaton {
-  /** N lists of T host tensors (sources[i][t] is tensor t of source i). */
-  sources: ArrayBufferView[][];
-  /** T input dtype codes (all N sources of tensor t share it). */
-  inDtypes: Int32Array;
-  /** T host outputs; each one's byte length fixes the tensor's element count. */
-  outs: ArrayBufferView[];
-  outDtypes: Int32Array;
-  /** N weights (rounded once to fp32 for fp32/fp16/bf16 inputs). */
-  weights: Float64Array;
-  /** [0] cancel flag set to 1 by JS; [1] output bytes done, added to by native code. */
-  control?: Float64Array;
-}
-
-export interface MergeFilesCudaTensor {
-  numel: number;
-  inDtype: number;
-  outDtype: number;
-  /** N indices into `files`. */
-  srcFile: Int32Array;
-  /** N absolute byte offsets of the tensor's data in its source file. */
-  srcOffset: Float64Array;
-}
-
-export interface MergeFilesCudaBaton {
-  files: string[];
-  /** Output path (a temporary one: the caller renames it). */
-  out: string;
-  /** Written first; the tensors follow contiguously, in `tensors` order. */
-  header: Uint8Array;
-  weights: Float64Array;
-  tensors: MergeFilesCudaTensor[];
-  /** Input bytes per source per pipeline window (default 64 MiB; capped so pinned memory stays <= 1.5 GiB). */
-  windowBytes?: number;
-  control?: Float64Array;
-}
-
-export interface InterpolateCudaResult {
-  seconds: number;
-  kernel: string;
-}
-
-export interface MergeFilesCudaResult extends InterpolateCudaResult {
-  bytesRead: number;
-  bytesWritten: number;
-}
+export type { DtypeCode, InterpolateCudaBaton, InterpolateCudaResult, MergeFilesCudaBaton, MergeFilesCudaResult, MergeFilesCudaTensor } from './torch.js';
 
 export interface CudaStatus {
   /** The torch addon loaded and was built with the CUDA kernels. */
@@ -68,23 +22,14 @@ export interface CudaStatus {
   device: string;
 }
 
-interface CudaAddon {
-  cudaInfo(): { compiled: boolean; devices: number; reason: string; device: string };
-  cudaResidentCreate(b: { sources: ArrayBufferView[][]; inDtypes: Int32Array; outDtypes: Int32Array }): Promise<{ id: number; deviceBytes: number; seconds: number }>;
-  cudaResidentRun(b: { id: number; weights: Float64Array; outs: ArrayBufferView[]; control?: Float64Array }): Promise<InterpolateCudaResult>;
-  cudaResidentFree(id: number): boolean;
-  interpolateCuda(b: InterpolateCudaBaton): Promise<InterpolateCudaResult>;
-  mergeFilesCuda(b: MergeFilesCudaBaton): Promise<MergeFilesCudaResult>;
-}
-
 let cached: CudaStatus | undefined;
 
 /** What this process can do with CUDA, and why not. Never throws. */
 export function cudaStatus(): CudaStatus {
   if (cached) return cached;
-  let addon: Partial<CudaAddon>;
+  let addon: Partial<CudaFunctions>;
   try {
-    addon = torchAddon() as unknown as Partial<CudaAddon>;
+    addon = torchAddon();
   } catch (e) {
     return (cached = { compiled: false, devices: 0, available: false, reason: `the torch addon did not load: ${(e as Error).message}`, device: '' });
   }
@@ -113,29 +58,22 @@ export function requireCuda(what = "device 'cuda'"): void {
   if (!s.available) throw new SoupError('ERR_SOUP_NO_CUDA', `${what} needs a CUDA GPU, but ${s.reason}. Use device 'cpu' (the default).`);
 }
 
-function addon(): CudaAddon {
-  requireCuda();
-  return torchAddon() as unknown as CudaAddon;
+/** The CUDA entry points, or ERR_SOUP_NO_CUDA saying why they cannot be used here (the one check). */
+export function cudaFunctions(what?: string): CudaFunctions {
+  requireCuda(what);
+  return torchAddon() as CudaFunctions;
 }
+
+const addon = (): CudaFunctions => cudaFunctions();
 
 /** out[t] = Σᵢ weights[i]·sources[i][t] on the GPU, streamed through pinned buffers; bit-identical to the CPU path. */
 export async function interpolateCuda(baton: InterpolateCudaBaton): Promise<InterpolateCudaResult> {
-  const stack = new Error().stack;
-  try {
-    return await addon().interpolateCuda(baton);
-  } catch (e) {
-    throw fromNative(e, stack);
-  }
+  return callNative(() => addon().interpolateCuda(baton));
 }
 
 /** File-to-file merge on the GPU: read → H2D → kernel → D2H → write overlap on several streams; the output is fsync'd. */
 export async function mergeFilesCuda(baton: MergeFilesCudaBaton): Promise<MergeFilesCudaResult> {
-  const stack = new Error().stack;
-  try {
-    return await addon().mergeFilesCuda(baton);
-  } catch (e) {
-    throw fromNative(e, stack);
-  }
+  return callNative(() => addon().mergeFilesCuda(baton));
 }
 
 /**
@@ -152,27 +90,18 @@ export class CudaResident {
   ) {}
 
   static async create(sources: ArrayBufferView[][], inDtypes: Int32Array, outDtypes: Int32Array): Promise<CudaResident> {
-    const stack = new Error().stack;
-    try {
-      const r = await addon().cudaResidentCreate({ sources, inDtypes, outDtypes });
-      return new CudaResident(r.id, r.deviceBytes, sources.length);
-    } catch (e) {
-      throw fromNative(e, stack);
-    }
+    const r = await callNative(() => addon().cudaResidentCreate({ sources, inDtypes, outDtypes }));
+    return new CudaResident(r.id, r.deviceBytes, sources.length);
   }
 
   async run(weights: Float64Array, outs: ArrayBufferView[], control?: Float64Array): Promise<InterpolateCudaResult> {
-    const stack = new Error().stack;
     if (this.id === 0) throw new SoupError('ERR_SOUP_INVALID_ARG', 'this CudaResident was disposed');
-    try {
-      return await addon().cudaResidentRun({ id: this.id, weights, outs, control });
-    } catch (e) {
-      throw fromNative(e, stack);
-    }
+    const id = this.id;
+    return callNative(() => addon().cudaResidentRun({ id, weights, outs, control }));
   }
 
   dispose(): void {
-    if (this.id !== 0) (torchAddon() as unknown as CudaAddon).cudaResidentFree(this.id);
+    if (this.id !== 0) (torchAddon() as CudaFunctions).cudaResidentFree(this.id);
     this.id = 0;
   }
 

@@ -8,9 +8,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import { SoupError } from '../errors.js';
-import type { CoreAddon, TorchAddon } from './types.js';
+import type { CoreAddon } from './core.js';
+import type { TorchAddon } from './torch.js';
 
 export type * from './types.js';
+export type * from './core.js';
+export type * from './torch.js';
+export { torchFunctions } from './torch.js';
+export { callNative, callNativeSync, controlFor, abortedError, type NativeCallOptions } from './call.js';
 
 const require = createRequire(import.meta.url);
 /** The package root (dist/native/.. or src/native/..). */

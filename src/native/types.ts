@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Exactly what the .node files export (ORT's binding.ts idea). Keep in sync with native/addon/.
+// Types shared by the two addons' typed faces (core.ts, torch.ts). Keep in sync with native/addon/.
 
 /** SIMD levels of the CPU kernels, best first; each needs the CPU features of the ones after it. */
 export type Simd = 'avx512bf16' | 'avx512' | 'avx2' | 'scalar';
@@ -19,17 +19,13 @@ export interface TorchInfo {
   cuda: { compiled: boolean; available: boolean; devices: number; torchCuda: boolean };
 }
 
-export interface CoreAddon {
-  info(): CoreInfo;
-  /** One copy-on-write mapping of `path`, one ArrayBuffer per [start, length] pair of `windows`. */
-  mmapWindows(path: string, windows: Float64Array, maxBytes: number): ArrayBuffer[];
-  /** A 64-byte aligned buffer, not zero-filled; refused over `maxBytes`. */
-  allocBuffer(bytes: number, hugePages?: boolean, maxBytes?: number): ArrayBuffer;
-  [fn: string]: unknown;
-}
+/** Storage dtypes of tensors that cross the boundary (src/io's Tensor is this shape). */
+export type NativeDType = 'float32' | 'float16' | 'bfloat16' | 'float64';
 
-export interface TorchAddon {
-  info(): TorchInfo;
-  setNumThreads(n: number): void;
-  [fn: string]: unknown;
+/** {dtype, shape, data}: fp16/bf16 travel as Uint16Array (onnxruntime's convention). */
+export interface NativeTensor {
+  dtype: NativeDType;
+  shape: number[];
+  data: Float32Array | Uint16Array | Float64Array;
 }
+export type NativeTensorMap = Record<string, NativeTensor>;

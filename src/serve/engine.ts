@@ -4,9 +4,9 @@
 // Sequences join with add() (a prefill that samples their first token), advance together with step()
 // and leave with remove(); every call is queued to the engine's own native thread, in call order.
 import { join } from 'node:path';
-import { fromNative, SoupError } from '../errors.js';
+import { SoupError } from '../errors.js';
 import { loadModelDir, readPeftAdapter, type Tensor, type TensorMap } from '../io/index.js';
-import { torchAddon } from '../native/index.js';
+import { callTorch, type EngineHandle } from '../native/torch.js';
 import { llamaConfigFromHF, nativeLlamaConfig, type ComputeDType, type LlamaConfig } from '../train/llama.js';
 
 export type SoupMode = 'soup' | 'soup-ab' | 'ensemble';
@@ -16,32 +16,8 @@ export const SOUP_MODES: readonly SoupMode[] = ['soup', 'soup-ab', 'ensemble'];
 export interface ExpertModule { A: Tensor; B: Tensor; scaling: number }
 export interface ExpertAdapter { name: string; modules: Record<string, ExpertModule> }
 
-type EngineHandle = { readonly __brand: 'soup-serve-engine' };
-interface NativeSamples { ids: Int32Array; tokens: Int32Array; logits?: Tensor }
-interface ServeAddon {
-  serveCreate(b: Record<string, unknown>): Promise<EngineHandle>;
-  serveAdd(h: EngineHandle, seqs: Record<string, unknown>[], wantLogits: boolean): Promise<NativeSamples>;
-  serveStep(h: EngineHandle, wantLogits: boolean): Promise<NativeSamples>;
-  serveRemove(h: EngineHandle, ids: Int32Array): Promise<void>;
-  serveInfo(h: EngineHandle): Promise<{ sequences: number; rows: number; abUnavailable: string; maxRank: number }>;
-  serveDispose(h: EngineHandle): Promise<void>;
-}
-
-function addon(): ServeAddon {
-  const a = torchAddon() as unknown as Partial<ServeAddon>;
-  if (typeof a.serveCreate !== 'function') throw new SoupError('ERR_SOUP_NATIVE_LOAD', 'the torch addon was built without the serving engine (native/addon/torch/serve.cc): rebuild it with `npm run build`');
-  return a as ServeAddon;
-}
-
-async function call<K extends keyof ServeAddon>(name: K, ...args: Parameters<ServeAddon[K]>): Promise<Awaited<ReturnType<ServeAddon[K]>>> {
-  const stack = new Error().stack;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    return await (addon()[name] as any)(...args);
-  } catch (e) {
-    throw fromNative(e, stack);
-  }
-}
+// the engine's functions and batons are declared in src/native/torch.ts
+const call = callTorch;
 
 const PEFT_PREFIX = 'base_model.model.';
 const LORA_KEY = /^(.*)\.lora_([AB])(?:\.[A-Za-z0-9_-]+)?\.weight$/;

@@ -2,15 +2,15 @@
 // In-memory soups: out = Σ λᵢ xᵢ over every tensor of N TensorMaps, in one fused native pass off the JS
 // thread. No hidden copies: sources are read in place; outputs are native, 64-byte aligned buffers
 // (or the caller's tensors with `out`, what a λ sweep does on every step).
-import { SoupError, fromNative } from '../errors.js';
-import { coreAddon } from '../native/index.js';
+import { SoupError } from '../errors.js';
+import { callNative, callNativeSync, coreAddon, type InterpolatePlanBaton, type InterpolateStats } from '../native/index.js';
 import { DTYPE_CODE, dtypeSize, isDType, numelOf, viewAs, type DType, type Tensor, type TensorMap } from '../io/tensor.js';
 import { checkTensor, isWellFormedTensor, maxBufferBytes, tooLargeError } from '../io/safetensors.js';
 import { checkDevice, cudaFunctions } from './device.js';
-import { resolveWeights, controlFor, abortedError, type WeightRules } from './weights.js';
+import { resolveWeights, type WeightRules } from './weights.js';
 import type { Simd } from '../native/types.js';
 
-export type { Simd };
+export type { Simd, InterpolateStats };
 
 export interface InterpolateOptions extends WeightRules {
   /** Write into these tensors instead of allocating (same names and shapes; dtype = output dtype). */
@@ -30,17 +30,6 @@ export interface InterpolateOptions extends WeightRules {
   signal?: AbortSignal;
   /** Filled with what the kernel reported. */
   stats?: InterpolateStats;
-}
-
-export interface InterpolateStats {
-  seconds: number;
-  bytes: number;
-  kernel: string;
-  nonTemporal: boolean;
-}
-
-interface NativeInterpolate {
-  (baton: Record<string, unknown>): Promise<InterpolateStats>;
 }
 
 /** Checks N TensorMaps hold the same tensors with the same shapes and dtypes; returns the names. */
@@ -136,7 +125,7 @@ function prepareOutputs(sources: TensorMap[], opts: Pick<InterpolateOptions, 'ou
 }
 
 /** What the native side resolves to pointers: per-source tensor lists, outputs, dtype codes, options. */
-function nativeBaton(lists: Tensor[][], outs: Tensor[], opts: InterpolateOptions): Record<string, unknown> {
+function nativeBaton(lists: Tensor[][], outs: Tensor[], opts: InterpolateOptions): InterpolatePlanBaton {
   const ch = opts.chunkElems;
   if (ch !== undefined && !(Number.isSafeInteger(ch) && ch > 0)) throw new SoupError('ERR_SOUP_INVALID_ARG', `chunkElems must be a positive integer, got ${ch}`);
   // loops, not Int32Array.from(list, fn) (the iterator protocol, per tensor, on every call); the
@@ -165,26 +154,9 @@ export async function interpolate(sources: TensorMap[], weights: number[], opts:
   const { names, lists, out, outs } = prepareOutputs(sources, opts);
   const w = resolveWeights(weights, sources.length, opts);
   if (names.length === 0) return out;
-  const run = cuda ? (cuda.interpolateCuda as unknown as NativeInterpolate) : (coreAddon().interpolate as NativeInterpolate);
-  await runNative((control) => run({ ...nativeBaton(lists, outs, opts), weights: w, control }), opts, callSite);
+  const baton = { ...nativeBaton(lists, outs, opts), weights: w };
+  await callNative((control) => (cuda ? cuda.interpolateCuda({ ...baton, control }) : coreAddon().interpolate({ ...baton, control })), opts, callSite);
   return out;
-}
-
-/** One native soup call with cancellation wired to `o.signal`, errors mapped to SoupError with the
- *  caller's stack, and the kernel's stats copied into `o.stats`. */
-async function runNative(call: (control: Float64Array) => Promise<InterpolateStats>, o: SoupRunOptions, callSite: Error): Promise<void> {
-  const { control, dispose } = controlFor(o.signal);
-  if (o.signal?.aborted) throw abortedError(o.signal);
-  try {
-    const stats = await call(control);
-    if (o.stats) Object.assign(o.stats, stats);
-  } catch (e) {
-    const err = fromNative(e, callSite);
-    if (err.code === 'ERR_SOUP_ABORTED') throw abortedError(o.signal);
-    throw err;
-  } finally {
-    dispose();
-  }
 }
 
 /** Options of a prepared soup: everything of interpolate() but the per-run ones. */
@@ -218,22 +190,14 @@ export function prepareInterpolation(sources: TensorMap[], opts: PrepareOptions 
     // CUDA (and the empty soup) keep the one-shot path: the device copy dominates there
     return { out, run: (weights, o = {}) => interpolate(sources, weights as number[], { ...opts, ...o, out }) };
   }
-  const addon = coreAddon() as unknown as {
-    prepareInterpolation(b: Record<string, unknown>): object;
-    runInterpolation(plan: object, w: Float64Array, control?: Float64Array): Promise<InterpolateStats>;
-  };
-  let plan: object;
-  try {
-    plan = addon.prepareInterpolation(nativeBaton(lists, outs, opts));
-  } catch (e) {
-    throw fromNative(e, new Error());
-  }
+  const addon = coreAddon();
+  const plan = callNativeSync(() => addon.prepareInterpolation(nativeBaton(lists, outs, opts)));
   return {
     out,
     async run(weights, o = {}) {
       const callSite = new Error();
       const w = resolveWeights(weights, n, o);
-      await runNative((control) => addon.runInterpolation(plan, w, control), o, callSite);
+      await callNative((control) => addon.runInterpolation(plan, w, control), o, callSite);
       return out;
     },
   };

@@ -6,7 +6,7 @@ import { copyFile, rm, rename, writeFile } from 'node:fs/promises';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, basename } from 'node:path';
 import { SoupError, fromNative } from '../errors.js';
-import { coreAddon } from '../native/index.js';
+import { coreAddon, type MergeFilesBaton, type MergeFilesResult, type MergeFilesTensor } from '../native/index.js';
 import { atomicWriteDir, tempPathFor, fsyncDir, ioError, removeStaleTemps } from '../io/atomic.js';
 import { buildHeader, writeSafetensors } from '../io/safetensors.js';
 import { writePeftAdapter } from '../io/checkpoint.js';
@@ -77,26 +77,8 @@ export interface FilePlan {
   dataBytes: number;
 }
 
-export interface NativeTensor {
-  name: string;
-  numel: number;
-  inDtype: number;
-  outDtype: number;
-  weights?: Float64Array;
-  srcFile?: Int32Array;
-  srcOffset?: Float64Array;
-  lowRank?: { baseFile: number; baseOffset: number; rows: number; cols: number; rank: number; L: Float32Array; R: Float32Array };
-}
-
-interface NativeMergeResult {
-  seconds: number;
-  readSeconds?: number;
-  kernelSeconds?: number;
-  writeSeconds?: number;
-  bytesRead: number;
-  bytesWritten: number;
-  kernel: string;
-}
+/** One tensor of a file plan, as the native merge reads it (src/native/core.ts). */
+export type NativeTensor = MergeFilesTensor;
 
 function checkOptions(o: MergeOptions): void {
   if (typeof o !== 'object' || o === null) throw new SoupError('ERR_SOUP_INVALID_ARG', 'merge(options): options must be an object');
@@ -269,8 +251,8 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
   let bytesRead = 0, bytesWritten = 0, kernel = '', readSeconds = 0, kernelSeconds = 0, writeSeconds = 0;
   // path: where the native writer writes (a temp name); final: what the user asked for, which errors name
   const runOne = async (plan: FilePlan, path: string, final: string) => {
-    const baton = { files, out: path, header: plan.header, weights, tensors: plan.tensors, windowBytes: opts.windowBytes, threads: opts.threads, simd: opts.simd, control };
-    const fn: (b: Record<string, unknown>) => Promise<NativeMergeResult> = cuda ? (b) => cuda.mergeFilesCuda(b) : (coreAddon().mergeFiles as (b: Record<string, unknown>) => Promise<NativeMergeResult>);
+    const baton: MergeFilesBaton = { files, out: path, header: plan.header, weights, tensors: plan.tensors, windowBytes: opts.windowBytes, threads: opts.threads, simd: opts.simd, control };
+    const fn = (b: MergeFilesBaton): Promise<MergeFilesResult> => (cuda ? cuda.mergeFilesCuda(b) : coreAddon().mergeFiles(b));
     try {
       const r = await fn(baton);
       bytesRead += r.bytesRead;

@@ -33,17 +33,5 @@ export function resolveWeights(weights: readonly number[], nSources: number, rul
   return w;
 }
 
-/** A Float64Array [cancel, bytesDone] shared with native, wired to an AbortSignal. */
-export function controlFor(signal?: AbortSignal): { control: Float64Array; dispose(): void } {
-  const control = new Float64Array(2);
-  if (!signal) return { control, dispose() {} };
-  if (signal.aborted) control[0] = 1;
-  const onAbort = () => (control[0] = 1);
-  signal.addEventListener('abort', onAbort, { once: true });
-  return { control, dispose: () => signal.removeEventListener('abort', onAbort) };
-}
-
-export function abortedError(signal?: AbortSignal): SoupError {
-  const reason = signal?.reason instanceof Error ? `: ${signal.reason.message}` : typeof signal?.reason === 'string' ? `: ${signal.reason}` : '';
-  return new SoupError('ERR_SOUP_ABORTED', `aborted${reason}`);
-}
+// the cancel slots and the abort error of native calls live with the call wrapper (src/native/call.ts)
+export { controlFor, abortedError } from '../native/call.js';

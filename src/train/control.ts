@@ -8,92 +8,24 @@ import { z } from 'zod';
 import { SoupError, fromNative } from '../errors.js';
 import { parseStrict } from '../util/config.js';
 import { readSafetensors, writeSafetensors, type Tensor, type TensorMap } from '../io/index.js';
-import { torchAddon } from '../native/index.js';
+import { callTorchSync, torchFunctions, type ControlBatch, type ControlFunctions, type ControlHandle, type ControlLoss, type NativeHyper, type TorchAddon } from '../native/torch.js';
 import { checkPolicyFits, RolloutCollector, type EnvInfo, type EpisodeRecord, type PolicyFn, type VecEnv } from '../envs/index.js';
 
-// ---- native face ----------------------------------------------------------------------------------
-/** Opaque handle of a native control policy. */
-export type ControlHandle = { readonly __brand: 'soup-control-policy' };
+// ---- native face: declared with its batons in src/native/torch.ts ---------------------------------
+export type { ControlHandle, NativeHyper, ControlBatch, ControlLoss } from '../native/torch.js';
 
-interface ControlAddon {
-  ctlCreate(b: { obsDim: number; actDim: number; hidden: number[]; dtype: 'float32' | 'float64'; seed: number }): ControlHandle;
-  ctlSetRollout(h: ControlHandle, numSteps: number, numEnvs: number): void;
-  ctlAct(h: ControlHandle, obs: Float32Array, actions: Float32Array, t: number, deterministic: boolean, train: boolean): void;
-  ctlFreeze(h: ControlHandle, frozen: boolean): void;
-  ctlGetTensors(h: ControlHandle): TensorMap;
-  ctlSetTensors(h: ControlHandle, t: TensorMap): void;
-  ctlRollout(h: ControlHandle): { obs?: Float64Array; actions?: Float64Array; logprobs?: Float64Array; values?: Float64Array };
-  ctlLoss(h: ControlHandle, batch: ControlBatch, hyper: NativeHyper): ControlLoss;
-  ctlGae(b: { rewards: Float64Array; values: Float64Array; dones: Float64Array; lastValues: Float64Array; T: number; N: number; gamma: number; gaeLambda: number }): { advantages: Float64Array; returns: Float64Array };
-  ctlNormalizeRewards(b: { rewards: Float64Array; dones: Float64Array; T: number; N: number; gamma: number; clip: number }): { rewards: Float64Array; mean: number; var: number; count: number; acc: Float64Array };
-  ctlUpdate(h: ControlHandle, b: NativeHyper & { rewards: Float32Array; weights: Float64Array; terminated: Uint8Array; truncated: Uint8Array; finalObs: Float32Array; lastObs: Float32Array }): Promise<Record<string, number>>;
-  ctlDispose(h: ControlHandle): void;
+let cached: TorchAddon | undefined;
+function addon(): TorchAddon {
+  return (cached ??= torchFunctions('control'));
 }
 
-/** Hyper-parameters as native reads them. */
-export interface NativeHyper {
-  gamma?: number;
-  gaeLambda?: number;
-  clipCoef?: number;
-  vfCoef?: number;
-  entCoef?: number;
-  maxGradNorm?: number;
-  learningRate?: number;
-  adamEps?: number;
-  rewardClip?: number;
-  updateEpochs?: number;
-  numMinibatches?: number;
-  clipVloss?: boolean;
-  normAdv?: boolean;
-  normReward?: boolean;
-}
-
-/** One minibatch for `ControlPolicy.loss` (float64, row-major; obs already normalised). */
-export interface ControlBatch {
-  B: number;
-  obs: Float64Array;
-  actions: Float64Array;
-  logprobs: Float64Array;
-  advantages: Float64Array;
-  returns: Float64Array;
-  values: Float64Array;
-}
-
-export interface ControlLoss {
-  loss: number;
-  pgLoss: number;
-  vLoss: number;
-  entropy: number;
-  approxKl: number;
-  clipfrac: number;
-  /** d loss / d parameters, in the order of `ControlPolicy.paramNames()`, flattened. */
-  grad: Float64Array;
-}
-
-let cached: ControlAddon | undefined;
-function addon(): ControlAddon {
-  if (!cached) {
-    const a = torchAddon() as unknown as Partial<ControlAddon>;
-    if (typeof a.ctlCreate !== 'function') throw new SoupError('ERR_SOUP_NATIVE_LOAD', 'the torch addon was built without the control core (native/torch/control.cc): rebuild it');
-    cached = a as ControlAddon;
-  }
-  return cached;
-}
-
-function call<K extends keyof ControlAddon>(name: K, ...args: Parameters<ControlAddon[K]>): ReturnType<ControlAddon[K]> {
-  const stack = new Error().stack;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    return (addon()[name] as any)(...args);
-  } catch (e) {
-    throw fromNative(e, stack);
-  }
-}
+// acting runs once per env step: synchronous, on the cached addon
+const call = callTorchSync;
 
 /** The PPO math pieces, for tests and for users checking semantics (float64). */
 export const controlMath = {
-  gae: (b: Parameters<ControlAddon['ctlGae']>[0]) => call('ctlGae', b),
-  normalizeRewards: (b: Parameters<ControlAddon['ctlNormalizeRewards']>[0]) => call('ctlNormalizeRewards', b),
+  gae: (b: Parameters<ControlFunctions['ctlGae']>[0]) => call('ctlGae', b),
+  normalizeRewards: (b: Parameters<ControlFunctions['ctlNormalizeRewards']>[0]) => call('ctlNormalizeRewards', b),
 };
 
 // ---- the policy -----------------------------------------------------------------------------------
@@ -280,7 +212,7 @@ export class ControlPolicy {
   }
 
   /** The last rollout as stored natively (normalised obs, actions, log-probs, values), float64. */
-  rolloutStorage(): ReturnType<ControlAddon['ctlRollout']> {
+  rolloutStorage(): ReturnType<ControlFunctions['ctlRollout']> {
     return call('ctlRollout', this.handle);
   }
 

@@ -8,23 +8,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SoupError, fromNative } from '../errors.js';
 import { readSafetensors, writeSafetensors, type Tensor, type TensorMap } from '../io/index.js';
-import { torchAddon } from '../native/index.js';
+import { callNative, callNativeSync } from '../native/call.js';
+import { torchFunctions, type DiffusionHandle, type DiffusionSampleOptions, type DiffusionStepOptions, type ParamGroup, type ParamSet, type TorchAddon, type UNetConfig, type UNetInfo } from '../native/torch.js';
 import { CAPTION_LEN, SHAPES_VOCAB, fromModelOutput, seededStream, shapesBatch, toModelInput, tokenizeCaptions, type RgbImage } from '../data/shapes.js';
 
-export interface UNetConfig {
-  imageSize: number;
-  channels: number;
-  ch0: number;
-  ch1: number;
-  tembDim: number;
-  textDim: number;
-  vocab: number;
-  captionLen: number;
-  heads: number;
-  groups: number;
-  /** Diffusion steps of the (cosine) schedule. */
-  T: number;
-}
+export type { UNetConfig, UNetInfo, ParamSet, ParamGroup, DiffusionSampleOptions, DiffusionStepOptions } from '../native/torch.js';
 
 /** The miniature of docs/diffusion.md: channels (32, 64), attention at 8×8, the shapes vocabulary. */
 export const DEFAULT_UNET: UNetConfig = {
@@ -34,80 +22,23 @@ export const DEFAULT_UNET: UNetConfig = {
 
 export const UNET_ARCHITECTURE = 'rsoup-cond-unet';
 
-type Handle = { readonly __brand: 'soup-diffusion' };
-export type ParamSet = 'params' | 'ema';
-export type ParamGroup = 'all' | 'finetune';
+type Handle = DiffusionHandle;
 
-export interface UNetInfo {
-  names: string[];
-  shapes: number[][];
-  /** The fine-tuning set: cross-attention + biases + norm scales. */
-  finetune: string[];
-  numel: number;
-  finetuneNumel: number;
-}
+// functions and batons declared in src/native/torch.ts
+const addon = (): TorchAddon => torchFunctions('diffusion');
 
-export interface DiffusionSampleOptions {
-  /** DDIM steps (default 20). */
-  steps?: number;
-  /** Classifier-free guidance scale g: ε = ε_u + g·(ε_c − ε_u); 1 (default) = conditional only, no guidance. */
-  guidance?: number;
-  /** Clamp predicted x₀ to [−1, 1] (default true). */
-  clip?: boolean;
-  /** Sample with the EMA weights (default true). */
-  useEma?: boolean;
-  /** Images per native call (default 64). */
-  batchSize?: number;
-}
-
-export interface DiffusionStepOptions {
-  lr?: number;
-  beta1?: number;
-  beta2?: number;
-  weightDecay?: number;
-  emaDecay?: number;
-  captionDropout?: number;
-  maxGradNorm?: number;
-  /** Train only cross-attention + biases + norm scales. */
-  finetune?: boolean;
-}
-
-interface DiffusionAddon {
-  dmCreate(b: { config: UNetConfig; seed: number; threads?: number; weights?: TensorMap }): Promise<Handle>;
-  dmInfo(h: Handle): Promise<UNetInfo>;
-  dmGetTensors(h: Handle, o: { set: ParamSet; group: ParamGroup }): Promise<TensorMap>;
-  dmSetTensors(h: Handle, t: TensorMap, o: { target: ParamSet | 'both'; partial: boolean }): Promise<void>;
-  dmTrainStep(h: Handle, x0: Float32Array, tokens: Int32Array, B: number, w: Float64Array | null, o: DiffusionStepOptions): Promise<{ loss: number }>;
-  dmEps(h: Handle, x: Float32Array, t: Int32Array, tokens: Int32Array, B: number, useEma: boolean): Promise<Tensor>;
-  dmLoss(h: Handle, x0: Float32Array, tokens: Int32Array, t: Int32Array, noise: Float32Array, B: number, useEma: boolean): Promise<Tensor>;
-  dmSample(h: Handle, tokens: Int32Array, B: number, noise: Float32Array, o: DiffusionSampleOptions): Promise<Tensor>;
-  dmOp(h: Handle, op: 'dispose' | 'copyToEma' | 'resetOptimizer' | 'seed', arg?: number): Promise<void>;
-  dmSchedule(T: number): Float64Array;
-  dmTimesteps(T: number, steps: number): Int32Array;
-  dmNoise(seeds: Float64Array, C: number, H: number, W: number): Tensor;
-}
-
-function addon(): DiffusionAddon {
-  const a = torchAddon() as unknown as DiffusionAddon;
-  if (typeof a.dmCreate !== 'function') throw new SoupError('ERR_SOUP_NATIVE_LOAD', 'the torch addon was built without the diffusion core (native/addon/torch/diffusion.cc): rebuild it');
-  return a;
-}
+// Native reads every option as given: these are the defaults (docs/diffusion.md).
+const DIFFUSION_STEP_DEFAULTS: Required<DiffusionStepOptions> & { eps: number } = {
+  lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, emaDecay: 0.995, captionDropout: 0.1, maxGradNorm: 1, finetune: false,
+};
+const DIFFUSION_SAMPLE_DEFAULTS = { steps: 20, guidance: 1, clip: true, useEma: true };
+const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 
 async function call<T>(fn: () => Promise<T>): Promise<T> {
-  const stack = new Error().stack;
-  try {
-    return await fn();
-  } catch (e) {
-    throw fromNative(e, stack);
-  }
+  return callNative(fn, {}, new Error());
 }
 function callSync<T>(fn: () => T): T {
-  const stack = new Error().stack;
-  try {
-    return fn();
-  } catch (e) {
-    throw fromNative(e, stack);
-  }
+  return callNativeSync(fn, new Error());
 }
 
 /** ᾱ_t of the cosine schedule, t = 0..T−1 (float64, computed natively). */
@@ -209,12 +140,13 @@ export class DiffusionModel {
   /** One AdamW step on mean_b w_b·loss_b with random t, ε and caption dropout (weights null = 1). */
   async trainStep(x0: Float32Array, tokens: Int32Array, B: number, weights: Float64Array | null, o: DiffusionStepOptions = {}): Promise<number> {
     this.checkBatch(x0, tokens, B);
-    return (await call(() => addon().dmTrainStep(this.handle(), x0, tokens, B, weights, o))).loss;
+    return (await call(() => addon().dmTrainStep(this.handle(), x0, tokens, B, weights, { ...DIFFUSION_STEP_DEFAULTS, ...defined(o) }))).loss;
   }
   /** DDIM (η = 0) from the given initial noise: images in [−1, 1], CHW concatenated. */
   async sampleFromNoise(tokens: Int32Array, B: number, noise: Float32Array, o: DiffusionSampleOptions = {}): Promise<Float32Array> {
     this.checkBatch(noise, tokens, B);
-    return (await call(() => addon().dmSample(this.handle(), tokens, B, noise, o))).data as Float32Array;
+    const { steps, guidance, clip, useEma } = { ...DIFFUSION_SAMPLE_DEFAULTS, ...defined(o) };
+    return (await call(() => addon().dmSample(this.handle(), tokens, B, noise, { steps, guidance, clip, useEma }))).data as Float32Array;
   }
   /** Images for captions, image i from its own seed (the same caption and seed give the same image). */
   async generate(captions: readonly string[], seeds: readonly number[], o: DiffusionSampleOptions = {}): Promise<RgbImage[]> {

@@ -184,17 +184,7 @@ export function leftPad(seqs: number[][], pad = 0): { tokens: Int32Array; mask: 
   return { tokens, mask, B, T };
 }
 
-export interface GenerateOptions {
-  maxNewTokens: number;
-  minNewTokens?: number;
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  /** Stop token; default the config's eos_token_id; -1 never stops. */
-  eosTokenId?: number;
-  padTokenId?: number;
-  seed?: number;
+export interface GenerateOptions extends NativeGenOptions {
   /** The paper's fixed-length mode: no EOS stop, length drawn uniformly in [min, max) per batch (trl LengthSampler). */
   fixedLength?: { min: number; max: number };
 }
@@ -366,7 +356,9 @@ export class CausalLM {
   /** One AdamW step on the next-token loss: pre-training ('all') or supervised adapter tuning ('lora'). */
   trainStep(tokens: Int32Array, B: number, T: number, o: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number; params?: 'all' | 'lora'; mask?: Int32Array }): Promise<{ loss: number; gradNorm: number }> {
     const { mask, ...rest } = o;
-    return callNative('lmTrainStep', this.handle, tokens, B, T, mask ?? null, rest);
+    // native reads every setting as given (torch.optim.AdamW's defaults; no clipping, every weight)
+    const given = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined));
+    return callNative('lmTrainStep', this.handle, tokens, B, T, mask ?? null, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0, params: 'all', ...given, lr: o.lr });
   }
 
   async dispose(): Promise<void> {

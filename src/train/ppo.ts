@@ -3,13 +3,13 @@
 // One step: the model's native thread generates (rollout: samples, log-probs, values, reference
 // log-probs), the samples come back to JS to be scored by the rewards, then the native thread runs the
 // PPO epochs. Every random draw of step s is seeded from (seed, s), so a resumed run replays exactly.
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SoupError } from '../errors.js';
 import { parseStrict } from '../util/config.js';
-import { readSafetensors, tempPathFor, writePeftAdapter, writeSafetensors } from '../io/index.js';
+import { atomicWriteDir, readSafetensors, writePeftAdapter, writeSafetensors } from '../io/index.js';
 import { callNative, callNativeSync } from './native.js';
 import { CausalLM, leftPad, mulberry32, peftAdapterConfig } from './llama.js';
 
@@ -307,38 +307,31 @@ export class PPOTrainer {
    *  optimizer, reference adapter and trainer state needed to resume. */
   async save(dir: string): Promise<void> {
     const m = this.model;
-    const stage = tempPathFor(dir);
-    try {
-      await writePeftAdapter(stage, await m.getTensors('lora'), peftAdapterConfig(m.lora!, m.source));
-      await writeSafetensors(join(stage, 'value_head.safetensors'), await m.getTensors('valueHead'));
-      await writeSafetensors(join(stage, 'optimizer.safetensors'), await m.getTensors('optimizer'));
-      if (this.config.ref_model === 'adapter' && this.#refReady) {
-        // the reference is the adapter as it was at step 0: kept from the first save on
-        const prev = join(dir, 'ref_adapter.safetensors');
-        if (existsSync(prev)) await writeSafetensors(join(stage, 'ref_adapter.safetensors'), (await readSafetensors(prev)).tensors);
-        else if (this.step === 0) await writeSafetensors(join(stage, 'ref_adapter.safetensors'), await m.getTensors('lora'));
+    // built whole beside `dir` and renamed into place (src/io/atomic.ts): a crash never leaves half a checkpoint
+    await atomicWriteDir(dir, async (stage) => {
+      try {
+        await writePeftAdapter(stage, await m.getTensors('lora'), peftAdapterConfig(m.lora!, m.source));
+        await writeSafetensors(join(stage, 'value_head.safetensors'), await m.getTensors('valueHead'));
+        await writeSafetensors(join(stage, 'optimizer.safetensors'), await m.getTensors('optimizer'));
+        if (this.config.ref_model === 'adapter' && this.#refReady) {
+          // the reference is the adapter as it was at step 0: kept from the first save on
+          const prev = join(dir, 'ref_adapter.safetensors');
+          if (existsSync(prev)) await writeSafetensors(join(stage, 'ref_adapter.safetensors'), (await readSafetensors(prev)).tensors);
+          else if (this.step === 0) await writeSafetensors(join(stage, 'ref_adapter.safetensors'), await m.getTensors('lora'));
+        }
+        const state = {
+          format: 'rewarded-soups/ppo-checkpoint@1',
+          step: this.step,
+          kl_coef: this.kl.value,
+          config: this.config,
+          rewards: this.rewards.map((r) => r.name),
+          weights: this.weights,
+        };
+        await writeFile(join(stage, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+      } catch (e) {
+        throw e instanceof SoupError ? e : new SoupError('ERR_SOUP_IO', `writing checkpoint '${dir}': ${(e as Error).message}`, { cause: e });
       }
-      const state = {
-        format: 'rewarded-soups/ppo-checkpoint@1',
-        step: this.step,
-        kl_coef: this.kl.value,
-        config: this.config,
-        rewards: this.rewards.map((r) => r.name),
-        weights: this.weights,
-      };
-      await writeFile(join(stage, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
-      if (existsSync(dir)) {
-        const old = `${tempPathFor(dir)}.old`;
-        await rename(dir, old);
-        await rename(stage, dir);
-        await rm(old, { recursive: true, force: true });
-      } else {
-        await rename(stage, dir);
-      }
-    } catch (e) {
-      await rm(stage, { recursive: true, force: true });
-      throw e instanceof SoupError ? e : new SoupError('ERR_SOUP_IO', `writing checkpoint '${dir}': ${(e as Error).message}`, { cause: e });
-    }
+    });
     this.lastCheckpoint = this.step;
   }
 
@@ -372,7 +365,13 @@ export function ppoMath(o: {
   vpred: Float64Array; mask: Float64Array; score: Float64Array; beta: number; klPenalty?: 'kl' | 'abs' | 'mse' | 'k3';
   gamma?: number; lam?: number; cliprange?: number; cliprangeValue?: number; vfCoef?: number;
 }): { rewards: Float64Array; kl: Float64Array; advantages: Float64Array; returns: Float64Array; loss: number; pgLoss: number; vfLoss: number; pgClipfrac: number; vfClipfrac: number; approxKl: number; policyKl: number } {
-  const r = callNativeSync('ppoMath', o) as Record<string, { data: Float64Array } | number>;
+  // native reads every setting as given: the defaults are PPOConfigSchema's
+  const d = PPOConfigSchema.parse({});
+  const r = callNativeSync('ppoMath', {
+    ...o,
+    klPenalty: o.klPenalty ?? d.kl_penalty,
+    gamma: o.gamma ?? d.gamma, lam: o.lam ?? d.lam, cliprange: o.cliprange ?? d.cliprange, cliprangeValue: o.cliprangeValue ?? d.cliprange_value, vfCoef: o.vfCoef ?? d.vf_coef,
+  }) as Record<string, { data: Float64Array } | number>;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(r)) out[k] = typeof v === 'number' ? v : v.data;
   return out as ReturnType<typeof ppoMath>;

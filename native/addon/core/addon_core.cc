@@ -23,14 +23,17 @@
 #include "core/large_buffer.h"
 #include "core/mapped_file.h"
 #include "core/merge_files.h"
+#include "addon/common/args.h"
+#include "addon/common/merge_baton.h"
+#include "addon/common/promise_worker.h"
 
 namespace {
 
 using soup::Simd;
+using soup::addon::PromiseWorker;
+using soup::addon::View;
 
-[[noreturn]] void argError(Napi::Env env, const std::string& msg) {
-  throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] " + msg);
-}
+[[noreturn]] void argError(Napi::Env env, const std::string& msg) { soup::addon::ThrowType(env, msg); }
 
 Simd parseSimd(Napi::Env env, const Napi::Object& o) {
   Simd best = soup::detectSimd();
@@ -49,17 +52,7 @@ int parseThreads(const Napi::Object& o) {
   return o.Get("threads").As<Napi::Number>().Int32Value();
 }
 
-struct View {
-  void* data;
-  size_t bytes;
-};
-
-View viewOf(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsTypedArray()) argError(env, what + " must be a TypedArray");
-  auto ta = v.As<Napi::TypedArray>();
-  auto ab = ta.ArrayBuffer();
-  return {static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset(), ta.ByteLength()};
-}
+View viewOf(Napi::Env env, const Napi::Value& v, const std::string& what) { return soup::addon::ViewOf(env, v, what); }
 
 // One napi_get_typedarray_info call (data already offset by byteOffset), no allocation: the per-tensor
 // path of interpolate, where viewOf's five calls and a name string per array cost ~1.5 µs each.
@@ -75,44 +68,16 @@ bool tryView(napi_env env, napi_value v, View* out) {
     case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: elem = 8; break;
     default: elem = 1; break;
   }
-  *out = {data, length * elem};
+  *out = {static_cast<uint8_t*>(data), length * elem};
   return true;
 }
 
+// The control slots (addon/common/args.h), kept alive with the work.
 double* controlSlots(Napi::Env env, const Napi::Object& o, std::vector<Napi::ObjectReference>& keep) {
-  if (!o.Has("control") || o.Get("control").IsUndefined()) return nullptr;
-  Napi::Value c = o.Get("control");
-  if (!c.IsTypedArray() || c.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || c.As<Napi::TypedArray>().ElementLength() < 2)
-    argError(env, "control must be a Float64Array of length >= 2");
-  keep.push_back(Napi::Persistent(c.As<Napi::Object>()));
-  return reinterpret_cast<double*>(viewOf(env, c, "control").data);
+  double* slots = soup::addon::ControlOf(env, o);
+  if (slots) keep.push_back(Napi::Persistent(o.Get("control").As<Napi::Object>()));
+  return slots;
 }
-
-// A promise-returning worker: Run() on a worker thread, Result() back on the JS thread.
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  std::vector<Napi::ObjectReference> keep;  // JS buffers that must outlive the work
-
- protected:
-  virtual void Run() = 0;
-  virtual Napi::Value Result(Napi::Env env) = 0;
-  void Execute() override {
-    try {
-      Run();
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    } catch (...) {
-      SetError("[ERR_SOUP_INTERNAL] unknown native error");
-    }
-  }
-  void OnOK() override { deferred_.Resolve(Result(Env())); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-};
 
 // ---- info / buffers ----------------------------------------------------------------------------
 
@@ -232,8 +197,8 @@ std::unique_ptr<SoupPlan> parsePlan(Napi::Env env, const Napi::Object& b) {
   const size_t n = sources.Length(), t = outs.Length();
   if (n == 0) argError(env, "sources must not be empty");
   if (inD.bytes / 4 != t || outD.bytes / 4 != t) argError(env, "inDtypes/outDtypes must have one entry per output tensor");
-  const int32_t* ind = static_cast<const int32_t*>(inD.data);
-  const int32_t* outd = static_cast<const int32_t*>(outD.data);
+  const int32_t* ind = reinterpret_cast<const int32_t*>(inD.data);
+  const int32_t* outd = reinterpret_cast<const int32_t*>(outD.data);
   std::vector<napi_value> srcLists(n);
   for (size_t i = 0; i < n; i++) {
     Napi::Array l = sources.Get(i).As<Napi::Array>();
@@ -288,7 +253,7 @@ std::unique_ptr<SoupPlan> parsePlan(Napi::Env env, const Napi::Object& b) {
 std::vector<double> parseWeights(Napi::Env env, const Napi::Value& v, size_t n) {
   auto wv = viewOf(env, v, "weights");
   if (wv.bytes / 8 != n) argError(env, "weights has " + std::to_string(wv.bytes / 8) + " entries, sources " + std::to_string(n));
-  const double* wd = static_cast<const double*>(wv.data);
+  const double* wd = reinterpret_cast<const double*>(wv.data);
   return std::vector<double>(wd, wd + n);
 }
 
@@ -409,87 +374,52 @@ class MergeFilesWorker : public PromiseWorker {
   }
 };
 
-uint64_t toU64(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsNumber()) argError(env, what + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d > 9.007199254740992e15 || d != static_cast<double>(static_cast<uint64_t>(d))) argError(env, what + " must be a non-negative integer");
-  return static_cast<uint64_t>(d);
-}
+uint64_t toU64(Napi::Env env, const Napi::Value& v, const std::string& what) { return soup::addon::U64Of(env, v, what); }
 
 // mergeFiles({ files, out, header: Uint8Array, weights: Float64Array, tensors: [...], windowBytes?,
 //              threads?, simd?, control? }) -> Promise<{ seconds, kernelSeconds, writeSeconds, bytesRead, bytesWritten, kernel }>
 // tensors[k]: { name, numel, inDtype, outDtype, srcFile: Int32Array(N), srcOffset: Float64Array(N) }
 //          or { name, numel, inDtype, outDtype, lowRank: { baseFile, baseOffset, rows, cols, rank, L: Float32Array, R: Float32Array } }
 Napi::Value JS_mergeFiles(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) argError(env, "mergeFiles(baton): baton must be an object");
-  Napi::Object b = info[0].As<Napi::Object>();
-  auto* w = new MergeFilesWorker(env);
-  try {
+  // the baton stays referenced while the work runs: L and R are read in place
+  return soup::addon::QueueParsed<MergeFilesWorker>(info, "mergeFiles(baton): baton", soup::addon::BadBaton::Throw, [](Napi::Env env, const Napi::Object& b, MergeFilesWorker* w) {
     auto& job = w->job;
-    Napi::Array files = b.Get("files").As<Napi::Array>();
-    for (uint32_t i = 0; i < files.Length(); i++) job.files.push_back(files.Get(i).As<Napi::String>().Utf8Value());
-    job.out = b.Get("out").As<Napi::String>().Utf8Value();
-    auto hv = viewOf(env, b.Get("header"), "header");
-    job.header.assign(static_cast<uint8_t*>(hv.data), static_cast<uint8_t*>(hv.data) + hv.bytes);
     auto wv = viewOf(env, b.Get("weights"), "weights");
-    const double* wd = static_cast<const double*>(wv.data);
+    const double* wd = reinterpret_cast<const double*>(wv.data);
     job.weights.assign(wd, wd + wv.bytes / 8);
-    Napi::Array ts = b.Get("tensors").As<Napi::Array>();
-    job.tensors.resize(ts.Length());
-    for (uint32_t k = 0; k < ts.Length(); k++) {
-      Napi::Object o = ts.Get(k).As<Napi::Object>();
+    soup::addon::MergeBaton m = soup::addon::MergeBatonIn(env, b, job.weights.size());
+    job.files = std::move(m.files);
+    job.out = std::move(m.out);
+    job.header = std::move(m.header);
+    if (m.windowBytes > 0) job.windowBytes = static_cast<size_t>(m.windowBytes);
+    job.tensors.resize(m.tensors.size());
+    for (size_t k = 0; k < m.tensors.size(); k++) {
+      soup::addon::MergeBatonTensor& s = m.tensors[k];
       soup::FileTensor& t = job.tensors[k];
-      t.name = o.Has("name") ? o.Get("name").As<Napi::String>().Utf8Value() : std::to_string(k);
-      t.numel = toU64(env, o.Get("numel"), "tensors[" + t.name + "].numel");
-      t.inDtype = o.Get("inDtype").As<Napi::Number>().Int32Value();
-      t.outDtype = o.Get("outDtype").As<Napi::Number>().Int32Value();
-      if (o.Has("lowRank") && o.Get("lowRank").IsObject()) {
-        Napi::Object lr = o.Get("lowRank").As<Napi::Object>();
+      t.name = std::move(s.name);
+      t.numel = s.numel;
+      t.inDtype = s.inDtype;
+      t.outDtype = s.outDtype;
+      if (s.lowRank) {
         t.kind = soup::FileTensor::LowRankUpdate;
-        t.baseFile = lr.Get("baseFile").As<Napi::Number>().Int32Value();
-        t.baseOffset = t.baseFile >= 0 ? toU64(env, lr.Get("baseOffset"), "baseOffset") : 0;
-        t.rows = toU64(env, lr.Get("rows"), "rows");
-        t.cols = toU64(env, lr.Get("cols"), "cols");
-        t.rank = toU64(env, lr.Get("rank"), "rank");
-        auto lv = viewOf(env, lr.Get("L"), "L");
-        auto rv = viewOf(env, lr.Get("R"), "R");
-        if (lv.bytes != t.rows * t.rank * 4 || rv.bytes != t.rank * t.cols * 4) argError(env, "tensor '" + t.name + "': L/R sizes do not match rows/cols/rank");
-        t.L = static_cast<const float*>(lv.data);
-        t.R = static_cast<const float*>(rv.data);
-        w->keep.push_back(Napi::Persistent(lr.Get("L").As<Napi::Object>()));
-        w->keep.push_back(Napi::Persistent(lr.Get("R").As<Napi::Object>()));
+        t.baseFile = s.lr.baseFile;
+        t.baseOffset = s.lr.baseOffset;
+        t.rows = s.lr.rows;
+        t.cols = s.lr.cols;
+        t.rank = s.lr.rank;
+        t.L = s.lr.L;
+        t.R = s.lr.R;
       } else {
-        size_t n = job.weights.size();
-        if (o.Has("weights") && !o.Get("weights").IsUndefined()) {
-          auto tw = viewOf(env, o.Get("weights"), "tensors[" + t.name + "].weights");
-          const double* p = static_cast<const double*>(tw.data);
-          t.weights.assign(p, p + tw.bytes / 8);
-          n = t.weights.size();
-        }
-        auto fv = viewOf(env, o.Get("srcFile"), "srcFile");
-        auto ov = viewOf(env, o.Get("srcOffset"), "srcOffset");
-        if (fv.bytes / 4 != n || ov.bytes / 8 != n) argError(env, "tensor '" + t.name + "': srcFile/srcOffset need one entry per weight");
-        const int32_t* f = static_cast<const int32_t*>(fv.data);
-        const double* off = static_cast<const double*>(ov.data);
-        t.srcFile.assign(f, f + n);
-        for (size_t i = 0; i < n; i++) t.srcOffset.push_back(static_cast<uint64_t>(off[i]));
+        t.weights = std::move(s.weights);
+        t.srcFile = std::move(s.srcFile);
+        t.srcOffset = std::move(s.srcOffset);
       }
     }
-    if (b.Has("windowBytes") && b.Get("windowBytes").IsNumber()) job.windowBytes = static_cast<size_t>(b.Get("windowBytes").As<Napi::Number>().Int64Value());
     job.opt.simd = parseSimd(env, b);
     job.opt.threads = parseThreads(b);
     job.opt.nonTemporal = false;  // the window is re-read at once by write(): keep it in cache
     w->ctl.slots = controlSlots(env, b, w->keep);
-  } catch (const Napi::Error&) {
-    delete w;
-    throw;
-  } catch (const std::exception& e) {
-    delete w;
-    throw Napi::Error::New(env, e.what());
-  }
-  w->Queue();
-  return w->Promise();
+  });
 }
 
 // ---- bandwidth probe ---------------------------------------------------------------------------
@@ -548,11 +478,7 @@ class ProbeWorker : public PromiseWorker {
 // kind 'read': sums 1..8 caller arrays read interleaved, as a soup reads its sources (what reading
 // alone costs, beside the triad's mix of reads and streaming writes).
 Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) argError(env, "bandwidthProbe(opts): opts must be an object");
-  Napi::Object b = info[0].As<Napi::Object>();
-  auto* w = new ProbeWorker(env);
-  try {
+  return soup::addon::QueueParsed<ProbeWorker>(info, "bandwidthProbe(opts): opts", soup::addon::BadBaton::Throw, [](Napi::Env env, const Napi::Object& b, ProbeWorker* w) {
     w->n = static_cast<size_t>(toU64(env, b.Get("bytes"), "bytes") / 4);
     w->reps = b.Has("reps") ? b.Get("reps").As<Napi::Number>().Int32Value() : 5;
     w->opt.simd = parseSimd(env, b);
@@ -580,28 +506,18 @@ Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
         if (!e.IsTypedArray() || e.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) argError(env, "bandwidthProbe: arrays[" + std::to_string(k) + "] must be a Float32Array");
         View v = viewOf(env, e, "arrays");
         if (v.bytes < w->n * 4) argError(env, "bandwidthProbe: arrays[" + std::to_string(k) + "] holds " + std::to_string(v.bytes) + " bytes, fewer than bytes");
-        if (read) w->readStreams.push_back(static_cast<const float*>(v.data));
-        else w->given[k] = static_cast<float*>(v.data);
+        if (read) w->readStreams.push_back(reinterpret_cast<const float*>(v.data));
+        else w->given[k] = reinterpret_cast<float*>(v.data);
       }
       w->keep.push_back(Napi::Persistent(av.As<Napi::Object>()));
     }
-  } catch (...) {
-    delete w;
-    throw;
-  }
-  w->Queue();
-  return w->Promise();
+  });
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("info", Napi::Function::New(env, JS_info));
-  exports.Set("mmapWindows", Napi::Function::New(env, JS_mmapWindows));
-  exports.Set("allocBuffer", Napi::Function::New(env, JS_allocBuffer));
-  exports.Set("interpolate", Napi::Function::New(env, JS_interpolate));
-  exports.Set("prepareInterpolation", Napi::Function::New(env, JS_prepareInterpolation));
-  exports.Set("runInterpolation", Napi::Function::New(env, JS_runInterpolation));
-  exports.Set("mergeFiles", Napi::Function::New(env, JS_mergeFiles));
-  exports.Set("bandwidthProbe", Napi::Function::New(env, JS_bandwidthProbe));
+  soup::addon::ExportAll(env, exports, {{"info", JS_info}, {"mmapWindows", JS_mmapWindows}, {"allocBuffer", JS_allocBuffer}, {"interpolate", JS_interpolate},
+                                        {"prepareInterpolation", JS_prepareInterpolation}, {"runInterpolation", JS_runInterpolation},
+                                        {"mergeFiles", JS_mergeFiles}, {"bandwidthProbe", JS_bandwidthProbe}});
   return exports;
 }
 

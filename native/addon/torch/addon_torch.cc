@@ -5,12 +5,27 @@
 #include <napi.h>
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <thread>
 
+#include "addon/common/errors.h"
+#include "addon/common/model_thread.h"
 #include "addon/torch/register.h"
+
+// The torch addon's half of addon/common: libtorch's errors without their C++ backtrace, and OpenMP's
+// per-thread count for the model threads.
+std::string soup::addon::MessageOf(const std::exception& e) {
+  if (auto* c = dynamic_cast<const c10::Error*>(&e)) {
+    std::string m = c->what_without_backtrace();
+    return m.rfind("[ERR_SOUP_", 0) == 0 ? m : "[ERR_SOUP_INTERNAL] libtorch: " + m;
+  }
+  return SoupMessage(e.what());
+}
+
+void soup::addon::SetModelThreadCount(int n) { at::set_num_threads(n); }
 
 namespace {
 

@@ -1,19 +1,22 @@
 // SPDX-License-Identifier: MIT
-// Argument and result helpers shared by the torch addon's bindings (train, control, diffusion): options
-// read with defaults and "[ERR_SOUP_INVALID_ARG]" errors that name the field, and tensors handed to JS
-// over external ArrayBuffers that own them. Header-only: each binding is its own translation unit.
+// Tensor helpers shared by the torch addon's bindings (train, control, diffusion, serve): tensors read
+// from {dtype, shape, data} batons in place, and handed to JS over external ArrayBuffers that own them.
+// The plain baton readers are in addon/common/args.h. Header-only: each binding is its own translation unit.
 #pragma once
 #include <napi.h>
 
 #include <ATen/ATen.h>
 
+#include "addon/common/args.h"
+
+#include <map>
 #include <string>
 #include <vector>
 
 namespace soup::addon {
 
-[[noreturn]] inline void ThrowType(Napi::Env env, const std::string& m) { throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] " + m); }
-
+// Readers with a default, for the batons TS does not fill whole yet: the control policies' PPO settings and
+// the sampling settings of NativeGenOptions (docs/ARCHITECTURE.md, "Defaults come from TS"). Others: ReadFields.
 inline double Num(const Napi::Object& o, const char* k, double def) {
   Napi::Value v = o.Get(k);
   if (v.IsUndefined() || v.IsNull()) return def;
@@ -31,11 +34,6 @@ inline std::string Str(const Napi::Object& o, const char* k, const std::string& 
   Napi::Value v = o.Get(k);
   if (v.IsUndefined() || v.IsNull()) return def;
   return v.ToString().Utf8Value();
-}
-
-inline int64_t Int(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) ThrowType(v.Env(), std::string(what) + " must be a number");
-  return v.As<Napi::Number>().Int64Value();
 }
 
 inline at::ScalarType DtypeOf(Napi::Env env, const std::string& d) {
@@ -71,22 +69,17 @@ inline at::Tensor TensorIn(Napi::Env env, const Napi::Value& v, const std::strin
   return at::from_blob(p, shape, at::TensorOptions().dtype(dt));
 }
 
-// Runs a job's work on a model thread; any exception becomes the "[ERR_SOUP_*] message" it reports
-// (c10 errors without their backtrace), so no C++ exception crosses into the JS engine.
-template <typename F>
-std::string RunCaught(F&& work) {
-  try {
-    work();
-    return "";
-  } catch (const c10::Error& err) {
-    std::string m = err.what_without_backtrace();
-    return m.rfind("[ERR_SOUP_", 0) == 0 ? m : "[ERR_SOUP_INTERNAL] libtorch: " + m;
-  } catch (const std::exception& err) {
-    std::string m = err.what();
-    return m.rfind("[ERR_SOUP_", 0) == 0 ? m : "[ERR_SOUP_INTERNAL] " + m;
-  } catch (...) {
-    return "[ERR_SOUP_INTERNAL] unknown native error";
+// { name: {dtype, shape, data} } -> tensors over the JS memory, which `keep` holds until the job completes.
+inline std::map<std::string, at::Tensor> TensorMapIn(Napi::Env env, const Napi::Value& v, std::vector<Napi::Reference<Napi::Value>>& keep) {
+  std::map<std::string, at::Tensor> m;
+  if (!v.IsObject()) ThrowType(env, "expected a TensorMap");
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); i++) {
+    std::string k = keys.Get(i).ToString().Utf8Value();
+    m[k] = TensorIn(env, o.Get(k), k, keep);
   }
+  return m;
 }
 
 inline const char* DtypeName(at::ScalarType t) {
@@ -126,6 +119,22 @@ inline Napi::Value TensorOut(Napi::Env env, at::Tensor t) {
   else if (t.scalar_type() == at::kFloat) o.Set("data", Napi::Float32Array::New(env, n, ab, 0));
   else o.Set("data", Napi::Uint16Array::New(env, n, ab, 0));
   return o;
+}
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// { name: Tensor }, each through `out` (TensorOut, or a binding's own conversion).
+inline Napi::Value TensorMapOut(Napi::Env env, const NamedTensors& v, Napi::Value (*out)(Napi::Env, at::Tensor) = TensorOut) {
+  Napi::Object o = Napi::Object::New(env);
+  for (auto& [k, t] : v) o.Set(k, out(env, t));
+  return o;
+}
+
+// { key: number } for a job's small results.
+inline Napi::Value NumbersOut(Napi::Env env, std::initializer_list<std::pair<const char*, double>> kv) {
+  Napi::Object r = Napi::Object::New(env);
+  for (auto& [k, v] : kv) r.Set(k, Napi::Number::New(env, v));
+  return r;
 }
 
 }  // namespace soup::addon

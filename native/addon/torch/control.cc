@@ -22,12 +22,6 @@ using PolicyPtr = std::shared_ptr<Policy>;
 
 [[noreturn]] void Throw(Napi::Env env, const std::string& msg) { throw Napi::Error::New(env, msg); }
 
-std::string Prefixed(const std::exception& e) {
-  std::string m = e.what();
-  if (auto* c = dynamic_cast<const c10::Error*>(&e)) m = std::string("libtorch: ") + c->what_without_backtrace();
-  return m.rfind("[ERR_SOUP_", 0) == 0 ? m : "[ERR_SOUP_INTERNAL] " + m;
-}
-
 PolicyPtr& Get(const Napi::Value& v, bool needIdle = true) {
   if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "[ERR_SOUP_INVALID_ARG] expected a control policy handle");
   PolicyPtr& p = *v.As<Napi::External<PolicyPtr>>().Data();
@@ -94,7 +88,7 @@ Napi::Value JS_ctlCreate(const Napi::CallbackInfo& info) {
     p->Init(int64_t(Num(b, "obsDim", 0)), int64_t(Num(b, "actDim", 0)), hidden, dt == "float64" ? at::kDouble : at::kFloat,
             uint64_t(Num(b, "seed", 0)));
   } catch (const std::exception& e) {
-    Throw(env, Prefixed(e));
+    Throw(env, MessageOf(e));
   }
   return Napi::External<PolicyPtr>::New(env, new PolicyPtr(p), [](Napi::Env, PolicyPtr* pp) { delete pp; });
 }
@@ -105,7 +99,7 @@ Napi::Value JS_ctlSetRollout(const Napi::CallbackInfo& info) {
   try {
     p->SetRollout(info[1].As<Napi::Number>().Int64Value(), info[2].As<Napi::Number>().Int64Value());
   } catch (const std::exception& e) {
-    Throw(info.Env(), Prefixed(e));
+    Throw(info.Env(), MessageOf(e));
   }
   return info.Env().Undefined();
 }
@@ -126,7 +120,7 @@ Napi::Value JS_ctlAct(const Napi::CallbackInfo& info) {
   try {
     p->Act(obs.Data(), act.Data(), n, info[3].As<Napi::Number>().Int64Value(), info[4].ToBoolean().Value(), info[5].ToBoolean().Value());
   } catch (const std::exception& e) {
-    Throw(env, Prefixed(e));
+    Throw(env, MessageOf(e));
   }
   return env.Undefined();
 }
@@ -191,7 +185,7 @@ Napi::Value JS_ctlSetTensors(const Napi::CallbackInfo& info) {
   try {
     p->SetTensors(t);
   } catch (const std::exception& e) {
-    Throw(env, Prefixed(e));
+    Throw(env, MessageOf(e));
   }
   return env.Undefined();
 }
@@ -233,7 +227,7 @@ Napi::Value JS_ctlLoss(const Napi::CallbackInfo& info) {
     p->flat.mutable_grad() = at::Tensor();
     return out;
   } catch (const std::exception& e) {
-    Throw(env, Prefixed(e));
+    Throw(env, MessageOf(e));
   }
 }
 
@@ -280,7 +274,7 @@ class UpdateWorker : public Napi::AsyncWorker {
     try {
       st_ = soup::control::PPOUpdate(*p_, in_, h_);
     } catch (const std::exception& e) {
-      SetError(Prefixed(e));
+      SetError(MessageOf(e));
     } catch (...) {
       SetError("[ERR_SOUP_INTERNAL] unknown native error in the PPO update");
     }
@@ -335,16 +329,7 @@ Napi::Value JS_ctlDispose(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterControl(Napi::Env env, Napi::Object exports) {
-  exports.Set("ctlCreate", Napi::Function::New(env, JS_ctlCreate));
-  exports.Set("ctlSetRollout", Napi::Function::New(env, JS_ctlSetRollout));
-  exports.Set("ctlAct", Napi::Function::New(env, JS_ctlAct));
-  exports.Set("ctlFreeze", Napi::Function::New(env, JS_ctlFreeze));
-  exports.Set("ctlGetTensors", Napi::Function::New(env, JS_ctlGetTensors));
-  exports.Set("ctlSetTensors", Napi::Function::New(env, JS_ctlSetTensors));
-  exports.Set("ctlRollout", Napi::Function::New(env, JS_ctlRollout));
-  exports.Set("ctlLoss", Napi::Function::New(env, JS_ctlLoss));
-  exports.Set("ctlGae", Napi::Function::New(env, JS_ctlGae));
-  exports.Set("ctlNormalizeRewards", Napi::Function::New(env, JS_ctlNormalizeRewards));
-  exports.Set("ctlUpdate", Napi::Function::New(env, JS_ctlUpdate));
-  exports.Set("ctlDispose", Napi::Function::New(env, JS_ctlDispose));
+  ExportAll(env, exports, {{"ctlCreate", JS_ctlCreate}, {"ctlSetRollout", JS_ctlSetRollout}, {"ctlAct", JS_ctlAct}, {"ctlFreeze", JS_ctlFreeze},
+                           {"ctlGetTensors", JS_ctlGetTensors}, {"ctlSetTensors", JS_ctlSetTensors}, {"ctlRollout", JS_ctlRollout}, {"ctlLoss", JS_ctlLoss},
+                           {"ctlGae", JS_ctlGae}, {"ctlNormalizeRewards", JS_ctlNormalizeRewards}, {"ctlUpdate", JS_ctlUpdate}, {"ctlDispose", JS_ctlDispose}});
 }

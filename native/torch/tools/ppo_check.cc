@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "torch/llama.h"
+#include "torch/ppo.h"
 
 namespace {
 void Usage() {
@@ -70,10 +70,16 @@ int main(int argc, char** argv) {
       at::Generator g = at::make_generator<at::CPUGeneratorImpl>(3);
       for (auto& [mod, p] : m.adapter) p.B.copy_(at::empty(p.B.sizes(), at::kFloat).normal_(0, 0.02, g));
     }
-    soup::PPOConfigN pc;
+    soup::PPOUpdateConfig pc;  // trl's defaults, but a larger step to see learning in a few steps
+    pc.params = soup::PPOParams{1.0, 0.95, 0.2, 0.2, 0.1};
     pc.ppoEpochs = 2;
     pc.miniBatchSize = 4;
-    pc.lr = 1e-3;
+    pc.learningRate = 1e-3;
+    pc.beta1 = 0.9;
+    pc.beta2 = 0.999;
+    pc.adamEpsilon = 1e-8;
+    pc.maxGradNorm = 0;
+    pc.klPenalty = "kl";
     soup::GenOptions go;
     go.maxNew = 16;
     go.sample = true;
