@@ -9,6 +9,7 @@ import { execSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { hypervolume, paretoFront } from '../src/pareto/index.js';
 import { mulberry32 } from '../src/util/random.js';
+import { staircaseArea } from '../tests/helpers/reference.js';
 
 /** Points in a shell near the positive unit sphere: many of them mutually non-dominated. */
 function shell(n: number, d: number, seed: number): number[][] {
@@ -42,18 +43,7 @@ function line2d(n: number, seed: number): number[][] {
   return pts;
 }
 
-function naive2d(points: number[][], ref: number[]): number {
-  const live = points.filter((p) => p[0] > ref[0] && p[1] > ref[1]).sort((p, q) => q[0] - p[0]);
-  let area = 0;
-  let top = ref[1];
-  for (const p of live) {
-    if (p[1] > top) {
-      area += (p[0] - ref[0]) * (p[1] - top);
-      top = p[1];
-    }
-  }
-  return area;
-}
+const naive2d = staircaseArea;
 
 function readAll(points: number[][]): number {
   let s = 0;

@@ -53,5 +53,6 @@ if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
   run('npm', ['ci', '--no-audit', '--no-fund'], { env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
 }
 
-run(process.execPath, [join(root, 'scripts', 'build.mjs')]);
+// the demo needs the addons; the tests also drive the CUDA test binaries (compiled when nvcc is present)
+run(process.execPath, [join(root, 'scripts', 'build.mjs'), ...(process.argv.includes('--test') ? [] : ['--addons'])]);
 void execFileSync;

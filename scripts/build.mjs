@@ -11,7 +11,11 @@ import { cpus } from 'node:os';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = (name) => join(root, 'node_modules', '.bin', name);
 const jobs = String(Math.max(1, cpus().length));
-const only = process.argv.slice(2); // optional subset: ts core torch
+const args = process.argv.slice(2);
+// --addons: the addons only, not the CUDA test and bench executables (what `npm run demo` needs; the tests
+// build everything)
+const addonsOnly = args.includes('--addons');
+const only = args.filter((a) => !a.startsWith('--')); // optional subset: ts core torch
 
 function run(cmd, args, env = {}) {
   const t0 = Date.now();
@@ -59,5 +63,5 @@ if (want('torch')) {
     run(bin('cmake-js'), ['configure', '--out', 'build-torch', '--config', 'Release']);
   }
   // cmake itself knows what is stale; this is fast when nothing changed.
-  run('cmake', ['--build', dir, '--config', 'Release', '-j', jobs]);
+  run('cmake', ['--build', dir, '--config', 'Release', '-j', jobs, ...(addonsOnly ? ['--target', 'soup_torch'] : [])]);
 }

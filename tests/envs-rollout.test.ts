@@ -3,19 +3,12 @@
 // episode bookkeeping against closed forms (distance = dt·Σv; Gymnasium's return = Σv − 0.1·Σa²),
 // deterministic evaluation, and the filmstrip's geometry in pixels.
 import { PNG } from 'pngjs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SoupError } from '../src/errors.js';
-import { evaluateEpisodes, filmstripPng, filmstripSvg, recordEpisodeFrames, RolloutCollector, VecEnv, type PolicyFn } from '../src/envs/index.js';
+import { evaluateEpisodes, filmstripPng, filmstripSvg, recordEpisodeFrames, RolloutCollector, type PolicyFn } from '../src/envs/index.js';
+import { envFactory } from './helpers/envs.js';
 
-const envs: VecEnv[] = [];
-async function make(opts: Parameters<typeof VecEnv.create>[0]): Promise<VecEnv> {
-  const e = await VecEnv.create(opts);
-  envs.push(e);
-  return e;
-}
-afterAll(async () => {
-  for (const e of envs) await e.close();
-});
+const make = envFactory();
 
 /** A deterministic batch policy: smooth, env- and step-dependent actions, some outside [-1, 1]. */
 const wave: PolicyFn = (obs, act, t) => {

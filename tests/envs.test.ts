@@ -6,11 +6,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, type TestContext } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
 import { fixture } from './helpers/fixtures.js';
 import { SoupError } from '../src/errors.js';
 import { checkPolicyFits, compileMjcf, loadMujoco, resolveEnvName, VecEnv, defaultModelPath, type EnvName } from '../src/envs/index.js';
 import { readMjcf, type MjModel } from '../src/envs/mujoco.js';
+import { envFactory } from './helpers/envs.js';
 
 /** Gymnasium's own XML for an env (a third-party fixture: skips the test when absent). */
 const gymFile = (ctx: TestContext, name: EnvName) => fixture(ctx, `mujoco/${name === 'HalfCheetah-v5' ? 'half_cheetah.xml' : 'hopper.xml'}`);
@@ -24,15 +25,7 @@ function lcg(seed: number): () => number {
   };
 }
 
-const toClose: VecEnv[] = [];
-async function make(opts: Parameters<typeof VecEnv.create>[0]): Promise<VecEnv> {
-  const env = await VecEnv.create(opts);
-  toClose.push(env);
-  return env;
-}
-afterAll(async () => {
-  for (const e of toClose) await e.close();
-});
+const make = envFactory();
 
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number, what: string): void {
   expect(actual.length, `${what} length`).toBe(expected.length);

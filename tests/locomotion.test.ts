@@ -11,19 +11,12 @@ import { SoupError } from '../src/errors.js';
 import { hypervolume } from '../src/pareto/index.js';
 import { FINETUNE_DEFAULTS, fineTuneStart, parseLocomotion, runLocomotion, runLocomotionDemo, type LocomotionEvent, type LocomotionInput, type LocomotionReport } from '../src/pipeline/tasks/locomotion/index.js';
 import { ControlPolicy } from '../src/train/control.js';
+import { microLocomotion } from './helpers/micro.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rsoup-loco-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const tiny = (out: string): LocomotionInput => ({
-  output: out,
-  env: { num_envs: 4, max_episode_steps: 60 },
-  ppo: { num_steps: 32, num_minibatches: 4, update_epochs: 2 },
-  pretrain: { steps: 256 },
-  experts: { steps: 128 },
-  sweep: { lambdas: 5, episodes: 3, seed: 7 },
-  render: { every: 10, frames: 3 },
-});
+const tiny = (out: string): LocomotionInput => microLocomotion(out);
 
 /** Mean and standard error of Σ cᵢ xᵢ[e] over episodes e, in a plain float64 loop. */
 function pairedByHand(terms: Array<[number, number[]]>): { mean: number; se: number } {

@@ -4,6 +4,7 @@
 import { mulberry32 } from '../src/util/random.js';
 import { describe, expect, it } from 'vitest';
 import { hypervolume, paretoFront, paperHypervolume, paperBox, nadirRef, dominates, SoupError, type Sense } from '../src/index.js';
+import { staircaseArea } from './helpers/reference.js';
 
 
 /** Box length of p over ref along k, in the raw space (0 when p is not strictly better). */
@@ -66,15 +67,7 @@ function hvSlices3(points: number[][], ref: number[]): number {
   const zs = [...new Set(live.map((p) => p[2]))].sort((a, b) => b - a);
   let vol = 0;
   for (let j = 0; j < zs.length; j++) {
-    const slab = live.filter((p) => p[2] >= zs[j]).sort((a, b) => b[0] - a[0]);
-    let area = 0;
-    let top = ref[1];
-    for (const p of slab) {
-      if (p[1] > top) {
-        area += (p[0] - ref[0]) * (p[1] - top);
-        top = p[1];
-      }
-    }
+    const area = staircaseArea(live.filter((p) => p[2] >= zs[j]), ref);
     vol += area * (zs[j] - (j + 1 < zs.length ? zs[j + 1] : ref[2]));
   }
   return vol;

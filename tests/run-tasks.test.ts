@@ -13,6 +13,7 @@ import { runDiffusionExperiment } from '../src/pipeline/tasks/diffusion/run.js';
 import { runLocomotion, type LocomotionInput } from '../src/pipeline/tasks/locomotion/index.js';
 import { diffusionSettings, taskOf } from '../src/pipeline/tasks/index.js';
 import { rsoup } from './helpers/cli.js';
+import { microLocomotion } from './helpers/micro.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rsoup-tasks-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,16 +23,9 @@ const models = (file: string): Model[] => (JSON.parse(readFileSync(file, 'utf8')
 
 describe('rsoup run with a task other than text', () => {
   it('runs a locomotion config: the report equals the library run with the same settings', async () => {
-    const settings: LocomotionInput = {
-      env: { num_envs: 2, max_episode_steps: 40 },
-      ppo: { num_steps: 16, num_minibatches: 2, update_epochs: 1 },
-      pretrain: { steps: 64 },
-      experts: { steps: 32 },
-      sweep: { lambdas: 3, episodes: 2, seed: 3 },
-      render: { every: 10, frames: 2 },
-    };
+    const settings: LocomotionInput = microLocomotion(join(dir, 'loco-cli'));
     const file = join(dir, 'loco.yml');
-    writeFileSync(file, stringify({ task: 'locomotion', name: 'loco-tiny', output: join(dir, 'loco-cli'), ...settings }));
+    writeFileSync(file, stringify({ task: 'locomotion', name: 'loco-tiny', ...settings }));
     const r = rsoup(['run', file]);
     expect(r.code, r.stderr).toBe(0);
     const lib = await runLocomotion({ ...settings, name: 'loco-tiny', output: join(dir, 'loco-lib') });

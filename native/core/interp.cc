@@ -4,11 +4,13 @@
 #include "core/interp.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
@@ -50,6 +52,22 @@ size_t chunkElemsFor(size_t total, size_t widestBytes, const InterpOptions& opt)
   return (c + 63) / 64 * 64;
 }
 
+// Runs body(i) for i < n on the pool, polling the cancel flag between tasks; once it is set, the tasks not
+// yet started are skipped and ERR_SOUP_ABORTED is thrown naming `what`.
+template <class Body>
+static void cancellableParallelFor(size_t n, int threads, Control* ctl, const char* what, const Body& body) {
+  std::atomic<bool> aborted{false};
+  ThreadPool::instance().parallelFor(n, threads, [&](size_t i) {
+    if (aborted.load(std::memory_order_relaxed)) return;
+    if (ctl && ctl->cancelled()) {
+      aborted.store(true);
+      return;
+    }
+    body(i);
+  });
+  if (aborted.load()) throw std::runtime_error(std::string("[ERR_SOUP_ABORTED] ") + what + " cancelled");
+}
+
 void interpolateSegments(const std::vector<Segment>& segs, const Weights& w, const InterpOptions& opt, Control* ctl) {
   if (segs.empty()) return;
   // prefix[k] = first global element of segment k
@@ -62,13 +80,7 @@ void interpolateSegments(const std::vector<Segment>& segs, const Weights& w, con
   const size_t chunk = chunkElemsFor(total, widest, opt);
   const size_t nChunks = (total + chunk - 1) / chunk;
   RangeFn fn = rangeKernel(opt.simd);
-  std::atomic<bool> aborted{false};
-  ThreadPool::instance().parallelFor(nChunks, opt.threads, [&](size_t c) {
-    if (aborted.load(std::memory_order_relaxed)) return;
-    if (ctl && ctl->cancelled()) {
-      aborted.store(true);
-      return;
-    }
+  cancellableParallelFor(nChunks, opt.threads, ctl, "interpolation", [&](size_t c) {
     size_t g0 = c * chunk, g1 = std::min(total, g0 + chunk);
     size_t k = static_cast<size_t>(std::upper_bound(prefix.begin(), prefix.end(), g0) - prefix.begin()) - 1;
     while (g0 < g1) {
@@ -79,7 +91,6 @@ void interpolateSegments(const std::vector<Segment>& segs, const Weights& w, con
       g0 = prefix[k] + e;
     }
   });
-  if (aborted.load()) throw std::runtime_error("[ERR_SOUP_ABORTED] interpolation cancelled");
 }
 
 void lowRankUpdate(const LowRank& job, const InterpOptions& opt, Control* ctl) {
@@ -87,19 +98,12 @@ void lowRankUpdate(const LowRank& job, const InterpOptions& opt, Control* ctl) {
   const size_t rowsPerTask = std::max<size_t>(1, (size_t{1} << 16) / job.cols);
   const size_t nTasks = (job.rows + rowsPerTask - 1) / rowsPerTask;
   LowRankRowsFn fn = opt.simd == Simd::Scalar ? lowRankRowsScalar : lowRankRowsAvx2;
-  std::atomic<bool> aborted{false};
-  ThreadPool::instance().parallelFor(nTasks, opt.threads, [&](size_t t) {
-    if (aborted.load(std::memory_order_relaxed)) return;
-    if (ctl && ctl->cancelled()) {
-      aborted.store(true);
-      return;
-    }
+  cancellableParallelFor(nTasks, opt.threads, ctl, "low-rank update", [&](size_t t) {
     thread_local std::vector<float> scratch;
     if (scratch.size() < job.cols) scratch.resize(job.cols);
     size_t r0 = t * rowsPerTask, r1 = std::min(job.rows, r0 + rowsPerTask);
     fn(job, r0, r1, scratch.data());
   });
-  if (aborted.load()) throw std::runtime_error("[ERR_SOUP_ABORTED] low-rank update cancelled");
 }
 
 // One timed pass of a probe over n floats in chunks of `chunk` elements: body(chunk index, begin, end).

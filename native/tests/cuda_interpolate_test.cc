@@ -190,6 +190,15 @@ static std::vector<double> randomWeights(int n, std::mt19937_64& rng) {
 }
 
 // Runs the kernel on a list of cases in one Interpolator::run and checks each.
+/** Gives a case n host sources of random values of its dtype (numel + misalign elements each). */
+static void fillSources(Case& c, int n, std::mt19937_64& rng) {
+  c.srcHost.assign(n, {});
+  for (int i = 0; i < n; ++i) {
+    c.srcHost[i].resize((c.numel + c.misalign) * ref::size(c.inDt));
+    ref::fillRandom(c.srcHost[i].data(), c.inDt, c.numel + c.misalign, rng);
+  }
+}
+
 static int64_t runCases(std::vector<Case>& cases, int n, std::mt19937_64& rng, int64_t tableCap = 1 << 16, const char* what = "") {
   std::vector<sc::Segment> segs;
   for (Case& c : cases) {
@@ -405,12 +414,8 @@ int main(int argc, char** argv) {
     std::vector<sc::HostTensor> ts;
     for (size_t t = 0; t < cases.size(); ++t) {
       Case& c = cases[t];
-      c.srcHost.assign(n, {});
-      for (int i = 0; i < n; ++i) {
-        c.srcHost[i].resize(c.numel * ref::size(c.inDt));
-        ref::fillRandom(c.srcHost[i].data(), c.inDt, c.numel, rng);
-        given[t].push_back(c.srcHost[i]);
-      }
+      fillSources(c, n, rng);
+      for (int i = 0; i < n; ++i) given[t].push_back(c.srcHost[i]);
       for (int i = 0; i < n; ++i) ptrs[t].push_back(given[t][i].data());
       ts.push_back(sc::HostTensor{ptrs[t].data(), nullptr, c.numel, c.inDt, c.outDt});
     }
@@ -443,12 +448,8 @@ int main(int argc, char** argv) {
     std::vector<sc::HostTensor> ts;
     for (size_t t = 0; t < cases.size(); ++t) {
       Case& c = cases[t];
-      c.srcHost.assign(n, {});
-      for (int i = 0; i < n; ++i) {
-        c.srcHost[i].resize(c.numel * ref::size(c.inDt));
-        ref::fillRandom(c.srcHost[i].data(), c.inDt, c.numel, rng);
-        srcPtrs[t].push_back(c.srcHost[i].data());
-      }
+      fillSources(c, n, rng);
+      for (int i = 0; i < n; ++i) srcPtrs[t].push_back(c.srcHost[i].data());
       outs[t].assign((c.numel + kGuard) * ref::size(c.outDt), 0xA5);
       ts.push_back(sc::HostTensor{srcPtrs[t].data(), outs[t].data(), c.numel, c.inDt, c.outDt});
     }

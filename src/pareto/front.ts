@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Pareto dominance and the non-dominated subset.
 import { RankSet } from './rankset.js';
-import { sortByKey } from './sort.js';
+import { rankBy, sortByKey, weaklyDominatedBy } from './sort.js';
 import { checkPoints, senseSigns, type Points, type SenseOption } from './validate.js';
 
 export interface ParetoOptions {
@@ -79,24 +79,11 @@ export function paretoFront<P extends ArrayLike<number>>(points: ReadonlyArray<P
     const order = lexOrder(points, s, d);
     // Anything that weakly dominates p sorts before p, so the front only grows.
     const front: number[] = [];
+    const frontPoints: ArrayLike<number>[] = [];
     for (const i of order) {
-      const p = points[i];
-      let dominated = false;
-      for (const f of front) {
-        const q = points[f];
-        let ge = true;
-        for (let k = 0; k < d; k++) {
-          if (s[k] * (q[k] - p[k]) < 0) {
-            ge = false;
-            break;
-          }
-        }
-        if (ge) {
-          dominated = true;
-          break;
-        }
-      }
-      if (!dominated) front.push(i);
+      if (weaklyDominatedBy(points[i], frontPoints, d, s)) continue;
+      front.push(i);
+      frontPoints.push(points[i]);
     }
     for (const i of front) keep.push(i);
   }
@@ -131,21 +118,9 @@ function front3d(points: Points, s: Float64Array): number[] {
     3,
   );
   // Ranks by x (ascending) so the staircase is an ordered set of ranks.
-  const keys = new Float64Array(n);
-  const byX = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    keys[i] = s[0] * points[i][0];
-    byX[i] = i;
-  }
-  sortByKey(keys, byX);
-  const rank = new Int32Array(n);
-  const rx = new Float64Array(n);
+  const { sorted: rx, byRank: byX, rank } = rankBy(n, (i) => s[0] * points[i][0]);
   const ry = new Float64Array(n);
-  for (let r = 0; r < n; r++) {
-    rank[byX[r]] = r;
-    rx[r] = keys[r];
-    ry[r] = s[1] * points[byX[r]][1];
-  }
+  for (let r = 0; r < n; r++) ry[r] = s[1] * points[byX[r]][1];
   const set = new RankSet(n);
   const out: number[] = [];
   for (const i of order) {

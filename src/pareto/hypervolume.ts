@@ -6,7 +6,7 @@
 // d >= 4: WFG (While, Bradstreet & Barone 2012): sort by the last objective, sum exclusive
 // contributions, each a (d-1)-dimensional hypervolume of a non-dominated limit set; 3-D base case.
 import { RankSet } from './rankset.js';
-import { sortByKey } from './sort.js';
+import { rankBy, sortByKey, weaklyDominatedBy } from './sort.js';
 import { checkPoints, checkVector, invalid, senseSigns, type Points, type SenseOption } from './validate.js';
 
 export interface HypervolumeOptions {
@@ -167,22 +167,14 @@ function hv2d(flat: Float64Array, m: number): number {
 function hv3d(flat: Float64Array, m: number): number {
   if (m === 1) return flat[0] * flat[1] * flat[2];
   // Ranks by x; the staircase holds ranks with x strictly increasing and y strictly decreasing.
-  const keys = new Float64Array(m);
-  const byX = new Int32Array(m);
-  for (let i = 0; i < m; i++) {
-    keys[i] = flat[3 * i];
-    byX[i] = i;
-  }
-  sortByKey(keys, byX);
-  const rank = new Int32Array(m);
+  const { byRank: byX, rank } = rankBy(m, (i) => flat[3 * i]);
   const rx = new Float64Array(m);
   const ry = new Float64Array(m);
   for (let r = 0; r < m; r++) {
-    const i = byX[r];
-    rank[i] = r;
-    rx[r] = flat[3 * i];
-    ry[r] = flat[3 * i + 1];
+    rx[r] = flat[3 * byX[r]];
+    ry[r] = flat[3 * byX[r] + 1];
   }
+  const keys = new Float64Array(m);
   const byZ = new Int32Array(m);
   for (let i = 0; i < m; i++) {
     keys[i] = -flat[3 * i + 2];
@@ -242,23 +234,7 @@ function lexDesc(a: ArrayLike<number>, b: ArrayLike<number>, d: number): number 
 function nonDominatedRows(rows: Float64Array[], d: number): Float64Array[] {
   rows.sort((a, b) => lexDesc(a, b, d));
   const kept: Float64Array[] = [];
-  for (const p of rows) {
-    let dominated = false;
-    for (const q of kept) {
-      let ge = true;
-      for (let k = 0; k < d; k++) {
-        if (q[k] < p[k]) {
-          ge = false;
-          break;
-        }
-      }
-      if (ge) {
-        dominated = true;
-        break;
-      }
-    }
-    if (!dominated) kept.push(p);
-  }
+  for (const p of rows) if (!weaklyDominatedBy(p, kept, d)) kept.push(p);
   return kept;
 }
 

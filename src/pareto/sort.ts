@@ -9,6 +9,21 @@ export function sortByKey(keys: Float64Array, idx: Int32Array, lo = 0, hi = keys
   introsort(keys, idx, lo, hi - 1, depth);
 }
 
+/** Ranks of n keys: sorts `keys(i)` ascending and returns the sorted keys, the index at each rank and
+ *  each index's rank (the 3-D front and the 3-D hypervolume both sweep a staircase of ranks). */
+export function rankBy(n: number, key: (i: number) => number): { sorted: Float64Array; byRank: Int32Array; rank: Int32Array } {
+  const sorted = new Float64Array(n);
+  const byRank = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    sorted[i] = key(i);
+    byRank[i] = i;
+  }
+  sortByKey(sorted, byRank);
+  const rank = new Int32Array(n);
+  for (let r = 0; r < n; r++) rank[byRank[r]] = r;
+  return { sorted, byRank, rank };
+}
+
 function swap(k: Float64Array, x: Int32Array, i: number, j: number): void {
   const t = k[i];
   k[i] = k[j];
@@ -87,4 +102,20 @@ function introsort(k: Float64Array, x: Int32Array, lo: number, hi: number, depth
     }
   }
   insertion(k, x, lo, hi);
+}
+
+/** Whether some point of `kept` weakly dominates `p` (each objective k: s[k]·q[k] ≥ s[k]·p[k]; s = +1 for
+ *  maximisation, the default). The scans of the d ≥ 4 front and of the hypervolume's row pruning. */
+export function weaklyDominatedBy(p: ArrayLike<number>, kept: Iterable<ArrayLike<number>>, d: number, s?: ArrayLike<number>): boolean {
+  for (const q of kept) {
+    let ge = true;
+    for (let k = 0; k < d; k++) {
+      if ((s ? s[k] : 1) * (q[k] - p[k]) < 0) {
+        ge = false;
+        break;
+      }
+    }
+    if (ge) return true;
+  }
+  return false;
 }

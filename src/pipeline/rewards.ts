@@ -4,17 +4,12 @@
 // can move, unlike VADER alone): the fraction of the response's words that are on the list; and
 // `topic-classifier` (src/pipeline/topic.ts), a classifier trained on the corpus's topic files.
 import { custom, rewardFromConfig, type Reward, type Sample } from '../rewards/index.js';
+import { wordListFraction } from '../rewards/text.js';
 import { LEXICON_TYPE } from './config.js';
 import { TOPIC_TYPE, topicReward, type TopicOptions } from './topic.js';
 
 /** Fraction of word tokens (lower-cased letters and apostrophes) in `words`; 0 for a text with no word. */
-export function lexiconFraction(text: string, words: ReadonlySet<string>): number {
-  const toks = text.toLowerCase().match(/[a-z']+/g) ?? [];
-  if (toks.length === 0) return 0;
-  let n = 0;
-  for (const t of toks) if (words.has(t.replace(/^'+|'+$/g, ''))) n++;
-  return n / toks.length;
-}
+export const lexiconFraction = wordListFraction;
 
 export function lexiconReward(name: string, words: string[]): Reward {
   const set = new Set(words.map((w) => w.toLowerCase()));

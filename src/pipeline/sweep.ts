@@ -156,15 +156,23 @@ async function scoreSamples(rewards: Reward[], samples: Array<{ prompt: string; 
 }
 
 /** KL to the initialisation, fluency and the base model's NLL of every entry, from what the evaluations
- *  kept: the init adapter's and the base model's log-probs of each entry's responses. */
-async function distances(model: CausalLM, prompts: number[][], initAdapter: TensorMap | undefined, pend: Pending[]): Promise<Fluency[]> {
-  if (initAdapter) await model.setTensors('lora', initAdapter);
+ *  kept: the init adapter's and the base model's log-probs of each entry's responses. `initIsBase`: the
+ *  initialisation is a fresh adapter (B = 0), the base model itself, so one pass serves both (when the
+ *  evaluation samples, its responses are the KL's samples: the two log-probs are the same numbers). */
+async function distances(model: CausalLM, prompts: number[][], initAdapter: TensorMap | undefined, pend: Pending[], initIsBase: boolean): Promise<Fluency[]> {
   const initLogp: Float64Array[] = [];
-  for (const p of pend) initLogp.push(await responseLogProbs(model, prompts, p.sampled));
-  if (model.lora) await model.disableAdapter();
   const baseLogp: Float64Array[] = [];
+  if (!initIsBase) {
+    if (initAdapter) await model.setTensors('lora', initAdapter);
+    for (const p of pend) initLogp.push(await responseLogProbs(model, prompts, p.sampled));
+  }
+  if (model.lora) await model.disableAdapter();
   try {
-    for (const p of pend) baseLogp.push(await responseLogProbs(model, prompts, p.responses));
+    for (const p of pend) {
+      const base = await responseLogProbs(model, prompts, p.responses);
+      baseLogp.push(base);
+      if (initIsBase) initLogp.push(p.sampled === p.responses ? base : await responseLogProbs(model, prompts, p.sampled));
+    }
   } finally {
     if (model.lora) await model.enableAdapter();
   }
@@ -265,7 +273,7 @@ export async function runSweep(s: SweepInput): Promise<EvalEntry[]> {
       await model.setTensors('lora', buf);
       await evaluate({ kind: 'soup', name: `soup λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`, lambda: lam });
     }
-    const fl = await distances(model, s.prompts, initAdapter, pending);
+    const fl = await distances(model, s.prompts, initAdapter, pending, !s.adapter);
     measured.forEach((e, k) => (e.fluency = fl[k]));
   } finally {
     await model.dispose();

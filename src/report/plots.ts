@@ -38,20 +38,13 @@ const SERIES = {
   lmc: "LMC bound: experts' segment",
 } as const;
 
-// Legend symbols: a dashed stroke for the LMC segment, markers for the rest.
-const SHAPES: Record<string, string> = {
-  [SERIES.soup]: 'circle',
-  [SERIES.morl]: 'square',
-  [SERIES.expert]: 'diamond',
-  [SERIES.init]: 'cross',
-  [SERIES.lmc]: 'M-1,0H-0.45M-0.2,0H0.2M0.45,0H1',
-};
-const COLORS: Record<string, string> = {
-  [SERIES.soup]: '#1f62b4',
-  [SERIES.morl]: '#e8710a',
-  [SERIES.expert]: '#2a9d3a',
-  [SERIES.init]: '#444444',
-  [SERIES.lmc]: '#777777',
+// Each series' legend symbol (a dashed stroke for the LMC segment, markers for the rest) and colour.
+const STYLE: Record<string, { shape: string; color: string }> = {
+  [SERIES.soup]: { shape: 'circle', color: '#1f62b4' },
+  [SERIES.morl]: { shape: 'square', color: '#e8710a' },
+  [SERIES.expert]: { shape: 'diamond', color: '#2a9d3a' },
+  [SERIES.init]: { shape: 'cross', color: '#444444' },
+  [SERIES.lmc]: { shape: 'M-1,0H-0.45M-0.2,0H0.2M0.45,0H1', color: '#777777' },
 };
 // One colour per expert, the same in the front, the training curves and the spider map.
 const EXPERT_COLORS = ['#2a9d3a', '#b5179e', '#8c564b', '#17becf', '#bcbd22', '#7f7f7f'];
@@ -62,9 +55,9 @@ const MORL_SHADES = ['#e8710a', '#b35400', '#f5a35c', '#7a3900', '#ffc78f'];
 export function modelColor(kind: 'init' | 'soup' | 'expert' | 'morl' | 'ensemble', index = 0): string {
   if (kind === 'expert') return EXPERT_COLORS[index % EXPERT_COLORS.length];
   if (kind === 'morl') return MORL_SHADES[index % MORL_SHADES.length];
-  if (kind === 'init') return COLORS[SERIES.init];
+  if (kind === 'init') return STYLE[SERIES.init].color;
   if (kind === 'ensemble') return '#9467bd';
-  return COLORS[SERIES.soup];
+  return STYLE[SERIES.soup].color;
 }
 
 function bad(message: string): SoupError {
@@ -155,8 +148,8 @@ export async function frontPlot(data: FrontPlotData, opts: PlotOptions = {}): Pr
   }
   const order = [SERIES.soup, SERIES.morl, ...(named ? experts.map((e) => e.name) : [SERIES.expert]), SERIES.init, SERIES.lmc] as string[];
   const present = order.filter((s) => rows.some((r) => r.series === s));
-  const colorOf = (s: string) => COLORS[s] ?? modelColor('expert', experts.findIndex((e) => e.name === s));
-  const shapeOf = (s: string) => SHAPES[s] ?? SHAPES[SERIES.expert];
+  const colorOf = (s: string) => STYLE[s]?.color ?? modelColor('expert', experts.findIndex((e) => e.name === s));
+  const shapeOf = (s: string) => (STYLE[s] ?? STYLE[SERIES.expert]).shape;
   const color = { field: 'series', type: 'nominal', title: null, scale: { domain: present, range: present.map(colorOf) } };
   const shape = { field: 'series', type: 'nominal', title: null, scale: { domain: present, range: present.map(shapeOf) } };
   const hasSe = rows.some((r) => r.x0 !== undefined);

@@ -77,14 +77,17 @@ export const DEFAULT_TOXIC_WORDS: readonly string[] = [
   'fucking', 'fucked', 'bitch', 'bitches', 'piss', 'pissed', 'dick', 'dickhead', 'prick', 'screw', 'screwed',
 ];
 
-/** Fraction of word tokens (lower-cased, letters and apostrophes) on the list; 0 for an empty text. */
-export function toxicFraction(text: string, words: ReadonlySet<string>): number {
+/** Fraction of word tokens (lower-cased, letters and apostrophes) on the list; 0 for an empty text.
+ *  The toxicity reward's measure, and the experiment's `lexicon` reward's. */
+export function wordListFraction(text: string, words: ReadonlySet<string>): number {
   const toks = text.toLowerCase().match(/[a-z']+/g) ?? [];
   if (toks.length === 0) return 0;
   let n = 0;
   for (const t of toks) if (words.has(t.replace(/^'+|'+$/g, ''))) n++;
   return n / toks.length;
 }
+
+export const toxicFraction = wordListFraction;
 
 /** Reward = −(fraction of toxic tokens): 0 for a clean text, −1 when every word is on the list. */
 export function toxicityReward(opts: TextRewardOptions & { words?: string[] } = {}): FnReward {

@@ -39,3 +39,14 @@ export function stripTimes(r: Record<string, unknown>): Record<string, unknown> 
   c.reading = c.reading.filter((l) => !l.startsWith('Training cost'));
   return c;
 }
+
+/** A locomotion experiment of a few seconds (tiny envs, episodes and PPO). */
+export const microLocomotion = (out: string) => ({
+  output: out,
+  env: { num_envs: 4, max_episode_steps: 60 },
+  ppo: { num_steps: 32, num_minibatches: 4, update_epochs: 2 },
+  pretrain: { steps: 256 },
+  experts: { steps: 128 },
+  sweep: { lambdas: 5, episodes: 3, seed: 7 },
+  render: { every: 10, frames: 3 },
+});

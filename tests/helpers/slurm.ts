@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// A private one-node Slurm cluster for the tests (Debian's slurmctld/slurmd/munge, measured in
-// ../shared/reference/SLURM.md): its own slurm.conf (reached through SLURM_CONF), munge key and socket,
+// A private one-node Slurm cluster for the tests (Debian's slurmctld/slurmd/munge, measured with
+// Slurm 22.05.8 on this kind of machine): its own slurm.conf (reached through SLURM_CONF), munge key and socket,
 // state, spool, pid and log files, all in one temp dir; the machine's own /etc/slurm, /etc/munge and
 // /run/munge are never touched. It starts only as root with ports 6817/6818 free, and is stopped by pid.
 import { execFileSync, spawnSync } from 'node:child_process';
