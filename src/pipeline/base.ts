@@ -5,7 +5,7 @@
 import { copyFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SoupError } from '../errors.js';
-import { CausalLM, llamaConfigToHF, pretrain, type LlamaConfig } from '../train/index.js';
+import { CausalLM, llamaConfigToHF, pretrain, tokenLogProb, type LlamaConfig } from '../train/index.js';
 import { readFortunes, trainTokenizer, type Corpus } from './corpus.js';
 import { faultPoint } from './fault.js';
 
@@ -77,12 +77,7 @@ export async function heldOutBits(model: CausalLM, stream: Int32Array, chars: nu
     const lg = await model.logits(batch);
     for (let b = 0; b < batch.length; b++) {
       for (let t = 0; t + 1 < seqLen; t++) {
-        const off = (b * seqLen + t) * V;
-        let mx = -Infinity;
-        for (let v = 0; v < V; v++) mx = Math.max(mx, lg[off + v]);
-        let z = 0;
-        for (let v = 0; v < V; v++) z += Math.exp(lg[off + v] - mx);
-        nll -= lg[off + batch[b][t + 1]] - mx - Math.log(z);
+        nll -= tokenLogProb(lg, (b * seqLen + t) * V, V, batch[b][t + 1]);
         n++;
       }
     }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Reward } from '../rewards/index.js';
 import { SoupError } from '../errors.js';
 import { meanStderr } from '../pareto/index.js';
-import { CausalLM, llamaConfigFromHF, loadTokenizer, normalizeLora, peftAdapterConfig, type LoraOptions } from '../train/index.js';
+import { CausalLM, llamaConfigFromHF, loadTokenizer, normalizeLora, peftAdapterConfig, tokenLogProb, type LoraOptions } from '../train/index.js';
 
 export interface Fluency {
   /** KL(π ‖ π_init) per response: mean over prompts of Σₜ log π(yₜ) − log π_init(yₜ) on sampled responses. */
@@ -106,12 +106,8 @@ export async function responseLogProbs(model: CausalLM, prompts: number[][], res
     const pad = T - seqs[b].length; // left-padded: token j of row b sits at column pad + j
     let sum = 0;
     for (let j = prompts[b].length; j < seqs[b].length; j++) {
-      const off = (b * T + pad + j - 1) * V; // the logits at column c predict the token at c + 1
-      let mx = -Infinity;
-      for (let v = 0; v < V; v++) mx = Math.max(mx, lg[off + v]);
-      let z = 0;
-      for (let v = 0; v < V; v++) z += Math.exp(lg[off + v] - mx);
-      sum += lg[off + seqs[b][j]] - mx - Math.log(z);
+      // the logits at column c predict the token at c + 1
+      sum += tokenLogProb(lg, (b * T + pad + j - 1) * V, V, seqs[b][j]);
     }
     out[b] = sum;
   }

@@ -165,6 +165,16 @@ export function normalizeLora(l: LoraOptions | Record<string, unknown>, src = 'l
 }
 
 /** Left-pads ragged token lists: tokens and mask as [B, T] Int32Arrays. */
+/** log softmax(row)[token] of the logits row starting at `offset` (max-shifted, in float64): the log-prob
+ *  of one token, for evaluations that read the logits in JS (KL, NLL, held-out bits). */
+export function tokenLogProb(logits: ArrayLike<number>, offset: number, vocab: number, token: number): number {
+  let mx = -Infinity;
+  for (let v = 0; v < vocab; v++) mx = Math.max(mx, logits[offset + v]);
+  let z = 0;
+  for (let v = 0; v < vocab; v++) z += Math.exp(logits[offset + v] - mx);
+  return logits[offset + token] - mx - Math.log(z);
+}
+
 export function leftPad(seqs: number[][], pad = 0): { tokens: Int32Array; mask: Int32Array; B: number; T: number } {
   const B = seqs.length;
   if (B === 0) throw new SoupError('ERR_SOUP_INVALID_ARG', 'empty batch');
