@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { VecEnv, evaluateEpisodes } from '../src/envs/index.js';
 import { SoupError } from '../src/errors.js';
 import { writeSafetensors, type TensorMap } from '../src/io/index.js';
-import { ControlPolicy, ControlTrainer, controlMath, type ControlBatch } from '../src/train/control.js';
+import { ControlPolicy, ControlTrainer, controlMath, nativeHyper, type ControlBatch } from '../src/train/control.js';
 import { mulberry32 } from '../src/util/random.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rsoup-control-'));
@@ -137,6 +137,20 @@ describe('PPO math in float64', () => {
     // hand case: one env, no dones, λ = 1 gives discounted returns minus values
     const one = controlMath.gae({ rewards: Float64Array.of(1, 2, 3), values: Float64Array.of(0.5, -0.25, 0.125), dones: new Float64Array(3), lastValues: Float64Array.of(4), T: 3, N: 1, gamma: 0.5, gaeLambda: 1 });
     expect(Array.from(one.returns)).toEqual([1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4, 2 + 0.5 * 3 + 0.25 * 4, 3 + 0.5 * 4]);
+  });
+
+  it('native reads every setting as given: a missing one is named, never defaulted in C++', () => {
+    const r = rng(7);
+    const T = 3, N = 2;
+    const b = { rewards: arr(T * N, r), values: arr(T * N, r), dones: new Float64Array(T * N), lastValues: arr(N, r), T, N, gamma: 0.9, gaeLambda: 0.8 };
+    const { gamma: _g, ...noGamma } = b;
+    expect(() => controlMath.gae(noGamma as typeof b)).toThrow(/gamma must be a number/);
+    const p = ControlPolicy.create({ obsDim: 3, actDim: 2, seed: 1 });
+    const batch = { B: 2, obs: arr(6, r), actions: arr(4, r), logprobs: arr(2, r), advantages: arr(2, r), returns: arr(2, r), values: arr(2, r) };
+    // the TS face fills what is left out from ControlPPOConfigSchema: the same loss as the defaults spelled out
+    expect(p.loss(batch).loss).toBe(p.loss(batch, nativeHyper()).loss);
+    expect(p.loss(batch, { clipCoef: 0.01 }).loss).not.toBe(p.loss(batch).loss);
+    p.dispose();
   });
 
   it('reward normalisation follows gym NormalizeReward (running std of discounted returns, reset at dones, clip)', () => {

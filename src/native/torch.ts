@@ -26,17 +26,18 @@ export interface NativeLlamaConfig {
   tieWordEmbeddings: boolean;
 }
 
-/** Generation settings (transformers' names); CausalLM.generate's GenerateOptions add the fixed-length mode. */
+/** Generation settings (transformers' names), every one given: genOptions() (src/train/llama.ts) fills them. */
 export interface NativeGenOptions {
   maxNewTokens: number;
-  minNewTokens?: number;
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  /** Stop token; default the config's eos_token_id; -1 never stops. */
-  eosTokenId?: number;
-  padTokenId?: number;
+  minNewTokens: number;
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  /** Stop token; -1 never stops. */
+  eosTokenId: number;
+  padTokenId: number;
+  /** Re-seed the model's generator first (absent: continue its stream). */
   seed?: number;
 }
 
@@ -104,22 +105,22 @@ export interface ControlFunctions {
   ctlDispose(h: ControlHandle): void;
 }
 
-/** Hyper-parameters as native reads them. */
+/** PPO hyper-parameters as native reads them, every one given: nativeHyper() (src/train/control.ts) fills them. */
 export interface NativeHyper {
-  gamma?: number;
-  gaeLambda?: number;
-  clipCoef?: number;
-  vfCoef?: number;
-  entCoef?: number;
-  maxGradNorm?: number;
-  learningRate?: number;
-  adamEps?: number;
-  rewardClip?: number;
-  updateEpochs?: number;
-  numMinibatches?: number;
-  clipVloss?: boolean;
-  normAdv?: boolean;
-  normReward?: boolean;
+  gamma: number;
+  gaeLambda: number;
+  clipCoef: number;
+  vfCoef: number;
+  entCoef: number;
+  maxGradNorm: number;
+  learningRate: number;
+  adamEps: number;
+  rewardClip: number;
+  updateEpochs: number;
+  numMinibatches: number;
+  clipVloss: boolean;
+  normAdv: boolean;
+  normReward: boolean;
 }
 
 /** One minibatch for `ControlPolicy.loss` (float64, row-major; obs already normalised). */

@@ -195,11 +195,11 @@ export class ControlPolicy {
    * One PPO update on the stored rollout (off the JS thread): scalarise the reward vectors with
    * `weights`, normalise, bootstrap truncations, GAE, then epochs of minibatch Adam steps.
    */
-  async update(rollout: { rewards: Float32Array; terminated: Uint8Array; truncated: Uint8Array; finalObs: Float32Array; lastObs: Float32Array }, weights: Float64Array, hyper: NativeHyper = {}): Promise<Record<string, number>> {
+  async update(rollout: { rewards: Float32Array; terminated: Uint8Array; truncated: Uint8Array; finalObs: Float32Array; lastObs: Float32Array }, weights: Float64Array, hyper: Partial<NativeHyper> = {}): Promise<Record<string, number>> {
     const stack = new Error().stack;
     try {
       return await addon().ctlUpdate(this.handle, {
-        ...hyper, rewards: rollout.rewards, weights, terminated: rollout.terminated, truncated: rollout.truncated, finalObs: rollout.finalObs, lastObs: rollout.lastObs,
+        ...nativeHyper(), ...hyper, rewards: rollout.rewards, weights, terminated: rollout.terminated, truncated: rollout.truncated, finalObs: rollout.finalObs, lastObs: rollout.lastObs,
       });
     } catch (e) {
       throw fromNative(e, stack);
@@ -207,8 +207,8 @@ export class ControlPolicy {
   }
 
   /** CleanRL's PPO loss on one minibatch and its gradient (tests, checks). */
-  loss(batch: ControlBatch, hyper: NativeHyper = {}): ControlLoss {
-    return call('ctlLoss', this.handle, batch, hyper);
+  loss(batch: ControlBatch, hyper: Partial<NativeHyper> = {}): ControlLoss {
+    return call('ctlLoss', this.handle, batch, { ...nativeHyper(), ...hyper });
   }
 
   /** The last rollout as stored natively (normalised obs, actions, log-probs, values), float64. */
@@ -251,6 +251,16 @@ export const ControlPPOConfigSchema = z.object({
 
 export type ControlPPOConfig = z.output<typeof ControlPPOConfigSchema>;
 export type ControlPPOConfigInput = z.input<typeof ControlPPOConfigSchema>;
+
+/** The native update's hyper-parameters of a config (CleanRL's defaults when none is given): the one source of them. */
+export function nativeHyper(c: ControlPPOConfig = ControlPPOConfigSchema.parse({})): NativeHyper {
+  return {
+    gamma: c.gamma, gaeLambda: c.gae_lambda, clipCoef: c.clip_coef, vfCoef: c.vf_coef, entCoef: c.ent_coef,
+    maxGradNorm: c.max_grad_norm, learningRate: c.learning_rate, adamEps: c.adam_eps, rewardClip: c.reward_clip,
+    updateEpochs: c.update_epochs, numMinibatches: c.num_minibatches, clipVloss: c.clip_vloss, normAdv: c.norm_adv,
+    normReward: c.norm_reward,
+  };
+}
 
 export function parseControlPPOConfig(x: unknown, src = 'control ppo config'): ControlPPOConfig {
   return parseStrict(ControlPPOConfigSchema, x ?? {}, src);
@@ -330,11 +340,7 @@ export class ControlTrainer {
     const history: ControlUpdateStats[] = [];
     const tot = { env: 0, act: 0, learn: 0, total: 0 };
     const t0 = performance.now();
-    const hyper: NativeHyper = {
-      gamma: c.gamma, gaeLambda: c.gae_lambda, clipCoef: c.clip_coef, vfCoef: c.vf_coef, entCoef: c.ent_coef,
-      maxGradNorm: c.max_grad_norm, adamEps: c.adam_eps, rewardClip: c.reward_clip, updateEpochs: c.update_epochs,
-      numMinibatches: c.num_minibatches, clipVloss: c.clip_vloss, normAdv: c.norm_adv, normReward: c.norm_reward,
-    };
+    const hyper = nativeHyper(c);
     for (let u = 1; u <= updates; u++) {
       if (opts.signal?.aborted) throw new SoupError('ERR_SOUP_ABORTED', `training aborted at update ${u} of ${updates}`);
       const lr = c.anneal_lr ? (1 - (u - 1) / updates) * c.learning_rate : c.learning_rate;

@@ -194,7 +194,9 @@ export function leftPad(seqs: number[][], pad = 0): { tokens: Int32Array; mask: 
   return { tokens, mask, B, T };
 }
 
-export interface GenerateOptions extends NativeGenOptions {
+/** What generate() takes: the sampling settings default to transformers' (genOptions fills them). */
+export interface GenerateOptions extends Partial<NativeGenOptions> {
+  maxNewTokens: number;
   /** The paper's fixed-length mode: no EOS stop, length drawn uniformly in [min, max) per batch (trl LengthSampler). */
   fixedLength?: { min: number; max: number };
 }

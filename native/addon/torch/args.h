@@ -15,27 +15,6 @@
 
 namespace soup::addon {
 
-// Readers with a default, for the batons TS does not fill whole yet: the control policies' PPO settings and
-// the sampling settings of NativeGenOptions (docs/ARCHITECTURE.md, "Defaults come from TS"). Others: ReadFields.
-inline double Num(const Napi::Object& o, const char* k, double def) {
-  Napi::Value v = o.Get(k);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  if (!v.IsNumber()) ThrowType(o.Env(), std::string(k) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-inline bool Bool(const Napi::Object& o, const char* k, bool def) {
-  Napi::Value v = o.Get(k);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  return v.ToBoolean().Value();
-}
-
-inline std::string Str(const Napi::Object& o, const char* k, const std::string& def) {
-  Napi::Value v = o.Get(k);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  return v.ToString().Utf8Value();
-}
-
 inline at::ScalarType DtypeOf(Napi::Env env, const std::string& d) {
   if (d == "float32") return at::kFloat;
   if (d == "float64") return at::kDouble;
@@ -48,7 +27,7 @@ inline at::ScalarType DtypeOf(Napi::Env env, const std::string& d) {
 inline at::Tensor TensorIn(Napi::Env env, const Napi::Value& v, const std::string& name, std::vector<Napi::Reference<Napi::Value>>& keep) {
   if (!v.IsObject()) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] tensor '" + name + "' must be {dtype, shape, data}");
   Napi::Object o = v.As<Napi::Object>();
-  at::ScalarType dt = DtypeOf(env, Str(o, "dtype", "float32"));
+  at::ScalarType dt = DtypeOf(env, Str(o, "dtype"));
   Napi::Value sv = o.Get("shape"), dv = o.Get("data");
   if (!sv.IsArray() || !dv.IsTypedArray()) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] tensor '" + name + "' needs shape: number[] and data: TypedArray");
   Napi::Array sa = sv.As<Napi::Array>();

@@ -53,21 +53,12 @@ Napi::Value F64Out(Napi::Env env, const at::Tensor& t) {
 }
 
 soup::control::PPOHyper HyperIn(const Napi::Object& o) {
+  // Every field as ControlPPOConfigSchema fills it (src/train/control.ts, nativeHyper): no C++ defaults.
   soup::control::PPOHyper h;
-  h.gamma = Num(o, "gamma", h.gamma);
-  h.lam = Num(o, "gaeLambda", h.lam);
-  h.clip = Num(o, "clipCoef", h.clip);
-  h.vfCoef = Num(o, "vfCoef", h.vfCoef);
-  h.entCoef = Num(o, "entCoef", h.entCoef);
-  h.maxGradNorm = Num(o, "maxGradNorm", h.maxGradNorm);
-  h.lr = Num(o, "learningRate", h.lr);
-  h.adamEps = Num(o, "adamEps", h.adamEps);
-  h.rewardClip = Num(o, "rewardClip", h.rewardClip);
-  h.epochs = int64_t(Num(o, "updateEpochs", double(h.epochs)));
-  h.minibatches = int64_t(Num(o, "numMinibatches", double(h.minibatches)));
-  h.clipVloss = Bool(o, "clipVloss", h.clipVloss);
-  h.normAdv = Bool(o, "normAdv", h.normAdv);
-  h.normReward = Bool(o, "normReward", h.normReward);
+  ReadFields(o, {{"gamma", &h.gamma}, {"gaeLambda", &h.lam}, {"clipCoef", &h.clip}, {"vfCoef", &h.vfCoef}, {"entCoef", &h.entCoef},
+                 {"maxGradNorm", &h.maxGradNorm}, {"learningRate", &h.lr}, {"adamEps", &h.adamEps}, {"rewardClip", &h.rewardClip},
+                 {"updateEpochs", &h.epochs}, {"numMinibatches", &h.minibatches}, {"clipVloss", &h.clipVloss}, {"normAdv", &h.normAdv},
+                 {"normReward", &h.normReward}});
   return h;
 }
 
@@ -81,12 +72,12 @@ Napi::Value JS_ctlCreate(const Napi::CallbackInfo& info) {
   if (!hv.IsArray()) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] hidden must be an array of layer sizes");
   Napi::Array ha = hv.As<Napi::Array>();
   for (uint32_t i = 0; i < ha.Length(); i++) hidden.push_back(int64_t(ha.Get(i).As<Napi::Number>().Int64Value()));
-  std::string dt = b.Get("dtype").IsString() ? b.Get("dtype").As<Napi::String>().Utf8Value() : "float32";
+  std::string dt = Str(b, "dtype");
   if (dt != "float32" && dt != "float64") Throw(env, "[ERR_SOUP_INVALID_ARG] dtype must be float32 or float64");
   auto p = std::make_shared<Policy>();
   try {
-    p->Init(int64_t(Num(b, "obsDim", 0)), int64_t(Num(b, "actDim", 0)), hidden, dt == "float64" ? at::kDouble : at::kFloat,
-            uint64_t(Num(b, "seed", 0)));
+    p->Init(int64_t(Num(b, "obsDim")), int64_t(Num(b, "actDim")), hidden, dt == "float64" ? at::kDouble : at::kFloat,
+            uint64_t(Num(b, "seed")));
   } catch (const std::exception& e) {
     Throw(env, MessageOf(e));
   }
@@ -209,7 +200,7 @@ Napi::Value JS_ctlLoss(const Napi::CallbackInfo& info) {
   PolicyPtr& p = Get(info[0]);
   Napi::Object b = info[1].As<Napi::Object>();
   soup::control::PPOHyper h = HyperIn(info[2].As<Napi::Object>());
-  const int64_t B = int64_t(Num(b, "B", 0));
+  const int64_t B = int64_t(Num(b, "B"));
   auto in = [&](const char* k, int64_t per) { return F64(env, b.Get(k), B * per, k).to(p->dtype).view(per == 1 ? std::vector<int64_t>{B} : std::vector<int64_t>{B, per}); };
   try {
     at::Tensor obs = in("obs", p->O), act = in("actions", p->A), lp = in("logprobs", 1), adv = in("advantages", 1), ret = in("returns", 1), val = in("values", 1);
@@ -235,11 +226,11 @@ Napi::Value JS_ctlLoss(const Napi::CallbackInfo& info) {
 Napi::Value JS_ctlGae(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object b = info[0].As<Napi::Object>();
-  const int64_t T = int64_t(Num(b, "T", 0)), N = int64_t(Num(b, "N", 0));
+  const int64_t T = int64_t(Num(b, "T")), N = int64_t(Num(b, "N"));
   at::Tensor adv, ret;
   soup::control::Gae(F64(env, b.Get("rewards"), T * N, "rewards").view({T, N}), F64(env, b.Get("values"), T * N, "values").view({T, N}),
                      F64(env, b.Get("dones"), T * N, "dones").view({T, N}), F64(env, b.Get("lastValues"), N, "lastValues"),
-                     Num(b, "gamma", 0.99), Num(b, "gaeLambda", 0.95), &adv, &ret);
+                     Num(b, "gamma"), Num(b, "gaeLambda"), &adv, &ret);
   Napi::Object o = Napi::Object::New(env);
   o.Set("advantages", F64Out(env, adv));
   o.Set("returns", F64Out(env, ret));
@@ -250,12 +241,12 @@ Napi::Value JS_ctlGae(const Napi::CallbackInfo& info) {
 Napi::Value JS_ctlNormalizeRewards(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object b = info[0].As<Napi::Object>();
-  const int64_t T = int64_t(Num(b, "T", 0)), N = int64_t(Num(b, "N", 0));
+  const int64_t T = int64_t(Num(b, "T")), N = int64_t(Num(b, "N"));
   at::Tensor r = F64(env, b.Get("rewards"), T * N, "rewards").view({T, N});
   soup::control::RunningStat rms;
   rms.Init(1);
   at::Tensor acc = at::zeros({N}, at::kDouble);
-  soup::control::NormalizeRewards(r, F64(env, b.Get("dones"), T * N, "dones").view({T, N}), Num(b, "gamma", 0.99), Num(b, "clip", 10), rms, acc);
+  soup::control::NormalizeRewards(r, F64(env, b.Get("dones"), T * N, "dones").view({T, N}), Num(b, "gamma"), Num(b, "clip"), rms, acc);
   Napi::Object o = Napi::Object::New(env);
   o.Set("rewards", F64Out(env, r));
   o.Set("mean", rms.mean.item<double>());

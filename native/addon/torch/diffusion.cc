@@ -191,7 +191,7 @@ Napi::Value JS_dmSetTensors(const Napi::CallbackInfo& info) {
   Napi::Object o = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
   std::string target = o.Get("target").IsString() ? o.Get("target").ToString().Utf8Value() : "both";
   if (target != "params" && target != "ema" && target != "both") ThrowType(env, "target must be 'params', 'ema' or 'both'");
-  bool partial = Bool(o, "partial", false);
+  bool partial = Bool(o, "partial");
   call->work = [s, t, target, partial]() {
     c10::NoGradGuard ng;
     UNet& m = s->model;

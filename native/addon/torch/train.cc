@@ -111,18 +111,11 @@ GenOptions GenIn(const Napi::Object& o);
 
 GenCall::GenCall(const Napi::CallbackInfo& info) : TokenCall(info, "prompt length"), o(Obj(info[5], "options")), g(GenIn(o)) {}
 
-// NativeGenOptions. genOptions() (src/train/llama.ts) and the PPO config fill every field; the type keeps
-// the sampling settings optional for direct callers (tests), which get transformers' defaults, as there.
+// NativeGenOptions as genOptions() (src/train/llama.ts) and the PPO config fill them: every field, no C++ defaults.
 GenOptions GenIn(const Napi::Object& o) {
   GenOptions g;
-  g.maxNew = int64_t(Num(o, "maxNewTokens"));
-  g.minNew = int64_t(Num(o, "minNewTokens", 0));
-  g.sample = Bool(o, "doSample", true);
-  g.temperature = Num(o, "temperature", 1.0);
-  g.topK = int64_t(Num(o, "topK", 0));
-  g.topP = Num(o, "topP", 1.0);
-  g.eos = int64_t(Num(o, "eosTokenId", -1));
-  g.pad = int64_t(Num(o, "padTokenId", 0));
+  ReadFields(o, {{"maxNewTokens", &g.maxNew}, {"minNewTokens", &g.minNew}, {"doSample", &g.sample}, {"temperature", &g.temperature},
+                 {"topK", &g.topK}, {"topP", &g.topP}, {"eosTokenId", &g.eos}, {"padTokenId", &g.pad}});
   return g;
 }
 
@@ -350,7 +343,7 @@ Napi::Value JS_ppoUpdate(const Napi::CallbackInfo& info) {
 Napi::Value JS_ppoMath(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
-  int64_t B = int64_t(Num(o, "B", 0)), T = int64_t(Num(o, "T", 0));
+  int64_t B = int64_t(Num(o, "B")), T = int64_t(Num(o, "T"));
   auto F = [&](const char* k, int64_t n1, int64_t n2) {
     Napi::Value v = o.Get(k);
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
