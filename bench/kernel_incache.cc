@@ -18,9 +18,15 @@ using namespace soup;
 int main(int argc, char** argv) {
   const size_t kib = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 96;  // per source
   const Simd best = detectSimd();
-  struct Level { const char* name; Simd simd; RangeFn fn; };
-  const Level levels[] = {{"scalar", Simd::Scalar, interpRangeScalar}, {"avx2", Simd::Avx2, interpRangeAvx2},
-                          {"avx512", Simd::Avx512, interpRangeAvx512}, {"avx512bf16", Simd::Avx512Bf16, interpRangeAvx512Bf16}};
+  struct Level {
+    const char* name;
+    Simd simd;
+    RangeFn fn;
+  };
+  const Level levels[] = {{"scalar", Simd::Scalar, interpRangeScalar},
+                          {"avx2", Simd::Avx2, interpRangeAvx2},
+                          {"avx512", Simd::Avx512, interpRangeAvx512},
+                          {"avx512bf16", Simd::Avx512Bf16, interpRangeAvx512Bf16}};
   std::printf("{\"event\":\"meta\",\"kibPerSource\":%zu,\"best\":\"%s\"}\n", kib, simdName(best));
   for (int n : {2, 8}) {
     std::vector<double> w(n, 1.0 / n);
@@ -51,7 +57,8 @@ int main(int argc, char** argv) {
       for (size_t k = 0; k < std::size(levels); k++) {
         if (t[k].empty()) continue;
         std::sort(t[k].begin(), t[k].end());
-        std::printf("{\"event\":\"result\",\"dtype\":\"%s\",\"n\":%d,\"simd\":\"%s\",\"gbps\":%.1f}\n", dtypeName(dt), n, levels[k].name, (n + 1.0) * count * es / t[k][t[k].size() / 2] / 1e9);
+        std::printf("{\"event\":\"result\",\"dtype\":\"%s\",\"n\":%d,\"simd\":\"%s\",\"gbps\":%.1f}\n", dtypeName(dt), n, levels[k].name,
+                    (n + 1.0) * count * es / t[k][t[k].size() / 2] / 1e9);
       }
       for (const void* p : ptrs) std::free(const_cast<void*>(p));
       std::free(out);

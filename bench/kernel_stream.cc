@@ -21,7 +21,10 @@ using namespace soup;
 
 static void* buffer(size_t bytes) {
   void* p = std::aligned_alloc(2 << 20, bytes);
-  if (!p) { std::fprintf(stderr, "out of memory\n"); std::exit(1); }
+  if (!p) {
+    std::fprintf(stderr, "out of memory\n");
+    std::exit(1);
+  }
   madvise(p, bytes, MADV_NOHUGEPAGE);  // like sources mapped from files (docs/notes/merge-measuring.md, huge pages)
   for (size_t i = 0; i < bytes / 4; i++) static_cast<uint32_t*>(p)[i] = 0x3f803f80u + static_cast<uint32_t>(i % 61);  // ordinary values
   return p;
@@ -59,8 +62,13 @@ int main(int argc, char** argv) {
       interpolateSegments(segs, wt, opt, nullptr);
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     };
-    struct Row { const char* name; double moved; std::vector<double> t, ofTriad; };
-    std::vector<Row> rows = {{"triad", triadBytes, {}, {}}, {"read", n * 1.0 * bytes, {}, {}}, {"float32", (n + 1.0) * bytes, {}, {}}, {"bfloat16", (n + 1.0) * bytes, {}, {}}};
+    struct Row {
+      const char* name;
+      double moved;
+      std::vector<double> t, ofTriad;
+    };
+    std::vector<Row> rows = {
+        {"triad", triadBytes, {}, {}}, {"read", n * 1.0 * bytes, {}, {}}, {"float32", (n + 1.0) * bytes, {}, {}}, {"bfloat16", (n + 1.0) * bytes, {}, {}}};
     soup(kF32), soup(kBF16);  // warm-up
     for (int r = 0; r < reps; r++) {
       const double tr = bandwidthTriad(probe[0], probe[1], probe[2], bytes / 4, 1, opt);
@@ -73,6 +81,7 @@ int main(int argc, char** argv) {
       }
     }
     for (const Row& row : rows)
-      std::printf("{\"event\":\"result\",\"n\":%d,\"kernel\":\"%s\",\"gbps\":%.1f,\"ofTriad\":%.3f}\n", n, row.name, row.moved / median(row.t) / 1e9, median(row.ofTriad));
+      std::printf("{\"event\":\"result\",\"n\":%d,\"kernel\":\"%s\",\"gbps\":%.1f,\"ofTriad\":%.3f}\n", n, row.name, row.moved / median(row.t) / 1e9,
+                  median(row.ofTriad));
   }
 }

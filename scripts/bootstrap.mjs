@@ -21,7 +21,10 @@ const wanted = process.argv.includes('--test') ? [...APT_PACKAGES, ...TEST_APT_P
 function missingApt() {
   const r = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Status}\n', ...wanted], { encoding: 'utf8' });
   const ok = new Set(
-    r.stdout.split('\n').filter((l) => l.endsWith('install ok installed')).map((l) => l.split(' ')[0]),
+    r.stdout
+      .split('\n')
+      .filter((l) => l.endsWith('install ok installed'))
+      .map((l) => l.split(' ')[0]),
   );
   return wanted.filter((p) => !ok.has(p));
 }

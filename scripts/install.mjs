@@ -28,7 +28,16 @@ const platform = `${process.platform}-${process.arch}`;
 function loads(file) {
   if (!existsSync(file)) return { ok: false, why: 'not present' };
   const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)}).info()`], { encoding: 'utf8' });
-  return r.status === 0 ? { ok: true } : { ok: false, why: (r.stderr || `exit ${r.status}`).trim().split('\n').find((l) => /Error|error/.test(l)) ?? `exit ${r.status}` };
+  return r.status === 0
+    ? { ok: true }
+    : {
+        ok: false,
+        why:
+          (r.stderr || `exit ${r.status}`)
+            .trim()
+            .split('\n')
+            .find((l) => /Error|error/.test(l)) ?? `exit ${r.status}`,
+      };
 }
 
 function run(cmd, args, env = {}) {
@@ -64,13 +73,25 @@ function ensureCore() {
   if (!process.env.RSOUP_BUILD_FROM_SOURCE) {
     const p = loads(prebuilt);
     if (p.ok) return say(`core addon: prebuilt for ${platform} (N-API 8)`);
-    say(existsSync(prebuilt) ? `the prebuilt core addon for ${platform} does not load here (${p.why}): building from source` : `no prebuilt core addon for ${platform}: building from source`);
+    say(
+      existsSync(prebuilt)
+        ? `the prebuilt core addon for ${platform} does not load here (${p.why}): building from source`
+        : `no prebuilt core addon for ${platform}: building from source`,
+    );
   }
-  const missing = [['c++', 'a C++20 compiler (g++ 10+ or clang)'], ['make', 'make'], ['python3', 'python3 (node-gyp runs gyp)']].filter(([c]) => !has(c)).map(([, what]) => what);
+  const missing = [
+    ['c++', 'a C++20 compiler (g++ 10+ or clang)'],
+    ['make', 'make'],
+    ['python3', 'python3 (node-gyp runs gyp)'],
+  ]
+    .filter(([c]) => !has(c))
+    .map(([, what]) => what);
   const gyp = nodeGyp();
   if (!gyp) missing.push('node-gyp (it ships with npm)');
   if (missing.length) {
-    say(`cannot build the core addon: missing ${missing.join(', ')}.\n  Install them (Debian/Ubuntu: apt-get install -y g++ make python3) and reinstall, or run 'npx rsoup setup'.`);
+    say(
+      `cannot build the core addon: missing ${missing.join(', ')}.\n  Install them (Debian/Ubuntu: apt-get install -y g++ make python3) and reinstall, or run 'npx rsoup setup'.`,
+    );
     process.exit(1);
   }
   const inc = nodeInclude();
@@ -105,8 +126,17 @@ function buildTorch(torchDir) {
     return false;
   }
   const out = join(root, 'build-torch');
-  const configure = ['-S', root, '-B', out, '-DCMAKE_BUILD_TYPE=Release', `-DCMAKE_JS_INC=${inc};${napi}`,
-    '-DCMAKE_CXX_FLAGS=-DBUILDING_NODE_EXTENSION', `-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${join(out, 'Release')}`, `-DTorch_DIR=${torchDir}`];
+  const configure = [
+    '-S',
+    root,
+    '-B',
+    out,
+    '-DCMAKE_BUILD_TYPE=Release',
+    `-DCMAKE_JS_INC=${inc};${napi}`,
+    '-DCMAKE_CXX_FLAGS=-DBUILDING_NODE_EXTENSION',
+    `-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${join(out, 'Release')}`,
+    `-DTorch_DIR=${torchDir}`,
+  ];
   return run('cmake', configure) && run('cmake', ['--build', out, '--config', 'Release', '-j', jobs]);
 }
 

@@ -6,7 +6,19 @@ import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { z } from 'zod';
-import { writeSafetensors, saveModelDir, writePeftAdapter, loadExperiment, ExperimentSchema, PPOConfigSchema, parsePPOConfig, rewardsFromConfig, checkRewardConfig, SoupError, type TensorMap } from '../src/index.js';
+import {
+  writeSafetensors,
+  saveModelDir,
+  writePeftAdapter,
+  loadExperiment,
+  ExperimentSchema,
+  PPOConfigSchema,
+  parsePPOConfig,
+  rewardsFromConfig,
+  checkRewardConfig,
+  SoupError,
+  type TensorMap,
+} from '../src/index.js';
 import { ControlPPOConfigSchema } from '../src/train/index.js';
 import { LocomotionSchema, parseLocomotion } from '../src/pipeline/tasks/locomotion/index.js';
 import { cliMessage, checkOut } from '../src/cli/commands/merge.js';
@@ -103,7 +115,14 @@ describe('did-you-mean helper', () => {
       next(d.in, path);
       for (const o of (d.options as unknown[] | undefined) ?? []) next(o, path);
     };
-    const schemas: Record<string, z.ZodType> = { MergeConfigSchema, ExperimentSchema, PPOConfigSchema, ControlPPOConfigSchema, TrainPPOFileSchema, LocomotionSchema };
+    const schemas: Record<string, z.ZodType> = {
+      MergeConfigSchema,
+      ExperimentSchema,
+      PPOConfigSchema,
+      ControlPPOConfigSchema,
+      TrainPPOFileSchema,
+      LocomotionSchema,
+    };
     for (const [name, s] of Object.entries(schemas)) walk(s, name);
     expect(loose).toEqual([]);
   });
@@ -126,13 +145,27 @@ describe('rsoup merge: a YAML config with an unknown key is an error naming it (
     ['base_modle', 'base_modle: x\n', /base_modle: unknown key 'base_modle', did you mean 'base_model'\?/],
     ['out_shard_sise', 'out_shard_sise: 1GB\n', /out_shard_sise: unknown key 'out_shard_sise', did you mean 'out_shard_size'\?/],
     ['allowExtrapolation', 'allowExtrapolation: true\n', /allowExtrapolation: unknown key 'allowExtrapolation', did you mean 'allow_extrapolation'\?/],
-    ['a key with no near miss', 'tokenizer_source: union\n', /tokenizer_source: unknown key 'tokenizer_source' \(accepted: merge_method, models, dtype, out_dtype, parameters, base_model, lora, allow_extrapolation, out_shard_size\)/],
+    [
+      'a key with no near miss',
+      'tokenizer_source: union\n',
+      /tokenizer_source: unknown key 'tokenizer_source' \(accepted: merge_method, models, dtype, out_dtype, parameters, base_model, lora, allow_extrapolation, out_shard_size\)/,
+    ],
   ];
   for (const [k, [name, extra, msg]] of cases.entries()) {
     it(name, async () => {
-      const a = await file(d, 'a.safetensors', 1), b = await file(d, 'b.safetensors', 2);
+      const a = await file(d, 'a.safetensors', 1),
+        b = await file(d, 'b.safetensors', 2);
       const cfg = join(d, `soup-${k}.yml`);
-      writeFileSync(cfg, yamlOf([[a, 1], [b, 1]], extra));
+      writeFileSync(
+        cfg,
+        yamlOf(
+          [
+            [a, 1],
+            [b, 1],
+          ],
+          extra,
+        ),
+      );
       const out = join(d, `out-${k}.safetensors`);
       expect(() => configToOptions(cfg, out)).toThrow(msg);
       // the CLI: two of them (each spawn costs seconds)
@@ -141,11 +174,23 @@ describe('rsoup merge: a YAML config with an unknown key is an error naming it (
   }
 
   it('a key under models[i] is named with its index; a key of another level is pointed to', async () => {
-    const a = await file(d, 'a2.safetensors', 1), b = await file(d, 'b2.safetensors', 2);
+    const a = await file(d, 'a2.safetensors', 1),
+      b = await file(d, 'b2.safetensors', 2);
     const cfg = join(d, 'soup2.yml');
-    writeFileSync(cfg, yamlOf([[a, 1], [b, 1, '      normalise: false\n']]));
+    writeFileSync(
+      cfg,
+      yamlOf([
+        [a, 1],
+        [b, 1, '      normalise: false\n'],
+      ]),
+    );
     const out = join(d, 'o2.safetensors');
-    failed(rsoup(['merge', cfg, out]), 1, /models\[1\]\.parameters\.normalise: unknown key 'normalise' \(accepted: weight\); did you mean 'parameters\.normalize'\?/, out);
+    failed(
+      rsoup(['merge', cfg, out]),
+      1,
+      /models\[1\]\.parameters\.normalise: unknown key 'normalise' \(accepted: weight\); did you mean 'parameters\.normalize'\?/,
+      out,
+    );
   });
 
   it('every unknown key is reported at once', async () => {
@@ -166,13 +211,28 @@ describe('experiment YAML: unknown keys fail the real run and --dry-run alike', 
     `base: { model: ${model} }\nprompts: { train: p.txt, eval: p.txt }\nrewards: ${rewards}\nexperts: { steps: 2 }\n${extra}`;
   // [name, extra YAML, rewards, message]; the first three also through the CLI, dry run and real run
   const cases: [string, string, string | undefined, RegExp][] = [
-    ['a reward option (used to pass --dry-run and fail the run)', '', '[{type: vader, batch_sise: 4}, {type: afinn}]', /rewards\[0\]\.batch_sise: unknown key 'batch_sise', did you mean 'batch_size'\?/],
+    [
+      'a reward option (used to pass --dry-run and fail the run)',
+      '',
+      '[{type: vader, batch_sise: 4}, {type: afinn}]',
+      /rewards\[0\]\.batch_sise: unknown key 'batch_sise', did you mean 'batch_size'\?/,
+    ],
     ['a nested key', 'sweep: { lambda: 5 }\n', undefined, /sweep\.lambda: unknown key 'lambda', did you mean 'lambdas'\?/],
-    ['a lexicon key', '', '[{type: lexicon, words: [cat], wrods: [dog]}, {type: afinn}]', /rewards\[0\]\.wrods: unknown key 'wrods' for a lexicon reward, did you mean 'words'\?/],
+    [
+      'a lexicon key',
+      '',
+      '[{type: lexicon, words: [cat], wrods: [dog]}, {type: afinn}]',
+      /rewards\[0\]\.wrods: unknown key 'wrods' for a lexicon reward, did you mean 'words'\?/,
+    ],
     ['a top-level key', 'sede: 3\n', undefined, /sede: unknown key 'sede', did you mean 'seed'\?/],
     ['a nested key', 'sweep: { lambda: 5 }\n', undefined, /sweep\.lambda: unknown key 'lambda', did you mean 'lambdas'\?/],
     ['a PPO key', 'ppo: { generation: { top-k: 3 } }\n', undefined, /ppo\.generation\.top-k: unknown key 'top-k', did you mean 'top_k'\?/],
-    ['a nested reward option', '', '[{type: weighted, weights: [1], rewards: [{type: vader, feild: response}]}, {type: afinn}]', /rewards\[0\]\.rewards\[0\]\.feild: unknown key 'feild', did you mean 'field'\?/],
+    [
+      'a nested reward option',
+      '',
+      '[{type: weighted, weights: [1], rewards: [{type: vader, feild: response}]}, {type: afinn}]',
+      /rewards\[0\]\.rewards\[0\]\.feild: unknown key 'feild', did you mean 'field'\?/,
+    ],
     ['a reward type', '', '[{type: vaderr}, {type: afinn}]', /rewards\[0\]\.type: unknown reward type "vaderr", did you mean 'vader'\?/],
   ];
   for (const [k, [name, extra, rewards, msg]] of cases.entries()) {
@@ -194,8 +254,12 @@ describe('experiment YAML: unknown keys fail the real run and --dry-run alike', 
   it('the parsers of other configs name unknown keys too', async () => {
     expect(() => parsePPOConfig({ init_kl: 0.1 })).toThrow(/init_kl: unknown key 'init_kl', did you mean 'init_kl_coef'\?/);
     expect(() => parseLocomotion({ experts: { stepz: 3 } })).toThrow(/experts\.stepz: unknown key 'stepz', did you mean 'steps'\?/);
-    await expect(rewardsFromConfig([{ type: 'rouge', varient: 'rougeL' }])).rejects.toThrow(/rewards\[0\]\.varient: unknown key 'varient', did you mean 'variant'\?/);
-    expect(() => checkRewardConfig({ type: 'clip', min: 0, max: 1, reward: { type: 'length', traget: 3 } })).toThrow(/reward\.reward\.traget: unknown key 'traget', did you mean 'target'\?/);
+    await expect(rewardsFromConfig([{ type: 'rouge', varient: 'rougeL' }])).rejects.toThrow(
+      /rewards\[0\]\.varient: unknown key 'varient', did you mean 'variant'\?/,
+    );
+    expect(() => checkRewardConfig({ type: 'clip', min: 0, max: 1, reward: { type: 'length', traget: 3 } })).toThrow(
+      /reward\.reward\.traget: unknown key 'traget', did you mean 'target'\?/,
+    );
     expect(() => checkRewardConfig({ type: 'clip', min: 0, max: 1, reward: { type: 'length', traget: 3 } })).toThrow(SoupError);
   });
 
@@ -214,14 +278,23 @@ describe('rsoup merge: sources that are not checkpoints say what they are, with 
   it('a /dev/zero symlink', async () => {
     const a = await file(d, 'a.safetensors', 1);
     symlinkSync('/dev/zero', join(d, 'zero.safetensors'));
-    failed(rsoup(['merge', '--sources', a, join(d, 'zero.safetensors'), '--weights', '1', '1', '--out', out]), 1,
-      /sources\[1\]: '.*zero\.safetensors' \(a symlink to '\/dev\/zero'\) is a character device, not a checkpoint: give a \.safetensors file, a Hugging Face model dir or a PEFT adapter dir/, out);
+    failed(
+      rsoup(['merge', '--sources', a, join(d, 'zero.safetensors'), '--weights', '1', '1', '--out', out]),
+      1,
+      /sources\[1\]: '.*zero\.safetensors' \(a symlink to '\/dev\/zero'\) is a character device, not a checkpoint: give a \.safetensors file, a Hugging Face model dir or a PEFT adapter dir/,
+      out,
+    );
   });
 
   it('a FIFO', async () => {
     const a = await file(d, 'a.safetensors', 1);
     execFileSync('mkfifo', [join(d, 'pipe')]);
-    failed(rsoup(['merge', '--sources', join(d, 'pipe'), a, '--weights', '1', '1', '--out', out]), 1, /sources\[0\]: '.*pipe' is a FIFO \(named pipe\), not a checkpoint/, out);
+    failed(
+      rsoup(['merge', '--sources', join(d, 'pipe'), a, '--weights', '1', '1', '--out', out]),
+      1,
+      /sources\[0\]: '.*pipe' is a FIFO \(named pipe\), not a checkpoint/,
+      out,
+    );
   });
 
   it('a PyTorch zip checkpoint and a legacy pickle', async () => {
@@ -229,7 +302,10 @@ describe('rsoup merge: sources that are not checkpoints say what they are, with 
     // torch.save since 1.6: a zip archive; before: a pickle (protocol 2) starting with its magic number
     writeFileSync(join(d, 'model.bin'), Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.from([0, 0, 8, 8]), Buffer.alloc(600, 7)]));
     writeFileSync(join(d, 'old.pt'), Buffer.concat([Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20]), Buffer.alloc(600, 3)]));
-    for (const [f, what] of [['model.bin', /zip archive.*pickle \/ PyTorch checkpoint/], ['old.pt', /Python pickle \(a PyTorch checkpoint/]] as const) {
+    for (const [f, what] of [
+      ['model.bin', /zip archive.*pickle \/ PyTorch checkpoint/],
+      ['old.pt', /Python pickle \(a PyTorch checkpoint/],
+    ] as const) {
       const r = rsoup(['merge', '--sources', a, join(d, f), '--weights', '1', '1', '--out', out]);
       failed(r, 1, what, out);
       expect(r.stderr).toMatch(new RegExp(`sources\\[1\\]: .*${f.replace('.', '\\.')}: this is`));
@@ -244,8 +320,12 @@ describe('rsoup merge: sources that are not checkpoints say what they are, with 
     mkdirSync(b);
     writeFileSync(join(b, 'config.json'), '{"architectures": ["LlamaForCausalLM"]}');
     writeFileSync(join(b, 'pytorch_model.bin'), Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(64)]));
-    failed(rsoup(['merge', '--sources', a, b, '--weights', '1', '1', '--out', join(d, 'hfout')]), 1,
-      /sources\[1\]: .*hfbin: only PyTorch pickle weights \(pytorch_model\.bin\), no \.safetensors file; .*convert the model first.*safe_serialization=True/, join(d, 'hfout'));
+    failed(
+      rsoup(['merge', '--sources', a, b, '--weights', '1', '1', '--out', join(d, 'hfout')]),
+      1,
+      /sources\[1\]: .*hfbin: only PyTorch pickle weights \(pytorch_model\.bin\), no \.safetensors file; .*convert the model first.*safe_serialization=True/,
+      join(d, 'hfout'),
+    );
   });
 
   it('a PEFT adapter listed before a full model: the fix is --lora dense --base, not lora dense alone', async () => {
@@ -253,13 +333,29 @@ describe('rsoup merge: sources that are not checkpoints say what they are, with 
     const hf = await hfModel(d, 'hf', 2);
     const o = join(d, 'mixed');
     const r = rsoup(['merge', '--sources', ad, hf, '--weights', '1', '1', '--out', o]);
-    failed(r, 1, /sources mix a PEFT adapter and a full model: sources\[0\] '.*ad' is a PEFT adapter dir, sources\[1\] '.*hf' is a full model \(Hugging Face model dir\)/, o);
+    failed(
+      r,
+      1,
+      /sources mix a PEFT adapter and a full model: sources\[0\] '.*ad' is a PEFT adapter dir, sources\[1\] '.*hf' is a full model \(Hugging Face model dir\)/,
+      o,
+    );
     expect(r.stderr).toMatch(/give only the adapters as sources, with --lora dense and --base .*hf/);
     expect(r.stderr).not.toMatch(/different scalings|lora 'dense'/);
     // the other order, and in a YAML config (its own keys)
-    failed(rsoup(['merge', '--sources', hf, ad, '--weights', '1', '1', '--out', o]), 1, /sources\[1\] '.*ad' is a PEFT adapter dir, sources\[0\] '.*hf' is a full model/, o);
+    failed(
+      rsoup(['merge', '--sources', hf, ad, '--weights', '1', '1', '--out', o]),
+      1,
+      /sources\[1\] '.*ad' is a PEFT adapter dir, sources\[0\] '.*hf' is a full model/,
+      o,
+    );
     const cfg = join(d, 'mixed.yml');
-    writeFileSync(cfg, yamlOf([[ad, 1], [hf, 1]]));
+    writeFileSync(
+      cfg,
+      yamlOf([
+        [ad, 1],
+        [hf, 1],
+      ]),
+    );
     failed(rsoup(['merge', cfg, o]), 1, /with lora: dense and base_model: .*hf/, o);
     // and the advice works
     const ok = rsoup(['merge', '--sources', ad, await adapter(d, 'ad2', 3), '--weights', '1', '1', '--lora', 'dense', '--base', hf, '--out', o]);
@@ -267,14 +363,21 @@ describe('rsoup merge: sources that are not checkpoints say what they are, with 
   });
 
   it('the CLI names its own flag (--allow-extrapolation) or YAML key (allow_extrapolation), never the API option', async () => {
-    const a = await file(d, 'xa.safetensors', 1), b = await file(d, 'xb.safetensors', 2);
+    const a = await file(d, 'xa.safetensors', 1),
+      b = await file(d, 'xb.safetensors', 2);
     const r = rsoup(['merge', '--sources', a, b, '--weights', '1.2', '-0.2', '--out', out]);
     failed(r, 1, /weights\[1\] = -0\.2 puts λ off the simplex .*pass --allow-extrapolation to extrapolate/, out);
     expect(r.stderr).not.toMatch(/allowExtrapolation/);
     const z = rsoup(['merge', '--sources', a, b, '--weights', '1', '-1', '--out', out]);
     failed(z, 1, /weights sum to 0: cannot normalize \(use --allow-extrapolation to pass weights as given\)/, out);
     const cfg = join(d, 'x.yml');
-    writeFileSync(cfg, yamlOf([[a, 1.2], [b, -0.2]]));
+    writeFileSync(
+      cfg,
+      yamlOf([
+        [a, 1.2],
+        [b, -0.2],
+      ]),
+    );
     const y = rsoup(['merge', cfg, out]);
     failed(y, 1, /pass allow_extrapolation: true \(or --allow-extrapolation\) to extrapolate/, out);
     expect(y.stderr).not.toMatch(/allowExtrapolation/);
@@ -309,9 +412,24 @@ describe('rsoup merge --help and docs/merge.md list every config key and dtype n
     expect(help.code).toBe(0);
     const keys = helpKeys(help.stdout);
     expect(keys).toEqual(schemaKeys(MergeConfigSchema));
-    expect(keys).toEqual(['merge_method', 'models[].model', 'models[].parameters.weight', 'dtype', 'out_dtype', 'parameters.normalize', 'base_model', 'lora', 'allow_extrapolation', 'out_shard_size']);
+    expect(keys).toEqual([
+      'merge_method',
+      'models[].model',
+      'models[].parameters.weight',
+      'dtype',
+      'out_dtype',
+      'parameters.normalize',
+      'base_model',
+      'lora',
+      'allow_extrapolation',
+      'out_shard_size',
+    ]);
     // every accepted top-level key appears
-    for (const k of Object.keys(MergeConfigSchema.shape)) expect(keys.some((x) => x === k || x.startsWith(`${k}.`) || x.startsWith(`${k}[]`)), k).toBe(true);
+    for (const k of Object.keys(MergeConfigSchema.shape))
+      expect(
+        keys.some((x) => x === k || x.startsWith(`${k}.`) || x.startsWith(`${k}[]`)),
+        k,
+      ).toBe(true);
   });
 
   it('docs/merge.md holds the same key list as the help', () => {
@@ -331,18 +449,30 @@ describe('rsoup merge --out: NAME.safetensors is a file, a name without extensio
   const d = tmp();
 
   it('--out x.st is an error naming it, with both ways out; nothing is created', async () => {
-    const a = await file(d, 'a.safetensors', 1), b = await file(d, 'b.safetensors', 2);
+    const a = await file(d, 'a.safetensors', 1),
+      b = await file(d, 'b.safetensors', 2);
     const before = readdirSync(d).sort();
     const r = rsoup(['merge', '--sources', a, b, '--weights', '1', '1', '--out', join(d, 'x.st')]);
-    failed(r, 2, /--out '.*x\.st': '\.st' is not \.safetensors\. For one file, name it '.*x\.safetensors'; for a directory \(Hugging Face or PEFT layout\), end it with a slash: '.*x\.st\/'/);
+    failed(
+      r,
+      2,
+      /--out '.*x\.st': '\.st' is not \.safetensors\. For one file, name it '.*x\.safetensors'; for a directory \(Hugging Face or PEFT layout\), end it with a slash: '.*x\.st\/'/,
+    );
     expect(readdirSync(d).sort()).toEqual(before);
     const cfg = join(d, 's.yml');
-    writeFileSync(cfg, yamlOf([[a, 1], [b, 1]]));
+    writeFileSync(
+      cfg,
+      yamlOf([
+        [a, 1],
+        [b, 1],
+      ]),
+    );
     failed(rsoup(['merge', cfg, join(d, 'y.safetensor')]), 2, /OUT '.*y\.safetensor': '\.safetensor' is not \.safetensors/);
   });
 
   it('a plain name, a name ending in /, a version-like name and an existing dir are dirs', async () => {
-    const a = await file(d, 'a.safetensors', 1), b = await file(d, 'b.safetensors', 2);
+    const a = await file(d, 'a.safetensors', 1),
+      b = await file(d, 'b.safetensors', 2);
     mkdirSync(join(d, 'existing.dir'));
     for (const o of ['x.st/', 'llama-2.7b']) {
       const r = rsoup(['merge', '--sources', a, b, '--weights', '1', '1', '--out', join(d, o), '--json']);
@@ -358,7 +488,9 @@ describe('rsoup bench merge and the README agree on the flags', () => {
   const help = rsoup(['bench', 'merge', '--help']).stdout;
 
   it('every flag the README and docs show for the merge bench is an option of rsoup bench merge', () => {
-    const text = ['README.md', 'docs/merge.md', 'docs/benchmarks.md', 'docs/notes/merge-measuring.md'].map((f) => readFileSync(join(ROOT, f), 'utf8')).join('\n');
+    const text = ['README.md', 'docs/merge.md', 'docs/benchmarks.md', 'docs/notes/merge-measuring.md']
+      .map((f) => readFileSync(join(ROOT, f), 'utf8'))
+      .join('\n');
     const cmds = [...text.matchAll(/`(?:npx tsx bench\/merge\.ts|rsoup bench merge)([^`]*)`/g)].map((m) => m[1]);
     expect(cmds.length).toBeGreaterThan(2);
     const flags = new Set(cmds.flatMap((c) => c.match(/--[a-z][a-z-]*/g) ?? []));
@@ -367,9 +499,33 @@ describe('rsoup bench merge and the README agree on the flags', () => {
   });
 
   it('--no-js and --no-fresh skip their rows; --huge-pages takes 0 or 1', () => {
-    const r = rsoup(['bench', 'merge', '--regimes', 'full', '--full-gib', '0.03125', '--n', '2', '--dtypes', 'float32', '--reps', '1', '--no-torch', '--no-js', '--no-fresh', '--huge-pages', '0', '--json']);
+    const r = rsoup([
+      'bench',
+      'merge',
+      '--regimes',
+      'full',
+      '--full-gib',
+      '0.03125',
+      '--n',
+      '2',
+      '--dtypes',
+      'float32',
+      '--reps',
+      '1',
+      '--no-torch',
+      '--no-js',
+      '--no-fresh',
+      '--huge-pages',
+      '0',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    const methods = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((x) => x.event === 'result').map((x) => String(x.method));
+    const methods = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((x) => x.event === 'result')
+      .map((x) => String(x.method));
     expect(methods.some((m) => m.startsWith('soup'))).toBe(true);
     expect(methods.filter((m) => /JS loop|new outputs/.test(m))).toEqual([]);
     failed(rsoup(['bench', 'merge', '--huge-pages', '2']), 2, /--huge-pages: '2' is not 0 or 1/);

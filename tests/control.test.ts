@@ -41,7 +41,8 @@ function refMlp(t: TensorMap, net: string, x: Float64Array, B: number, layers: n
   let h = x;
   let inDim = x.length / B;
   for (let l = 0; l <= layers; l++) {
-    const W = t[`${net}.${2 * l}.weight`], b = t[`${net}.${2 * l}.bias`];
+    const W = t[`${net}.${2 * l}.weight`],
+      b = t[`${net}.${2 * l}.bias`];
     const out = W.shape[0];
     const y = new Float64Array(B * out);
     for (let i = 0; i < B; i++)
@@ -75,7 +76,10 @@ function refLoss(t: TensorMap, b: ControlBatch, A: number, o: { clip: number; vf
     const sd = Math.sqrt(adv.reduce((s, x) => s + (x - m) ** 2, 0) / (B - 1));
     adv = adv.map((x) => (x - m) / (sd + 1e-8));
   }
-  let pg = 0, vl = 0, kl = 0, cf = 0;
+  let pg = 0,
+    vl = 0,
+    kl = 0,
+    cf = 0;
   for (let i = 0; i < B; i++) {
     const lr = logp[i] - b.logprobs[i];
     const r = Math.exp(lr);
@@ -114,7 +118,9 @@ function randomBatch(r: () => number, B: number, O: number, A: number, p: Contro
   const t = p.tensors();
   const mean = refMlp(t, 'actor_mean', obs, B, 2);
   const logp = new Float64Array(B);
-  for (let i = 0; i < B; i++) for (let k = 0; k < A; k++) logp[i] += -0.5 * ((actions[i * A + k] - mean[i * A + k]) / Math.exp(t.actor_logstd.data[k])) ** 2 - t.actor_logstd.data[k] - 0.5 * Math.log(2 * Math.PI);
+  for (let i = 0; i < B; i++)
+    for (let k = 0; k < A; k++)
+      logp[i] += -0.5 * ((actions[i * A + k] - mean[i * A + k]) / Math.exp(t.actor_logstd.data[k])) ** 2 - t.actor_logstd.data[k] - 0.5 * Math.log(2 * Math.PI);
   const logprobs = logp.map((x) => x + 0.3 * randn(r));
   const v = refMlp(t, 'critic', obs, B, 2);
   return { B, obs, actions, logprobs, advantages: arr(B, r, 2), returns: v.map((x) => x + randn(r)), values: v.map((x) => x + 0.3 * randn(r)) };
@@ -124,8 +130,11 @@ function randomBatch(r: () => number, B: number, O: number, A: number, p: Contro
 describe('PPO math in float64', () => {
   it('GAE matches the definition (γ 0.99, λ 0.95, dones cut the recursion)', () => {
     const r = rng(1);
-    const T = 9, N = 3;
-    const rewards = arr(T * N, r), values = arr(T * N, r), lastValues = arr(N, r);
+    const T = 9,
+      N = 3;
+    const rewards = arr(T * N, r),
+      values = arr(T * N, r),
+      lastValues = arr(N, r);
     const dones = Float64Array.from({ length: T * N }, () => (r() < 0.2 ? 1 : 0));
     dones[4 * N + 1] = 1;
     const got = controlMath.gae({ rewards, values, dones, lastValues, T, N, gamma: 0.99, gaeLambda: 0.95 });
@@ -135,13 +144,23 @@ describe('PPO math in float64', () => {
       expect(got.returns[i]).toBeCloseTo(want.ret[i], 12);
     }
     // hand case: one env, no dones, λ = 1 gives discounted returns minus values
-    const one = controlMath.gae({ rewards: Float64Array.of(1, 2, 3), values: Float64Array.of(0.5, -0.25, 0.125), dones: new Float64Array(3), lastValues: Float64Array.of(4), T: 3, N: 1, gamma: 0.5, gaeLambda: 1 });
+    const one = controlMath.gae({
+      rewards: Float64Array.of(1, 2, 3),
+      values: Float64Array.of(0.5, -0.25, 0.125),
+      dones: new Float64Array(3),
+      lastValues: Float64Array.of(4),
+      T: 3,
+      N: 1,
+      gamma: 0.5,
+      gaeLambda: 1,
+    });
     expect(Array.from(one.returns)).toEqual([1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4, 2 + 0.5 * 3 + 0.25 * 4, 3 + 0.5 * 4]);
   });
 
   it('native reads every setting as given: a missing one is named, never defaulted in C++', () => {
     const r = rng(7);
-    const T = 3, N = 2;
+    const T = 3,
+      N = 2;
     const b = { rewards: arr(T * N, r), values: arr(T * N, r), dones: new Float64Array(T * N), lastValues: arr(N, r), T, N, gamma: 0.9, gaeLambda: 0.8 };
     const { gamma: _g, ...noGamma } = b;
     expect(() => controlMath.gae(noGamma as typeof b)).toThrow(/gamma must be a number/);
@@ -155,18 +174,24 @@ describe('PPO math in float64', () => {
 
   it('reward normalisation follows gym NormalizeReward (running std of discounted returns, reset at dones, clip)', () => {
     const r = rng(2);
-    const T = 40, N = 4, gamma = 0.99, clip = 0.3;
+    const T = 40,
+      N = 4,
+      gamma = 0.99,
+      clip = 0.3;
     const rewards = arr(T * N, r, 5).map((x, i) => x + (i % 3));
     const dones = Float64Array.from({ length: T * N }, () => (r() < 0.1 ? 1 : 0));
     const got = controlMath.normalizeRewards({ rewards, dones, T, N, gamma, clip });
     // reference: RunningMeanStd(shape=()) with count 1e-4, updated with the N returns each step
-    let mean = 0, v = 1, count = 1e-4;
+    let mean = 0,
+      v = 1,
+      count = 1e-4;
     const acc = new Float64Array(N);
     for (let t = 0; t < T; t++) {
       for (let n = 0; n < N; n++) acc[n] = acc[n] * gamma + rewards[t * N + n];
       const bm = acc.reduce((s, x) => s + x, 0) / N;
       const bv = acc.reduce((s, x) => s + (x - bm) ** 2, 0) / N;
-      const delta = bm - mean, tot = count + N;
+      const delta = bm - mean,
+        tot = count + N;
       const m2 = v * count + bv * N + (delta * delta * count * N) / tot;
       mean += (delta * N) / tot;
       v = m2 / tot;
@@ -185,7 +210,10 @@ describe('PPO math in float64', () => {
 
   it('observation statistics pool the batches (prior mean 0, var 1, count 1e-4) and stop when frozen', () => {
     const r = rng(3);
-    const O = 5, A = 2, N = 7, T = 6;
+    const O = 5,
+      A = 2,
+      N = 7,
+      T = 6;
     const p = ControlPolicy.create({ obsDim: O, actDim: A, seed: 3 });
     p.setRollout(T, N);
     const all: number[][] = Array.from({ length: O }, () => []);
@@ -196,7 +224,8 @@ describe('PPO math in float64', () => {
       p.actAndStore(obs, act, t);
     }
     const st = p.tensors();
-    const n = N * T, c0 = 1e-4;
+    const n = N * T,
+      c0 = 1e-4;
     expect(st['obs_rms.count'].data[0]).toBeCloseTo(c0 + n, 9);
     for (let k = 0; k < O; k++) {
       const s = all[k].reduce((a, x) => a + x, 0);
@@ -207,7 +236,11 @@ describe('PPO math in float64', () => {
       expect(st['obs_rms.var'].data[k]).toBeCloseTo(v, 9);
     }
     p.frozen = true;
-    p.actAndStore(Float32Array.from({ length: N * O }, () => 100 * r()), act, 0);
+    p.actAndStore(
+      Float32Array.from({ length: N * O }, () => 100 * r()),
+      act,
+      0,
+    );
     expect(Array.from(p.tensors()['obs_rms.mean'].data)).toEqual(Array.from(st['obs_rms.mean'].data));
     p.dispose();
   });
@@ -216,7 +249,8 @@ describe('PPO math in float64', () => {
     const p = ControlPolicy.create({ obsDim: 9, actDim: 3, hidden: [16, 12], dtype: 'float64', seed: 5 });
     const t = p.tensors();
     const gram = (name: string, gain: number) => {
-      const W = t[name], [rows, cols] = W.shape;
+      const W = t[name],
+        [rows, cols] = W.shape;
       const small = Math.min(rows, cols);
       for (let i = 0; i < small; i++)
         for (let j = 0; j < small; j++) {
@@ -241,13 +275,18 @@ describe('PPO math in float64', () => {
 
   it('the clipped PPO loss matches the float64 definition, and its gradient matches finite differences', () => {
     const r = rng(4);
-    const O = 6, A = 3, B = 23;
+    const O = 6,
+      A = 3,
+      B = 23;
     const p = ControlPolicy.create({ obsDim: O, actDim: A, dtype: 'float64', seed: 11 });
     // move away from the init: non-zero biases and log-std, a larger output layer
     const flat0 = flatParams(p).map((x) => x + 0.2 * randn(r));
     setFlat(p, flat0);
     const b = randomBatch(r, B, O, A, p);
-    for (const o of [{ normAdv: true, clipV: true, ent: 0.01 }, { normAdv: false, clipV: false, ent: 0 }]) {
+    for (const o of [
+      { normAdv: true, clipV: true, ent: 0.01 },
+      { normAdv: false, clipV: false, ent: 0 },
+    ]) {
       const h = { clipCoef: 0.2, vfCoef: 0.5, entCoef: o.ent, normAdv: o.normAdv, clipVloss: o.clipV };
       const got = p.loss(b, h);
       const want = refLoss(p.tensors(), b, A, { clip: 0.2, vf: 0.5, ent: o.ent, normAdv: o.normAdv, clipV: o.clipV });
@@ -283,15 +322,38 @@ describe('PPO math in float64', () => {
 
 /** An object with the shape ControlTrainer reads from a VecEnv (no physics), for native-storage tests. */
 function stubEnv(O: number, A: number, N: number): VecEnv {
-  return { numEnvs: N, info: { name: 'HalfCheetah-v5', modelPath: 'stub', obsDim: O, actDim: A, rewardDim: 1, rewardNames: ['r'], dt: 1, maxEpisodeSteps: 1000, actionLow: [], actionHigh: [] }, obs: new Float32Array(N * O), buffers: { startX: new Float64Array(N) } } as unknown as VecEnv;
+  return {
+    numEnvs: N,
+    info: {
+      name: 'HalfCheetah-v5',
+      modelPath: 'stub',
+      obsDim: O,
+      actDim: A,
+      rewardDim: 1,
+      rewardNames: ['r'],
+      dt: 1,
+      maxEpisodeSteps: 1000,
+      actionLow: [],
+      actionHigh: [],
+    },
+    obs: new Float32Array(N * O),
+    buffers: { startX: new Float64Array(N) },
+  } as unknown as VecEnv;
 }
 
 describe('one PPO update', () => {
   it('is GAE with the truncation bootstrap, then an Adam step along the clipped gradient (1 epoch, 1 minibatch)', async () => {
     const r = rng(7);
-    const O = 4, A = 2, N = 3, T = 5, B = N * T;
+    const O = 4,
+      A = 2,
+      N = 3,
+      T = 5,
+      B = N * T;
     const p = ControlPolicy.create({ obsDim: O, actDim: A, dtype: 'float64', seed: 2 });
-    setFlat(p, flatParams(p).map((x) => x + 0.1 * randn(r)));
+    setFlat(
+      p,
+      flatParams(p).map((x) => x + 0.1 * randn(r)),
+    );
     p.frozen = true; // statistics stay at mean 0, var 1
     p.setRollout(T, N);
     const act = new Float32Array(N * A);
@@ -307,7 +369,8 @@ describe('one PPO update', () => {
     // stored log-probs and values are those of the stored (float32-rounded) actions under the policy
     {
       const t = p.tensors();
-      const mean = refMlp(t, 'actor_mean', st.obs!, B, 2), v = refMlp(t, 'critic', st.obs!, B, 2);
+      const mean = refMlp(t, 'actor_mean', st.obs!, B, 2),
+        v = refMlp(t, 'critic', st.obs!, B, 2);
       for (let i = 0; i < B; i++) {
         let lp = 0;
         for (let k = 0; k < A; k++) {
@@ -320,7 +383,8 @@ describe('one PPO update', () => {
       }
     }
     const rewardsVec = Float32Array.from({ length: B }, () => randn(r));
-    const terminated = new Uint8Array(B), truncated = new Uint8Array(B);
+    const terminated = new Uint8Array(B),
+      truncated = new Uint8Array(B);
     terminated[1 * N + 0] = 1;
     truncated[3 * N + 2] = 1;
     const finalObs = new Float32Array(B * O);
@@ -341,7 +405,12 @@ describe('one PPO update', () => {
     const coef = Math.min(1, 0.5 / (gn + 1e-6));
     expect(coef).toBeLessThan(1); // the clip is exercised
     const lr = 1e-3;
-    const stats = await p.update({ rewards: rewardsVec, terminated, truncated, finalObs, lastObs }, Float64Array.of(1), { learningRate: lr, updateEpochs: 1, numMinibatches: 1, normReward: false });
+    const stats = await p.update({ rewards: rewardsVec, terminated, truncated, finalObs, lastObs }, Float64Array.of(1), {
+      learningRate: lr,
+      updateEpochs: 1,
+      numMinibatches: 1,
+      normReward: false,
+    });
     expect(stats.grad_norm).toBeCloseTo(gn, 10);
     const after = flatParams(p);
     for (let i = 0; i < after.length; i++) {
@@ -362,8 +431,14 @@ describe('one PPO update', () => {
     // evaluate with the statistics the run gathered, frozen
     p.frozen = true;
     const after = evaluateEpisodes(evalEnv, p.policyFn(), { seed: 99 }).meanScalarReturn;
-    const first = res.history.slice(0, 4).flatMap((s) => s.episodes).map((e) => e.scalarReturn);
-    const last = res.history.slice(-4).flatMap((s) => s.episodes).map((e) => e.scalarReturn);
+    const first = res.history
+      .slice(0, 4)
+      .flatMap((s) => s.episodes)
+      .map((e) => e.scalarReturn);
+    const last = res.history
+      .slice(-4)
+      .flatMap((s) => s.episodes)
+      .map((e) => e.scalarReturn);
     const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / x.length;
     expect(first.length).toBeGreaterThan(0);
     expect(mean(last)).toBeGreaterThan(mean(first) + 30);
@@ -381,10 +456,12 @@ describe('checkpoints and errors', () => {
     const f = join(dir, 'p.safetensors');
     await p.save(f, { env: 'HalfCheetah-v5' });
     const q = await ControlPolicy.load(f);
-    const a = p.tensors(), b = q.tensors();
+    const a = p.tensors(),
+      b = q.tensors();
     for (const n of Object.keys(a)) expect(Array.from(b[n].data)).toEqual(Array.from(a[n].data));
     const obs = Float32Array.from({ length: 34 }, (_, i) => Math.sin(i));
-    const x = new Float32Array(12), y = new Float32Array(12);
+    const x = new Float32Array(12),
+      y = new Float32Array(12);
     p.act(obs, x);
     q.act(obs, y);
     expect(Array.from(y)).toEqual(Array.from(x));
@@ -418,10 +495,22 @@ describe('checkpoints and errors', () => {
     expect((e1 as SoupError).message).toMatch(/bad\.safetensors.*'critic\.0\.weight' has shape \[64, 4\], the policy needs \[64, 5\]/);
     const missing = { ...t };
     delete missing.actor_logstd;
-    const e2 = (() => { try { ControlPolicy.fromTensors(missing, { source: 'm.safetensors' }); } catch (e) { return e; } })();
+    const e2 = (() => {
+      try {
+        ControlPolicy.fromTensors(missing, { source: 'm.safetensors' });
+      } catch (e) {
+        return e;
+      }
+    })();
     expect((e2 as SoupError).code).toBe('ERR_SOUP_MISSING_TENSOR');
     expect((e2 as SoupError).message).toContain("m.safetensors: policy tensors lack 'actor_logstd'");
-    const e3 = (() => { try { ControlPolicy.fromTensors({ x: t['critic.0.bias'] }, { source: 'x.safetensors' }); } catch (e) { return e; } })();
+    const e3 = (() => {
+      try {
+        ControlPolicy.fromTensors({ x: t['critic.0.bias'] }, { source: 'x.safetensors' });
+      } catch (e) {
+        return e;
+      }
+    })();
     expect((e3 as SoupError).message).toContain("policy x.safetensors has no tensor 'actor_mean.0.weight'");
   });
 

@@ -91,46 +91,58 @@ describe('CUDA: build and status (any machine)', () => {
     expect(existsSync(join(packageRoot, 'build-torch', 'Release', 'libsoup_cuda_capi.so'))).toBe(true); // cmake-js puts shared libraries in Release/
   });
 
-  it.skipIf(!existsSync(emuBinary))('the kernels, tables and pipeline pass every GPU test under the CPU emulation (fresh random data)', () => {
-    const seed = String(Date.now());
-    const r = spawnSync(emuBinary, ['--seed', seed, '--quick'], { encoding: 'utf8', timeout: 600_000 });
-    expect(r.status, `seed ${seed}\n${r.stdout}${r.stderr}`).toBe(0);
-    expect(r.stdout).toMatch(/device: CPU emulation/);
-    expect(r.stdout).not.toMatch(/^SKIP/m);
-    expect(r.stdout.trim().split('\n').pop()).toMatch(/^1[0-9] passed, 0 failed$/);
-  }, 600_000);
+  it.skipIf(!existsSync(emuBinary))(
+    'the kernels, tables and pipeline pass every GPU test under the CPU emulation (fresh random data)',
+    () => {
+      const seed = String(Date.now());
+      const r = spawnSync(emuBinary, ['--seed', seed, '--quick'], { encoding: 'utf8', timeout: 600_000 });
+      expect(r.status, `seed ${seed}\n${r.stdout}${r.stderr}`).toBe(0);
+      expect(r.stdout).toMatch(/device: CPU emulation/);
+      expect(r.stdout).not.toMatch(/^SKIP/m);
+      expect(r.stdout.trim().split('\n').pop()).toMatch(/^1[0-9] passed, 0 failed$/);
+    },
+    600_000,
+  );
 
-  it.skipIf(!existsSync(emuBench))('the file-merge bench runs end to end over the emulation (its timings mean nothing there)', () => {
-    const d = mkdtempSync(join(tmpdir(), 'soup-emu-bench-'));
-    const r = spawnSync(emuBench, ['--dir', d, '--n', '3', '--mib', '40', '--json', join(d, 'm.json')], { encoding: 'utf8', timeout: 300_000 });
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    const m = JSON.parse(readFileSync(join(d, 'm.json'), 'utf8'));
-    expect(m.n).toBe(3);
-    expect(m.bytesPerSource).toBe(32 * 2 ** 20 + 2 * (4097 + 65537 + 333 + 2 ** 20));
-    for (const k of ['mergeS', 'readS', 'writeS', 'linkS', 'kernelS', 'mergeOverBound']) expect(m[k], k).toBeGreaterThan(0);
-    expect(m.kernel).toMatch(/soup_interpolate_multi_cuda/);
-  }, 300_000);
+  it.skipIf(!existsSync(emuBench))(
+    'the file-merge bench runs end to end over the emulation (its timings mean nothing there)',
+    () => {
+      const d = mkdtempSync(join(tmpdir(), 'soup-emu-bench-'));
+      const r = spawnSync(emuBench, ['--dir', d, '--n', '3', '--mib', '40', '--json', join(d, 'm.json')], { encoding: 'utf8', timeout: 300_000 });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      const m = JSON.parse(readFileSync(join(d, 'm.json'), 'utf8'));
+      expect(m.n).toBe(3);
+      expect(m.bytesPerSource).toBe(32 * 2 ** 20 + 2 * (4097 + 65537 + 333 + 2 ** 20));
+      for (const k of ['mergeS', 'readS', 'writeS', 'linkS', 'kernelS', 'mergeOverBound']) expect(m[k], k).toBeGreaterThan(0);
+      expect(m.kernel).toMatch(/soup_interpolate_multi_cuda/);
+    },
+    300_000,
+  );
 
-  it.skipIf(!existsSync(emuCapi) || !pyTorch)('bench/gpu_torch.py runs end to end (--dry-run: CPU torch over the emulated C ABI)', () => {
-    const d = mkdtempSync(join(tmpdir(), 'soup-gpu-dry-'));
-    const script = join(packageRoot, 'bench', 'gpu_torch.py');
-    const r = spawnSync('/usr/bin/python3', [script, '--dry-run', '--lib', emuCapi, '--out', join(d, 'kernels.json'), '--reps', '2'], {
-      encoding: 'utf8',
-      timeout: 300_000,
-      env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
-    });
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    const k = JSON.parse(readFileSync(join(d, 'kernels.json'), 'utf8'));
-    expect(k.rows).toHaveLength(8);
-    for (const row of k.rows) {
-      expect(row.worstErrOverTol).toBeLessThanOrEqual(1);
-      expect(Object.keys(row.variantS).sort()).toEqual(['0', '1']);
-      expect(row.kernelS).toBeGreaterThan(0);
-    }
-    const sum = spawnSync('/usr/bin/python3', [script, '--summary', d], { encoding: 'utf8', env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
-    expect(sum.status).toBe(0);
-    expect(sum.stdout.match(/^(large|small) /gm)).toHaveLength(8);
-  }, 300_000);
+  it.skipIf(!existsSync(emuCapi) || !pyTorch)(
+    'bench/gpu_torch.py runs end to end (--dry-run: CPU torch over the emulated C ABI)',
+    () => {
+      const d = mkdtempSync(join(tmpdir(), 'soup-gpu-dry-'));
+      const script = join(packageRoot, 'bench', 'gpu_torch.py');
+      const r = spawnSync('/usr/bin/python3', [script, '--dry-run', '--lib', emuCapi, '--out', join(d, 'kernels.json'), '--reps', '2'], {
+        encoding: 'utf8',
+        timeout: 300_000,
+        env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+      });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      const k = JSON.parse(readFileSync(join(d, 'kernels.json'), 'utf8'));
+      expect(k.rows).toHaveLength(8);
+      for (const row of k.rows) {
+        expect(row.worstErrOverTol).toBeLessThanOrEqual(1);
+        expect(Object.keys(row.variantS).sort()).toEqual(['0', '1']);
+        expect(row.kernelS).toBeGreaterThan(0);
+      }
+      const sum = spawnSync('/usr/bin/python3', [script, '--summary', d], { encoding: 'utf8', env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
+      expect(sum.status).toBe(0);
+      expect(sum.stdout.match(/^(large|small) /gm)).toHaveLength(8);
+    },
+    300_000,
+  );
 
   it.skipIf(!existsSync(torchCheckBinary))('the libtorch-linked check loads alongside libtorch (SKIP without a GPU)', () => {
     const r = spawnSync(torchCheckBinary, [], { encoding: 'utf8', timeout: 300_000 });
@@ -207,13 +219,16 @@ describe.skipIf(available)('CUDA: error paths without a GPU', () => {
   });
 
   it("interpolate(..., { device: 'cuda' }) and merge({ device: 'cuda' }) give ERR_SOUP_NO_CUDA, not a CPU fallback", async () => {
-    const a = model(1, ['w'], [[10]], 'float32'), b = model(2, ['w'], [[10]], 'float32');
+    const a = model(1, ['w'], [[10]], 'float32'),
+      b = model(2, ['w'], [[10]], 'float32');
     const e = await rejection(interpolate([a, b], [0.5, 0.5], { device: 'cuda' }));
     expect((e as SoupError).code).toBe('ERR_SOUP_NO_CUDA');
     const d = mkdtempSync(join(tmpdir(), 'soup-cuda-'));
     await writeSafetensors(join(d, 'a.safetensors'), a);
     await writeSafetensors(join(d, 'b.safetensors'), b);
-    const e2 = await rejection(merge({ sources: [join(d, 'a.safetensors'), join(d, 'b.safetensors')], weights: [1, 1], out: join(d, 'o.safetensors'), device: 'cuda' }));
+    const e2 = await rejection(
+      merge({ sources: [join(d, 'a.safetensors'), join(d, 'b.safetensors')], weights: [1, 1], out: join(d, 'o.safetensors'), device: 'cuda' }),
+    );
     expect((e2 as SoupError).code).toBe('ERR_SOUP_NO_CUDA');
     expect(existsSync(join(d, 'o.safetensors'))).toBe(false);
   });
@@ -223,12 +238,20 @@ describe.skipIf(!status.compiled)('CUDA: baton checks (before any device work, a
   it('rejects bad batons with the field path', async () => {
     const cases: [string, (b: ReturnType<typeof oneTensorBaton>) => unknown, RegExp][] = [
       ['weights type', (b) => ({ ...b, weights: [0.5, 0.5] }), /^\[ERR_SOUP_INVALID_ARG\] weights must be a Float64Array/],
-      ['17 sources', (b) => ({ ...b, weights: new Float64Array(17).fill(1) }), /^\[ERR_SOUP_INVALID_ARG\] weights has 17 entries; the CUDA kernel takes 1\.\.16/],
+      [
+        '17 sources',
+        (b) => ({ ...b, weights: new Float64Array(17).fill(1) }),
+        /^\[ERR_SOUP_INVALID_ARG\] weights has 17 entries; the CUDA kernel takes 1\.\.16/,
+      ],
       ['NaN weight', (b) => ({ ...b, weights: new Float64Array([NaN, 1]) }), /^\[ERR_SOUP_WEIGHTS\] weights\[0\] is not finite/],
       ['source count', (b) => ({ ...b, sources: [b.sources[0]] }), /^\[ERR_SOUP_INVALID_ARG\] sources has 1 lists but weights has 2 entries/],
       ['dtype code', (b) => ({ ...b, inDtypes: new Int32Array([9]) }), /^\[ERR_SOUP_INVALID_ARG\] inDtypes\[0\] = 9 is not a dtype code/],
       ['dtype list length', (b) => ({ ...b, outDtypes: new Int32Array([0, 0]) }), /^\[ERR_SOUP_INVALID_ARG\] inDtypes \(1\) and outDtypes \(2\)/],
-      ['byte length', (b) => ({ ...b, sources: [b.sources[0], [new Float32Array(4)]] }), /^\[ERR_SOUP_SHAPE_MISMATCH\] sources\[1\]\[0\] has 16 bytes; outs\[0\] holds 3 elements, so 12 bytes of float32/],
+      [
+        'byte length',
+        (b) => ({ ...b, sources: [b.sources[0], [new Float32Array(4)]] }),
+        /^\[ERR_SOUP_SHAPE_MISMATCH\] sources\[1\]\[0\] has 16 bytes; outs\[0\] holds 3 elements, so 12 bytes of float32/,
+      ],
       ['not a view', (b) => ({ ...b, outs: [[1, 2, 3]] }), /^\[ERR_SOUP_INVALID_ARG\] outs\[0\] must be an ArrayBufferView/],
       ['control', (b) => ({ ...b, control: new Float64Array(1) }), /^\[ERR_SOUP_INVALID_ARG\] control must be a Float64Array of length >= 2/],
     ];
@@ -246,7 +269,9 @@ describe.skipIf(!status.compiled)('CUDA: baton checks (before any device work, a
     expect((await rejection(raw().mergeFilesCuda(mb))).message).toMatch(/^\[ERR_SOUP_INVALID_ARG\] tensors\[0\]\.srcFile\[1\] = 3 is not an index into files/);
     mb.tensors[0].srcFile = new Int32Array([0, 0]);
     mb.tensors[0].srcOffset = new Float64Array([0, -1]);
-    expect((await rejection(raw().mergeFilesCuda(mb))).message).toMatch(/^\[ERR_SOUP_INVALID_ARG\] tensors\[0\]\.srcOffset\[1\] must be a non-negative integer/);
+    expect((await rejection(raw().mergeFilesCuda(mb))).message).toMatch(
+      /^\[ERR_SOUP_INVALID_ARG\] tensors\[0\]\.srcOffset\[1\] must be a non-negative integer/,
+    );
     mb.tensors[0].srcOffset = new Float64Array([0, 0]);
     mb.tensors[0].numel = 2.5;
     expect((await rejection(raw().mergeFilesCuda(mb))).message).toMatch(/^\[ERR_SOUP_INVALID_ARG\] tensors\[0\]\.numel must be a non-negative integer/);
@@ -262,7 +287,13 @@ describe.skipIf(!available)('CUDA: on a GPU', () => {
       const w = [0.1, -0.2, 0.7, 0.4];
       const cpu = await interpolate(srcs, w, { allowExtrapolation: true } as never);
       const gpu = await interpolate(srcs, w, { allowExtrapolation: true, device: 'cuda' } as never);
-      for (const n of names) expect(Buffer.from(gpu[n].data.buffer, gpu[n].data.byteOffset, gpu[n].data.byteLength).equals(Buffer.from(cpu[n].data.buffer, cpu[n].data.byteOffset, cpu[n].data.byteLength)), `${dtype} ${n}`).toBe(true);
+      for (const n of names)
+        expect(
+          Buffer.from(gpu[n].data.buffer, gpu[n].data.byteOffset, gpu[n].data.byteLength).equals(
+            Buffer.from(cpu[n].data.buffer, cpu[n].data.byteOffset, cpu[n].data.byteLength),
+          ),
+          `${dtype} ${n}`,
+        ).toBe(true);
     }
   });
 
@@ -280,7 +311,12 @@ describe.skipIf(!available)('CUDA: on a GPU', () => {
         const cpu = await interpolate(srcs, w, { allowExtrapolation: true } as never);
         const outs = names.map((n) => new Uint16Array(srcs[0][n].data.length));
         await res.run(Float64Array.from(w), outs);
-        names.forEach((n, t) => expect(Buffer.from(outs[t].buffer).equals(Buffer.from((cpu[n].data as Uint16Array).buffer, cpu[n].data.byteOffset, cpu[n].data.byteLength)), `${n} a=${a}`).toBe(true));
+        names.forEach((n, t) =>
+          expect(
+            Buffer.from(outs[t].buffer).equals(Buffer.from((cpu[n].data as Uint16Array).buffer, cpu[n].data.byteOffset, cpu[n].data.byteLength)),
+            `${n} a=${a}`,
+          ).toBe(true),
+        );
       }
     } finally {
       res.dispose();

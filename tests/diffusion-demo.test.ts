@@ -16,7 +16,9 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const tiny = (out: string): DiffusionSettings => ({
   ...structuredClone(DIFFUSION_DEMO),
-  name: 'tiny', output: out, threads: 1,
+  name: 'tiny',
+  output: out,
+  threads: 1,
   unet: { imageSize: 8, ch0: 8, ch1: 16, tembDim: 16, textDim: 8, heads: 2, groups: 4, T: 50 },
   pretrain: { steps: 3, batch_size: 8, learning_rate: 1e-3, ema: 0.9 },
   samples: { count: 16, ddim_steps: 3, guidance: 1 },
@@ -29,7 +31,13 @@ describe('diffusion experiment', () => {
     const out = join(tmp, 'run');
     const events: DiffusionEvent[] = [];
     const res = await runDiffusionExperiment(tiny(out), { onEvent: (e) => events.push(e) });
-    expect(events.filter((e) => e.event === 'stage' && e.status === 'done').map((e) => (e as { stage: string }).stage)).toEqual(['base', 'samples', 'experts', 'sweep', 'report']);
+    expect(events.filter((e) => e.event === 'stage' && e.status === 'done').map((e) => (e as { stage: string }).stage)).toEqual([
+      'base',
+      'samples',
+      'experts',
+      'sweep',
+      'report',
+    ]);
     const r = JSON.parse(readFileSync(res.reportPath, 'utf8'));
     expect(r.rewards).toEqual(['colourfulness', 'brightness']);
     const kinds = r.models.map((m: { kind: string }) => m.kind);
@@ -47,7 +55,8 @@ describe('diffusion experiment', () => {
     expect(r.diffusion.control.rewards.length).toBe(2);
     expect(r.diffusion.finetune_set.fraction).toBeGreaterThan(0);
     expect(r.diffusion.finetune_set.fraction).toBeLessThan(0.5);
-    for (const f of ['report.html', 'front.png', 'rewards-vs-lambda.png', 'grid.png', 'grid.svg', 'base/model.safetensors', 'base/config.json']) expect(existsSync(join(out, f))).toBe(true);
+    for (const f of ['report.html', 'front.png', 'rewards-vs-lambda.png', 'grid.png', 'grid.svg', 'base/model.safetensors', 'base/config.json'])
+      expect(existsSync(join(out, f))).toBe(true);
     const grid = PNG.sync.read(readFileSync(join(out, 'grid.png')));
     expect(grid.width).toBeGreaterThan(200);
     const html = readFileSync(res.htmlPath, 'utf8');
@@ -68,12 +77,15 @@ describe('diffusion experiment', () => {
       const se = [a, b].map((x, k) => Math.sqrt(x.reduce((p, q) => p + (q - ms[k]) ** 2, 0) / (x.length - 1) / x.length));
       return { kind, name, rewards: ms, stderr: se, samples: [], images: [], scores: [a, b] } as never;
     };
-    const checks = expertChecks(['r1', 'r2'], [
-      e('init', 'init', [1, 5, 9], [0, 0, 0]),
-      e('expert', 'e1', [2, 7, 10], [0, 0, 0]),
-      e('expert', 'e2', [1, 5, 9], [1, 2, 3]),
-      e('control', 'control', [1.5, 6, 9.5], [1, 2, 4]),
-    ]);
+    const checks = expertChecks(
+      ['r1', 'r2'],
+      [
+        e('init', 'init', [1, 5, 9], [0, 0, 0]),
+        e('expert', 'e1', [2, 7, 10], [0, 0, 0]),
+        e('expert', 'e2', [1, 5, 9], [1, 2, 3]),
+        e('control', 'control', [1.5, 6, 9.5], [1, 2, 4]),
+      ],
+    );
     // e1 − init per caption: 1, 2, 1 → mean 4/3, sd √(1/3), se √(1/9) = 1/3 → z = 4
     expect(checks[0].paired_z_vs_init).toBeCloseTo(4, 12);
     // e1 − control: 0.5, 1, 0.5 → mean 2/3, se 1/6 → z = 4
@@ -86,8 +98,12 @@ describe('diffusion experiment', () => {
   });
 
   it('refuses unknown rewards and bad MORL weights before training', async () => {
-    await expect(runDiffusionExperiment({ ...tiny(join(tmp, 'bad')), rewards: ['colourfulness', 'aesthetic'] })).rejects.toThrow(/reward 'aesthetic': unknown image reward/);
-    await expect(runDiffusionExperiment({ ...tiny(join(tmp, 'bad')), morl: { mu: [[0.7, 0.7]] } })).rejects.toThrow(/morl\.mu\[0\]: expected 2 weights >= 0 summing to 1/);
+    await expect(runDiffusionExperiment({ ...tiny(join(tmp, 'bad')), rewards: ['colourfulness', 'aesthetic'] })).rejects.toThrow(
+      /reward 'aesthetic': unknown image reward/,
+    );
+    await expect(runDiffusionExperiment({ ...tiny(join(tmp, 'bad')), morl: { mu: [[0.7, 0.7]] } })).rejects.toThrow(
+      /morl\.mu\[0\]: expected 2 weights >= 0 summing to 1/,
+    );
     expect(existsSync(join(tmp, 'bad', 'base'))).toBe(false);
   });
 

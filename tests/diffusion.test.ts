@@ -11,9 +11,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SoupError } from '../src/errors.js';
 import type { TensorMap } from '../src/io/index.js';
 import {
-  DiffusionModel, DiffusionTrainer, controlWeights, cosineAlphaBar, ddimTimesteps, noiseFromSeeds, normalisedAverage, topHalfWeights, type UNetConfig,
+  DiffusionModel,
+  DiffusionTrainer,
+  controlWeights,
+  cosineAlphaBar,
+  ddimTimesteps,
+  noiseFromSeeds,
+  normalisedAverage,
+  topHalfWeights,
+  type UNetConfig,
 } from '../src/train/diffusion.js';
-import { SHAPES_VOCAB, drawShape, parseCaption, seededStream, shapesBatch, tokenizeCaption, tokenizeCaptions, toModelInput, fromModelOutput, SHAPE_COLOURS } from '../src/data/shapes.js';
+import {
+  SHAPES_VOCAB,
+  drawShape,
+  parseCaption,
+  seededStream,
+  shapesBatch,
+  tokenizeCaption,
+  tokenizeCaptions,
+  toModelInput,
+  fromModelOutput,
+  SHAPE_COLOURS,
+} from '../src/data/shapes.js';
 
 const TINY: Partial<UNetConfig> = { imageSize: 8, ch0: 8, ch1: 16, tembDim: 16, textDim: 8, heads: 2, groups: 4, T: 50 };
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-diffusion-'));
@@ -23,7 +42,8 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 async function randomize(m: DiffusionModel, seed: number, scale = 0.3): Promise<TensorMap> {
   const t = await m.getTensors({ set: 'params' });
   const r = seededStream(seed);
-  for (const x of Object.values(t)) for (let i = 0; i < x.data.length; i++) x.data[i] = (r() * 2 - 1) * scale + (x.shape.length === 1 && x.data.length > 0 ? 0.5 : 0);
+  for (const x of Object.values(t))
+    for (let i = 0; i < x.data.length; i++) x.data[i] = (r() * 2 - 1) * scale + (x.shape.length === 1 && x.data.length > 0 ? 0.5 : 0);
   await m.setTensors(t);
   return t;
 }
@@ -68,7 +88,9 @@ describe('schedule and timesteps', () => {
 
 describe('UNet on fixed tensors', () => {
   let m: DiffusionModel;
-  const B = 3, S = 8, per = 3 * S * S;
+  const B = 3,
+    S = 8,
+    per = 3 * S * S;
   const caps = ['red circle on blue', 'white cross on black', 'pink ring on green'];
   const tok = tokenizeCaptions(caps);
   beforeAll(async () => {
@@ -78,11 +100,13 @@ describe('UNet on fixed tensors', () => {
   afterAll(async () => m.dispose());
 
   it('per-example loss = mean (ε_θ(√ᾱ x₀ + √(1−ᾱ) ε, t, c) − ε)² computed by hand', async () => {
-    const x0 = randn(B * per, 1), eps = randn(B * per, 2);
+    const x0 = randn(B * per, 1),
+      eps = randn(B * per, 2);
     const t = Int32Array.from([0, 17, 49]);
     const ab = cosineAlphaBar(50);
     const xt = new Float32Array(B * per);
-    for (let b = 0; b < B; b++) for (let i = 0; i < per; i++) xt[b * per + i] = Math.sqrt(ab[t[b]]) * x0[b * per + i] + Math.sqrt(1 - ab[t[b]]) * eps[b * per + i];
+    for (let b = 0; b < B; b++)
+      for (let i = 0; i < per; i++) xt[b * per + i] = Math.sqrt(ab[t[b]]) * x0[b * per + i] + Math.sqrt(1 - ab[t[b]]) * eps[b * per + i];
     const pred = await m.eps(xt, t, tok, B, false);
     const hand = Array.from({ length: B }, (_, b) => {
       let s = 0;
@@ -100,7 +124,10 @@ describe('UNet on fixed tensors', () => {
       await m.seed(42);
       return m.trainStep(x0, tk, 2, Float64Array.from(w), { lr: 0, weightDecay: 0, captionDropout: 0.5 });
     };
-    const l10 = await at([1, 0]), l01 = await at([0, 1]), l11 = await at([1, 1]), lab = await at([2.5, 0.75]);
+    const l10 = await at([1, 0]),
+      l01 = await at([0, 1]),
+      l11 = await at([1, 1]),
+      lab = await at([2.5, 0.75]);
     expect(l10).toBeGreaterThan(0);
     expect(l11).toBeCloseTo(l10 + l01, 5);
     expect(lab).toBeCloseTo(2.5 * l10 + 0.75 * l01, 5);
@@ -108,7 +135,7 @@ describe('UNet on fixed tensors', () => {
     expect(await at([1, 1])).toBeCloseTo(l11, 6);
   });
 
-  it('DDIM (η = 0, x₀ clipped) matches the update written out around the model\'s ε, with and without guidance', async () => {
+  it("DDIM (η = 0, x₀ clipped) matches the update written out around the model's ε, with and without guidance", async () => {
     const noise = noiseFromSeeds([5, 6, 7], { channels: 3, imageSize: S });
     const ab = cosineAlphaBar(50);
     const ts = Array.from(ddimTimesteps(50, 4));
@@ -116,7 +143,8 @@ describe('UNet on fixed tensors', () => {
       const got = await m.sampleFromNoise(tok, B, noise, { steps: 4, guidance: g, useEma: false });
       let x = Float64Array.from(noise);
       for (let k = 0; k < ts.length; k++) {
-        const a = ab[ts[k]], ap = k + 1 < ts.length ? ab[ts[k + 1]] : 1;
+        const a = ab[ts[k]],
+          ap = k + 1 < ts.length ? ab[ts[k + 1]] : 1;
         const tt = new Int32Array(B).fill(ts[k]);
         const ec = await m.eps(Float32Array.from(x), tt, tok, B, false);
         const eu = await m.eps(Float32Array.from(x), tt, new Int32Array(tok.length), B, false);
@@ -134,7 +162,7 @@ describe('UNet on fixed tensors', () => {
     }
   });
 
-  it('the same seed gives the same images; a caption\'s noise does not depend on its batch', async () => {
+  it("the same seed gives the same images; a caption's noise does not depend on its batch", async () => {
     const a = await m.generate(caps, [10, 11, 12], { steps: 5 });
     const b = await m.generate(caps, [10, 11, 12], { steps: 5 });
     const c = await m.generate(caps, [10, 11, 13], { steps: 5 });
@@ -213,10 +241,13 @@ describe('App. E selection and rescaling', () => {
   });
 
   it('MORL averages z-normalised rewards; the control is a random half with min-0/mean-1 weights', () => {
-    const a = [1, 2, 3, 4], b = [10, 10, 30, 30];
+    const a = [1, 2, 3, 4],
+      b = [10, 10, 30, 30];
     const z = normalisedAverage([a, b], [0.5, 0.5]);
     const sa = Math.sqrt(1.25);
-    expect(Array.from(z).map((v) => +v.toFixed(12))).toEqual([(-1.5 / sa - 1) / 2, (-0.5 / sa - 1) / 2, (0.5 / sa + 1) / 2, (1.5 / sa + 1) / 2].map((v) => +v.toFixed(12)));
+    expect(Array.from(z).map((v) => +v.toFixed(12))).toEqual(
+      [(-1.5 / sa - 1) / 2, (-0.5 / sa - 1) / 2, (0.5 / sa + 1) / 2, (1.5 / sa + 1) / 2].map((v) => +v.toFixed(12)),
+    );
     const c = controlWeights(10, 3);
     expect(c.indices.length).toBe(5);
     expect(new Set(c.indices).size).toBe(5);
@@ -229,7 +260,9 @@ describe('App. E selection and rescaling', () => {
 
 describe('shapes data', () => {
   it('is regenerated from its seed', () => {
-    const a = shapesBatch(7, 5), b = shapesBatch(7, 5), c = shapesBatch(8, 5);
+    const a = shapesBatch(7, 5),
+      b = shapesBatch(7, 5),
+      c = shapesBatch(8, 5);
     expect(a.captions).toEqual(b.captions);
     expect(a.images.map((x) => Array.from(x.data))).toEqual(b.images.map((x) => Array.from(x.data)));
     expect(a.captions).not.toEqual(c.captions);
@@ -253,7 +286,12 @@ describe('shapes data', () => {
   });
 
   it('tokenizes captions, and unknown words are errors naming the word', () => {
-    expect(Array.from(tokenizeCaption('Red circle on  blue'))).toEqual([SHAPES_VOCAB.indexOf('red'), SHAPES_VOCAB.indexOf('circle'), SHAPES_VOCAB.indexOf('on'), SHAPES_VOCAB.indexOf('blue')]);
+    expect(Array.from(tokenizeCaption('Red circle on  blue'))).toEqual([
+      SHAPES_VOCAB.indexOf('red'),
+      SHAPES_VOCAB.indexOf('circle'),
+      SHAPES_VOCAB.indexOf('on'),
+      SHAPES_VOCAB.indexOf('blue'),
+    ]);
     expect(() => tokenizeCaption('red unicorn on blue')).toThrow(/unknown word "unicorn"/);
     expect(() => tokenizeCaption('red circle')).toThrow(/expected 4 words/);
     try {
@@ -272,7 +310,9 @@ describe('bad input', () => {
     await m.save(dir);
     const w = await m.getTensors();
     await m.dispose();
-    await expect(DiffusionModel.create({ config: { ...TINY, ch1: 24 }, weights: w })).rejects.toThrow(/checkpoint tensor 'down1\.res\.conv1\.weight' has shape \[16, 8, 3, 3\] but this UNet .* expects \[24, 8, 3, 3\]/);
+    await expect(DiffusionModel.create({ config: { ...TINY, ch1: 24 }, weights: w })).rejects.toThrow(
+      /checkpoint tensor 'down1\.res\.conv1\.weight' has shape \[16, 8, 3, 3\] but this UNet .* expects \[24, 8, 3, 3\]/,
+    );
     const extra = { ...w, 'lm_head.weight': w['conv_in.weight'] };
     await expect(DiffusionModel.create({ config: TINY, weights: extra })).rejects.toThrow(/tensor 'lm_head\.weight'/);
     const llama = join(tmp, 'llama');
@@ -282,7 +322,9 @@ describe('bad input', () => {
     await expect(DiffusionModel.load(llama)).rejects.toThrow(/"LlamaForCausalLM" is not a rsoup-cond-unet diffusion checkpoint/);
     const back = await DiffusionModel.load(dir, { threads: 1 });
     const w2 = await back.getTensors();
-    await expect(back.setTensors({ 'mid.attn.cross.q.weight': w['conv_in.weight'] }, { partial: true })).rejects.toThrow(/'mid\.attn\.cross\.q\.weight' has another shape/);
+    await expect(back.setTensors({ 'mid.attn.cross.q.weight': w['conv_in.weight'] }, { partial: true })).rejects.toThrow(
+      /'mid\.attn\.cross\.q\.weight' has another shape/,
+    );
     await back.dispose();
     for (const k of Object.keys(w)) expect(Array.from(w2[k].data)).toEqual(Array.from(w[k].data));
   });

@@ -131,7 +131,10 @@ describe('frames and filmstrips', () => {
     const f = vec.frame(0);
     expect(f.capsules.length).toBe(8); // 9 geoms minus the floor
     const torso = f.capsules[0];
-    const ends = [[torso.ax, torso.az], [torso.bx, torso.bz]].sort((p, q) => p[0] - q[0]);
+    const ends = [
+      [torso.ax, torso.az],
+      [torso.bx, torso.bz],
+    ].sort((p, q) => p[0] - q[0]);
     expect(ends.flat().concat(torso.r)).toEqual([-0.5, 0.7, 0.5, 0.7, 0.046].map((x) => expect.closeTo(x, 12)) as unknown as number[]);
     // moved root: rootx 2, rootz 0.1, pitched by 0.3 rad → the torso follows
     vec.setState(0, [2, 0.1, 0.3, 0, 0, 0, 0, 0, 0], new Array(9).fill(0));
@@ -140,7 +143,10 @@ describe('frames and filmstrips', () => {
     const t = g.capsules[0];
     expect((t.ax + t.bx) / 2).toBeCloseTo(2, 12);
     expect((t.az + t.bz) / 2).toBeCloseTo(0.8, 12);
-    const [back, front] = [[t.ax, t.az], [t.bx, t.bz]].sort((p, q) => p[0] - q[0]);
+    const [back, front] = [
+      [t.ax, t.az],
+      [t.bx, t.bz],
+    ].sort((p, q) => p[0] - q[0]);
     // a positive rotation about +y turns +x towards −z: the nose goes down by 0.3 rad
     expect(Math.atan2(back[1] - front[1], front[0] - back[0])).toBeCloseTo(0.3, 12);
     expect(Math.hypot(front[0] - back[0], front[1] - back[1])).toBeCloseTo(1, 12);
@@ -153,7 +159,10 @@ describe('frames and filmstrips', () => {
     expect(rec.frames.map((f) => f.time)).toEqual([0, 0.5, 1, 1.5].map((x) => expect.closeTo(x, 12)) as unknown as number[]);
     vec.setState(0, new Array(9).fill(0), new Array(9).fill(0));
     const rest = vec.frame(0);
-    const rows = [{ label: 'moving', frames: rec.frames }, { label: 'rest', frames: [rest], note: 'qpos = 0' }];
+    const rows = [
+      { label: 'moving', frames: rec.frames },
+      { label: 'rest', frames: [rest], note: 'qpos = 0' },
+    ];
     const svg = filmstripSvg(rows);
     expect(svg.match(/stroke-linecap="round"/g)?.length).toBe(8 * 5);
     const png = PNG.sync.read(filmstripPng(rows));

@@ -30,9 +30,14 @@ describe('interpolate: accuracy against a float64 reference', () => {
         const w = weightsFor(n, rng(5 + n));
         const out: TensorMap = Object.fromEntries(Object.entries(src[0]).map(([k, t]) => [k, poisoned(dtype, t.shape)]));
         await interpolate(src, w, { out });
-        let relaxed = 0, total = 0;
+        let relaxed = 0,
+          total = 0;
         for (const k of Object.keys(out)) {
-          const res = checkAgainst(out[k], src.map((s) => s[k]), w);
+          const res = checkAgainst(
+            out[k],
+            src.map((s) => s[k]),
+            w,
+          );
           relaxed += res.relaxed;
           total += out[k].data.length;
           if (dtype === 'float32') expect(res.worst, k).toBeLessThanOrEqual(1e-6);
@@ -46,13 +51,22 @@ describe('interpolate: accuracy against a float64 reference', () => {
   }
 
   it('converts between storage dtypes (bf16 in, fp32/fp16/fp64 out; fp32 in, bf16 out)', async () => {
-    for (const [inD, outD] of [['bfloat16', 'float32'], ['bfloat16', 'float16'], ['float32', 'bfloat16'], ['float16', 'float64']] as [DType, DType][]) {
+    for (const [inD, outD] of [
+      ['bfloat16', 'float32'],
+      ['bfloat16', 'float16'],
+      ['float32', 'bfloat16'],
+      ['float16', 'float64'],
+    ] as [DType, DType][]) {
       const src = sources(3, inD, [1000, 4099], 9);
       const w = weightsFor(3, rng(1));
       const out = await interpolate(src, w, { dtype: outD });
       for (const k of Object.keys(out)) {
         expect(out[k].dtype).toBe(outD);
-        const res = checkAgainst(out[k], src.map((s) => s[k]), w);
+        const res = checkAgainst(
+          out[k],
+          src.map((s) => s[k]),
+          w,
+        );
         expect(res.worst, `${inD}->${outD}`).toBeLessThanOrEqual(outD === 'float32' || outD === 'float64' ? 1e-6 : 1);
       }
     }
@@ -65,7 +79,15 @@ describe('interpolate: accuracy against a float64 reference', () => {
     const w = weightsFor(3, rng(2));
     const out = await interpolate(src, w);
     let worst = 0;
-    for (const k of Object.keys(out)) worst = Math.max(worst, checkAgainst(out[k], src.map((s) => s[k]), w).worst);
+    for (const k of Object.keys(out))
+      worst = Math.max(
+        worst,
+        checkAgainst(
+          out[k],
+          src.map((s) => s[k]),
+          w,
+        ).worst,
+      );
     expect(worst).toBeLessThanOrEqual(1);
   });
 });
@@ -127,7 +149,8 @@ describe('interpolate: determinism', () => {
       const w = n === 1 ? [1] : weightsFor(n, r).map((x, i, a) => (i === 0 ? 1 - a.slice(1).reduce((p, q) => p + q, 0) : x));
       const ref = await interpolate(src, w, { simd: 'scalar', threads: 1, allowExtrapolation: true });
       // the fallback is reached: subnormal bf16 results in the tiny tensors
-      for (const k of Object.keys(ref)) if (k.startsWith('tiny')) for (const v of ref[k].data as Uint16Array) if ((v & 0x7f80) === 0 && (v & 0x7f) !== 0) subnormalSums++;
+      for (const k of Object.keys(ref))
+        if (k.startsWith('tiny')) for (const v of ref[k].data as Uint16Array) if ((v & 0x7f80) === 0 && (v & 0x7f) !== 0) subnormalSums++;
       for (const simd of SIMDS) {
         for (const nonTemporal of [false, true]) {
           const out = await interpolate(src, w, { simd, nonTemporal, allowExtrapolation: true });
@@ -145,14 +168,16 @@ describe('interpolate: determinism', () => {
       const u = r();
       if (u < 0.05) return NaN;
       if (u < 0.1) return r() < 0.5 ? Infinity : -Infinity;
-      if (u < 0.3) return (r() - 0.5) * 2 ** -127;  // subnormal in fp32 (and bf16)
+      if (u < 0.3) return (r() - 0.5) * 2 ** -127; // subnormal in fp32 (and bf16)
       if (u < 0.35) return 0;
-      if (u < 0.5) return (1 + (Math.floor(r() * 128) + 0.5) / 128) * 2 ** Math.floor(r() * 20 - 10);  // bf16 tie
+      if (u < 0.5) return (1 + (Math.floor(r() * 128) + 0.5) / 128) * 2 ** Math.floor(r() * 20 - 10); // bf16 tie
       return (r() - 0.5) * 100;
     };
     for (const n of [1, 2, 5]) {
       const src: TensorMap[] = Array.from({ length: n }, () =>
-        Object.fromEntries([16, 33, 257, 4099].map((len, k) => [`t${k}`, { dtype: 'float32' as const, shape: [len], data: Float32Array.from({ length: len }, pick) }])),
+        Object.fromEntries(
+          [16, 33, 257, 4099].map((len, k) => [`t${k}`, { dtype: 'float32' as const, shape: [len], data: Float32Array.from({ length: len }, pick) }]),
+        ),
       );
       const w = n === 1 ? [1] : weightsFor(n, r);
       const ref = await interpolate(src, w, { simd: 'scalar', threads: 1, dtype: 'bfloat16' });
@@ -185,7 +210,10 @@ describe('interpolate: determinism', () => {
 describe('interpolate: bad input', () => {
   const src = sources(2, 'float32', [8, 9], 1);
   const expectCode = async (p: Promise<unknown>, code: string, msg: RegExp) => {
-    const e = await p.then(() => undefined, (x) => x);
+    const e = await p.then(
+      () => undefined,
+      (x) => x,
+    );
     expect(e).toBeInstanceOf(SoupError);
     expect((e as SoupError).code).toBe(code);
     expect((e as Error).message).toMatch(msg);
@@ -250,7 +278,11 @@ describe('prepareInterpolation: a soup prepared once, run for many λ', () => {
         const ref = await interpolate(src, w);
         for (const k of Object.keys(out)) {
           expect(sameBits(out[k], ref[k]), `run ${run} ${k}`).toBe(true);
-          const res = checkAgainst(out[k], src.map((s) => s[k]), w);
+          const res = checkAgainst(
+            out[k],
+            src.map((s) => s[k]),
+            w,
+          );
           if (dtype === 'float32') expect(res.worst, k).toBeLessThanOrEqual(1e-6);
           if (dtype === 'float64') expect(res.worst, k).toBeLessThanOrEqual(1e-14);
         }
@@ -275,11 +307,18 @@ describe('prepareInterpolation: a soup prepared once, run for many λ', () => {
     const src = sources(2, 'float32', [1 << 20, 9], 5);
     const soup = prepareInterpolation(src);
     const first = soup.run([0.5, 0.5]);
-    const second = await soup.run([0.5, 0.5]).then(() => undefined, (e) => e);
+    const second = await soup.run([0.5, 0.5]).then(
+      () => undefined,
+      (e) => e,
+    );
     expect((second as SoupError).code).toBe('ERR_SOUP_BUSY');
     await first;
     await soup.run([0.3, 0.7]); // free again once the first finished
-    const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e) => (e as SoupError).code);
+    const codeOf = (p: Promise<unknown>) =>
+      p.then(
+        () => 'ok',
+        (e) => (e as SoupError).code,
+      );
     expect(await codeOf(soup.run([1]))).toBe('ERR_SOUP_WEIGHTS');
     expect(await codeOf(soup.run([1.5, -0.5]))).toBe('ERR_SOUP_WEIGHTS');
     const ac = new AbortController();
@@ -298,7 +337,8 @@ describe('bandwidth probe on caller arrays', () => {
   it('computes the triad a = b + 0.5·c into the given arrays and rejects bad ones', async () => {
     const n = 100_003;
     const r = rng(3);
-    const b = Float32Array.from({ length: n }, () => r() - 0.5), c = Float32Array.from({ length: n }, () => r() - 0.5);
+    const b = Float32Array.from({ length: n }, () => r() - 0.5),
+      c = Float32Array.from({ length: n }, () => r() - 0.5);
     const a = new Float32Array(n).fill(NaN);
     const probe = coreAddon().bandwidthProbe as (o: Record<string, unknown>) => Promise<{ seconds: number[]; bytesPerRep: number }>;
     const expectTriad = (what: string) => {

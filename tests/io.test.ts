@@ -3,8 +3,19 @@ import { mkdtempSync, readFileSync, writeFileSync, readdirSync, existsSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  readSafetensors, writeSafetensors, readHeader, openCheckpoint, saveModelDir, loadModelDir, readPeftAdapter,
-  writePeftAdapter, bf16ToF32, f64ToBf16, f64ToF16, f16ToF32, type TensorMap,
+  readSafetensors,
+  writeSafetensors,
+  readHeader,
+  openCheckpoint,
+  saveModelDir,
+  loadModelDir,
+  readPeftAdapter,
+  writePeftAdapter,
+  bf16ToF32,
+  f64ToBf16,
+  f64ToF16,
+  f16ToF32,
+  type TensorMap,
 } from '../src/io/index.js';
 import { rng, randomMap } from './helpers/random.js';
 import { fixture } from './helpers/fixtures.js';
@@ -56,7 +67,12 @@ describe('safetensors round trip', () => {
   it('writes a sharded HF dir with index and reads it back', async () => {
     const r = rng(3);
     const names = Array.from({ length: 7 }, (_, i) => `model.layers.${i}.w`);
-    const m = randomMap(names, names.map((_, i) => [4 + i, 3]), 'bfloat16', r);
+    const m = randomMap(
+      names,
+      names.map((_, i) => [4 + i, 3]),
+      'bfloat16',
+      r,
+    );
     const dir = join(tmp(), 'model');
     await saveModelDir(dir, m, { config: { model_type: 'llama' }, shardSize: 60 });
     const files = readdirSync(dir).sort();
@@ -76,7 +92,15 @@ describe('safetensors round trip', () => {
 
   it('writes a PEFT dir that reopens as a peft checkpoint', async () => {
     const r = rng(11);
-    const m = randomMap(['base_model.model.x.lora_A.weight', 'base_model.model.x.lora_B.weight'], [[2, 5], [6, 2]], 'float32', r);
+    const m = randomMap(
+      ['base_model.model.x.lora_A.weight', 'base_model.model.x.lora_B.weight'],
+      [
+        [2, 5],
+        [6, 2],
+      ],
+      'float32',
+      r,
+    );
     const dir = join(tmp(), 'adapter');
     await writePeftAdapter(dir, m, { peft_type: 'LORA', r: 2, lora_alpha: 4 });
     const ck = await openCheckpoint(dir);

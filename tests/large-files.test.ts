@@ -12,8 +12,17 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { constants } from 'node:buffer';
 import {
-  buildHeader, readSafetensors, readHeader, planWindows, maxBufferBytes, saveModelDir, loadModelDir, bf16ToF32, f16ToF32,
-  type DType, type TensorMap,
+  buildHeader,
+  readSafetensors,
+  readHeader,
+  planWindows,
+  maxBufferBytes,
+  saveModelDir,
+  loadModelDir,
+  bf16ToF32,
+  f16ToF32,
+  type DType,
+  type TensorMap,
 } from '../src/io/index.js';
 import { interpolate } from '../src/soup/index.js';
 import { CausalLM, llamaConfigToHF, type LlamaConfig } from '../src/train/llama.js';
@@ -95,9 +104,18 @@ describe('safetensors files over 4 GiB', () => {
       ...randomMap(['far.f16'], [[5, 9]], 'float16', r),
       ...randomMap(['far.f64'], [[129]], 'float64', r),
     };
-    const at: Record<string, number> = { near: 0, 'far.bf16': 4 * GiB + 64, 'far.f32': 4 * GiB + 64 + 333 * 77 * 2 + 4, 'far.f16': 5 * GiB - 2, 'far.f64': 5 * GiB + 1024 };
+    const at: Record<string, number> = {
+      near: 0,
+      'far.bf16': 4 * GiB + 64,
+      'far.f32': 4 * GiB + 64 + 333 * 77 * 2 + 4,
+      'far.f16': 5 * GiB - 2,
+      'far.f64': 5 * GiB + 1024,
+    };
     const path = join(tmp, 'big.safetensors');
-    writeSparse(path, Object.entries(m).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, at: at[name], data: t.data })));
+    writeSparse(
+      path,
+      Object.entries(m).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, at: at[name], data: t.data })),
+    );
     expect(statSync(path).size).toBeGreaterThan(5 * GiB);
     expect(maxBufferBytes()).toBe(constants.MAX_LENGTH);
 
@@ -123,7 +141,10 @@ describe('windows under a lowered ArrayBuffer limit', () => {
     const r = rng(5);
     const m: TensorMap = randomMap(['a', 'b', 'c', 'd', 'e'], [[100], [37, 3], [250], [1], [63]], 'float32', r);
     const path = join(tmp, 'win.safetensors');
-    writeSparse(path, Object.entries(m).map(([name, t], i) => ({ name, dtype: t.dtype, shape: t.shape, at: i * 1100 + (i % 2) * 4, data: t.data })));
+    writeSparse(
+      path,
+      Object.entries(m).map(([name, t], i) => ({ name, dtype: t.dtype, shape: t.shape, at: i * 1100 + (i % 2) * 4, data: t.data })),
+    );
     const h = await readHeader(path);
     const windows = planWindows(path, h.entries, 1200);
     expect(windows.length).toBeGreaterThan(1);
@@ -160,26 +181,42 @@ describe('windows under a lowered ArrayBuffer limit', () => {
     const r = rng(8);
     const names = ['w0', 'w1', 'w2', 'w3'];
     const shapes = [[300], [7, 41], [513], [2]];
-    const a = randomMap(names, shapes, 'float32', r), b = randomMap(names, shapes, 'float32', r);
+    const a = randomMap(names, shapes, 'float32', r),
+      b = randomMap(names, shapes, 'float32', r);
     process.env.RSOUP_MAX_BUFFER_BYTES = '2100';
     const out = await interpolate([a, b], [0.3, 0.7]);
     expect(Object.keys(out)).toEqual(names);
     expect(new Set(Object.values(out).map((t) => t.data.buffer)).size).toBeGreaterThan(1);
     for (const n of names) {
-      const got = out[n].data as Float32Array, x = a[n].data as Float32Array, y = b[n].data as Float32Array;
+      const got = out[n].data as Float32Array,
+        x = a[n].data as Float32Array,
+        y = b[n].data as Float32Array;
       for (let i = 0; i < got.length; i++) expect(Math.abs(got[i] - (0.3 * x[i] + 0.7 * y[i]))).toBeLessThanOrEqual(1e-6 * (Math.abs(x[i]) + Math.abs(y[i])));
     }
     process.env.RSOUP_MAX_BUFFER_BYTES = '2000';
-    await expect(interpolate([a, b], [0.3, 0.7])).rejects.toMatchObject({ code: 'ERR_SOUP_TOO_LARGE', message: expect.stringContaining("tensor 'w2' is 2052 bytes") });
+    await expect(interpolate([a, b], [0.3, 0.7])).rejects.toMatchObject({
+      code: 'ERR_SOUP_TOO_LARGE',
+      message: expect.stringContaining("tensor 'w2' is 2052 bytes"),
+    });
   });
 
   it('a LLaMA dir whose shard exceeds the limit loads with the logits of small shards', async () => {
     const cfg: LlamaConfig = {
-      vocabSize: 41, hiddenSize: 24, intermediateSize: 36, numHiddenLayers: 2, numAttentionHeads: 4,
-      numKeyValueHeads: 2, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false, eosTokenId: 2, padTokenId: 0,
+      vocabSize: 41,
+      hiddenSize: 24,
+      intermediateSize: 36,
+      numHiddenLayers: 2,
+      numAttentionHeads: 4,
+      numKeyValueHeads: 2,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      tieWordEmbeddings: false,
+      eosTokenId: 2,
+      padTokenId: 0,
     };
     const W = randomLlamaWeights(cfg, 11, { dtype: 'float32' });
-    const oneShard = join(tmp, 'llama-one'), small = join(tmp, 'llama-small');
+    const oneShard = join(tmp, 'llama-one'),
+      small = join(tmp, 'llama-small');
     await saveModelDir(oneShard, W, { config: llamaConfigToHF(cfg) });
     await saveModelDir(small, W, { config: llamaConfigToHF(cfg), shardSize: 6000 });
     const toks = [5, 9, 3, 17, 40, 22, 8];

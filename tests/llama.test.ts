@@ -12,25 +12,53 @@ import { CausalLM, llamaConfigToHF, type LlamaConfig } from '../src/train/llama.
 import { randomLlamaWeights } from '../src/train/testing.js';
 
 const GQA: LlamaConfig = {
-  vocabSize: 37, hiddenSize: 24, intermediateSize: 40, numHiddenLayers: 2, numAttentionHeads: 4,
-  numKeyValueHeads: 2, rmsNormEps: 1e-5, ropeTheta: 500, tieWordEmbeddings: false, eosTokenId: 2, padTokenId: 0,
+  vocabSize: 37,
+  hiddenSize: 24,
+  intermediateSize: 40,
+  numHiddenLayers: 2,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  rmsNormEps: 1e-5,
+  ropeTheta: 500,
+  tieWordEmbeddings: false,
+  eosTokenId: 2,
+  padTokenId: 0,
 };
 const TIED: LlamaConfig = {
-  vocabSize: 29, hiddenSize: 18, intermediateSize: 31, numHiddenLayers: 3, numAttentionHeads: 3,
-  numKeyValueHeads: 3, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: true, eosTokenId: 2, padTokenId: 0,
+  vocabSize: 29,
+  hiddenSize: 18,
+  intermediateSize: 31,
+  numHiddenLayers: 3,
+  numAttentionHeads: 3,
+  numKeyValueHeads: 3,
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  tieWordEmbeddings: true,
+  eosTokenId: 2,
+  padTokenId: 0,
 };
 
 // ---- float64 reference --------------------------------------------------------------------------
 function refLogits(c: LlamaConfig, W: TensorMap, toks: number[]): Float64Array {
-  const H = c.hiddenSize, nh = c.numAttentionHeads, nkv = c.numKeyValueHeads, D = H / nh, I = c.intermediateSize, T = toks.length;
+  const H = c.hiddenSize,
+    nh = c.numAttentionHeads,
+    nkv = c.numKeyValueHeads,
+    D = H / nh,
+    I = c.intermediateSize,
+    T = toks.length;
   const w = (n: string) => W[n].data as Float64Array;
   const matvec = (M: Float64Array, rows: number, cols: number, x: Float64Array) => {
     const y = new Float64Array(rows);
-    for (let r = 0; r < rows; r++) { let s = 0; for (let k = 0; k < cols; k++) s += M[r * cols + k] * x[k]; y[r] = s; }
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      for (let k = 0; k < cols; k++) s += M[r * cols + k] * x[k];
+      y[r] = s;
+    }
     return y;
   };
   const rms = (x: Float64Array, g: Float64Array) => {
-    let s = 0; for (const v of x) s += v * v;
+    let s = 0;
+    for (const v of x) s += v * v;
     const inv = 1 / Math.sqrt(s / x.length + c.rmsNormEps);
     return x.map((v, i) => v * inv * g[i]);
   };
@@ -59,17 +87,24 @@ function refLogits(c: LlamaConfig, W: TensorMap, toks: number[]): Float64Array {
         const sc: number[] = [];
         for (let s = 0; s <= t; s++) {
           const ks = rope(k[s], kv * D, s);
-          let d = 0; for (let i = 0; i < D; i++) d += qt[i] * ks[i];
+          let d = 0;
+          for (let i = 0; i < D; i++) d += qt[i] * ks[i];
           sc.push(d / Math.sqrt(D));
         }
-        const m = Math.max(...sc); const e = sc.map((x) => Math.exp(x - m)); const z = e.reduce((a, b) => a + b, 0);
+        const m = Math.max(...sc);
+        const e = sc.map((x) => Math.exp(x - m));
+        const z = e.reduce((a, b) => a + b, 0);
         for (let s = 0; s <= t; s++) for (let i = 0; i < D; i++) att[t][hd * D + i] += (e[s] / z) * v[s][kv * D + i];
       }
     }
-    xs = xs.map((x, t) => { const o = matvec(w(`${p}self_attn.o_proj.weight`), H, nh * D, att[t]); return x.map((a, i) => a + o[i]); });
+    xs = xs.map((x, t) => {
+      const o = matvec(w(`${p}self_attn.o_proj.weight`), H, nh * D, att[t]);
+      return x.map((a, i) => a + o[i]);
+    });
     xs = xs.map((x) => {
       const h = rms(x, w(`${p}post_attention_layernorm.weight`));
-      const g = matvec(w(`${p}mlp.gate_proj.weight`), I, H, h), u = matvec(w(`${p}mlp.up_proj.weight`), I, H, h);
+      const g = matvec(w(`${p}mlp.gate_proj.weight`), I, H, h),
+        u = matvec(w(`${p}mlp.up_proj.weight`), I, H, h);
       const a = g.map((gv, i) => (gv / (1 + Math.exp(-gv))) * u[i]);
       const d = matvec(w(`${p}mlp.down_proj.weight`), H, I, a);
       return x.map((xv, i) => xv + d[i]);
@@ -83,33 +118,49 @@ function refLogits(c: LlamaConfig, W: TensorMap, toks: number[]): Float64Array {
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
-  let n = 0, d = 0;
-  for (let i = 0; i < a.length; i++) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2; }
+  let n = 0,
+    d = 0;
+  for (let i = 0; i < a.length; i++) {
+    n += (a[i] - b[i]) ** 2;
+    d += b[i] ** 2;
+  }
   return Math.sqrt(n / d);
 }
 function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let scale = 0, m = 0;
+  let scale = 0,
+    m = 0;
   for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]));
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m / scale;
 }
 const randTokens = (n: number, V: number, seed: number) => Array.from({ length: n }, (_, i) => 3 + ((seed * 7919 + i * 104729) % (V - 3)));
-const argmax = (a: ArrayLike<number>, off: number, n: number) => { let b = 0; for (let i = 1; i < n; i++) if (a[off + i] > a[off + b]) b = i; return b; };
+const argmax = (a: ArrayLike<number>, off: number, n: number) => {
+  let b = 0;
+  for (let i = 1; i < n; i++) if (a[off + i] > a[off + b]) b = i;
+  return b;
+};
 
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-llama-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('LLaMA forward vs float64 reference', () => {
-  for (const [name, cfg] of [['GQA', GQA], ['tied embeddings', TIED]] as const) {
+  for (const [name, cfg] of [
+    ['GQA', GQA],
+    ['tied embeddings', TIED],
+  ] as const) {
     it(`${name}: fp64 and fp32 logits match the reference`, async () => {
       const W = randomLlamaWeights(cfg, 11);
       const toks = randTokens(9, cfg.vocabSize, 3);
       const ref = refLogits(cfg, W, toks);
-      for (const [dtype, tol] of [['float64', 1e-12], ['float32', 1e-5]] as const) {
+      for (const [dtype, tol] of [
+        ['float64', 1e-12],
+        ['float32', 1e-5],
+      ] as const) {
         const m = await CausalLM.fromTensors(cfg, W, { dtype });
         const got = await m.logits([toks]);
         expect(got).toBeInstanceOf(dtype === 'float64' ? Float64Array : Float32Array);
-        if (process.env.RSOUP_VERBOSE) console.log(`${name} ${dtype}: max|err|/max|ref| ${maxRel(got, ref).toExponential(2)}, rel L2 ${relErr(got, ref).toExponential(2)}`);
+        if (process.env.RSOUP_VERBOSE)
+          console.log(`${name} ${dtype}: max|err|/max|ref| ${maxRel(got, ref).toExponential(2)}, rel L2 ${relErr(got, ref).toExponential(2)}`);
         expect(maxRel(got, ref)).toBeLessThan(tol);
         expect(relErr(got, ref)).toBeLessThan(tol);
         await m.dispose();
@@ -133,7 +184,8 @@ describe('LLaMA forward vs float64 reference', () => {
 
   it('bf16 weights load and run (bf16 compute within bf16 tolerance, fp32 compute exact on the rounded weights)', async () => {
     const W = randomLlamaWeights(GQA, 21);
-    const bf: TensorMap = {}, rounded: TensorMap = {};
+    const bf: TensorMap = {},
+      rounded: TensorMap = {};
     for (const [k, t] of Object.entries(W)) {
       const u = new Uint16Array(t.data.length).map((_, i) => f32ToBf16(t.data[i]));
       bf[k] = { dtype: 'bfloat16', shape: t.shape, data: u };
@@ -152,7 +204,8 @@ describe('LLaMA forward vs float64 reference', () => {
     expect(Array.from(base['model.embed_tokens.weight'].data.subarray(0, 50))).toEqual(Array.from(bf['model.embed_tokens.weight'].data.subarray(0, 50)));
     await Promise.all([m32.dispose(), m16.dispose()]);
     // fp16 weights: computed in fp32 (libtorch has no fp16 matmul on CPU: a clear error)
-    const h: TensorMap = {}, hr: TensorMap = {};
+    const h: TensorMap = {},
+      hr: TensorMap = {};
     let state = 12345;
     for (const [k, t] of Object.entries(W)) {
       // random fp16 bit patterns in ±[2^-5, 2^-1) (exponents 10..13), sign and mantissa random
@@ -166,12 +219,15 @@ describe('LLaMA forward vs float64 reference', () => {
     const mh = await CausalLM.fromTensors(GQA, h, { dtype: 'float32' });
     expect(maxRel(await mh.logits([toks]), refLogits(GQA, hr, toks))).toBeLessThan(1e-5);
     await mh.dispose();
-    await expect(CausalLM.fromTensors(GQA, h, { dtype: 'float16' })).rejects.toMatchObject({ code: 'ERR_SOUP_CONFIG', message: expect.stringContaining('float16 compute') });
+    await expect(CausalLM.fromTensors(GQA, h, { dtype: 'float16' })).rejects.toMatchObject({
+      code: 'ERR_SOUP_CONFIG',
+      message: expect.stringContaining('float16 compute'),
+    });
   });
 });
 
 describe('Hugging Face dirs', () => {
-  it("reads the LLaMA-2 tokenizer.json as Hugging Face writes it (merges as pairs, byte fallback, BOS)", async (ctx) => {
+  it('reads the LLaMA-2 tokenizer.json as Hugging Face writes it (merges as pairs, byte fallback, BOS)', async (ctx) => {
     const dir = join(tmp, 'llama2-tok');
     await saveModelDir(dir, randomLlamaWeights(TIED, 8, { dtype: 'float32' }), { config: llamaConfigToHF(TIED) });
     symlinkSync(fixture(ctx, 'llama2-tokenizer/tokenizer.json'), join(dir, 'tokenizer.json'));
@@ -201,12 +257,21 @@ describe('Hugging Face dirs', () => {
     const W = randomLlamaWeights(GQA, 1, { dtype: 'float32' });
     const missing = { ...W };
     delete missing['model.layers.1.mlp.up_proj.weight'];
-    await expect(CausalLM.fromTensors(GQA, missing)).rejects.toMatchObject({ code: 'ERR_SOUP_MISSING_TENSOR', message: expect.stringContaining("'model.layers.1.mlp.up_proj.weight'") });
+    await expect(CausalLM.fromTensors(GQA, missing)).rejects.toMatchObject({
+      code: 'ERR_SOUP_MISSING_TENSOR',
+      message: expect.stringContaining("'model.layers.1.mlp.up_proj.weight'"),
+    });
     const wrong = { ...W, 'model.layers.0.self_attn.k_proj.weight': { dtype: 'float32' as const, shape: [24, 24], data: new Float32Array(576).fill(0.1) } };
-    await expect(CausalLM.fromTensors(GQA, wrong)).rejects.toMatchObject({ code: 'ERR_SOUP_SHAPE_MISMATCH', message: expect.stringMatching(/k_proj.*\[24,24\].*\[12,24\]/) });
+    await expect(CausalLM.fromTensors(GQA, wrong)).rejects.toMatchObject({
+      code: 'ERR_SOUP_SHAPE_MISMATCH',
+      message: expect.stringMatching(/k_proj.*\[24,24\].*\[12,24\]/),
+    });
     const untied = { ...W };
     delete untied['lm_head.weight'];
-    await expect(CausalLM.fromTensors(GQA, untied)).rejects.toMatchObject({ code: 'ERR_SOUP_MISSING_TENSOR', message: expect.stringContaining('lm_head.weight') });
+    await expect(CausalLM.fromTensors(GQA, untied)).rejects.toMatchObject({
+      code: 'ERR_SOUP_MISSING_TENSOR',
+      message: expect.stringContaining('lm_head.weight'),
+    });
 
     const dir = join(tmp, 'notok');
     await saveModelDir(dir, W, { config: llamaConfigToHF(GQA) });
@@ -214,9 +279,15 @@ describe('Hugging Face dirs', () => {
     const gpt = join(tmp, 'gpt2');
     mkdirSync(gpt);
     await saveModelDir(gpt, W, { config: { ...llamaConfigToHF(GQA), architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' } });
-    await expect(CausalLM.fromPretrained(gpt, { tokenizer: false })).rejects.toMatchObject({ code: 'ERR_SOUP_CONFIG', message: expect.stringContaining('unsupported architecture "GPT2LMHeadModel"') });
+    await expect(CausalLM.fromPretrained(gpt, { tokenizer: false })).rejects.toMatchObject({
+      code: 'ERR_SOUP_CONFIG',
+      message: expect.stringContaining('unsupported architecture "GPT2LMHeadModel"'),
+    });
     writeFileSync(join(gpt, 'tokenizer.json'), '{ not json');
-    await expect(CausalLM.fromTensors(GQA, W, { lora: { r: 4, target_modules: ['c_attn'] } })).rejects.toMatchObject({ code: 'ERR_SOUP_CONFIG', message: expect.stringContaining('"c_attn" matches no module') });
+    await expect(CausalLM.fromTensors(GQA, W, { lora: { r: 4, target_modules: ['c_attn'] } })).rejects.toMatchObject({
+      code: 'ERR_SOUP_CONFIG',
+      message: expect.stringContaining('"c_attn" matches no module'),
+    });
     const m = await CausalLM.fromTensors(GQA, W);
     await expect(m.logits([[1, 2, 99]])).rejects.toMatchObject({ code: 'ERR_SOUP_INVALID_ARG' });
     await m.dispose();
@@ -230,16 +301,26 @@ describe('Hugging Face dirs', () => {
     const want = await cpu.logits(toks);
     await cpu.dispose();
     const got = await CausalLM.fromTensors(GQA, W, { dtype: 'float32', lora, seed: 3, device: 'cuda' }).then(
-      async (g) => { try { return await g.logits(toks); } finally { await g.dispose(); } },
-      (e: { code?: string; message?: string }) => e);
+      async (g) => {
+        try {
+          return await g.logits(toks);
+        } finally {
+          await g.dispose();
+        }
+      },
+      (e: { code?: string; message?: string }) => e,
+    );
     if (got instanceof Float32Array) {
       let worst = 0;
       for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
-      expect(worst).toBeLessThan(5e-2);  // bf16 matmuls (autocast) against fp32
+      expect(worst).toBeLessThan(5e-2); // bf16 matmuls (autocast) against fp32
     } else {
       expect(got).toMatchObject({ code: 'ERR_SOUP_NO_CUDA', message: expect.stringContaining("device 'cuda'") });
     }
-    await expect(CausalLM.fromTensors(GQA, W, { device: 'tpu' as 'cpu' })).rejects.toMatchObject({ code: 'ERR_SOUP_CONFIG', message: expect.stringContaining('device') });
+    await expect(CausalLM.fromTensors(GQA, W, { device: 'tpu' as 'cpu' })).rejects.toMatchObject({
+      code: 'ERR_SOUP_CONFIG',
+      message: expect.stringContaining('device'),
+    });
   });
 });
 
@@ -264,7 +345,10 @@ describe('generation', () => {
     const m32 = await CausalLM.fromTensors(GQA, W, { dtype: 'float32' });
     const o32 = await m32.generate([prompts[0]], { maxNewTokens: 6, doSample: false, eosTokenId: -1 });
     const seq = [...prompts[0]];
-    for (let i = 0; i < 6; i++) { const lg = await m32.logits([seq]); seq.push(argmax(lg, (seq.length - 1) * V, V)); }
+    for (let i = 0; i < 6; i++) {
+      const lg = await m32.logits([seq]);
+      seq.push(argmax(lg, (seq.length - 1) * V, V));
+    }
     expect(o32[0]).toEqual(seq.slice(prompts[0].length));
     await Promise.all([m.dispose(), m32.dispose()]);
   });
@@ -300,7 +384,10 @@ describe('generation', () => {
       if (s.length < 40) expect(s[s.length - 1]).toBe(5);
     }
     const mn = await m.generate(many, { maxNewTokens: 40, minNewTokens: 30, seed: 1, eosTokenId: 5 });
-    for (const s of mn) { expect(s.length).toBeGreaterThanOrEqual(30); expect(s.slice(0, 29)).not.toContain(5); }
+    for (const s of mn) {
+      expect(s.length).toBeGreaterThanOrEqual(30);
+      expect(s.slice(0, 29)).not.toContain(5);
+    }
     // fixed length: no EOS stop, one length per batch drawn in [min, max)
     const lens = new Set<number>();
     for (let seed = 0; seed < 12; seed++) {

@@ -9,7 +9,16 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SoupError } from '../src/errors.js';
 import { hypervolume } from '../src/pareto/index.js';
-import { FINETUNE_DEFAULTS, fineTuneStart, parseLocomotion, runLocomotion, runLocomotionDemo, type LocomotionEvent, type LocomotionInput, type LocomotionReport } from '../src/pipeline/tasks/locomotion/index.js';
+import {
+  FINETUNE_DEFAULTS,
+  fineTuneStart,
+  parseLocomotion,
+  runLocomotion,
+  runLocomotionDemo,
+  type LocomotionEvent,
+  type LocomotionInput,
+  type LocomotionReport,
+} from '../src/pipeline/tasks/locomotion/index.js';
 import { ControlPolicy } from '../src/train/control.js';
 import { microLocomotion } from './helpers/micro.js';
 
@@ -38,7 +47,9 @@ function pairedByHand(terms: Array<[number, number[]]>): { mean: number; se: num
 /** The report's paired figures (gains, LMC gaps, soup − MORL) against a recomputation from its per-episode returns. */
 function checkPaired(r: LocomotionReport): void {
   const model = (name: string) => r.models.find((m) => m.name === name)!;
-  const pre = model('pretrained'), risky = model('risky'), cautious = model('cautious');
+  const pre = model('pretrained'),
+    risky = model('risky'),
+    cautious = model('cautious');
   const R = (m: typeof pre, k: number) => (k === 0 ? m.per_episode.r1 : m.per_episode.r2);
   for (const m of r.models) {
     expect(m.per_episode.r1).toHaveLength(r.evaluation.episodes);
@@ -46,11 +57,16 @@ function checkPaired(r: LocomotionReport): void {
     m.per_episode.r1.forEach((v, e) => expect(m.per_episode.r2[e]).toBeCloseTo(v - m.per_episode.sum_a2[e], 9));
     for (let k = 0; k < 2; k++) expect(R(m, k).reduce((a, b) => a + b, 0) / R(m, k).length).toBeCloseTo(m.rewards[k], 9);
   }
-  let violations = 0, checked = 0;
+  let violations = 0,
+    checked = 0;
   for (const row of r.lmc.rows) {
     const soup = r.models.find((m) => m.kind === 'soup' && m.lambda![1] === row.lambda[1])!;
     for (let k = 0; k < 2; k++) {
-      const h = pairedByHand([[1, R(soup, k)], [-row.lambda[0], R(risky, k)], [-row.lambda[1], R(cautious, k)]]);
+      const h = pairedByHand([
+        [1, R(soup, k)],
+        [-row.lambda[0], R(risky, k)],
+        [-row.lambda[1], R(cautious, k)],
+      ]);
       expect(row.gaps[k]).toBeCloseTo(h.mean, 9);
       expect(row.se[k]).toBeCloseTo(h.se, 9);
       if (row.lambda[1] > 0 && row.lambda[1] < 1) {
@@ -65,8 +81,14 @@ function checkPaired(r: LocomotionReport): void {
   expect(r.verdict.h1.violations).toBe(violations);
   expect(r.verdict.h1.holds_within_noise).toBe(violations === 0);
   const g = r.experts.gains;
-  const gr = pairedByHand([[1, risky.per_episode.r1], [-1, pre.per_episode.r1]]);
-  const gc = pairedByHand([[1, cautious.per_episode.r2], [-1, pre.per_episode.r2]]);
+  const gr = pairedByHand([
+    [1, risky.per_episode.r1],
+    [-1, pre.per_episode.r1],
+  ]);
+  const gc = pairedByHand([
+    [1, cautious.per_episode.r2],
+    [-1, pre.per_episode.r2],
+  ]);
   expect(g.risky.R1.mean).toBeCloseTo(gr.mean, 9);
   expect(g.risky.R1.se).toBeCloseTo(gr.se, 9);
   expect(g.cautious.R2.mean).toBeCloseTo(gc.mean, 9);
@@ -76,15 +98,22 @@ function checkPaired(r: LocomotionReport): void {
   // H2: MORL v − 0.5·Σa² against the soup at λ = 0.5/α = 0.5
   const [h2] = r.verdict.h2.soup_minus_morl;
   expect(h2.lambda).toBe(0.5);
-  const soup = r.models.find((m) => m.kind === 'soup' && m.lambda![1] === 0.5)!, morl = model('morl-0.5');
+  const soup = r.models.find((m) => m.kind === 'soup' && m.lambda![1] === 0.5)!,
+    morl = model('morl-0.5');
   for (let k = 0; k < 2; k++) {
-    const h = pairedByHand([[1, R(soup, k)], [-1, R(morl, k)]]);
+    const h = pairedByHand([
+      [1, R(soup, k)],
+      [-1, R(morl, k)],
+    ]);
     const x = h2.soup_minus_morl[k === 0 ? 'R1' : 'R2'];
     expect(x.mean).toBeCloseTo(h.mean, 9);
     expect(x.se).toBeCloseTo(h.se, 9);
   }
   const own = (m: typeof pre) => m.per_episode.r1.map((v, e) => v - 0.5 * m.per_episode.sum_a2[e]);
-  const ho = pairedByHand([[1, own(soup)], [-1, own(morl)]]);
+  const ho = pairedByHand([
+    [1, own(soup)],
+    [-1, own(morl)],
+  ]);
   expect(h2.soup_minus_morl['v − 0.5·Σa²'].mean).toBeCloseTo(ho.mean, 9);
   expect(h2.soup_minus_morl['v − 0.5·Σa²'].se).toBeCloseTo(ho.se, 9);
 }
@@ -93,7 +122,8 @@ describe('fine-tuning starts (App. H)', () => {
   it('keep the pre-trained actor, log-std and observation statistics, and take a fresh critic', () => {
     const pre = ControlPolicy.create({ obsDim: 17, actDim: 6, hidden: [8, 8], seed: 1 });
     const fresh = ControlPolicy.create({ obsDim: 17, actDim: 6, hidden: [8, 8], seed: 2 });
-    const p = pre.tensors(), f = fresh.tensors();
+    const p = pre.tensors(),
+      f = fresh.tensors();
     // statistics as pre-training leaves them (not the prior, which both policies share)
     const mean = p['obs_rms.mean'].data;
     for (let i = 0; i < mean.length; i++) mean[i] = Math.sin(i + 1) * 3;
@@ -123,11 +153,25 @@ describe('locomotion experiment', () => {
     const events: LocomotionEvent[] = [];
     const res = await runLocomotion(tiny(out), { onEvent: (e) => events.push(e) });
     const r = res.report;
-    for (const f of ['report.json', 'report.html', 'front.svg', 'front.png', 'gaits.png', 'gaits.svg', 'rewards-vs-lambda.svg', 'risky.safetensors', 'cautious.safetensors', 'morl-0.5.safetensors', 'pretrained.safetensors', 'timings.json'])
+    for (const f of [
+      'report.json',
+      'report.html',
+      'front.svg',
+      'front.png',
+      'gaits.png',
+      'gaits.svg',
+      'rewards-vs-lambda.svg',
+      'risky.safetensors',
+      'cautious.safetensors',
+      'morl-0.5.safetensors',
+      'pretrained.safetensors',
+      'timings.json',
+    ])
       expect(existsSync(join(out, f))).toBe(true);
     const soups = r.models.filter((m) => m.kind === 'soup');
     expect(soups.map((s) => s.lambda![1])).toEqual([0, 0.25, 0.5, 0.75, 1]);
-    const risky = r.models.find((m) => m.name === 'risky')!, cautious = r.models.find((m) => m.name === 'cautious')!;
+    const risky = r.models.find((m) => m.name === 'risky')!,
+      cautious = r.models.find((m) => m.name === 'cautious')!;
     // λ = 0 and λ = 1 are the experts exactly (1·θ + 0·θ' is θ), evaluated on the same seeds
     expect(soups[0].rewards).toEqual(risky.rewards);
     expect(soups[4].rewards).toEqual(cautious.rewards);
@@ -142,14 +186,21 @@ describe('locomotion experiment', () => {
       for (let k = 0; k < 2; k++) expect(row.gaps[k]).toBeCloseTo(row.rewards[k] - ((1 - l) * risky.rewards[k] + l * cautious.rewards[k]), 9);
     }
     // beyond the experts' segment: the cross product with the segment, oriented towards higher rewards
-    const d0 = cautious.rewards[0] - risky.rewards[0], d1 = cautious.rewards[1] - risky.rewards[1];
+    const d0 = cautious.rewards[0] - risky.rewards[0],
+      d1 = cautious.rewards[1] - risky.rewards[1];
     for (const row of r.lmc.rows) {
       const cross = d0 * (row.rewards[1] - risky.rewards[1]) - d1 * (row.rewards[0] - risky.rewards[0]);
       const interior = row.lambda[1] > 0 && row.lambda[1] < 1;
       expect(row.beyond_segment).toBe(interior && cross * Math.sign(d0 - d1) > 0);
     }
     for (const m of r.models) for (let k = 0; k < 2; k++) expect(r.hypervolume.ref[k]).toBeLessThan(m.rewards[k]);
-    expect(r.hypervolume.soups).toBeCloseTo(hypervolume(soups.map((s) => s.rewards), { ref: r.hypervolume.ref }), 6);
+    expect(r.hypervolume.soups).toBeCloseTo(
+      hypervolume(
+        soups.map((s) => s.rewards),
+        { ref: r.hypervolume.ref },
+      ),
+      6,
+    );
     const morlSet = r.models.filter((m) => m.kind === 'expert' || m.kind === 'morl').map((m) => m.rewards);
     expect(r.hypervolume.morl).toBeCloseTo(hypervolume(morlSet, { ref: r.hypervolume.ref }), 6);
     expect(r.experts.ratio).toBeCloseTo(cautious.sum_a2 / risky.sum_a2, 12);
@@ -189,7 +240,8 @@ describe('locomotion experiment', () => {
     expect(third.filter((e) => e.event === 'stage' && e.status === 'cached').map((e) => (e as { stage: string }).stage)).toEqual(['pretrained']);
     const pre2 = await ControlPolicy.load(join(out, 'pretrained.safetensors'));
     const slow = await ControlPolicy.load(join(out, 'risky.safetensors'));
-    const a = pre2.tensors()['actor_mean.0.weight'].data, b = slow.tensors()['actor_mean.0.weight'].data;
+    const a = pre2.tensors()['actor_mean.0.weight'].data,
+      b = slow.tensors()['actor_mean.0.weight'].data;
     let maxDiff = 0;
     for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
     expect(maxDiff).toBeLessThan(1e-6);
@@ -203,14 +255,19 @@ describe('locomotion experiment', () => {
     expect(res).toBeUndefined();
     expect(lines.join('\n')).toMatch(/pre-train 400000 steps on v − 0.1·Σa²[\s\S]*150000 steps each: risky v, cautious v − 1·Σa², MORL v − 0.5·Σa²/);
     const ft = FINETUNE_DEFAULTS;
-    expect(lines.join('\n')).toContain(`(lr ${ft.learning_rate} ${ft.anneal_lr ? 'annealed' : 'constant'}, entropy cost ${ft.ent_coef}, fresh critic, frozen observation statistics)`);
+    expect(lines.join('\n')).toContain(
+      `(lr ${ft.learning_rate} ${ft.anneal_lr ? 'annealed' : 'constant'}, entropy cost ${ft.ent_coef}, fresh critic, frozen observation statistics)`,
+    );
     expect(lines.join('\n')).toContain('× 30 episodes');
     expect(existsSync(join(dir, 'dry', 'report.json'))).toBe(false);
   });
 
   it('rsoup demo --task locomotion --dry-run goes through the CLI', () => {
     const out = join(dir, 'cli');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--task', 'locomotion', '--dry-run', '--out', out], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--task', 'locomotion', '--dry-run', '--out', out], {
+      encoding: 'utf8',
+      cwd: new URL('..', import.meta.url).pathname,
+    });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain(`locomotion demo on HalfCheetah-v5 (8 envs, PPO batch 2048)`);
     expect(r.stderr).toContain(`report in ${out}`);

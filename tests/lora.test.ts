@@ -12,10 +12,22 @@ import { CausalLM, llamaConfigToHF, mulberry32, type LlamaConfig } from '../src/
 import { randomLlamaWeights } from '../src/train/testing.js';
 
 const CFG: LlamaConfig = {
-  vocabSize: 23, hiddenSize: 16, intermediateSize: 27, numHiddenLayers: 2, numAttentionHeads: 4,
-  numKeyValueHeads: 2, rmsNormEps: 1e-6, ropeTheta: 1000, tieWordEmbeddings: false, eosTokenId: 2, padTokenId: 0,
+  vocabSize: 23,
+  hiddenSize: 16,
+  intermediateSize: 27,
+  numHiddenLayers: 2,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  rmsNormEps: 1e-6,
+  ropeTheta: 1000,
+  tieWordEmbeddings: false,
+  eosTokenId: 2,
+  padTokenId: 0,
 };
-const TOKS = [[3, 7, 11, 4, 19, 22, 5], [8, 1, 14, 9, 20, 6, 13]];
+const TOKS = [
+  [3, 7, 11, 4, 19, 22, 5],
+  [8, 1, 14, 9, 20, 6, 13],
+];
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-lora-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -31,15 +43,20 @@ function randomise(t: TensorMap, seed: number, scale = 0.2): TensorMap {
   return out;
 }
 const maxRel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0, m = 0;
-  for (let i = 0; i < b.length; i++) { s = Math.max(s, Math.abs(b[i])); m = Math.max(m, Math.abs(a[i] - b[i])); }
+  let s = 0,
+    m = 0;
+  for (let i = 0; i < b.length; i++) {
+    s = Math.max(s, Math.abs(b[i]));
+    m = Math.max(m, Math.abs(a[i] - b[i]));
+  }
   return m / s;
 };
 
 describe('LoRA', () => {
   it('gradients of the next-token loss match central finite differences (float64)', async () => {
     const m = await CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 3), {
-      dtype: 'float64', lora: { r: 3, lora_alpha: 5, lora_dropout: 0.1, target_modules: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] },
+      dtype: 'float64',
+      lora: { r: 3, lora_alpha: 5, lora_dropout: 0.1, target_modules: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] },
     });
     const lora = randomise(await m.getTensors('lora'), 9);
     await m.setTensors('lora', lora);
@@ -60,7 +77,8 @@ describe('LoRA', () => {
       };
       const fd = ((await at(h)) - (await at(-h))) / (2 * h);
       const g = grads[name].data[i];
-      if (process.env.RSOUP_VERBOSE) console.log(`${name}[${i}] analytic ${g.toExponential(6)} fd ${fd.toExponential(6)} |diff| ${Math.abs(g - fd).toExponential(1)}`);
+      if (process.env.RSOUP_VERBOSE)
+        console.log(`${name}[${i}] analytic ${g.toExponential(6)} fd ${fd.toExponential(6)} |diff| ${Math.abs(g - fd).toExponential(1)}`);
       expect(Math.abs(g - fd)).toBeLessThan(1e-7 + 1e-6 * Math.abs(fd));
       if (Math.abs(fd) > 1e-4) checked++;
     }
@@ -91,8 +109,11 @@ describe('LoRA', () => {
     expect(a.shape).toEqual([8, 27]);
     const bound = 1 / Math.sqrt(27);
     let sq = 0;
-    for (const v of a.data) { expect(Math.abs(v)).toBeLessThanOrEqual(bound); sq += v * v; }
-    expect(Math.sqrt(sq / a.data.length)).toBeGreaterThan(bound / Math.sqrt(3) * 0.8); // uniform std = bound/sqrt 3
+    for (const v of a.data) {
+      expect(Math.abs(v)).toBeLessThanOrEqual(bound);
+      sq += v * v;
+    }
+    expect(Math.sqrt(sq / a.data.length)).toBeGreaterThan((bound / Math.sqrt(3)) * 0.8); // uniform std = bound/sqrt 3
     expect(Array.from(t['base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight'].data).every((v) => v === 0)).toBe(true);
     const plain = await CausalLM.fromTensors(CFG, W, { dtype: 'float64' });
     expect(Array.from(await m.logits(TOKS))).toEqual(Array.from(await plain.logits(TOKS)));
@@ -102,7 +123,10 @@ describe('LoRA', () => {
   for (const rslora of [false, true]) {
     it(`merge adds s·B·A (s = alpha/${rslora ? 'sqrt(r)' : 'r'}); merged logits equal the unmerged adapter; unmerge and disable restore the base`, async () => {
       const W = randomLlamaWeights(CFG, 6);
-      const m = await CausalLM.fromTensors(CFG, W, { dtype: 'float64', lora: { r: 4, lora_alpha: 6, use_rslora: rslora, target_modules: ['k_proj', 'up_proj'] } });
+      const m = await CausalLM.fromTensors(CFG, W, {
+        dtype: 'float64',
+        lora: { r: 4, lora_alpha: 6, use_rslora: rslora, target_modules: ['k_proj', 'up_proj'] },
+      });
       const lora = randomise(await m.getTensors('lora'), 12);
       await m.setTensors('lora', lora);
       const base0 = await m.logits(TOKS);
@@ -120,13 +144,16 @@ describe('LoRA', () => {
       // the merged weight is W + s·B·A, computed here in float64
       const s = rslora ? 6 / Math.sqrt(4) : 6 / 4;
       const Wm = (await m.getTensors('base'))['model.layers.1.self_attn.k_proj.weight'];
-      const A = lora['base_model.model.model.layers.1.self_attn.k_proj.lora_A.weight'].data, B = lora['base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight'].data;
+      const A = lora['base_model.model.model.layers.1.self_attn.k_proj.lora_A.weight'].data,
+        B = lora['base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight'].data;
       const W0 = W['model.layers.1.self_attn.k_proj.weight'].data;
       const [out, inn] = Wm.shape;
-      for (let o = 0; o < out; o++) for (let i = 0; i < inn; i++) {
-        let d = 0; for (let k = 0; k < 4; k++) d += B[o * 4 + k] * A[k * inn + i];
-        expect(Wm.data[o * inn + i]).toBeCloseTo(W0[o * inn + i] + s * d, 12);
-      }
+      for (let o = 0; o < out; o++)
+        for (let i = 0; i < inn; i++) {
+          let d = 0;
+          for (let k = 0; k < 4; k++) d += B[o * 4 + k] * A[k * inn + i];
+          expect(Wm.data[o * inn + i]).toBeCloseTo(W0[o * inn + i] + s * d, 12);
+        }
       await expect(m.disableAdapter()).rejects.toMatchObject({ code: 'ERR_SOUP_INVALID_ARG' });
       await expect(m.setTensors('lora', lora)).rejects.toMatchObject({ code: 'ERR_SOUP_INVALID_ARG', message: expect.stringContaining('unmerge') });
       await m.unmerge();
@@ -136,9 +163,15 @@ describe('LoRA', () => {
   }
 
   it('generation with an adapter (fused eval weights) equals greedy recomputation with the unmerged adapter', async () => {
-    const m = await CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 13), { dtype: 'float64', lora: { r: 4, lora_alpha: 8, lora_dropout: 0.2, target_modules: ['q_proj', 'v_proj', 'up_proj'] } });
+    const m = await CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 13), {
+      dtype: 'float64',
+      lora: { r: 4, lora_alpha: 8, lora_dropout: 0.2, target_modules: ['q_proj', 'v_proj', 'up_proj'] },
+    });
     await m.setTensors('lora', randomise(await m.getTensors('lora'), 21, 0.4));
-    const prompts = [[3, 9, 14, 2], [5, 6]];
+    const prompts = [
+      [3, 9, 14, 2],
+      [5, 6],
+    ];
     const out = await m.generate(prompts, { maxNewTokens: 8, doSample: false, eosTokenId: -1 });
     for (let b = 0; b < 2; b++) {
       const seq = [...prompts[b]];
@@ -159,7 +192,9 @@ describe('LoRA', () => {
     const dir = join(tmp, `${name}-base`);
     await saveModelDir(dir, W, { config: llamaConfigToHF(CFG) });
     symlinkSync(makeTokenizer().path, join(dir, 'tokenizer.json'));
-    const m = await CausalLM.fromPretrained(dir, { lora: { r: 4, lora_alpha: 16, lora_dropout: 0.05, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] } });
+    const m = await CausalLM.fromPretrained(dir, {
+      lora: { r: 4, lora_alpha: 16, lora_dropout: 0.05, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
+    });
     const lora = randomise(await m.getTensors('lora'), 3);
     for (const k of Object.keys(lora)) lora[k] = { dtype: 'float32', shape: lora[k].shape, data: Float32Array.from(lora[k].data) };
     await m.setTensors('lora', lora);
@@ -189,7 +224,17 @@ describe('LoRA', () => {
   it("saves peft's adapter layout, reloads bit for bit, and starts a model from it", async () => {
     const { dir, m, lora, out } = await savedAdapter('layout');
     const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
-    expect(cfg).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 16, lora_dropout: 0.05, bias: 'none', fan_in_fan_out: false, use_rslora: false, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] });
+    expect(cfg).toMatchObject({
+      peft_type: 'LORA',
+      task_type: 'CAUSAL_LM',
+      r: 4,
+      lora_alpha: 16,
+      lora_dropout: 0.05,
+      bias: 'none',
+      fan_in_fan_out: false,
+      use_rslora: false,
+      target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
+    });
     expect(cfg).toMatchObject({ alpha_pattern: {}, rank_pattern: {}, modules_to_save: null, init_lora_weights: true, use_dora: false });
     const back = await readPeftAdapter(out);
     expect(Object.keys(back.tensors).sort()).toEqual(Object.keys(lora).sort());
@@ -197,7 +242,9 @@ describe('LoRA', () => {
     expect(back.tensors['base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight'].shape).toEqual([8, 4]);
     for (const [k, t] of Object.entries(back.tensors)) {
       expect(t.dtype).toBe('float32');
-      expect(Buffer.from((t.data as Float32Array).buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from((lora[k].data as Float32Array).buffer))).toBe(true);
+      expect(
+        Buffer.from((t.data as Float32Array).buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from((lora[k].data as Float32Array).buffer)),
+      ).toBe(true);
     }
     const m2 = await CausalLM.fromPretrained(dir, { lora: out });
     expect(m2.lora).toEqual({ r: 4, lora_alpha: 16, lora_dropout: 0.05, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], use_rslora: false });
@@ -207,10 +254,15 @@ describe('LoRA', () => {
     await makeGpt2Adapter(gpt2);
     await expect(CausalLM.fromPretrained(dir, { lora: gpt2 })).rejects.toMatchObject({ code: 'ERR_SOUP_CONFIG' });
     // a tensor the model does not know, a wrong shape, a missing one
-    const extra: TensorMap = { ...lora, 'base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight': lora['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'] };
+    const extra: TensorMap = {
+      ...lora,
+      'base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight': lora['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'],
+    };
     await expect(m.setTensors('lora', extra)).rejects.toMatchObject({ code: 'ERR_SOUP_WEIGHTS', message: expect.stringContaining('layers.9') });
     const bad: Tensor = { dtype: 'float32', shape: [5, 16], data: new Float32Array(80).fill(0.5) };
-    await expect(m.setTensors('lora', { ...lora, 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight': bad })).rejects.toMatchObject({ code: 'ERR_SOUP_SHAPE_MISMATCH' });
+    await expect(m.setTensors('lora', { ...lora, 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight': bad })).rejects.toMatchObject({
+      code: 'ERR_SOUP_SHAPE_MISMATCH',
+    });
     const less = { ...lora };
     delete less['base_model.model.model.layers.1.self_attn.o_proj.lora_B.weight'];
     await expect(m.setTensors('lora', less)).rejects.toMatchObject({ code: 'ERR_SOUP_MISSING_TENSOR', message: expect.stringContaining('o_proj.lora_B') });

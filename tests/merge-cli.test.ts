@@ -19,7 +19,12 @@ function rawFile(path: string, header: unknown, dataBytes: number, headerLenOver
   writeFileSync(path, Buffer.concat([len, json, Buffer.alloc(dataBytes, 1)]));
 }
 
-async function good(dir: string, name: string, seed: number, tensors: Record<string, [string, number[]]> = { w: ['float32', [4, 3]], v: ['float32', [5]] }): Promise<string> {
+async function good(
+  dir: string,
+  name: string,
+  seed: number,
+  tensors: Record<string, [string, number[]]> = { w: ['float32', [4, 3]], v: ['float32', [5]] },
+): Promise<string> {
   const r = rng(seed);
   const m: TensorMap = {};
   for (const [k, [dt, shape]] of Object.entries(tensors)) m[k] = randomTensor(dt as 'float32', shape, r);
@@ -41,14 +46,74 @@ describe('rsoup merge: bad input gives exit 1, a message naming the file/tensor/
   const d = tmp();
   const out = join(d, 'out.safetensors');
   const cases: [string, () => Promise<string[]> | string[], RegExp][] = [
-    ['truncated file', async () => { writeFileSync(join(d, 't.st'), Buffer.from([1, 2, 3])); return [join(d, 't.st')]; }, /t\.st: truncated: 3 bytes/],
-    ['header length beyond the file', async () => { rawFile(join(d, 'h.st'), { w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 4, 10_000n); return [join(d, 'h.st')]; }, /h\.st: header length 10000 is beyond the file size/],
-    ['invalid JSON', async () => { rawFile(join(d, 'j.st'), '{"w": {"dtype": "F32",', 4); return [join(d, 'j.st')]; }, /j\.st: header is not valid JSON/],
-    ['offsets out of range', async () => { rawFile(join(d, 'o.st'), { w: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, 8); return [join(d, 'o.st')]; }, /o\.st: tensor 'w': data_offsets \[4, 12\] are beyond the data buffer/],
-    ['overlapping offsets', async () => { rawFile(join(d, 'ov.st'), { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, 12); return [join(d, 'ov.st')]; }, /ov\.st: tensors 'a' and 'b' overlap/],
-    ['dtype x shape != byte length', async () => { rawFile(join(d, 'sz.st'), { w: { dtype: 'BF16', shape: [3], data_offsets: [0, 8] } }, 8); return [join(d, 'sz.st')]; }, /sz\.st: tensor 'w': BF16 \[3\] needs 6 bytes but data_offsets span 8/],
-    ['unknown dtype', async () => { rawFile(join(d, 'u.st'), { w: { dtype: 'F12', shape: [1], data_offsets: [0, 4] } }, 4); return [join(d, 'u.st')]; }, /u\.st: tensor 'w': unknown dtype "F12"/],
-    ['duplicate tensor names', async () => { rawFile(join(d, 'dup.st'), '{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}', 8); return [join(d, 'dup.st')]; }, /dup\.st: duplicate tensor name 'w'/],
+    [
+      'truncated file',
+      async () => {
+        writeFileSync(join(d, 't.st'), Buffer.from([1, 2, 3]));
+        return [join(d, 't.st')];
+      },
+      /t\.st: truncated: 3 bytes/,
+    ],
+    [
+      'header length beyond the file',
+      async () => {
+        rawFile(join(d, 'h.st'), { w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 4, 10_000n);
+        return [join(d, 'h.st')];
+      },
+      /h\.st: header length 10000 is beyond the file size/,
+    ],
+    [
+      'invalid JSON',
+      async () => {
+        rawFile(join(d, 'j.st'), '{"w": {"dtype": "F32",', 4);
+        return [join(d, 'j.st')];
+      },
+      /j\.st: header is not valid JSON/,
+    ],
+    [
+      'offsets out of range',
+      async () => {
+        rawFile(join(d, 'o.st'), { w: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, 8);
+        return [join(d, 'o.st')];
+      },
+      /o\.st: tensor 'w': data_offsets \[4, 12\] are beyond the data buffer/,
+    ],
+    [
+      'overlapping offsets',
+      async () => {
+        rawFile(join(d, 'ov.st'), { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, 12);
+        return [join(d, 'ov.st')];
+      },
+      /ov\.st: tensors 'a' and 'b' overlap/,
+    ],
+    [
+      'dtype x shape != byte length',
+      async () => {
+        rawFile(join(d, 'sz.st'), { w: { dtype: 'BF16', shape: [3], data_offsets: [0, 8] } }, 8);
+        return [join(d, 'sz.st')];
+      },
+      /sz\.st: tensor 'w': BF16 \[3\] needs 6 bytes but data_offsets span 8/,
+    ],
+    [
+      'unknown dtype',
+      async () => {
+        rawFile(join(d, 'u.st'), { w: { dtype: 'F12', shape: [1], data_offsets: [0, 4] } }, 4);
+        return [join(d, 'u.st')];
+      },
+      /u\.st: tensor 'w': unknown dtype "F12"/,
+    ],
+    [
+      'duplicate tensor names',
+      async () => {
+        rawFile(
+          join(d, 'dup.st'),
+          '{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}',
+          8,
+        );
+        return [join(d, 'dup.st')];
+      },
+      /dup\.st: duplicate tensor name 'w'/,
+    ],
   ];
   for (const [name, make, msg] of cases) {
     it(name, async () => {
@@ -63,13 +128,18 @@ describe('rsoup merge: bad input gives exit 1, a message naming the file/tensor/
     const b1 = await good(d, 'b1.safetensors', 2, { w: ['float32', [4, 3]] });
     expectFailure(rsoup(['merge', '--sources', a, b1, '--weights', '0.5', '0.5', '--out', out]), /b1\.safetensors' has no tensor 'v'/, out);
     const b2 = await good(d, 'b2.safetensors', 2, { w: ['float32', [3, 4]], v: ['float32', [5]] });
-    expectFailure(rsoup(['merge', '--sources', a, b2, '--weights', '0.5', '0.5', '--out', out]), /tensor 'w': shape \[3,4\] in '.*b2\.safetensors' != \[4,3\]/, out);
+    expectFailure(
+      rsoup(['merge', '--sources', a, b2, '--weights', '0.5', '0.5', '--out', out]),
+      /tensor 'w': shape \[3,4\] in '.*b2\.safetensors' != \[4,3\]/,
+      out,
+    );
     const b3 = await good(d, 'b3.safetensors', 2, { w: ['bfloat16', [4, 3]], v: ['float32', [5]] });
     expectFailure(rsoup(['merge', '--sources', a, b3, '--weights', '0.5', '0.5', '--out', out]), /tensor 'w': dtype BF16 in '.*b3\.safetensors' != F32/, out);
   });
 
   it('weight count, NaN weight, λ off the simplex', async () => {
-    const a = await good(d, 'wa.safetensors', 1), b = await good(d, 'wb.safetensors', 2);
+    const a = await good(d, 'wa.safetensors', 1),
+      b = await good(d, 'wb.safetensors', 2);
     expectFailure(rsoup(['merge', '--sources', a, b, '--weights', '1', '--out', out]), /got 1 weight for 2 sources/, out);
     expectFailure(rsoup(['merge', '--sources', a, b, '--weights', 'NaN', '1', '--out', out]), /weights\[0\] is NaN/, out);
     expectFailure(rsoup(['merge', '--sources', a, b, '--weights', '1.2', '-0.2', '--out', out]), /off the simplex.*--allow-extrapolation/, out);
@@ -79,7 +149,8 @@ describe('rsoup merge: bad input gives exit 1, a message naming the file/tensor/
   });
 
   it('unwritable output', async () => {
-    const a = await good(d, 'ua.safetensors', 1), b = await good(d, 'ub.safetensors', 2);
+    const a = await good(d, 'ua.safetensors', 1),
+      b = await good(d, 'ub.safetensors', 2);
     writeFileSync(join(d, 'afile'), 'x');
     const o = join(d, 'afile', 'out.safetensors');
     const r = rsoup(['merge', '--sources', a, b, '--weights', '0.5', '0.5', '--out', o]);
@@ -94,9 +165,13 @@ describe('rsoup merge: bad input gives exit 1, a message naming the file/tensor/
   });
 
   it('a mergekit YAML config merges like the flags', async () => {
-    const a = await good(d, 'ya.safetensors', 1), b = await good(d, 'yb.safetensors', 2);
+    const a = await good(d, 'ya.safetensors', 1),
+      b = await good(d, 'yb.safetensors', 2);
     const cfg = join(d, 'soup.yml');
-    writeFileSync(cfg, `merge_method: linear\nmodels:\n  - model: ${a}\n    parameters:\n      weight: 1\n  - model: ${b}\n    parameters:\n      weight: 3\nparameters:\n  normalize: true\nout_dtype: bfloat16\n`);
+    writeFileSync(
+      cfg,
+      `merge_method: linear\nmodels:\n  - model: ${a}\n    parameters:\n      weight: 1\n  - model: ${b}\n    parameters:\n      weight: 3\nparameters:\n  normalize: true\nout_dtype: bfloat16\n`,
+    );
     const o = join(d, 'yaml-out.safetensors');
     const r = rsoup(['merge', cfg, o, '--json']);
     expect(r.code, r.stderr).toBe(0);
@@ -165,7 +240,10 @@ describe('rsoup bench calls', () => {
   it('prints one JSON row per tensor count, cache state and call, with the overhead it measured', () => {
     const r = rsoup(['bench', 'calls', '--tensors', '8,64', '--reps', '3', '--json']);
     expect(r.code, r.stderr).toBe(0);
-    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const rows = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows.map((x) => `${x.tensors} ${x.state} ${x.call}`)).toEqual(
       [8, 64].flatMap((t) => ['back to back', 'after a probe'].flatMap((s) => ['interpolate()', 'prepared run()'].map((c) => `${t} ${s} ${c}`))),
     );
@@ -180,12 +258,21 @@ describe('rsoup bench merge', () => {
   it('runs a small full-model group end to end: every method once, each ratio against the probe finite', () => {
     const r = rsoup(['bench', 'merge', '--regimes', 'full', '--full-gib', '0.0625', '--n', '2', '--dtypes', 'bfloat16', '--reps', '2', '--no-torch', '--json']);
     expect(r.code, r.stderr).toBe(0);
-    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const rows = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows[0].event).toBe('meta');
     const results = rows.filter((x) => x.event === 'result');
-    expect(results.map((x) => x.method.replace(/ \(.*\)$/, ''))).toEqual(
-      ['probe', 'read 2 sources', 'soup', 'soup prepared', 'interpolate() new outputs', 'new outputs, 4 KiB pages', 'plain JS loop'],
-    );
+    expect(results.map((x) => x.method.replace(/ \(.*\)$/, ''))).toEqual([
+      'probe',
+      'read 2 sources',
+      'soup',
+      'soup prepared',
+      'interpolate() new outputs',
+      'new outputs, 4 KiB pages',
+      'plain JS loop',
+    ]);
     for (const x of results) {
       expect(x.gbps, x.method).toBeGreaterThan(0);
       if ('ofProbe' in x) expect(x.ofProbe > 0 && x.ofProbe < 10, `${x.method}: ofProbe ${x.ofProbe}`).toBe(true);

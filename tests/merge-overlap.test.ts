@@ -28,7 +28,8 @@ function checksums(dir: string): Record<string, string> {
 async function workspace() {
   const d = mkdtempSync(join(tmpdir(), 'soup-overlap-'));
   const r = rng(77);
-  const names = ['w', 'v'], shapes = [[6, 5], [7]];
+  const names = ['w', 'v'],
+    shapes = [[6, 5], [7]];
   await writeSafetensors(join(d, 'a.safetensors'), randomMap(names, shapes, 'float32', r));
   await writeSafetensors(join(d, 'b.safetensors'), randomMap(names, shapes, 'float32', r));
   await saveModelDir(join(d, 'hfA'), randomMap(names, shapes, 'float32', r), { config: { model_type: 'x' } });
@@ -40,14 +41,42 @@ async function workspace() {
 
 describe('rsoup merge refuses outputs that would overwrite a source', () => {
   const cases: [string, string[], RegExp][] = [
-    ['./a.safetensors from the sources dir', ['--sources', 'a.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', './a.safetensors'], /out '\.\/a\.safetensors' is sources\[0\] 'a\.safetensors'/],
-    ['sub/../b.safetensors', ['--sources', 'a.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', 'sub/../b.safetensors'], /out 'sub\/\.\.\/b\.safetensors' is sources\[1\] 'b\.safetensors'/],
-    ['a file inside a source dir', ['--sources', 'hfA', 'hfB', '--weights', '0.5', '0.5', '--out', 'hfA/model.safetensors'], /out 'hfA\/model\.safetensors' is (inside )?sources\[0\] 'hfA'/],
+    [
+      './a.safetensors from the sources dir',
+      ['--sources', 'a.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', './a.safetensors'],
+      /out '\.\/a\.safetensors' is sources\[0\] 'a\.safetensors'/,
+    ],
+    [
+      'sub/../b.safetensors',
+      ['--sources', 'a.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', 'sub/../b.safetensors'],
+      /out 'sub\/\.\.\/b\.safetensors' is sources\[1\] 'b\.safetensors'/,
+    ],
+    [
+      'a file inside a source dir',
+      ['--sources', 'hfA', 'hfB', '--weights', '0.5', '0.5', '--out', 'hfA/model.safetensors'],
+      /out 'hfA\/model\.safetensors' is (inside )?sources\[0\] 'hfA'/,
+    ],
     ['a source dir with a trailing slash', ['--sources', 'hfA', 'hfB', '--weights', '0.5', '0.5', '--out', 'hfB/'], /out 'hfB\/' is sources\[1\] 'hfB'/],
-    ['a symlink to a source', ['--sources', 'a.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', 'link-a.safetensors'], /out 'link-a\.safetensors' is sources\[0\] 'a\.safetensors'.*real paths/],
-    ['a source through a symlink, out the real file', ['--sources', 'link-a.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', 'a.safetensors'], /out 'a\.safetensors' is sources\[0\] 'link-a\.safetensors'/],
-    ['an output dir that contains a source file', ['--sources', 'hfA/model.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', 'hfA'], /out 'hfA' contains sources\[0\] 'hfA\/model\.safetensors'/],
-    ['the dir holding both sources', ['--sources', 'a.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', '.'], /out '\.' contains sources\[0\]/],
+    [
+      'a symlink to a source',
+      ['--sources', 'a.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', 'link-a.safetensors'],
+      /out 'link-a\.safetensors' is sources\[0\] 'a\.safetensors'.*real paths/,
+    ],
+    [
+      'a source through a symlink, out the real file',
+      ['--sources', 'link-a.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', 'a.safetensors'],
+      /out 'a\.safetensors' is sources\[0\] 'link-a\.safetensors'/,
+    ],
+    [
+      'an output dir that contains a source file',
+      ['--sources', 'hfA/model.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', 'hfA'],
+      /out 'hfA' contains sources\[0\] 'hfA\/model\.safetensors'/,
+    ],
+    [
+      'the dir holding both sources',
+      ['--sources', 'a.safetensors', 'b.safetensors', '--weights', '0.5', '0.5', '--out', '.'],
+      /out '\.' contains sources\[0\]/,
+    ],
   ];
   for (const [name, args, msg] of cases) {
     it(name, async () => {
@@ -65,8 +94,9 @@ describe('rsoup merge refuses outputs that would overwrite a source', () => {
     const d = await workspace();
     linkSync(join(d, 'b.safetensors'), join(d, 'hard-b.safetensors'));
     const before = checksums(d);
-    await expect(merge({ sources: [join(d, 'a.safetensors'), join(d, 'b.safetensors')], weights: [0.5, 0.5], out: join(d, 'hard-b.safetensors') }))
-      .rejects.toMatchObject({ code: 'ERR_SOUP_INVALID_ARG', message: expect.stringMatching(/hard-b\.safetensors' is sources\[1\]/) });
+    await expect(
+      merge({ sources: [join(d, 'a.safetensors'), join(d, 'b.safetensors')], weights: [0.5, 0.5], out: join(d, 'hard-b.safetensors') }),
+    ).rejects.toMatchObject({ code: 'ERR_SOUP_INVALID_ARG', message: expect.stringMatching(/hard-b\.safetensors' is sources\[1\]/) });
     expect(checksums(d)).toEqual(before);
     const rep = await merge({ sources: [join(d, 'a.safetensors'), join(d, 'b.safetensors')], weights: [0.5, 0.5], out: join(d, 'soup.safetensors') });
     expect(rep.tensors).toBe(2);

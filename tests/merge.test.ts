@@ -3,8 +3,17 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync, copyFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  merge, interpolate, readSafetensors, writeSafetensors, saveModelDir, loadModelDir, readPeftAdapter, writePeftAdapter,
-  elementAt, type TensorMap, type Tensor,
+  merge,
+  interpolate,
+  readSafetensors,
+  writeSafetensors,
+  saveModelDir,
+  loadModelDir,
+  readPeftAdapter,
+  writePeftAdapter,
+  elementAt,
+  type TensorMap,
+  type Tensor,
 } from '../src/index.js';
 import { rng, randomTensor, normals } from './helpers/random.js';
 import { checkAgainst, sameBits } from './helpers/reference.js';
@@ -34,14 +43,21 @@ describe('merge: files to files', () => {
     const mem = await interpolate(srcs, w);
     for (const n of names) {
       expect(sameBits(back[n], mem[n]), n).toBe(true);
-      expect(checkAgainst(back[n], srcs.map((s) => s[n]), w).worst).toBeLessThanOrEqual(1);
+      expect(
+        checkAgainst(
+          back[n],
+          srcs.map((s) => s[n]),
+          w,
+        ).worst,
+      ).toBeLessThanOrEqual(1);
     }
     expect(readdirSync(d).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 
   it('the same path given twice counts twice (unlike mergekit #214)', async () => {
     const d = tmp();
-    const a = model(1, ['x'], [[100]], 'float32'), b = model(2, ['x'], [[100]], 'float32');
+    const a = model(1, ['x'], [[100]], 'float32'),
+      b = model(2, ['x'], [[100]], 'float32');
     await writeSafetensors(join(d, 'a.safetensors'), a);
     await writeSafetensors(join(d, 'b.safetensors'), b);
     const out = join(d, 'o.safetensors');
@@ -74,7 +90,13 @@ describe('merge: files to files', () => {
     const { tensors } = await loadModelDir(out);
     for (const n of names) {
       expect(tensors[n].dtype).toBe('bfloat16');
-      expect(checkAgainst(tensors[n], srcs.map((s) => s[n]), [0.25, 0.75]).worst).toBeLessThanOrEqual(1);
+      expect(
+        checkAgainst(
+          tensors[n],
+          srcs.map((s) => s[n]),
+          [0.25, 0.75],
+        ).worst,
+      ).toBeLessThanOrEqual(1);
     }
   });
 
@@ -83,7 +105,13 @@ describe('merge: files to files', () => {
     const srcs = [1, 2].map((s) => model(s, ['w'], [[1 << 20]], 'float32'));
     for (let i = 0; i < 2; i++) await writeSafetensors(join(d, `${i}.safetensors`), srcs[i]);
     const seen: number[] = [];
-    const rep = await merge({ sources: [0, 1].map((i) => join(d, `${i}.safetensors`)), weights: [0.5, 0.5], out: join(d, 'o.safetensors'), onProgress: (p) => seen.push(p.fraction), windowBytes: 1 << 16 });
+    const rep = await merge({
+      sources: [0, 1].map((i) => join(d, `${i}.safetensors`)),
+      weights: [0.5, 0.5],
+      out: join(d, 'o.safetensors'),
+      onProgress: (p) => seen.push(p.fraction),
+      windowBytes: 1 << 16,
+    });
     expect(seen.at(-1)).toBe(1);
     expect(rep.kernel).toMatch(/avx512|avx2|scalar/);
     expect(rep.gbps).toBeGreaterThan(0);
@@ -128,7 +156,7 @@ function delta(A: Tensor, B: Tensor, s: number): Float64Array {
   return d;
 }
 
-describe('merge: PEFT adapters (a GPT-2-shaped adapter in peft\'s layout, fan_in_fan_out)', () => {
+describe("merge: PEFT adapters (a GPT-2-shaped adapter in peft's layout, fan_in_fan_out)", () => {
   beforeAll(() => made);
   it("lora 'params' interpolates A and B separately and keeps peft's layout", async () => {
     const d = tmp();
@@ -175,7 +203,8 @@ describe('merge: PEFT adapters (a GPT-2-shaped adapter in peft\'s layout, fan_in
     const s = [8 / 8, 8 / 8, 16 / Math.sqrt(4)];
     for (const layer of [0, 11]) {
       const m = `base_model.model.transformer.h.${layer}.attn.c_attn`;
-      const A = tensors[`${m}.lora_A.weight`], B = tensors[`${m}.lora_B.weight`];
+      const A = tensors[`${m}.lora_A.weight`],
+        B = tensors[`${m}.lora_B.weight`];
       expect(A.shape).toEqual([20, 768]);
       expect(B.shape).toEqual([2304, 20]);
       const got = delta(A, B, 1);
@@ -184,7 +213,8 @@ describe('merge: PEFT adapters (a GPT-2-shaped adapter in peft\'s layout, fan_in
         const di = delta(e[`${m}.lora_A.weight`], e[`${m}.lora_B.weight`], w[i] * s[i]);
         for (let j = 0; j < di.length; j++) want[j] += di[j];
       });
-      let num = 0, den = 0;
+      let num = 0,
+        den = 0;
       for (let j = 0; j < want.length; j++) {
         num += (got[j] - want[j]) ** 2;
         den += want[j] ** 2;
@@ -192,7 +222,13 @@ describe('merge: PEFT adapters (a GPT-2-shaped adapter in peft\'s layout, fan_in
       expect(Math.sqrt(num / den), `layer ${layer}`).toBeLessThan(1e-6);
     }
     // the saved classifier head is interpolated linearly
-    expect(checkAgainst(tensors['base_model.model.score.weight'], [fx, e2, e3].map((e) => e['base_model.model.score.weight']), w).worst).toBeLessThan(1e-6);
+    expect(
+      checkAgainst(
+        tensors['base_model.model.score.weight'],
+        [fx, e2, e3].map((e) => e['base_model.model.score.weight']),
+        w,
+      ).worst,
+    ).toBeLessThan(1e-6);
   });
 
   it("lora 'dense' with a base merges W0 + Σ λᵢ sᵢ (BᵢAᵢ)ᵀ into GPT-2's Conv1D weights, matching float64", async () => {
@@ -225,7 +261,10 @@ describe('merge: PEFT adapters (a GPT-2-shaped adapter in peft\'s layout, fan_in
       });
       const got = tensors[`h.${layer}.attn.c_attn.weight`];
       // fp32 accumulation of W0 and 16 rank-one terms: normwise error at fp32 level, no outliers
-      let num = 0, den = 0, maxErr = 0, maxRef = 0;
+      let num = 0,
+        den = 0,
+        maxErr = 0,
+        maxRef = 0;
       for (let k = 0; k < want.length; k++) {
         const e = got.data[k] - want[k];
         num += e * e;

@@ -49,9 +49,18 @@ describe('the packed package, installed as a consumer installs it', () => {
     mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }));
     const env = cleanEnv({ RSOUP_SKIP_TORCH: '1', GLOBAL_AGENT_HTTPS_PROXY: 'http://127.0.0.1:9', GLOBAL_AGENT_HTTP_PROXY: 'http://127.0.0.1:9' });
-    const inst = spawnSync('npm', ['install', tgz, '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts'], { cwd: app, encoding: 'utf8', env, timeout: 300_000 });
+    const inst = spawnSync('npm', ['install', tgz, '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts'], {
+      cwd: app,
+      encoding: 'utf8',
+      env,
+      timeout: 300_000,
+    });
     const log = `${inst.stdout}\n${inst.stderr}`;
-    needs(ctx, inst.status === 0 || !/E(NOTFOUND|AI_AGAIN|TIMEDOUT|CONNRESET)\b.*registry|network request to https?:\/\/registry/i.test(log), 'the npm registry is not reachable from here');
+    needs(
+      ctx,
+      inst.status === 0 || !/E(NOTFOUND|AI_AGAIN|TIMEDOUT|CONNRESET)\b.*registry|network request to https?:\/\/registry/i.test(log),
+      'the npm registry is not reachable from here',
+    );
     expect(inst.status, log).toBe(0);
     expect(log).toMatch(/rewarded-soups: core addon: prebuilt for linux-x64 \(N-API 8\)/);
     expect(log).toMatch(/rewarded-soups: torch addon: not built .*'npx rsoup setup' builds it/);
@@ -68,7 +77,8 @@ describe('the packed package, installed as a consumer installs it', () => {
     expect(out.soup).toEqual([2.5, 2.5, 2.5, 2.5]);
     expect(out.tensors).toBe(1);
     // the ONNX reward loads onnxruntime-node lazily: absent, it says how to install it
-    if (!existsSync(join(app, 'node_modules', 'onnxruntime-node'))) expect(out.onnx).toMatch(/^ERR_SOUP_NATIVE_LOAD: .*optional dependency onnxruntime-node.*npm install onnxruntime-node/);
+    if (!existsSync(join(app, 'node_modules', 'onnxruntime-node')))
+      expect(out.onnx).toMatch(/^ERR_SOUP_NATIVE_LOAD: .*optional dependency onnxruntime-node.*npm install onnxruntime-node/);
 
     const rsoup = join(app, 'node_modules', '.bin', 'rsoup');
     const doc = spawnSync(rsoup, ['doctor'], { cwd: app, encoding: 'utf8', env });

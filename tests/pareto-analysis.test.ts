@@ -17,12 +17,19 @@ import {
   sparsity,
 } from '../src/index.js';
 
-
 describe('indicators', () => {
-  const front = [[1, 5], [3, 3.5], [6, 1]];
+  const front = [
+    [1, 5],
+    [3, 3.5],
+    [6, 1],
+  ];
 
   it('expected utility: mean over weights of the best dot product', () => {
-    const w = [[1, 0], [0, 1], [0.5, 0.5]];
+    const w = [
+      [1, 0],
+      [0, 1],
+      [0.5, 0.5],
+    ];
     // best per weight: 6, 5, max(3, 3.25, 3.5) = 3.5
     expect(expectedUtility(front, { weights: w })).toBeCloseTo((6 + 5 + 3.5) / 3, 14);
     // Default weights: a lattice of >= 100 vectors on the simplex.
@@ -33,20 +40,39 @@ describe('indicators', () => {
     expect(defaultUtilityWeights(3).length).toBeGreaterThanOrEqual(100);
     expect(defaultUtilityWeights(3).length).toBe(105); // C(13 + 2, 2): steps = 13
     // sense 'min' negates: utilities of negated points.
-    expect(expectedUtility(front.map((p) => p.map((v) => -v)), { weights: w, sense: 'min' })).toBeCloseTo((6 + 5 + 3.5) / 3, 14);
+    expect(
+      expectedUtility(
+        front.map((p) => p.map((v) => -v)),
+        { weights: w, sense: 'min' },
+      ),
+    ).toBeCloseTo((6 + 5 + 3.5) / 3, 14);
   });
 
   it('maximum utility loss: worst gap to the reference set over weights', () => {
-    const w = [[1, 0], [0, 1], [0.5, 0.5]];
-    const reference = [[7, 0], [0, 5], [4, 4]];
+    const w = [
+      [1, 0],
+      [0, 1],
+      [0.5, 0.5],
+    ];
+    const reference = [
+      [7, 0],
+      [0, 5],
+      [4, 4],
+    ];
     // gaps: 7-6 = 1, 5-5 = 0, 4-3.5 = 0.5
     expect(maximumUtilityLoss(front, reference, { weights: w })).toBeCloseTo(1, 14);
     expect(maximumUtilityLoss(reference, reference, { weights: w })).toBe(0);
   });
 
   it('IGD: mean distance from each known-front point to the nearest estimate point', () => {
-    const known = [[0, 1], [1, 0]];
-    const est = [[0, 0.5], [3, 3]];
+    const known = [
+      [0, 1],
+      [1, 0],
+    ];
+    const est = [
+      [0, 0.5],
+      [3, 3],
+    ];
     expect(igd(known, est)).toBeCloseTo((0.5 + Math.hypot(1, 0.5)) / 2, 14);
     expect(igd(known, known)).toBe(0);
     expect(() => igd(known, [[1, 2, 3]])).toThrow(/estimate\[0\] has 3 objectives but 2 were expected/);
@@ -68,7 +94,10 @@ describe('indicators', () => {
 describe('lmcGaps', () => {
   it('gives R_k(θ(λ)) − Σ λ_i R_k(θ_i) per soup and reward, and whether Hypothesis 1 holds', () => {
     const rand = mulberry32(3);
-    const experts = [[1.3, -0.2], [0.1, 0.9]];
+    const experts = [
+      [1.3, -0.2],
+      [0.1, 0.9],
+    ];
     const soups = lambdaGrid(10).map((t) => {
       const base = [0, 1].map((k) => (1 - t) * experts[0][k] + t * experts[1][k]);
       const bump = 0.3 * t * (1 - t); // concave arc: above the segment
@@ -89,7 +118,10 @@ describe('lmcGaps', () => {
     expect(rep.fractionHolds).toBe(1);
     // A soup below the segment breaks it, and is named.
     const bad = [...soups, { lambda: [0.5, 0.5], rewards: [0.5, 0.3], name: 'dip' }];
-    const rep2 = lmcGaps(bad, experts.map((r) => ({ rewards: r })));
+    const rep2 = lmcGaps(
+      bad,
+      experts.map((r) => ({ rewards: r })),
+    );
     expect(rep2.holds).toBe(false);
     expect(rep2.rows[11].name).toBe('dip');
     expect(rep2.rows[11].gaps[0]).toBeCloseTo(0.5 - 0.7, 14);
@@ -101,7 +133,11 @@ describe('lmcGaps', () => {
   });
 
   it('3 experts: vector λ', () => {
-    const experts = [[1, 0, 0], [0, 2, 0], [0, 0, 3]];
+    const experts = [
+      [1, 0, 0],
+      [0, 2, 0],
+      [0, 0, 3],
+    ];
     const rep = lmcGaps([{ lambda: [0.2, 0.3, 0.5], rewards: [0.3, 0.5, 1.4] }], experts);
     expect(rep.rows[0].baseline).toEqual([0.2, 0.6, 1.5]);
     expect(rep.rows[0].gaps[0]).toBeCloseTo(0.1, 14);
@@ -109,13 +145,25 @@ describe('lmcGaps', () => {
   });
 
   it('errors name the soup and field', () => {
-    const experts = [[1, 0], [0, 1]];
+    const experts = [
+      [1, 0],
+      [0, 1],
+    ];
     expect(() => lmcGaps([{ lambda: [0.5, 0.5, 0], rewards: [1, 1] }], experts)).toThrow(/soups\[0\]\.lambda has 3 entries but 2/);
     expect(() => lmcGaps([{ lambda: 0.5, rewards: [1, NaN] }], experts)).toThrow(/soups\[0\]\.rewards\[1\] is NaN/);
     expect(() => lmcGaps([{ lambda: 0.5, rewards: [1] }], experts)).toThrow(/has 1 objectives but 2 were expected/);
     expect(() => lmcGaps([], experts)).toThrow(/soups is empty/);
     expect(() => lmcGaps([{ lambda: 0.5, rewards: [1, 1] }], [])).toThrow(/experts is empty/);
-    expect(() => lmcGaps([{ lambda: 0.5, rewards: [1, 1, 1] }], [[1, 0, 0], [0, 1, 0], [0, 0, 1]])).toThrow(/needs 2 experts, but there are 3/);
+    expect(() =>
+      lmcGaps(
+        [{ lambda: 0.5, rewards: [1, 1, 1] }],
+        [
+          [1, 0, 0],
+          [0, 1, 0],
+          [0, 0, 1],
+        ],
+      ),
+    ).toThrow(/needs 2 experts, but there are 3/);
   });
 });
 
@@ -161,7 +209,13 @@ describe('λ grids and Dirichlet sampling', () => {
   });
 
   it('simplexGrid: all C(steps + n − 1, n − 1) lattice points, distinct, on the simplex', () => {
-    for (const [n, steps] of [[2, 10], [3, 4], [4, 5], [5, 3], [1, 3]]) {
+    for (const [n, steps] of [
+      [2, 10],
+      [3, 4],
+      [4, 5],
+      [5, 3],
+      [1, 3],
+    ]) {
       const g = simplexGrid(n, steps);
       let c = 1;
       for (let j = 1; j < n; j++) c = (c * (steps + j)) / j;
@@ -197,7 +251,7 @@ describe('λ grids and Dirichlet sampling', () => {
       });
       expect(ks).toBeLessThan(1.95 / Math.sqrt(m));
       const mean = xs.reduce((a, b) => a + b, 0) / m;
-      expect(Math.abs(mean - 1 / n)).toBeLessThan(4 * Math.sqrt(2 / (n * n * (n + 1))) / Math.sqrt(m));
+      expect(Math.abs(mean - 1 / n)).toBeLessThan((4 * Math.sqrt(2 / (n * n * (n + 1)))) / Math.sqrt(m));
     }
     // Not uniform on each coordinate independently: a biased sampler (normalised uniforms) fails the KS test.
     const rand = mulberry32(1);

@@ -48,7 +48,10 @@ describe('rsoup pareto', () => {
     const r = rsoup(['pareto', results, '--objectives', 'a,b', '--ref', '0,0', '--json', '--prefer', '1,3']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const recs = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const recs = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const hv = (kind: string) => recs.find((x) => x.type === 'hypervolume' && x.kind === kind);
     const vec = (ms: typeof models) => ms.map((m) => [m.rewards.a, m.rewards.b]);
     expect(hv('soup').hypervolume).toBeCloseTo(hypervolume(vec(soups), { ref: [0, 0] }), 12);
@@ -105,14 +108,21 @@ describe('rsoup pareto', () => {
     const svg = join(dir, 'spider.svg');
     const r = rsoup(['pareto', f, '--objectives', 'a,b,c', '--ref', '0,0,9', '--sense', 'max,max,min', '--svg', svg, '--json']);
     expect(r.code).toBe(0);
-    const hv = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((x) => x.type === 'hypervolume' && x.kind === 'all');
+    const hv = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .find((x) => x.type === 'hypervolume' && x.kind === 'all');
     // Union of [0,1]x[0,2]x[3,9] and [0,2]x[0,1]x[2,9]: 12 + 14 - 1*1*6.
     expect(hv.hypervolume).toBeCloseTo(12 + 14 - 6, 12);
     expect(readFileSync(svg, 'utf8')).toContain('Spider map');
   });
 
   it('bad data exits 1 naming the line and field; bad flags exit 2', () => {
-    const nan = write('nan.jsonl', ['{"name":"e","kind":"expert","rewards":{"a":1,"b":0}}', '{"name":"s1","kind":"soup","lambda":0.5,"rewards":{"a":NaN,"b":0.5}}']);
+    const nan = write('nan.jsonl', [
+      '{"name":"e","kind":"expert","rewards":{"a":1,"b":0}}',
+      '{"name":"s1","kind":"soup","lambda":0.5,"rewards":{"a":NaN,"b":0.5}}',
+    ]);
     let r = rsoup(['pareto', nan, '--objectives', 'a,b', '--ref', '0,0']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('nan.jsonl:2 ("s1"): rewards.a is NaN');
@@ -140,14 +150,24 @@ describe('rsoup pareto', () => {
   it('data errors (SoupError, exit 1) name file:line, model and field', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['{"name":"s2","kind":"soup","lambda":0.5,"rewards":{"a":1,"b":-Infinity}}'], /inf\.jsonl:1 \("s2"\): rewards\.b is -Infinity/],
-      [['{"name":"s3","kind":"soup","lambda":0.5,"rewards":{"a":1,"b":2}}', '{"name":"s4","kind":"soup","lambda":0.5,"rewards":{"a":1}}'], /inf\.jsonl:2 \("s4"\): rewards\.b is missing/],
+      [
+        ['{"name":"s3","kind":"soup","lambda":0.5,"rewards":{"a":1,"b":2}}', '{"name":"s4","kind":"soup","lambda":0.5,"rewards":{"a":1}}'],
+        /inf\.jsonl:2 \("s4"\): rewards\.b is missing/,
+      ],
       [['{"name":"s5","kind":"soup","rewards":{"a":1,"b":2}}'], /inf\.jsonl:1 \("s5"\): a soup needs lambda/],
       [['{"name":"s6","kind":"soupe","rewards":{"a":1,"b":2}}'], /inf\.jsonl:1 \("s6"\): kind is "soupe"/],
       [['{"name":"s7","kind":"soup","lambda":0.5,"rewards":{"a":1,"b":"2"}}'], /inf\.jsonl:1 \("s7"\): rewards\.b is "2"/],
       [['{"name":"s8","kind":"soup","lambda":[0.5,null],"rewards":{"a":1,"b":2}}'], /inf\.jsonl:1 \("s8"\): lambda\[1\] is null/],
       [['{"name":"s9","kind":"soup","lambda":0.5,"rewards":{"a":1,"b":2}'], /inf\.jsonl:1: not valid JSON/],
       [[''], /inf\.jsonl: no models/],
-      [['{"name":"s10","kind":"soup","lambda":[0.2,0.3,0.5],"rewards":{"a":1,"b":2}}', '{"name":"e1","kind":"expert","rewards":{"a":1,"b":0}}', '{"name":"e2","kind":"expert","rewards":{"a":0,"b":1}}'], /LMC check: soups\[0\]\.lambda has 3 entries but 2/],
+      [
+        [
+          '{"name":"s10","kind":"soup","lambda":[0.2,0.3,0.5],"rewards":{"a":1,"b":2}}',
+          '{"name":"e1","kind":"expert","rewards":{"a":1,"b":0}}',
+          '{"name":"e2","kind":"expert","rewards":{"a":0,"b":1}}',
+        ],
+        /LMC check: soups\[0\]\.lambda has 3 entries but 2/,
+      ],
     ];
     for (const [lines, re] of cases) {
       const e = await fails(write('inf.jsonl', lines), { objectives: 'a,b', ref: '-1,-1' });

@@ -6,7 +6,6 @@ import { describe, expect, it } from 'vitest';
 import { hypervolume, paretoFront, paperHypervolume, paperBox, nadirRef, dominates, SoupError, type Sense } from '../src/index.js';
 import { staircaseArea } from './helpers/reference.js';
 
-
 /** Box length of p over ref along k, in the raw space (0 when p is not strictly better). */
 function len(p: number[], ref: number[], sense: Sense[], k: number, pk = p[k]): number {
   const l = sense[k] === 'max' ? pk - ref[k] : ref[k] - pk;
@@ -49,9 +48,7 @@ function hvGrid(points: number[][], ref: number[], sense: Sense[]): number {
       vol *= cuts[k][idx[k] + 1] - cuts[k][idx[k]];
       mid.push((cuts[k][idx[k] + 1] + cuts[k][idx[k]]) / 2);
     }
-    const covered = live.some((p) =>
-      p.every((v, k) => (sense[k] === 'max' ? mid[k] > ref[k] && mid[k] < v : mid[k] < ref[k] && mid[k] > v)),
-    );
+    const covered = live.some((p) => p.every((v, k) => (sense[k] === 'max' ? mid[k] > ref[k] && mid[k] < v : mid[k] < ref[k] && mid[k] > v)));
     if (covered) total += vol;
     let k = 0;
     while (k < d && ++idx[k] >= cuts[k].length - 1) idx[k++] = 0;
@@ -67,7 +64,10 @@ function hvSlices3(points: number[][], ref: number[]): number {
   const zs = [...new Set(live.map((p) => p[2]))].sort((a, b) => b - a);
   let vol = 0;
   for (let j = 0; j < zs.length; j++) {
-    const area = staircaseArea(live.filter((p) => p[2] >= zs[j]), ref);
+    const area = staircaseArea(
+      live.filter((p) => p[2] >= zs[j]),
+      ref,
+    );
     vol += area * (zs[j] - (j + 1 < zs.length ? zs[j + 1] : ref[2]));
   }
   return vol;
@@ -192,7 +192,13 @@ describe('hypervolume invariances', () => {
       const dups = pts.slice(0, 20).map((p) => [...p]);
       relClose(hypervolume([...dominated, ...pts, ...dups], { ref }), hv);
       // Mirrored into 'min' gives the same volume.
-      relClose(hypervolume(pts.map((p) => p.map((v) => -v)), { ref: ref.map((v) => -v), sense: 'min' }), hv);
+      relClose(
+        hypervolume(
+          pts.map((p) => p.map((v) => -v)),
+          { ref: ref.map((v) => -v), sense: 'min' },
+        ),
+        hv,
+      );
     });
   }
 });
@@ -208,14 +214,52 @@ describe('hypervolume errors name the point or field', () => {
     throw new Error('expected a SoupError');
   };
   it('NaN, Infinity, mismatched dimensions, empty set, missing ref, ref nothing dominates', () => {
-    expect(err(() => hypervolume([[1, 2], [3, NaN]], { ref: [0, 0] })).message).toMatch(/points\[1\]\[1\] is NaN/);
-    expect(err(() => hypervolume([[1, 2], [Infinity, 1]], { ref: [0, 0] })).message).toMatch(/points\[1\]\[0\] is Infinity/);
-    expect(err(() => hypervolume([[1, 2], [1, 2, 3]], { ref: [0, 0] })).message).toMatch(/points\[1\] has 3 objectives but points\[0\] has 2/);
+    expect(
+      err(() =>
+        hypervolume(
+          [
+            [1, 2],
+            [3, NaN],
+          ],
+          { ref: [0, 0] },
+        ),
+      ).message,
+    ).toMatch(/points\[1\]\[1\] is NaN/);
+    expect(
+      err(() =>
+        hypervolume(
+          [
+            [1, 2],
+            [Infinity, 1],
+          ],
+          { ref: [0, 0] },
+        ),
+      ).message,
+    ).toMatch(/points\[1\]\[0\] is Infinity/);
+    expect(
+      err(() =>
+        hypervolume(
+          [
+            [1, 2],
+            [1, 2, 3],
+          ],
+          { ref: [0, 0] },
+        ),
+      ).message,
+    ).toMatch(/points\[1\] has 3 objectives but points\[0\] has 2/);
     expect(err(() => hypervolume([[1, 2]], { ref: [0, 0, 0] })).message).toMatch(/ref has 3 entries but 2/);
     expect(err(() => hypervolume([[1, 2]], { ref: [0, -Infinity] })).message).toMatch(/ref\[1\] is -Infinity/);
     expect(err(() => hypervolume([], { ref: [0, 0] })).message).toMatch(/points is empty/);
     expect(err(() => hypervolume([[1, 2]], {} as never)).message).toMatch(/ref is required/);
-    const e = err(() => hypervolume([[1, 2], [3, 0.5]], { ref: [2, 2] }));
+    const e = err(() =>
+      hypervolume(
+        [
+          [1, 2],
+          [3, 0.5],
+        ],
+        { ref: [2, 2] },
+      ),
+    );
     expect(e.code).toBe('ERR_SOUP_INVALID_ARG');
     expect(e.message).toMatch(/ref \[2, 2\] is not strictly dominated by any point/);
     expect(e.message).toMatch(/points\[\d\]\[\d\]/);
@@ -277,7 +321,15 @@ describe('paretoFront', () => {
   });
 
   it('keeps one of several equal points (the first), drops weakly dominated ones', () => {
-    const f = paretoFront([[0, 0], [1, 2], [2, 1], [1, 2], [1, 1], [2, 1], [2, 0.5]]);
+    const f = paretoFront([
+      [0, 0],
+      [1, 2],
+      [2, 1],
+      [1, 2],
+      [1, 1],
+      [2, 1],
+      [2, 0.5],
+    ]);
     expect(f.indices).toEqual([1, 2]);
   });
 
@@ -289,7 +341,12 @@ describe('paretoFront', () => {
   });
 
   it('rejects bad points with the index', () => {
-    expect(() => paretoFront([[1, 2], [null as unknown as number, 1]])).toThrow(/points\[1\]\[0\] is null/);
+    expect(() =>
+      paretoFront([
+        [1, 2],
+        [null as unknown as number, 1],
+      ]),
+    ).toThrow(/points\[1\]\[0\] is null/);
     expect(() => paretoFront([])).toThrow(/points is empty/);
   });
 });
@@ -322,7 +379,11 @@ describe('paperHypervolume (lower is better)', () => {
   });
 
   it('nadirRef is strictly dominated by every point off the nadir', () => {
-    const pts = [[1, 5], [3, 2], [2, 4]];
+    const pts = [
+      [1, 5],
+      [3, 2],
+      [2, 4],
+    ];
     expect(nadirRef(pts)).toEqual([1 - 0.2, 2 - 0.3]);
     expect(nadirRef(pts, { sense: 'min' })).toEqual([3 + 0.2, 5 + 0.3]);
   });

@@ -27,14 +27,35 @@ const micro = microConfig();
 const CONFIG = join(tmp, 'micro.yml');
 const RUNS = ['experts/expert-vader', 'experts/expert-topic', 'morl/morl-0.5-0.5'];
 
-interface Proc { pid: number; code: number | null; signal: string | null; stdout: string; stderr: string; spawnAt: number; bannerAt?: number; busyAt?: number; exitAt: number; events: Array<Record<string, unknown>> }
+interface Proc {
+  pid: number;
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  spawnAt: number;
+  bannerAt?: number;
+  busyAt?: number;
+  exitAt: number;
+  events: Array<Record<string, unknown>>;
+}
 
 /** Starts `rsoup run CONFIG --out dir --json` and records when it printed its banner and when it exited. */
-function start(out: string, env: NodeJS.ProcessEnv = {}, config = CONFIG): { pid: number; done: Promise<Proc>; exited: Promise<string | null>; killGroup: (s: NodeJS.Signals) => void; stderr: () => string } {
+function start(
+  out: string,
+  env: NodeJS.ProcessEnv = {},
+  config = CONFIG,
+): { pid: number; done: Promise<Proc>; exited: Promise<string | null>; killGroup: (s: NodeJS.Signals) => void; stderr: () => string } {
   const spawnAt = Date.now();
   // its own process group: a test can stop or kill it together with its PPO workers
-  const c = spawn(process.execPath, [...CLI, 'run', config, '--out', out, '--json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env }, detached: true });
-  let stdout = '', stderr = '';
+  const c = spawn(process.execPath, [...CLI, 'run', config, '--out', out, '--json'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+    detached: true,
+  });
+  let stdout = '',
+    stderr = '';
   let bannerAt: number | undefined, busyAt: number | undefined;
   c.stdout.on('data', (d) => (stdout += d));
   c.stderr.on('data', (d) => {
@@ -43,10 +64,15 @@ function start(out: string, env: NodeJS.ProcessEnv = {}, config = CONFIG): { pid
     if (bannerAt === undefined && stderr.includes('rsoup run: micro')) bannerAt = Date.now();
     if (busyAt === undefined && stderr.includes('ERR_SOUP_BUSY')) busyAt = Date.now();
   });
-  const done = new Promise<Proc>((res) => c.on('close', (code, signal) => {
-    const events = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-    res({ pid: c.pid!, code, signal, stdout, stderr, spawnAt, bannerAt, busyAt, exitAt: Date.now(), events });
-  }));
+  const done = new Promise<Proc>((res) =>
+    c.on('close', (code, signal) => {
+      const events = stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      res({ pid: c.pid!, code, signal, stdout, stderr, spawnAt, bannerAt, busyAt, exitAt: Date.now(), events });
+    }),
+  );
   // 'close' waits for the pipes, which its PPO workers share: a killed run with live workers only exits
   const exited = new Promise<string | null>((res) => c.on('exit', (_code, signal) => res(signal)));
   return { pid: c.pid!, done, exited, killGroup: (s) => process.kill(-c.pid!, s), stderr: () => stderr };
@@ -55,22 +81,33 @@ function start(out: string, env: NodeJS.ProcessEnv = {}, config = CONFIG): { pid
 const run = (out: string, env: NodeJS.ProcessEnv = {}, config = CONFIG) => start(out, env, config).done;
 
 const report = (dir: string) => stripTimes(JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')));
-const steps = (dir: string, run: string) => readFileSync(join(dir, run, 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step as number);
+const steps = (dir: string, run: string) =>
+  readFileSync(join(dir, run, 'history.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l).step as number);
 const lockFiles = (dir: string) => (existsSync(join(dir, '.locks')) ? readdirSync(join(dir, '.locks')).filter((n) => n.endsWith('.lock')) : []);
 
 /** The pieces of work a process did, from its --json events ("base", "experts/expert-vader", …, "sweep", "report"). */
-const piecesDone = (p: Proc) => p.events.filter((e) => e.event === 'stage' && e.status === 'done').map((e) => (e.stage === 'experts' || e.stage === 'morl' ? `${e.stage}/${e.detail}` : String(e.stage)));
+const piecesDone = (p: Proc) =>
+  p.events
+    .filter((e) => e.event === 'stage' && e.status === 'done')
+    .map((e) => (e.stage === 'experts' || e.stage === 'morl' ? `${e.stage}/${e.detail}` : String(e.stage)));
 
 /** No stage marker says done while a file it vouches for (or a file every such stage has) is missing. */
 function checkMarkers(dir: string): void {
-  const required: Record<string, string[]> = { base: ['prompts.json', 'model/config.json', 'model/tokenizer.json', 'model/model.safetensors'], sweep: ['evals.json'] };
+  const required: Record<string, string[]> = {
+    base: ['prompts.json', 'model/config.json', 'model/tokenizer.json', 'model/model.safetensors'],
+    sweep: ['evals.json'],
+  };
   for (const st of ['base', 'sweep', ...RUNS]) {
     const p = join(dir, st, '.stage.json');
     if (!existsSync(p)) continue;
     const m = JSON.parse(readFileSync(p, 'utf8')) as { done: boolean; files?: string[] };
     if (!m.done) continue;
     expect(m.files, `${st}: a done marker lists its files`).toBeDefined();
-    for (const f of [...(m.files ?? []), ...(required[st] ?? ['history.jsonl', 'adapter/adapter_model.safetensors'])]) expect(existsSync(join(dir, st, f)), `${st}/.stage.json says done but ${f} is missing`).toBe(true);
+    for (const f of [...(m.files ?? []), ...(required[st] ?? ['history.jsonl', 'adapter/adapter_model.safetensors'])])
+      expect(existsSync(join(dir, st, f)), `${st}/.stage.json says done but ${f} is missing`).toBe(true);
   }
 }
 
@@ -88,7 +125,15 @@ beforeAll(async () => {
 
 describe('lock module', () => {
   const dir = join(tmp, 'locks');
-  const fake = (k: Partial<LockInfo>): LockInfo => ({ stage: 'base', host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), heartbeatAt: new Date().toISOString(), token: 'x', ...k });
+  const fake = (k: Partial<LockInfo>): LockInfo => ({
+    stage: 'base',
+    host: hostname(),
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+    heartbeatAt: new Date().toISOString(),
+    token: 'x',
+    ...k,
+  });
   const put = (k: LockInfo | string, name = 'base') => {
     mkdirSync(join(dir, '.locks'), { recursive: true });
     writeFileSync(join(dir, '.locks', `${name}.lock`), typeof k === 'string' ? k : JSON.stringify(k));
@@ -107,7 +152,11 @@ describe('lock module', () => {
       ['gone pid', fake({ pid: spawnSync(process.execPath, ['-e', '0']).pid! }), /pid \d+ is no longer running on /],
       // this very pid, but started at another time: a reused pid is not the holder
       ['reused pid', fake({ pidStart: '1' }), /pid \d+ is no longer running/],
-      ['stale heartbeat elsewhere', fake({ host: 'elsewhere', heartbeatAt: new Date(Date.now() - 120_000).toISOString() }), /no heartbeat from elsewhere for 1[12]\d s \(lease 60 s\)/],
+      [
+        'stale heartbeat elsewhere',
+        fake({ host: 'elsewhere', heartbeatAt: new Date(Date.now() - 120_000).toISOString() }),
+        /no heartbeat from elsewhere for 1[12]\d s \(lease 60 s\)/,
+      ],
       ['unreadable', '{"host": "vm", "pi', /the lock file is unreadable/],
     ];
     for (const [name, content, why] of cases) {
@@ -157,7 +206,8 @@ describe('lock module', () => {
     }
     // the racers start together on a file, whatever their start-up took, and hold their locks until
     // every one has answered (an exited winner's locks would be fair game again)
-    const go = join(race, 'go'), stop = join(race, 'stop');
+    const go = join(race, 'go'),
+      stop = join(race, 'stop');
     const script = `
       import { existsSync } from 'node:fs';
       import { tryLock } from ${JSON.stringify(join(ROOT, 'src', 'pipeline', 'lock.ts'))};
@@ -194,7 +244,7 @@ describe('lock module', () => {
 });
 
 describe('rsoup run on one run dir from several processes', () => {
-  it('four runs started together, five times: one does each piece, the others exit at once naming it; the report equals a single run\'s', async () => {
+  it("four runs started together, five times: one does each piece, the others exit at once naming it; the report equals a single run's", async () => {
     const figures: string[] = [];
     for (let rep = 0; rep < 5; rep++) {
       const out = join(tmp, `four-${rep}`);
@@ -222,7 +272,9 @@ describe('rsoup run on one run dir from several processes', () => {
       for (const r of RUNS) expect(steps(out, r)).toEqual([1, 2, 3]);
       expect(lockFiles(out)).toEqual([]);
       checkMarkers(out);
-      figures.push(`rep ${rep + 1}: winner ${((w.exitAt - w.spawnAt) / 1000).toFixed(1)} s; losers banner→busy message ${losers.map((l) => l.busyAt! - l.bannerAt!).join(', ')} ms, banner→exit ${losers.map((l) => l.exitAt - l.bannerAt!).join(', ')} ms (spawn→exit ${losers.map((l) => ((l.exitAt - l.spawnAt) / 1000).toFixed(1)).join(', ')} s), holding ${[...new Set(losers.flatMap((l) => (l.events.find((e) => e.event === 'busy') as { holders: LockInfo[] }).holders.map((h) => h.run ?? h.stage)))].join(', ')}`);
+      figures.push(
+        `rep ${rep + 1}: winner ${((w.exitAt - w.spawnAt) / 1000).toFixed(1)} s; losers banner→busy message ${losers.map((l) => l.busyAt! - l.bannerAt!).join(', ')} ms, banner→exit ${losers.map((l) => l.exitAt - l.bannerAt!).join(', ')} ms (spawn→exit ${losers.map((l) => ((l.exitAt - l.spawnAt) / 1000).toFixed(1)).join(', ')} s), holding ${[...new Set(losers.flatMap((l) => (l.events.find((e) => e.event === 'busy') as { holders: LockInfo[] }).holders.map((h) => h.run ?? h.stage)))].join(', ')}`,
+      );
     }
     console.log(`four at once:\n  ${figures.join('\n  ')}`);
   }, 400_000);
@@ -258,7 +310,9 @@ describe('rsoup run on one run dir from several processes', () => {
     const atKill = readFileSync(hist, 'utf8').trim().split('\n').length;
     const orphans = await run(out, {}, config);
     expect(orphans.code, orphans.stderr).toBe(75);
-    expect(orphans.stderr).toMatch(new RegExp(`experts/expert-vader is held by pid ${a.pid} on host ${hostname()} since .* \\(pid ${a.pid} is gone but its worker pid \\d+ still runs\\)`));
+    expect(orphans.stderr).toMatch(
+      new RegExp(`experts/expert-vader is held by pid ${a.pid} on host ${hostname()} since .* \\(pid ${a.pid} is gone but its worker pid \\d+ still runs\\)`),
+    );
     // thawed, the workers find their parent gone and exit
     a.killGroup('SIGCONT');
     const left = lockFiles(out);
@@ -273,13 +327,19 @@ describe('rsoup run on one run dir from several processes', () => {
     const ra = await a.done;
     const c = await run(out, {}, config);
     expect(c.code, c.stderr).toBe(0);
-    expect(c.stderr).toMatch(new RegExp(`rsoup: warning: taking over the lock of experts/expert-vader in .*killed from pid ${a.pid} on host ${hostname()}, since .*: pid ${a.pid} is no longer running`));
+    expect(c.stderr).toMatch(
+      new RegExp(
+        `rsoup: warning: taking over the lock of experts/expert-vader in .*killed from pid ${a.pid} on host ${hostname()}, since .*: pid ${a.pid} is no longer running`,
+      ),
+    );
     expect(c.stderr).toMatch(/resumed at step \d+/);
     expect(report(out)).toEqual(ref20);
     for (const r of RUNS) expect(steps(out, r)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     expect(lockFiles(out)).toEqual([]);
     checkMarkers(out);
-    console.log(`kill -9: the holder was killed ${((killedAt - ra.spawnAt) / 1000).toFixed(1)} s in, expert-vader at step ${atKill}/20; its workers exited ${orphansGone} ms after SIGCONT; ${left.length} locks left (${left.join(', ')}); the next run took over ${c.stderr.match(/taking over/g)?.length}, ${c.stderr.match(/resumed at step \d+/g)?.join(', ')}`);
+    console.log(
+      `kill -9: the holder was killed ${((killedAt - ra.spawnAt) / 1000).toFixed(1)} s in, expert-vader at step ${atKill}/20; its workers exited ${orphansGone} ms after SIGCONT; ${left.length} locks left (${left.join(', ')}); the next run took over ${c.stderr.match(/taking over/g)?.length}, ${c.stderr.match(/resumed at step \d+/g)?.join(', ')}`,
+    );
   }, 300_000);
 
   it('RSOUP_FAULT at every point of the base stage: the next run reuses a complete base or rebuilds it, never "done" with files missing', async () => {

@@ -37,7 +37,8 @@ describe('rsoup run (micro experiment)', () => {
     expect(a.stderr).toMatch(/report: .*report\.html/);
     expect(a.stderr).toMatch(/found: soups\/MORL hypervolume ratio [\d.∞]+ .*same reference point .*LMC \(Hypothesis 1\) (holds|does not hold|not tested)/);
     const dir = join(tmp, 'a');
-    for (const f of ['report.json', 'report.html', 'front.svg', 'front.png', 'rewards-vs-lambda.png', 'training.png', 'timings.json']) expect(existsSync(join(dir, f)), f).toBe(true);
+    for (const f of ['report.json', 'report.html', 'front.svg', 'front.png', 'rewards-vs-lambda.png', 'training.png', 'timings.json'])
+      expect(existsSync(join(dir, f)), f).toBe(true);
     const png = readFileSync(join(dir, 'front.png'));
     expect(png.subarray(1, 4).toString()).toBe('PNG');
     const r = report(dir);
@@ -49,14 +50,20 @@ describe('rsoup run (micro experiment)', () => {
     expect(r.cost.soups.ppo_steps).toBe(6);
     expect(r.cost.morl.ppo_steps).toBe(3);
     expect(r.cost.soups.cpu_seconds).toBeGreaterThan(0);
-    const hist = readFileSync(join(dir, 'experts', 'expert-vader', 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const hist = readFileSync(join(dir, 'experts', 'expert-vader', 'history.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(hist.map((h: { step: number }) => h.step)).toEqual([1, 2, 3]);
     // the PEFT adapter of each run is where `rsoup merge` reads it
     expect(existsSync(join(dir, 'experts', 'expert-topic', 'adapter', 'adapter_model.safetensors'))).toBe(true);
     const b = rsoup(['run', join(tmp, 'micro.yml'), '--out', join(tmp, 'b'), '--json']);
     expect(b.code, b.stderr).toBe(0);
     expect(stripTimes(report(join(tmp, 'b')))).toEqual(stripTimes(r));
-    const events = b.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const events = b.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(events.filter((e) => e.event === 'run' && e.name === 'expert-vader').map((e) => e.step)).toEqual([1, 2, 3]);
     expect(events.at(-1)).toMatchObject({ event: 'finished', report: join(tmp, 'b', 'report.json') });
 
@@ -85,11 +92,17 @@ describe('rsoup run (micro experiment)', () => {
     expect(en.stderr.match(/(base|experts|morl): cached/g)).toHaveLength(4);
     const re = report(join(tmp, 'b'));
     const ens = re.models.filter((m: { kind: string }) => m.kind === 'ensemble');
-    expect(ens.map((m: { lambda: number[] }) => m.lambda)).toEqual([[1, 0], [0.5, 0.5], [0, 1]]);
+    expect(ens.map((m: { lambda: number[] }) => m.lambda)).toEqual([
+      [1, 0],
+      [0.5, 0.5],
+      [0, 1],
+    ]);
     expect(re.ensembles).toHaveLength(3);
     for (const e of re.ensembles) expect(e.soup_minus_ensemble.map((d: { reward: string }) => d.reward)).toEqual(['vader', 'topic']);
     // the soups' numbers do not depend on whether the ensembles were evaluated too
-    expect(re.models.filter((m: { kind: string }) => m.kind === 'soup')).toEqual(report(join(tmp, 'a')).models.filter((m: { kind: string }) => m.kind === 'soup'));
+    expect(re.models.filter((m: { kind: string }) => m.kind === 'soup')).toEqual(
+      report(join(tmp, 'a')).models.filter((m: { kind: string }) => m.kind === 'soup'),
+    );
     const evals = JSON.parse(readFileSync(join(tmp, 'b', 'sweep', 'evals.json'), 'utf8'));
     for (const e of evals.filter((x: { kind: string }) => x.kind === 'ensemble')) expect(e.perPrompt[0]).toHaveLength(8);
   }, 300_000);
@@ -115,7 +128,10 @@ describe('rsoup run (micro experiment)', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/base: cached/);
     expect(again.stderr).toMatch(/expert-vader: resumed at step [2-6]|experts: cached \(expert-vader\)/);
-    const steps = readFileSync(hist, 'utf8').trim().split('\n').map((l) => JSON.parse(l).step);
+    const steps = readFileSync(hist, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).step);
     expect(steps).toEqual([1, 2, 3, 4, 5, 6]);
     expect(stripTimes(report(out))).toEqual(stripTimes(report(join(tmp, 'ref'))));
   }, 400_000);
@@ -123,7 +139,13 @@ describe('rsoup run (micro experiment)', () => {
   it('bad configs fail before any training, naming the problem', () => {
     const cases: Array<[string, string, RegExp]> = [
       ['unknown-reward', micro().replace('type: vader, name: vader', 'type: sentiment, name: vader'), /rewards\[0\]\.type: unknown reward type "sentiment"/],
-      ['missing-model', micro().replace(/base:\n  pretrain: .*\n/, `base:\n  model: ${join(tmp, 'no-such-model')}\n`).replace('prompts: {', 'prompts: { train: micro.yml, eval: micro.yml,'), /missing base\.model \(dir\) .*no-such-model/],
+      [
+        'missing-model',
+        micro()
+          .replace(/base:\n  pretrain: .*\n/, `base:\n  model: ${join(tmp, 'no-such-model')}\n`)
+          .replace('prompts: {', 'prompts: { train: micro.yml, eval: micro.yml,'),
+        /missing base\.model \(dir\) .*no-such-model/,
+      ],
       ['lambda-n', micro().replace('lambdas: 3', 'lambdas: [[0.2, 0.3, 0.5]]'), /sweep\.lambdas\[0\] has 3 entries but there are 2 experts/],
       ['mu-sum', micro().replace('mu: [[0.5, 0.5]]', 'mu: [[0.5, 0.4]]'), /morl\.mu\[0\] = \[0\.5, 0\.4\] sums to 0\.9, not 1/],
       ['bad-http', micro().replace('type: vader, name: vader', 'type: http, name: vader, url: not-a-url'), /rewards\[0\]\.url/],
@@ -151,8 +173,18 @@ describe('rsoup run (micro experiment)', () => {
       mkdirSync(join(root, p, '..'), { recursive: true });
       writeFileSync(join(root, p), '{}');
     };
-    for (const p of ['models/llama-7b-hf/config.json', 'models/llama-7b-hf/tokenizer.json', 'models/alpaca-lora-7b/adapter_config.json', 'data/news-train.jsonl', 'data/news-eval.jsonl',
-      'rm/gpt2-summarization/model.onnx', 'rm/gpt2-summarization/tokenizer.json', 'rm/bart-faithful/model.onnx', 'rm/bart-faithful/tokenizer.json']) touch(p);
+    for (const p of [
+      'models/llama-7b-hf/config.json',
+      'models/llama-7b-hf/tokenizer.json',
+      'models/alpaca-lora-7b/adapter_config.json',
+      'data/news-train.jsonl',
+      'data/news-eval.jsonl',
+      'rm/gpt2-summarization/model.onnx',
+      'rm/gpt2-summarization/tokenizer.json',
+      'rm/bart-faithful/model.onnx',
+      'rm/bart-faithful/tokenizer.json',
+    ])
+      touch(p);
     writeFileSync(join(root, 'summary.yml'), readFileSync(join(ROOT, 'examples', 'llama7b-summary.yml'), 'utf8'));
     const ok = rsoup(['run', join(root, 'summary.yml'), '--dry-run', '--json']);
     expect(ok.code, ok.stderr).toBe(0);
@@ -169,8 +201,18 @@ describe('rsoup run (micro experiment)', () => {
 
   it('runs on a Hugging Face model dir with a starting PEFT adapter and prompt files', async () => {
     const CFG: LlamaConfig = {
-      vocabSize: makeTokenizer().vocabSize, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 1, numAttentionHeads: 2,
-      numKeyValueHeads: 1, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2, padTokenId: 0,
+      vocabSize: makeTokenizer().vocabSize,
+      hiddenSize: 16,
+      intermediateSize: 24,
+      numHiddenLayers: 1,
+      numAttentionHeads: 2,
+      numKeyValueHeads: 1,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      tieWordEmbeddings: true,
+      bosTokenId: 1,
+      eosTokenId: 2,
+      padTokenId: 0,
     };
     const root = join(tmp, 'hf');
     mkdirSync(root, { recursive: true });
@@ -185,7 +227,9 @@ describe('rsoup run (micro experiment)', () => {
     await m.dispose();
     writeFileSync(join(root, 'train.txt'), 'The cat\nOnce upon a time\nHello, my dog is\nA fortune:\n');
     writeFileSync(join(root, 'eval.jsonl'), '{"prompt": "Life is"}\n{"prompt": "The law"}\n');
-    writeFileSync(join(root, 'x.yml'), `name: hf
+    writeFileSync(
+      join(root, 'x.yml'),
+      `name: hf
 output: run
 base: { model: model, adapter: alpaca }
 prompts: { train: train.txt, eval: eval.jsonl }
@@ -195,7 +239,8 @@ ppo: { batch_size: 2, mini_batch_size: 1, ppo_epochs: 1, learning_rate: 0.001, g
 experts: { steps: 2 }
 morl: { mu: [] }
 sweep: { lambdas: [0.5], max_new_tokens: 4, threads: 1 }
-`);
+`,
+    );
     const r = rsoup(['run', join(root, 'x.yml'), '--out', join(root, 'run')]);
     expect(r.code, r.stderr).toBe(0);
     const rep = report(join(root, 'run'));
@@ -209,7 +254,7 @@ sweep: { lambdas: [0.5], max_new_tokens: 4, threads: 1 }
     expect(cfg).toMatchObject({ r: 2, lora_alpha: 4, target_modules: ['q_proj', 'v_proj'] });
   }, 300_000);
 
-  it('rsoup demo: an unknown --task errors clearly; --dry-run prints the text demo\'s plan', () => {
+  it("rsoup demo: an unknown --task errors clearly; --dry-run prints the text demo's plan", () => {
     const r = rsoup(['demo', '--task', 'atari']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--task atari: unknown task \(available: text, /);

@@ -8,8 +8,19 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import {
-  buildReport, catLora, DEMO_EXPERIMENT, hashOf, lexiconFraction, loadExperiment, plannedRuns, readFortunes,
-  stageHashes, trainTokenizer, byteChar, type EvalEntry, type ExperimentInput,
+  buildReport,
+  catLora,
+  DEMO_EXPERIMENT,
+  hashOf,
+  lexiconFraction,
+  loadExperiment,
+  plannedRuns,
+  readFortunes,
+  stageHashes,
+  trainTokenizer,
+  byteChar,
+  type EvalEntry,
+  type ExperimentInput,
 } from '../src/pipeline/index.js';
 import type { Fluency } from '../src/pipeline/sweep.js';
 import { mulberry32 } from '../src/util/random.js';
@@ -18,9 +29,14 @@ const tmp = mkdtempSync(join(tmpdir(), 'rsoup-pipeline-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const base = (): ExperimentInput => ({
-  name: 't', seed: 1, output: join(tmp, 'run'),
+  name: 't',
+  seed: 1,
+  output: join(tmp, 'run'),
   base: { pretrain: { steps: 3 } },
-  rewards: [{ type: 'vader', name: 'vader' }, { type: 'lexicon', name: 'topic', words: ['life', 'time'] }],
+  rewards: [
+    { type: 'vader', name: 'vader' },
+    { type: 'lexicon', name: 'topic', words: ['life', 'time'] },
+  ],
   experts: { steps: 2 },
 });
 const err = (x: ExperimentInput) => {
@@ -148,7 +164,11 @@ describe('corpus and tokenizer', () => {
   it('splits the fortunes deterministically and trains an exact-size byte-level BPE', async () => {
     const dir = join(tmp, 'corpus');
     mkdirSync(dir);
-    const entries = Array.from({ length: 300 }, (_, i) => `Fortune number ${i}: the ${['cat', 'law', 'computer', 'world'][i % 4]} is ${i % 7 === 0 ? 'never' : 'always'} right, said ${'abcdefghij'[i % 10]}.`);
+    const entries = Array.from(
+      { length: 300 },
+      (_, i) =>
+        `Fortune number ${i}: the ${['cat', 'law', 'computer', 'world'][i % 4]} is ${i % 7 === 0 ? 'never' : 'always'} right, said ${'abcdefghij'[i % 10]}.`,
+    );
     writeFileSync(join(dir, 'test'), entries.join('\n%\n'));
     writeFileSync(join(dir, 'test.dat'), 'binary index, skipped');
     const a = readFortunes(dir, 10);
@@ -173,7 +193,7 @@ describe('corpus and tokenizer', () => {
     expect(e.getIds().at(-1)).toBe(2);
   });
 
-  it('byteChar is GPT-2\'s byte table', () => {
+  it("byteChar is GPT-2's byte table", () => {
     expect(byteChar(65)).toBe('A');
     expect(byteChar(32)).toBe('Ġ');
     expect(byteChar(10)).toBe('Ċ');
@@ -183,7 +203,9 @@ describe('corpus and tokenizer', () => {
 
 describe('dense interpolation (catLora)', () => {
   it('B_cat·A_cat = Σ wᵢ BᵢAᵢ for every module, against a float64 loop', () => {
-    const r = 2, inDim = 5, outDim = 3;
+    const r = 2,
+      inDim = 5,
+      outDim = 3;
     let seed = 7;
     const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 2 - 1;
     const mk = () => ({
@@ -193,12 +215,14 @@ describe('dense interpolation (catLora)', () => {
     const src = [mk(), mk(), mk()];
     const w = [0.2, -0.3, 1.1];
     const cat = catLora(src, w);
-    const A = cat['m.q_proj.lora_A.weight'], B = cat['m.q_proj.lora_B.weight'];
+    const A = cat['m.q_proj.lora_A.weight'],
+      B = cat['m.q_proj.lora_B.weight'];
     expect(A.shape).toEqual([3 * r, inDim]);
     expect(B.shape).toEqual([outDim, 3 * r]);
     for (let o = 0; o < outDim; o++) {
       for (let j = 0; j < inDim; j++) {
-        let want = 0, got = 0;
+        let want = 0,
+          got = 0;
         src.forEach((s, i) => {
           for (let k = 0; k < r; k++) want += w[i] * s['m.q_proj.lora_B.weight'].data[o * r + k] * s['m.q_proj.lora_A.weight'].data[k * inDim + j];
         });
@@ -224,42 +248,78 @@ describe('lexicon reward', () => {
 });
 
 describe('report', () => {
-  const entry = (kind: EvalEntry['kind'], name: string, rewards: number[], extra: Partial<EvalEntry> = {}): EvalEntry => ({ kind, name, rewards, stderr: [0.01, 0.01], samples: [], ...extra });
+  const entry = (kind: EvalEntry['kind'], name: string, rewards: number[], extra: Partial<EvalEntry> = {}): EvalEntry => ({
+    kind,
+    name,
+    rewards,
+    stderr: [0.01, 0.01],
+    samples: [],
+    ...extra,
+  });
   // Experts at (0.30, 0.10) and (0.05, 0.40); soups above the segment except λ = 0.5 on reward 1.
-  const soups: Array<[number, number[]]> = [[0, [0.30, 0.10]], [0.25, [0.27, 0.20]], [0.5, [0.12, 0.27]], [0.75, [0.13, 0.34]], [1, [0.05, 0.40]]];
+  const soups: Array<[number, number[]]> = [
+    [0, [0.3, 0.1]],
+    [0.25, [0.27, 0.2]],
+    [0.5, [0.12, 0.27]],
+    [0.75, [0.13, 0.34]],
+    [1, [0.05, 0.4]],
+  ];
   const entries = [
     entry('init', 'init', [0.02, 0.05]),
-    entry('expert', 'expert-a', [0.30, 0.10], { lambda: [1, 0], mu: [1, 0] }),
-    entry('expert', 'expert-b', [0.05, 0.40], { lambda: [0, 1], mu: [0, 1] }),
-    entry('morl', 'morl-0.5-0.5', [0.20, 0.30], { mu: [0.5, 0.5] }),
+    entry('expert', 'expert-a', [0.3, 0.1], { lambda: [1, 0], mu: [1, 0] }),
+    entry('expert', 'expert-b', [0.05, 0.4], { lambda: [0, 1], mu: [0, 1] }),
+    entry('morl', 'morl-0.5-0.5', [0.2, 0.3], { mu: [0.5, 0.5] }),
     ...soups.map(([t, r]) => entry('soup', `soup ${t}`, r, { lambda: [1 - t, t] })),
   ];
   const rep = buildReport({
-    name: 't', seed: 0, rewardNames: ['a', 'b'], entries,
-    runs: [{ name: 'expert-a', kind: 'expert', steps: 10, seconds: 5 }, { name: 'expert-b', kind: 'expert', steps: 10, seconds: 6 }, { name: 'morl-0.5-0.5', kind: 'morl', mu: [0.5, 0.5], steps: 10, seconds: 7 }],
-    histories: {}, evalPrompts: 8, maxNewTokens: 4, ref: [0, 0],
+    name: 't',
+    seed: 0,
+    rewardNames: ['a', 'b'],
+    entries,
+    runs: [
+      { name: 'expert-a', kind: 'expert', steps: 10, seconds: 5 },
+      { name: 'expert-b', kind: 'expert', steps: 10, seconds: 6 },
+      { name: 'morl-0.5-0.5', kind: 'morl', mu: [0.5, 0.5], steps: 10, seconds: 7 },
+    ],
+    histories: {},
+    evalPrompts: 8,
+    maxNewTokens: 4,
+    ref: [0, 0],
   });
 
   it('hypervolumes with the same reference point, by hand', () => {
     // Soups' staircase from ref (0,0): sorted by a desc: (0.30,0.10) (0.27,0.20) (0.13,0.34) (0.05,0.40); (0.12,0.27) is dominated.
-    const hvS = 0.30 * 0.10 + 0.27 * (0.20 - 0.10) + 0.13 * (0.34 - 0.20) + 0.05 * (0.40 - 0.34);
-    const hvM = 0.30 * 0.10 + 0.20 * (0.30 - 0.10) + 0.05 * (0.40 - 0.30);
+    const hvS = 0.3 * 0.1 + 0.27 * (0.2 - 0.1) + 0.13 * (0.34 - 0.2) + 0.05 * (0.4 - 0.34);
+    const hvM = 0.3 * 0.1 + 0.2 * (0.3 - 0.1) + 0.05 * (0.4 - 0.3);
     expect(rep.hypervolume.soups).toBeCloseTo(hvS, 12);
     expect(rep.hypervolume.morl).toBeCloseTo(hvM, 12);
     expect(rep.hypervolume.ratio).toBeCloseTo(hvS / hvM, 12);
     expect(rep.hypervolume.ref).toEqual([0, 0]);
     // paper convention: box from the worst to the best value over both sets, lower is better
-    const box = (0.30 - 0.05) * (0.40 - 0.10);
-    expect(rep.hypervolume.paper!.utopia).toEqual([0.30, 0.40]);
-    expect(rep.hypervolume.paper!.lower).toEqual([0.05, 0.10]);
+    const box = (0.3 - 0.05) * (0.4 - 0.1);
+    expect(rep.hypervolume.paper!.utopia).toEqual([0.3, 0.4]);
+    expect(rep.hypervolume.paper!.lower).toEqual([0.05, 0.1]);
     const shifted = (pts: number[][]) => {
       const s = [...pts].sort((p, q) => q[0] - p[0]);
-      let area = 0, y = 0.10;
-      for (const p of s) if (p[1] > y) { area += (p[0] - 0.05) * (p[1] - y); y = p[1]; }
+      let area = 0,
+        y = 0.1;
+      for (const p of s)
+        if (p[1] > y) {
+          area += (p[0] - 0.05) * (p[1] - y);
+          y = p[1];
+        }
       return area;
     };
     expect(rep.hypervolume.paper!.soups).toBeCloseTo(box - shifted(soups.map((s) => s[1])), 12);
-    expect(rep.hypervolume.paper!.morl).toBeCloseTo(box - shifted([[0.30, 0.10], [0.05, 0.40], [0.20, 0.30]]), 12);
+    expect(rep.hypervolume.paper!.morl).toBeCloseTo(
+      box -
+        shifted([
+          [0.3, 0.1],
+          [0.05, 0.4],
+          [0.2, 0.3],
+        ]),
+      12,
+    );
   });
 
   it('LMC gaps, learned and conflict', () => {
@@ -272,7 +332,7 @@ describe('report', () => {
     expect(rep.lmc.holds).toBe(false);
     expect(rep.reading.join('\n')).toMatch(/does not hold: 1\/6/);
     expect(rep.verdict.h1).toMatch(/does not hold: 1\/6/);
-    expect(rep.learned.map((l) => l.gain)).toEqual([0.30 - 0.02, 0.40 - 0.05].map((v) => expect.closeTo(v, 12)));
+    expect(rep.learned.map((l) => l.gain)).toEqual([0.3 - 0.02, 0.4 - 0.05].map((v) => expect.closeTo(v, 12)));
     expect(rep.learned.every((l) => l.clear)).toBe(true);
     expect(rep.conflict).toBe(true);
     expect(rep.cost.soups).toMatchObject({ runs: 2, ppo_steps: 20, seconds: 11 });
@@ -281,7 +341,9 @@ describe('report', () => {
 
   it('λ selection for preferences (no per-prompt scores: chosen and scored on the same prompts)', () => {
     expect(rep.selection.split).toMatch(/none/);
-    const s = (rep.selection.rows as Array<{ preference: number[]; best: { lambda: number[] }; lambdaEqualsMu: { lambda: number[]; regret: number } }>).find((x) => x.preference[0] === 0.75)!;
+    const s = (rep.selection.rows as Array<{ preference: number[]; best: { lambda: number[] }; lambdaEqualsMu: { lambda: number[]; regret: number } }>).find(
+      (x) => x.preference[0] === 0.75,
+    )!;
     // utilities 0.75a + 0.25b: 0.25, 0.2525, 0.1575, 0.1825, 0.1375 → λ = 0.25 is best
     expect(s.best.lambda[1]).toBe(0.25);
     expect(s.lambdaEqualsMu!.lambda[1]).toBe(0.25);
@@ -295,20 +357,46 @@ describe('report with per-prompt scores: paired statistics, fluency, λ selectio
   const rnd = mulberry32(99);
   const difficulty = Array.from({ length: P }, () => rnd() * 2 - 1);
   const model = (means: number[], noise = 0.02) => means.map((m) => difficulty.map((d) => d + m + (rnd() - 0.5) * noise));
-  const fl = (kl: number, d2: number): Fluency => ({ klPerResponse: kl, klPerResponseStderr: 0.1, klPerToken: kl / 20, meanLength: 20, distinct1: 0.5, distinct2: d2, baseNllPerToken: 3 });
+  const fl = (kl: number, d2: number): Fluency => ({
+    klPerResponse: kl,
+    klPerResponseStderr: 0.1,
+    klPerToken: kl / 20,
+    meanLength: 20,
+    distinct1: 0.5,
+    distinct2: d2,
+    baseNllPerToken: 3,
+  });
   const mk = (kind: EvalEntry['kind'], name: string, pp: number[][], extra: Partial<EvalEntry> = {}): EvalEntry => ({
-    kind, name, perPrompt: pp, rewards: pp.map((x) => x.reduce((a, b) => a + b, 0) / P),
-    stderr: pp.map((x) => { const m = x.reduce((a, b) => a + b, 0) / P; return Math.sqrt(x.reduce((a, b) => a + (b - m) ** 2, 0) / (P - 1) / P); }), samples: [], ...extra,
+    kind,
+    name,
+    perPrompt: pp,
+    rewards: pp.map((x) => x.reduce((a, b) => a + b, 0) / P),
+    stderr: pp.map((x) => {
+      const m = x.reduce((a, b) => a + b, 0) / P;
+      return Math.sqrt(x.reduce((a, b) => a + (b - m) ** 2, 0) / (P - 1) / P);
+    }),
+    samples: [],
+    ...extra,
   });
   const init = mk('init', 'init', model([0, 0]), { fluency: fl(0, 0.9) });
   const ea = mk('expert', 'expert-a', model([0.5, 0.05]), { lambda: [1, 0], mu: [1, 0], fluency: fl(5, 0.85) });
   const eb = mk('expert', 'expert-b', model([0.05, 0.5]), { lambda: [0, 1], mu: [0, 1], fluency: fl(9, 0.85) });
   const morlE = mk('morl', 'morl-0.5-0.5', model([0.3, 0.3]), { mu: [0.5, 0.5], fluency: fl(4, 0.6) });
   const ts = [0, 0.25, 0.5, 0.75, 1];
-  const soupE = ts.map((t) => mk('soup', `soup ${t}`, t === 0 ? ea.perPrompt! : t === 1 ? eb.perPrompt! : model([0.5 * (1 - t) + 0.05 * t + 0.04, 0.05 * (1 - t) + 0.5 * t + 0.04]), { lambda: [1 - t, t] }));
+  const soupE = ts.map((t) =>
+    mk('soup', `soup ${t}`, t === 0 ? ea.perPrompt! : t === 1 ? eb.perPrompt! : model([0.5 * (1 - t) + 0.05 * t + 0.04, 0.05 * (1 - t) + 0.5 * t + 0.04]), {
+      lambda: [1 - t, t],
+    }),
+  );
   const rep = buildReport({
-    name: 't', seed: 0, rewardNames: ['a', 'b'], entries: [init, ea, eb, morlE, ...soupE],
-    runs: [], histories: {}, evalPrompts: P, maxNewTokens: 4,
+    name: 't',
+    seed: 0,
+    rewardNames: ['a', 'b'],
+    entries: [init, ea, eb, morlE, ...soupE],
+    runs: [],
+    histories: {},
+    evalPrompts: P,
+    maxNewTokens: 4,
   });
   const pairedRef = (d: number[]) => {
     const m = d.reduce((a, b) => a + b, 0) / d.length;
@@ -349,8 +437,17 @@ describe('report with per-prompt scores: paired statistics, fluency, λ selectio
   });
 
   it('λ chosen on the validation half, scored on the test half, normalised by validation means', () => {
-    const sel = rep.selection as { rows: Array<{ preference: number[]; validation_choice: { lambda: number[]; test_utility: number }; lambda_equals_mu: { lambda: number[]; exact: boolean; test_utility: number }; test_difference: { mean: number } }>; normalisation: { zero: number[]; scale: number[] } };
-    const val = Array.from({ length: P / 2 }, (_, i) => 2 * i), test = val.map((p) => p + 1);
+    const sel = rep.selection as {
+      rows: Array<{
+        preference: number[];
+        validation_choice: { lambda: number[]; test_utility: number };
+        lambda_equals_mu: { lambda: number[]; exact: boolean; test_utility: number };
+        test_difference: { mean: number };
+      }>;
+      normalisation: { zero: number[]; scale: number[] };
+    };
+    const val = Array.from({ length: P / 2 }, (_, i) => 2 * i),
+      test = val.map((p) => p + 1);
     const mean = (x: number[], idx: number[]) => idx.reduce((a, p) => a + x[p], 0) / idx.length;
     const zero = [0, 1].map((k) => mean(init.perPrompt![k], val));
     const scale = [0, 1].map((k) => Math.max(mean(ea.perPrompt![k], val), mean(eb.perPrompt![k], val)) - zero[k]);

@@ -6,12 +6,15 @@
 import { describe, expect, it } from 'vitest';
 import { AdaptiveKLController, FixedKLController, mulberry32, parsePPOConfig, ppoMath } from '../src/train/index.js';
 
-const B = 3, T = 6;
+const B = 3,
+  T = 6;
 const rnd = mulberry32(77);
 const rand = (lo: number, hi: number) => Float64Array.from({ length: B * T }, () => lo + rnd() * (hi - lo));
 const lens = [6, 2, 4]; // ragged responses: mask is 1 on the first lens[b] tokens
 const mask = Float64Array.from({ length: B * T }, (_, i) => (i % T < lens[Math.floor(i / T)] ? 1 : 0));
-const oldLogp = rand(-3, -0.5), ref = rand(-3, -0.5), oldValues = rand(-1, 1);
+const oldLogp = rand(-3, -0.5),
+  ref = rand(-3, -0.5),
+  oldValues = rand(-1, 1);
 // new log-probs far enough from the old ones that some ratios clip, value predictions too
 const logp = oldLogp.map((v, i) => v + (i % 3 === 0 ? 0.5 : -0.1) * (rnd() + 0.2));
 const vpred = oldValues.map((v) => v + (rnd() - 0.5) * 0.9);
@@ -19,7 +22,10 @@ const score = Float64Array.from([1.5, -0.7, 0.3]);
 
 function hand(penalty: string, beta: number, gamma: number, lam: number, cr: number, crv: number) {
   const at = (a: Float64Array, b: number, t: number) => a[b * T + t];
-  const kl = new Float64Array(B * T), rewards = new Float64Array(B * T), adv = new Float64Array(B * T), ret = new Float64Array(B * T);
+  const kl = new Float64Array(B * T),
+    rewards = new Float64Array(B * T),
+    adv = new Float64Array(B * T),
+    ret = new Float64Array(B * T);
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const d = at(oldLogp, b, t) - at(ref, b, t);
@@ -38,27 +44,53 @@ function hand(penalty: string, beta: number, gamma: number, lam: number, cr: num
       ret[b * T + t] = last + v;
     }
   }
-  let n = 0, s = 0;
-  for (let i = 0; i < B * T; i++) { n += mask[i]; s += adv[i] * mask[i]; }
+  let n = 0,
+    s = 0;
+  for (let i = 0; i < B * T; i++) {
+    n += mask[i];
+    s += adv[i] * mask[i];
+  }
   const mean = s / n;
   let v2 = 0;
   for (let i = 0; i < B * T; i++) v2 += (adv[i] - mean) ** 2 * mask[i];
   const variance = (v2 / n) * (n / (n - 1));
   const white = adv.map((a) => (a - mean) / Math.sqrt(variance + 1e-8));
-  let pg = 0, pgc = 0, vf = 0, vfc = 0, akl = 0, pkl = 0;
+  let pg = 0,
+    pgc = 0,
+    vf = 0,
+    vfc = 0,
+    akl = 0,
+    pkl = 0;
   for (let i = 0; i < B * T; i++) {
     if (!mask[i]) continue;
     const ratio = Math.exp(logp[i] - oldLogp[i]);
-    const l1 = -white[i] * ratio, l2 = -white[i] * Math.min(Math.max(ratio, 1 - cr), 1 + cr);
-    pg += Math.max(l1, l2); pgc += l2 > l1 ? 1 : 0;
+    const l1 = -white[i] * ratio,
+      l2 = -white[i] * Math.min(Math.max(ratio, 1 - cr), 1 + cr);
+    pg += Math.max(l1, l2);
+    pgc += l2 > l1 ? 1 : 0;
     const vOld = oldValues[i];
     const vc = Math.min(Math.max(vpred[i], vOld - crv), vOld + crv);
-    const f1 = (vpred[i] - ret[i]) ** 2, f2 = (vc - ret[i]) ** 2;
-    vf += Math.max(f1, f2); vfc += f2 > f1 ? 1 : 0;
-    akl += (logp[i] - oldLogp[i]) ** 2; pkl += oldLogp[i] - logp[i];
+    const f1 = (vpred[i] - ret[i]) ** 2,
+      f2 = (vc - ret[i]) ** 2;
+    vf += Math.max(f1, f2);
+    vfc += f2 > f1 ? 1 : 0;
+    akl += (logp[i] - oldLogp[i]) ** 2;
+    pkl += oldLogp[i] - logp[i];
   }
-  const pgLoss = pg / n, vfLoss = (0.5 * vf) / n;
-  return { kl, rewards, advantages: white, returns: ret, pgLoss, vfLoss, pgClipfrac: pgc / n, vfClipfrac: vfc / n, approxKl: (0.5 * akl) / n, policyKl: pkl / n };
+  const pgLoss = pg / n,
+    vfLoss = (0.5 * vf) / n;
+  return {
+    kl,
+    rewards,
+    advantages: white,
+    returns: ret,
+    pgLoss,
+    vfLoss,
+    pgClipfrac: pgc / n,
+    vfClipfrac: vfc / n,
+    approxKl: (0.5 * akl) / n,
+    policyKl: pkl / n,
+  };
 }
 
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-12) => {
@@ -76,12 +108,32 @@ describe('PPO math (trl 0.4.x) vs hand computation in float64', () => {
   for (const c of cases) {
     it(`${c.penalty}, β=${c.beta}, γ=${c.gamma}, λ=${c.lam}, ε=${c.cr}, ε_v=${c.crv}, vf_coef=${c.vfc}`, () => {
       const h = hand(c.penalty, c.beta, c.gamma, c.lam, c.cr, c.crv);
-      const r = ppoMath({ B, T, logp, ref, oldLogp, oldValues, vpred, mask, score, beta: c.beta, klPenalty: c.penalty, gamma: c.gamma, lam: c.lam, cliprange: c.cr, cliprangeValue: c.crv, vfCoef: c.vfc });
+      const r = ppoMath({
+        B,
+        T,
+        logp,
+        ref,
+        oldLogp,
+        oldValues,
+        vpred,
+        mask,
+        score,
+        beta: c.beta,
+        klPenalty: c.penalty,
+        gamma: c.gamma,
+        lam: c.lam,
+        cliprange: c.cr,
+        cliprangeValue: c.crv,
+        vfCoef: c.vfc,
+      });
       close(r.kl, h.kl);
       close(r.rewards, h.rewards);
       close(r.returns, h.returns);
       // whitened advantages: compared on the response tokens (outside they are only whitening artefacts)
-      close(r.advantages.filter((_, i) => mask[i]), h.advantages.filter((_, i) => mask[i]));
+      close(
+        r.advantages.filter((_, i) => mask[i]),
+        h.advantages.filter((_, i) => mask[i]),
+      );
       expect(r.pgLoss).toBeCloseTo(h.pgLoss, 12);
       expect(r.vfLoss).toBeCloseTo(h.vfLoss, 12);
       expect(r.loss).toBeCloseTo(h.pgLoss + c.vfc * h.vfLoss, 12);
@@ -121,7 +173,18 @@ describe('KL controllers', () => {
 
   it('config: trl defaults and field names, clear errors', () => {
     const c = parsePPOConfig({});
-    expect(c).toMatchObject({ init_kl_coef: 0.2, adap_kl_ctrl: true, target: 6, horizon: 10000, gamma: 1, lam: 0.95, cliprange: 0.2, cliprange_value: 0.2, vf_coef: 0.1, ppo_epochs: 4 });
+    expect(c).toMatchObject({
+      init_kl_coef: 0.2,
+      adap_kl_ctrl: true,
+      target: 6,
+      horizon: 10000,
+      gamma: 1,
+      lam: 0.95,
+      cliprange: 0.2,
+      cliprange_value: 0.2,
+      vf_coef: 0.1,
+      ppo_epochs: 4,
+    });
     expect(c.generation).toMatchObject({ fixed_length: true, output_min_length: 16, output_max_length: 32, top_k: 0, top_p: 1 });
     expect(() => parsePPOConfig({ cliprange: -1 })).toThrow(/cliprange/);
     expect(() => parsePPOConfig({ init_kl: 0.1 })).toThrow(/init_kl/);

@@ -50,29 +50,55 @@ beforeAll(async () => {
   await saveModelDir(join(dir, 'expert-a'), llama(1, 'bfloat16'), { config });
   await saveModelDir(join(dir, 'expert-b'), llama(2, 'bfloat16'), { config });
   await saveModelDir(join(dir, 'base-model'), llama(3, 'float32'), { config });
-  const loraConfig = { ...GPT2_LORA_CONFIG, base_model_name_or_path: 'base-model', fan_in_fan_out: false, r: 2, lora_alpha: 4, target_modules: ['q_proj', 'v_proj'], task_type: 'CAUSAL_LM' };
+  const loraConfig = {
+    ...GPT2_LORA_CONFIG,
+    base_model_name_or_path: 'base-model',
+    fan_in_fan_out: false,
+    r: 2,
+    lora_alpha: 4,
+    target_modules: ['q_proj', 'v_proj'],
+    task_type: 'CAUSAL_LM',
+  };
   await writePeftAdapter(join(dir, 'lora-a'), adapter(4), loraConfig);
   await writePeftAdapter(join(dir, 'lora-b'), adapter(5), loraConfig);
   await writeSafetensors(join(dir, 'a.safetensors'), llama(6, 'float32'));
   await writeSafetensors(join(dir, 'b.safetensors'), llama(7, 'float32'));
   writeFileSync(join(dir, 'quickstart.mts'), quickStart());
-  writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: {
-      target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', lib: ['ES2022'], strict: true, noEmit: true,
-      skipLibCheck: true, esModuleInterop: true, resolveJsonModule: true,
-      types: ['node'], typeRoots: [join(ROOT, 'node_modules', '@types')],
-      paths: { 'rewarded-soups': [join(ROOT, 'src', 'index.ts')] },
-    },
-    // the source's own ambient declarations (untyped vendor modules), as its tsconfig includes them
-    include: ['quickstart.mts', join(ROOT, 'src', '**', '*.d.ts')],
-  }, null, 2));
+  writeFileSync(
+    join(dir, 'tsconfig.json'),
+    JSON.stringify(
+      {
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          lib: ['ES2022'],
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          esModuleInterop: true,
+          resolveJsonModule: true,
+          types: ['node'],
+          typeRoots: [join(ROOT, 'node_modules', '@types')],
+          paths: { 'rewarded-soups': [join(ROOT, 'src', 'index.ts')] },
+        },
+        // the source's own ambient declarations (untyped vendor modules), as its tsconfig includes them
+        include: ['quickstart.mts', join(ROOT, 'src', '**', '*.d.ts')],
+      },
+      null,
+      2,
+    ),
+  );
 });
 
 describe("the README's quick start", () => {
   it('imports everything it uses and type-checks against the package source', () => {
     const code = quickStart();
     expect(code).toMatch(/from 'rewarded-soups'/);
-    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json')], { cwd: dir, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json')], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
     expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
   });
 

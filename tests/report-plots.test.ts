@@ -59,7 +59,18 @@ describe('frontPlot', () => {
     expect(JSON.stringify(plot.spec)).toContain('"strokeDash":[6,4]');
 
     const svg = plot.svg;
-    for (const text of ['R1: summary reward', 'R2: faithfulness reward', 'Rewarded soups θ(λ) (labels: λ)', 'MORL (labels: μ)', 'Initialisation', "LMC bound: experts' segment", '>0.3<', '>0.75<', '>θ1<', '>init<']) {
+    for (const text of [
+      'R1: summary reward',
+      'R2: faithfulness reward',
+      'Rewarded soups θ(λ) (labels: λ)',
+      'MORL (labels: μ)',
+      'Initialisation',
+      "LMC bound: experts' segment",
+      '>0.3<',
+      '>0.75<',
+      '>θ1<',
+      '>init<',
+    ]) {
       expect(svg).toContain(text);
     }
     expect(svg).toMatch(/stroke-dasharray="6,4"/);
@@ -79,11 +90,14 @@ describe('frontPlot', () => {
   it('draws ±1 s.e. bars around each point that has standard errors, and unnamed experts share one series', async () => {
     const data = exampleFrontData();
     const se = [0.013, 0.021];
-    const plot = await frontPlot({
-      ...data,
-      soups: data.soups.map((s) => ({ ...s, stderr: se })),
-      experts: data.experts!.map((e) => ({ rewards: e.rewards })),
-    }, { png: true, scale: 2 });
+    const plot = await frontPlot(
+      {
+        ...data,
+        soups: data.soups.map((s) => ({ ...s, stderr: se })),
+        experts: data.experts!.map((e) => ({ rewards: e.rewards })),
+      },
+      { png: true, scale: 2 },
+    );
     const rows = (plot.spec as unknown as { data: { values: Row[] } }).data.values;
     const soup3 = rows.filter((r) => /Rewarded soups/.test(String(r.series)))[3];
     const [x, y] = [data.soups[3].rewards[0], data.soups[3].rewards[1]];
@@ -122,21 +136,26 @@ describe('rewardVsLambdaPlot', () => {
     expect(plot.svg).toContain('λ (weight of expert 2');
     // named experts: one λ notation, error bars scaled with the normalisation
     const se = [0.02, 0.01];
-    const named = await rewardVsLambdaPlot({ objectives: data.objectives, experts: ['expert-a', 'expert-b'], soups: data.soups.map((s) => ({ ...s, stderr: se })) }, { normalize: true });
+    const named = await rewardVsLambdaPlot(
+      { objectives: data.objectives, experts: ['expert-a', 'expert-b'], soups: data.soups.map((s) => ({ ...s, stderr: se })) },
+      { normalize: true },
+    );
     expect(lambdaNotation(['expert-a', 'expert-b'])).toBe('λ (weight of expert-b: θ(λ) = (1 − λ)·θ[expert-a] + λ·θ[expert-b])');
     expect(named.svg).toContain('λ = weight of expert-b (1 − λ on expert-a)');
     const nrows = (named.spec as unknown as { data: { values: Row[] } }).data.values;
     const r0 = data.soups.map((s) => s.rewards[0]);
     const range = Math.max(...r0) - Math.min(...r0);
     const at3 = nrows.find((r) => r.lambda === 0.3 && r.reward === data.objectives[0])!;
-    expect(at3.hi as number - (at3.value as number)).toBeCloseTo(se[0] / range, 12);
-    expect(at3.value as number - (at3.lo as number)).toBeCloseTo(se[0] / range, 12);
+    expect((at3.hi as number) - (at3.value as number)).toBeCloseTo(se[0] / range, 12);
+    expect((at3.value as number) - (at3.lo as number)).toBeCloseTo(se[0] / range, 12);
     const png = PNG.sync.read(Buffer.from(plot.png!));
     expect(darkPixelsInRows(png, 0, 50)).toBeGreaterThan(300);
   });
 
   it('needs a scalar λ (two experts) and matching reward counts', async () => {
-    await expect(rewardVsLambdaPlot({ objectives: ['a', 'b'], soups: [{ lambda: [0.2, 0.3, 0.5], rewards: [1, 2] }] })).rejects.toThrow(/soups\[0\]\.lambda has 3 entries/);
+    await expect(rewardVsLambdaPlot({ objectives: ['a', 'b'], soups: [{ lambda: [0.2, 0.3, 0.5], rewards: [1, 2] }] })).rejects.toThrow(
+      /soups\[0\]\.lambda has 3 entries/,
+    );
     await expect(rewardVsLambdaPlot({ objectives: ['a', 'b'], soups: [{ lambda: 0.5, rewards: [1] }] })).rejects.toThrow(/soups\[0\]\.rewards has 1 entries/);
   });
 });
@@ -166,7 +185,10 @@ describe('spiderPlot', () => {
     expect(plot.svg).toContain('CIDEr [1.3, 1.4]');
     expect(plot.svg).toContain('expert A');
     // colours given per model are kept (the report's one colour per model)
-    const colored = await spiderPlot({ objectives, series: series.map((x, i) => ({ ...x, color: ['#123456', modelColor('expert', 0), modelColor('init')][i] })) });
+    const colored = await spiderPlot({
+      objectives,
+      series: series.map((x, i) => ({ ...x, color: ['#123456', modelColor('expert', 0), modelColor('init')][i] })),
+    });
     expect(colored.svg).toContain('#123456');
     const png = PNG.sync.read(Buffer.from(plot.png!));
     expect(darkPixelsInRows(png, 0, 50)).toBeGreaterThan(300);
@@ -174,6 +196,8 @@ describe('spiderPlot', () => {
 
   it('needs at least 3 rewards', async () => {
     await expect(spiderPlot({ objectives: ['a', 'b'], series: [{ name: 's', rewards: [1, 2] }] })).rejects.toThrow(/at least 3 rewards/);
-    await expect(spiderPlot({ objectives: ['a', 'b', 'c'], series: [{ name: 's', rewards: [1, 2] }] })).rejects.toThrow(/series\[0\] \(s\)\.rewards has 2 entries/);
+    await expect(spiderPlot({ objectives: ['a', 'b', 'c'], series: [{ name: 's', rewards: [1, 2] }] })).rejects.toThrow(
+      /series\[0\] \(s\)\.rewards has 2 entries/,
+    );
   });
 });

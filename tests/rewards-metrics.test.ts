@@ -46,7 +46,7 @@ describe('sacreBLEU semantics', () => {
     expect(r.totals).toEqual([17, 14, 11, 8]);
     expect(r.counts).toEqual([14, 7, 5, 3]);
     close(r.bp, Math.exp(1 - 18 / 17), 1e-12);
-    close(r.score, Math.exp(1 - 18 / 17) * Math.exp((Math.log(100 * 14 / 17) + Math.log(50) + Math.log(100 * 5 / 11) + Math.log(37.5)) / 4), 1e-9);
+    close(r.score, Math.exp(1 - 18 / 17) * Math.exp((Math.log((100 * 14) / 17) + Math.log(50) + Math.log((100 * 5) / 11) + Math.log(37.5)) / 4), 1e-9);
   });
 
   it('corpus BLEU with add-k and floor smoothing, by hand from the README statistics', () => {
@@ -79,7 +79,8 @@ describe('sacreBLEU semantics', () => {
   });
 
   it('raw_corpus_bleu cases (tokenize none, floor smoothing, effective order) from test_bleu.py', () => {
-    const raw = (h: string[], r: string[], v = 0.01) => corpusBleu(h, [r], { tokenize: 'none', smoothMethod: 'floor', smoothValue: v, effectiveOrder: true }).score / 100;
+    const raw = (h: string[], r: string[], v = 0.01) =>
+      corpusBleu(h, [r], { tokenize: 'none', smoothMethod: 'floor', smoothValue: v, effectiveOrder: true }).score / 100;
     // (test_bleu.py of sacreBLEU 1.x also lists "this is a test"/"ref1" = 0.0038; sacreBLEU 2 returns 0 when
     // nothing matches (issue #141), which is what this implementation follows.)
     expect(raw(['this is a test', 'another test'], ['ref1', 'ref2'])).toBe(0);
@@ -226,9 +227,26 @@ describe('rouge_score semantics', () => {
     close(m.fmeasure, 4 / 5);
     // Porter (1980) paper examples and NLTK's documented extensions.
     const pairs: Record<string, string> = {
-      caresses: 'caress', ponies: 'poni', ties: 'tie', cats: 'cat', feed: 'feed', agreed: 'agre', plastered: 'plaster',
-      motoring: 'motor', sing: 'sing', conflated: 'conflat', troubled: 'troubl', sized: 'size', hopping: 'hop',
-      falling: 'fall', filing: 'file', happy: 'happi', relational: 'relat', generalization: 'gener', dying: 'die', skies: 'sky',
+      caresses: 'caress',
+      ponies: 'poni',
+      ties: 'tie',
+      cats: 'cat',
+      feed: 'feed',
+      agreed: 'agre',
+      plastered: 'plaster',
+      motoring: 'motor',
+      sing: 'sing',
+      conflated: 'conflat',
+      troubled: 'troubl',
+      sized: 'size',
+      hopping: 'hop',
+      falling: 'fall',
+      filing: 'file',
+      happy: 'happi',
+      relational: 'relat',
+      generalization: 'gener',
+      dying: 'die',
+      skies: 'sky',
     };
     for (const [w, s] of Object.entries(pairs)) expect(porterStem(w), w).toBe(s);
   });
@@ -320,7 +338,26 @@ describe('coco-caption (pycocoevalcap) semantics', () => {
 
 describe('METEOR (NLTK definition)', () => {
   it('NLTK docstring example: 0.6944 (nltk/translate/meteor_score.py)', () => {
-    const h = ['It', 'is', 'a', 'guide', 'to', 'action', 'which', 'ensures', 'that', 'the', 'military', 'always', 'obeys', 'the', 'commands', 'of', 'the', 'party'];
+    const h = [
+      'It',
+      'is',
+      'a',
+      'guide',
+      'to',
+      'action',
+      'which',
+      'ensures',
+      'that',
+      'the',
+      'military',
+      'always',
+      'obeys',
+      'the',
+      'commands',
+      'of',
+      'the',
+      'party',
+    ];
     const r = ['It', 'is', 'a', 'guide', 'to', 'action', 'that', 'ensures', 'that', 'the', 'military', 'will', 'forever', 'heed', 'Party', 'commands'];
     expect(Math.round(singleMeteor(r, h) * 1e4) / 1e4).toBe(0.6944);
     // NLTK docstring: no match -> 0.
@@ -379,12 +416,18 @@ describe('randomized checks against naive reference implementations', () => {
     for (let trial = 0; trial < 200; trial++) {
       const h = sent(0, 12);
       const refs = Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => sent(1, 12));
-      const r = sentenceBleu(h.join(' '), refs.map((x) => x.join(' ')), { tokenize: 'none', smoothMethod: 'floor', effectiveOrder: false });
+      const r = sentenceBleu(
+        h.join(' '),
+        refs.map((x) => x.join(' ')),
+        { tokenize: 'none', smoothMethod: 'floor', effectiveOrder: false },
+      );
       const matches = [1, 2, 3, 4].map((n) => naiveMatches(h, refs, n));
       expect(r.counts).toEqual(matches);
       expect(r.totals).toEqual([1, 2, 3, 4].map((n) => Math.max(0, h.length - n + 1)));
       const lens = refs.map((x) => x.length);
-      const refLen = lens.reduce((best, l) => (Math.abs(l - h.length) < Math.abs(best - h.length) || (Math.abs(l - h.length) === Math.abs(best - h.length) && l < best) ? l : best));
+      const refLen = lens.reduce((best, l) =>
+        Math.abs(l - h.length) < Math.abs(best - h.length) || (Math.abs(l - h.length) === Math.abs(best - h.length) && l < best) ? l : best,
+      );
       expect(r.refLen).toBe(refLen);
       if (matches.every((m) => m === 0)) {
         expect(r.score).toBe(0);
@@ -440,7 +483,10 @@ describe('randomized checks against naive reference implementations', () => {
         hyps.push(sent(1, 10));
         refs.push(Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => sent(1, 10)));
       }
-      const res = cocoCaptionScores(Object.fromEntries(hyps.map((h, i) => [`im${i}`, h.join(' ')])), Object.fromEntries(refs.map((r, i) => [`im${i}`, r.map((x) => x.join(' '))])));
+      const res = cocoCaptionScores(
+        Object.fromEntries(hyps.map((h, i) => [`im${i}`, h.join(' ')])),
+        Object.fromEntries(refs.map((r, i) => [`im${i}`, r.map((x) => x.join(' '))])),
+      );
       // Bleu_4, pooled: closest reference length per image (ties -> shorter), epsilons as pycocoevalcap.
       let testLen = 0;
       let refLen = 0;
@@ -487,7 +533,7 @@ describe('randomized checks against naive reference implementations', () => {
             sum += (d !== 0 ? dot / d : dot) * penalty;
           }
         }
-        const want = ((sum / 4) / refs[i].length) * 10;
+        const want = (sum / 4 / refs[i].length) * 10;
         expect(Math.abs(res.perImage[`im${i}`].CIDEr - want)).toBeLessThanOrEqual(1e-12);
       });
     }

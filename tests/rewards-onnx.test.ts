@@ -6,7 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Tokenizer } from 'tokenizers';
-import { onnxReward, rewardFromConfig, loadRewardsFile, applyFormat, parseFormat, parseWeightedFormat, firstSentence, type Sample } from '../src/rewards/index.js';
+import {
+  onnxReward,
+  rewardFromConfig,
+  loadRewardsFile,
+  applyFormat,
+  parseFormat,
+  parseWeightedFormat,
+  firstSentence,
+  type Sample,
+} from '../src/rewards/index.js';
 import { bagLogits, makeBagWeights, writeBagModel, type BagModel } from './helpers/onnx-model.js';
 import { makeTokenizer } from './helpers/fixtures.js';
 
@@ -36,7 +45,16 @@ async function expected(texts: Array<[string, string | null]>, format: string): 
   const out: number[] = [];
   for (const [a, b] of texts) {
     const ids = (await tok.encode(a, b)).getIds();
-    out.push(applyFormat(f, bagLogits(m, ids, ids.map(() => 1))));
+    out.push(
+      applyFormat(
+        f,
+        bagLogits(
+          m,
+          ids,
+          ids.map(() => 1),
+        ),
+      ),
+    );
   }
   return out;
 }
@@ -71,16 +89,34 @@ describe('ONNX reward model', () => {
     for (const format of ['2', '1-0', 'prob:1']) {
       const r = await onnxReward({ model: modelPath, tokenizer: TOKENIZER, format, batchSize: 2 });
       const got = await r.score(samples);
-      expectClose(got, await expected(samples.map((s) => [s.prompt, s.response]), format));
+      expectClose(
+        got,
+        await expected(
+          samples.map((s) => [s.prompt, s.response]),
+          format,
+        ),
+      );
       await r.dispose();
     }
   });
 
   it('input formats: response only and the paper-style template with special tokens', async () => {
     const r1 = await onnxReward({ model: modelPath, tokenizer: TOKENIZER, format: '0', input: 'response' });
-    expectClose(await r1.score(samples), await expected(samples.map((s) => [s.response, null]), '0'));
+    expectClose(
+      await r1.score(samples),
+      await expected(
+        samples.map((s) => [s.response, null]),
+        '0',
+      ),
+    );
     const r2 = await onnxReward({ model: modelPath, tokenizer: TOKENIZER, format: '0', input: '{response}{eos}{eos}{prompt}' });
-    expectClose(await r2.score(samples), await expected(samples.map((s) => [`${s.response}</s></s>${s.prompt}`, null]), '0'));
+    expectClose(
+      await r2.score(samples),
+      await expected(
+        samples.map((s) => [`${s.response}</s></s>${s.prompt}`, null]),
+        '0',
+      ),
+    );
     // Named preset of the paper's BART detector = the same template; first-sentence response option.
     const r3 = await onnxReward({ model: modelPath, tokenizer: TOKENIZER, format: '0', input: 'bart-faithfulness', response: 'first-sentence' });
     const multi: Sample = { prompt: 'Post text.', response: 'First one here. Second sentence! Third?' };
@@ -105,12 +141,20 @@ describe('ONNX reward model', () => {
       const enc = await tok.encode(s.prompt, s.response);
       const types = enc.getTypeIds();
       expect(types.includes(1)).toBe(true); // the pair template marks the answer as segment 1
-      const l = bagLogits(m, enc.getIds(), types.map(() => 1), { T, ids: types });
+      const l = bagLogits(
+        m,
+        enc.getIds(),
+        types.map(() => 1),
+        { T, ids: types },
+      );
       want.push(l[2] - l[1]);
     }
     expectClose(await r.score(samples), want);
     // Without the type embedding the scores differ (the input is not ignored).
-    const plain = await expected(samples.map((s) => [s.prompt, s.response]), '2-1');
+    const plain = await expected(
+      samples.map((s) => [s.prompt, s.response]),
+      '2-1',
+    );
     expect(Math.abs(plain[0] - want[0])).toBeGreaterThan(1e-3);
   });
 
@@ -124,22 +168,34 @@ describe('ONNX reward model', () => {
     writeFileSync(join(dir, 'rewards.yml'), `rewards:\n  - type: onnx\n    name: rm\n    model: rm.onnx\n    tokenizer: ${TOKENIZER}\n    format: "1-0"\n`);
     const [r] = await loadRewardsFile(join(dir, 'rewards.yml'));
     expect(r.name).toBe('rm');
-    expectClose(await r.score(samples), await expected(samples.map((s) => [s.prompt, s.response]), '1-0'));
+    expectClose(
+      await r.score(samples),
+      await expected(
+        samples.map((s) => [s.prompt, s.response]),
+        '1-0',
+      ),
+    );
   });
 
   it('a model whose inputs do not match the tokenizer is a clear error', async () => {
     const bad1 = join(dir, 'pixels.onnx');
     writeBagModel(bad1, m, { idsName: 'pixel_values', withMask: false });
-    await expect(onnxReward({ model: bad1, tokenizer: TOKENIZER })).rejects.toThrow(/input 'pixel_values' does not match the tokenizer .*tokenizer\.json, which provides input_ids, attention_mask/);
+    await expect(onnxReward({ model: bad1, tokenizer: TOKENIZER })).rejects.toThrow(
+      /input 'pixel_values' does not match the tokenizer .*tokenizer\.json, which provides input_ids, attention_mask/,
+    );
     const bad2 = join(dir, 'rank3.onnx');
     writeBagModel(bad2, m, { idsDims: ['batch', 'seq', 2], withMask: false });
-    await expect(onnxReward({ model: bad2, tokenizer: TOKENIZER })).rejects.toThrow(/input 'input_ids' has rank 3 \[batch, seq, 2\], expected \[batch, sequence\]/);
+    await expect(onnxReward({ model: bad2, tokenizer: TOKENIZER })).rejects.toThrow(
+      /input 'input_ids' has rank 3 \[batch, seq, 2\], expected \[batch, sequence\]/,
+    );
     // Vocabulary too small for the tokenizer's ids: named at run time with the largest id.
     const small = makeBagWeights(100, 5, 3, 3);
     const bad3 = join(dir, 'small-vocab.onnx');
     writeBagModel(bad3, small);
     const r3 = await onnxReward({ model: bad3, tokenizer: TOKENIZER });
-    await expect(r3.score(samples)).rejects.toThrow(/small-vocab\.onnx failed on samples 0\.\.2 \(largest token id \d+ from .*does the model's vocabulary match the tokenizer\?/);
+    await expect(r3.score(samples)).rejects.toThrow(
+      /small-vocab\.onnx failed on samples 0\.\.2 \(largest token id \d+ from .*does the model's vocabulary match the tokenizer\?/,
+    );
     // Format pointing past the classes.
     const r4 = await onnxReward({ model: modelPath, tokenizer: TOKENIZER, format: '3-0' });
     await expect(r4.score(samples)).rejects.toThrow(/refers to class 3 but the model has 3 classes/);

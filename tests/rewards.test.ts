@@ -50,11 +50,11 @@ describe('text rewards', () => {
       ['VADER is VERY SMART, uber handsome, and FRIGGIN FUNNY!!!', 0.9469],
       ['VADER is not smart, handsome, nor funny.', -0.7424],
       ['The book was good.', 0.4404],
-      ['At least it isn\'t a horrible book.', 0.431],
+      ["At least it isn't a horrible book.", 0.431],
       ['The book was only kind of good.', 0.3832],
       ['The plot was good, but the characters are uncompelling and the dialog is not great.', -0.7042],
       ['Today SUX!', -0.5461],
-      ['Today only kinda sux! But I\'ll get by, lol', 0.2228],
+      ["Today only kinda sux! But I'll get by, lol", 0.2228],
       ['Make sure you :) or :D today!', 0.8633],
     ];
     for (const [text, c] of documented) expect(vaderCompound(text), text).toBe(c);
@@ -89,10 +89,14 @@ describe('text rewards', () => {
 describe('Reward machinery', () => {
   it('caches repeated samples, batches and checks finiteness', async () => {
     let calls = 0;
-    const r = custom('count', (s: Sample) => {
-      calls++;
-      return s.response.length;
-    }, { cacheSize: 100, batchSize: 2 });
+    const r = custom(
+      'count',
+      (s: Sample) => {
+        calls++;
+        return s.response.length;
+      },
+      { cacheSize: 100, batchSize: 2 },
+    );
     const batch = [S('aa'), S('bbb'), S('aa'), S('c'), S('bbb')];
     expect(Array.from(await r.score(batch))).toEqual([2, 3, 2, 1, 3]);
     expect(calls).toBe(3); // duplicates in the batch scored once
@@ -101,20 +105,27 @@ describe('Reward machinery', () => {
     const nan = custom('broken', (s: Sample) => (s.response === 'x' ? Number.NaN : 1));
     await expect(nan.score([S('a'), S('b'), S('x')])).rejects.toThrow(/reward 'broken': non-finite score NaN for sample 2/);
     const inf = custom('inf', async () => [1, Infinity], { batched: true });
-    await expect(inf.score([S('a'), S('b')])).rejects.toMatchObject({ code: 'ERR_SOUP_REWARD', message: expect.stringContaining('non-finite score Infinity for sample 1') });
+    await expect(inf.score([S('a'), S('b')])).rejects.toMatchObject({
+      code: 'ERR_SOUP_REWARD',
+      message: expect.stringContaining('non-finite score Infinity for sample 1'),
+    });
     await expect(r.score([{ prompt: 'p' } as Sample])).rejects.toThrow(/sample 0: expected a string for 'response'/);
   });
 
   it('concurrency limit bounds sub-batches in flight; abort rejects', async () => {
     let active = 0;
     let peak = 0;
-    const slow = custom('slow', async (b: Sample[]) => {
-      active++;
-      peak = Math.max(peak, active);
-      await new Promise((res) => setTimeout(res, 20));
-      active--;
-      return b.map((s) => s.response.length);
-    }, { batched: true, batchSize: 1, concurrency: 2 });
+    const slow = custom(
+      'slow',
+      async (b: Sample[]) => {
+        active++;
+        peak = Math.max(peak, active);
+        await new Promise((res) => setTimeout(res, 20));
+        active--;
+        return b.map((s) => s.response.length);
+      },
+      { batched: true, batchSize: 1, concurrency: 2 },
+    );
     const batch = ['a', 'bb', 'ccc', 'dddd', 'eeeee'].map((x) => S(x));
     expect(Array.from(await slow.score(batch))).toEqual([1, 2, 3, 4, 5]);
     expect(peak).toBe(2);
@@ -170,7 +181,7 @@ describe('combinators', () => {
     const n = runningNorm(src, { eps: 0 });
     const first = await n.score([S('1'), S('2'), S('3')]);
     const m1 = (3.5 - 1.25 + 7.75) / 3;
-    const sd1 = Math.sqrt(([3.5, -1.25, 7.75].reduce((s, x) => s + (x - m1) ** 2, 0)) / 3);
+    const sd1 = Math.sqrt([3.5, -1.25, 7.75].reduce((s, x) => s + (x - m1) ** 2, 0) / 3);
     expect(first[0]).toBeCloseTo((3.5 - m1) / sd1, 12);
     const second = await n.score([S('4'), S('5'), S('6'), S('7')]);
     const m = vals.reduce((s, x) => s + x, 0) / vals.length;
@@ -215,18 +226,25 @@ describe('YAML configs and the CLI', () => {
     expect(list.map((r) => r.name)).toEqual(['vader', 'rouge2', 'morl', 'clip(afinn)', 'locomotion(alpha=1)']);
     const s = await list[2].score([S('great fun day')]);
     expect(s[0]).toBeCloseTo(0.3 * vaderCompound('great fun day') + 0.7 * 0, 14);
-    await expect(rewardsFromConfig([{ type: 'vader' }, { type: 'vaderr' }])).rejects.toThrow(/rewards\[1\]\.type: unknown reward type "vaderr", did you mean 'vader'\? \(valid types: bleu, coco-bleu, rouge, .*vader.*onnx, http/);
+    await expect(rewardsFromConfig([{ type: 'vader' }, { type: 'vaderr' }])).rejects.toThrow(
+      /rewards\[1\]\.type: unknown reward type "vaderr", did you mean 'vader'\? \(valid types: bleu, coco-bleu, rouge, .*vader.*onnx, http/,
+    );
     await expect(rewardsFromConfig([{ type: 'rouge', variant: 'rouge0' }])).rejects.toThrow(/rewards\[0\]\.variant: expected rouge1..rouge9/);
     await expect(rewardsFromConfig([{ type: 'vader', colour: 'red' }])).rejects.toThrow(/rewards\[0\]/);
     await expect(rewardsFromConfig([{ type: 'length' }])).rejects.toThrow(/rewards\[0\]\.target/);
     await expect(rewardsFromConfig([{ type: 'vader' }, { type: 'vader' }])).rejects.toThrow(/duplicate reward name 'vader'/);
-    await expect(rewardFromConfig({ type: 'weighted', weights: [1], rewards: [{ type: 'nope' }] })).rejects.toThrow(/reward\.rewards\[0\]\.type: unknown reward type "nope"/);
+    await expect(rewardFromConfig({ type: 'weighted', weights: [1], rewards: [{ type: 'nope' }] })).rejects.toThrow(
+      /reward\.rewards\[0\]\.type: unknown reward type "nope"/,
+    );
   });
 
   it('every leaf type builds from YAML and scores like the direct API', async () => {
     const smp = [S('The cats sat on the big mat!', ['the cat sat on the mat', 'a cat is on a mat']), S('a dog', ['a dog runs'])];
     const pairs: Array<[Record<string, unknown>, Reward]> = [
-      [{ type: 'bleu', smooth_method: 'floor', smooth_value: 0.2, tokenize: 'none' }, bleuReward({ smoothMethod: 'floor', smoothValue: 0.2, tokenize: 'none' })],
+      [
+        { type: 'bleu', smooth_method: 'floor', smooth_value: 0.2, tokenize: 'none' },
+        bleuReward({ smoothMethod: 'floor', smoothValue: 0.2, tokenize: 'none' }),
+      ],
       [{ type: 'coco-bleu', n: 2, tokenize: 'ptb' }, cocoBleuReward({ n: 2, tokenize: 'ptb' })],
       [{ type: 'rouge', variant: 'rougeLsum', measure: 'recall', stemmer: true }, rougeReward({ variant: 'rougeLsum', measure: 'recall', stemmer: true })],
       [{ type: 'cider', sigma: 3 }, new CiderReward({ sigma: 3 })],
@@ -246,12 +264,22 @@ describe('YAML configs and the CLI', () => {
   it('rsoup rewards score CONFIG --input samples.jsonl', async () => {
     const cfg = join(tmp, 'r.yml');
     const inp = join(tmp, 's.jsonl');
-    writeFileSync(cfg, 'rewards:\n  - type: vader\n  - type: bleu\n  - type: weighted\n    name: mix\n    weights: [1, 3]\n    rewards: [{type: vader}, {type: length, target: 4}]\n');
+    writeFileSync(
+      cfg,
+      'rewards:\n  - type: vader\n  - type: bleu\n  - type: weighted\n    name: mix\n    weights: [1, 3]\n    rewards: [{type: vader}, {type: length, target: 4}]\n',
+    );
     writeFileSync(inp, `${JSON.stringify(S('I love this great movie', ['I love the movie']))}\n\n${JSON.stringify(S('terrible awful', ['bad']))}\n`);
-    const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'rewards', 'score', ...args], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'rewards', 'score', ...args], {
+        encoding: 'utf8',
+        cwd: new URL('..', import.meta.url).pathname,
+      });
     const r = run(cfg, '--input', inp);
     expect(r.status, r.stderr).toBe(0);
-    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const rows = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows).toHaveLength(2);
     const v0 = vaderCompound('I love this great movie');
     expect(rows[0].scores.vader).toBe(v0);

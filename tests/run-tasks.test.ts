@@ -19,7 +19,8 @@ const dir = mkdtempSync(join(tmpdir(), 'rsoup-tasks-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 type Model = { name: string; rewards: number[] };
-const models = (file: string): Model[] => (JSON.parse(readFileSync(file, 'utf8')) as { models: Model[] }).models.map((m) => ({ name: m.name, rewards: m.rewards }));
+const models = (file: string): Model[] =>
+  (JSON.parse(readFileSync(file, 'utf8')) as { models: Model[] }).models.map((m) => ({ name: m.name, rewards: m.rewards }));
 
 describe('rsoup run with a task other than text', () => {
   it('runs a locomotion config: the report equals the library run with the same settings', async () => {
@@ -40,7 +41,8 @@ describe('rsoup run with a task other than text', () => {
 
   it('runs a diffusion config: the report equals the library run with the same settings', async () => {
     const settings = {
-      name: 'diffusion-tiny', threads: 1,
+      name: 'diffusion-tiny',
+      threads: 1,
       unet: { imageSize: 8, ch0: 8, ch1: 16, tembDim: 16, textDim: 8, heads: 2, groups: 4, T: 50 },
       pretrain: { steps: 2, batch_size: 8 },
       samples: { count: 8, ddim_steps: 2 },

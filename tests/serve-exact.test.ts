@@ -49,7 +49,10 @@ class Trace {
     let k = 0;
     r.ids.forEach((id, i) => {
       if (r.tokens[i] < 0) return;
-      if (!this.toks.has(id)) { this.toks.set(id, []); this.lg.set(id, []); }
+      if (!this.toks.has(id)) {
+        this.toks.set(id, []);
+        this.lg.set(id, []);
+      }
       this.toks.get(id)!.push(r.tokens[i]);
       this.lg.get(id)!.push(r.logits!.slice(k * V, (k + 1) * V));
       k++;
@@ -64,10 +67,24 @@ async function lastLogits(m: CausalLM, seq: number[]): Promise<Float32Array> {
 
 describe('serve: batched decoding with a λ per row', () => {
   it("'soup' equals the dense merged model W₀ + Σ λᵢ sᵢ BᵢAᵢ for every row (mixed ranks, joins mid-batch)", async () => {
-    const eng = await SoupEngine.load(base, MIXED.map((e) => ({ name: e.name, dir: join(tmp, e.name) })), { threads: 1 });
+    const eng = await SoupEngine.load(
+      base,
+      MIXED.map((e) => ({ name: e.name, dir: join(tmp, e.name) })),
+      { threads: 1 },
+    );
     expect(eng.abUnavailable).toMatch(/A\/B interpolation/);
-    const lams = [[0.2, 0.5, 0.3], [0.6, 0.1, 0.3], [0.1, 0.1, 0.8], [0, 1, 0]];
-    const prompts = [[1, 5, 9, 14, 3], [1, 22, 7], [1, 4, 4, 30, 8, 2, 17], [1, 11]];
+    const lams = [
+      [0.2, 0.5, 0.3],
+      [0.6, 0.1, 0.3],
+      [0.1, 0.1, 0.8],
+      [0, 1, 0],
+    ];
+    const prompts = [
+      [1, 5, 9, 14, 3],
+      [1, 22, 7],
+      [1, 4, 4, 30, 8, 2, 17],
+      [1, 11],
+    ];
     const spec = (i: number): SeqSpec => ({ id: 100 + i, tokens: prompts[i], lambda: lams[i], temperature: 0, maxTokens: 8 });
     const tr = new Trace();
     tr.record(await eng.add([spec(0), spec(1)], true));
@@ -102,11 +119,23 @@ describe('serve: batched decoding with a λ per row', () => {
   });
 
   it("'soup-ab' equals the sweep's A/B soup; 'soup' and 'soup-ab' rows share a batch", async () => {
-    const eng = await SoupEngine.load(base, SAME.map((e) => ({ name: e.name, dir: join(tmp, e.name) })), { threads: 1 });
+    const eng = await SoupEngine.load(
+      base,
+      SAME.map((e) => ({ name: e.name, dir: join(tmp, e.name) })),
+      { threads: 1 },
+    );
     expect(eng.abUnavailable).toBeUndefined();
-    const lams = [[0.3, 0.3, 0.4], [0.7, 0.2, 0.1], [0.5, 0, 0.5]];
+    const lams = [
+      [0.3, 0.3, 0.4],
+      [0.7, 0.2, 0.1],
+      [0.5, 0, 0.5],
+    ];
     const modes = ['soup-ab', 'soup', 'soup-ab'] as const;
-    const prompts = [[1, 8, 3, 33], [1, 6, 19, 12, 4], [1, 2, 9]];
+    const prompts = [
+      [1, 8, 3, 33],
+      [1, 6, 19, 12, 4],
+      [1, 2, 9],
+    ];
     const spec = (i: number): SeqSpec => ({ id: i, tokens: prompts[i], lambda: lams[i], mode: modes[i], temperature: 0, maxTokens: 6 });
     const tr = new Trace();
     tr.record(await eng.add([spec(0), spec(1)], true));
@@ -147,17 +176,32 @@ describe('serve: batched decoding with a λ per row', () => {
   });
 
   it("'ensemble' equals the λ-weighted average of the experts' next-token distributions", async () => {
-    const eng = await SoupEngine.load(base, MIXED.map((e) => ({ name: e.name, dir: join(tmp, e.name) })), { threads: 1 });
+    const eng = await SoupEngine.load(
+      base,
+      MIXED.map((e) => ({ name: e.name, dir: join(tmp, e.name) })),
+      { threads: 1 },
+    );
     const lam = [0.5, 0.2, 0.3];
     const tr = new Trace();
-    tr.record(await eng.add([{ id: 1, tokens: [1, 3, 5, 7], lambda: lam, mode: 'ensemble', temperature: 0, maxTokens: 5 }, { id: 2, tokens: [1, 9], lambda: [0.3, 0.3, 0.4], temperature: 0, maxTokens: 5 }], true));
+    tr.record(
+      await eng.add(
+        [
+          { id: 1, tokens: [1, 3, 5, 7], lambda: lam, mode: 'ensemble', temperature: 0, maxTokens: 5 },
+          { id: 2, tokens: [1, 9], lambda: [0.3, 0.3, 0.4], temperature: 0, maxTokens: 5 },
+        ],
+        true,
+      ),
+    );
     tr.record(await eng.step(true));
     tr.record(await eng.add([{ id: 3, tokens: [1, 12, 13], lambda: [0, 0.4, 0.6], mode: 'ensemble', temperature: 0, maxTokens: 5 }], true));
     tr.record(await eng.step(true));
     tr.record(await eng.step(true));
     const experts = await Promise.all(MIXED.map((e) => CausalLM.fromPretrained(base, { tokenizer: false, lora: join(tmp, e.name), threads: 1 })));
     let worst = 0;
-    for (const [id, prompt, l] of [[1, [1, 3, 5, 7], lam], [3, [1, 12, 13], [0, 0.4, 0.6]]] as const) {
+    for (const [id, prompt, l] of [
+      [1, [1, 3, 5, 7], lam],
+      [3, [1, 12, 13], [0, 0.4, 0.6]],
+    ] as const) {
       const toks = tr.toks.get(id)!;
       for (let k = 0; k < toks.length; k++) {
         const seq = [...prompt, ...toks.slice(0, k)];
@@ -180,10 +224,17 @@ describe('serve: batched decoding with a λ per row', () => {
   });
 
   it('samples per sequence: a seed reproduces its tokens whatever else is in the batch; capacity ends a sequence', async () => {
-    const eng = await SoupEngine.load(base, MIXED.map((e) => ({ name: e.name, dir: join(tmp, e.name) })), { threads: 1 });
+    const eng = await SoupEngine.load(
+      base,
+      MIXED.map((e) => ({ name: e.name, dir: join(tmp, e.name) })),
+      { threads: 1 },
+    );
     const s: SeqSpec = { id: 7, tokens: [1, 5, 6], lambda: [0.2, 0.3, 0.5], temperature: 0.9, topP: 0.9, seed: 42, maxTokens: 4 };
     const alone: number[] = [];
-    const push = (r: StepResult, id: number, into: number[]) => r.ids.forEach((x, i) => { if (x === id && r.tokens[i] >= 0) into.push(r.tokens[i]); });
+    const push = (r: StepResult, id: number, into: number[]) =>
+      r.ids.forEach((x, i) => {
+        if (x === id && r.tokens[i] >= 0) into.push(r.tokens[i]);
+      });
     push(await eng.add([s]), 7, alone);
     for (let i = 0; i < 4; i++) push(await eng.step(), 7, alone);
     expect(alone.length).toBe(4);
@@ -191,7 +242,14 @@ describe('serve: batched decoding with a λ per row', () => {
     expect(Array.from(last.tokens)).toEqual([-1]); // capacity reached: the caller removes it
     await eng.remove([7]);
     const crowd: number[] = [];
-    push(await eng.add([{ ...s, id: 8 }, { id: 9, tokens: [1, 2, 3, 4], lambda: [1, 0, 0], temperature: 1, seed: 3, maxTokens: 9 }]), 8, crowd);
+    push(
+      await eng.add([
+        { ...s, id: 8 },
+        { id: 9, tokens: [1, 2, 3, 4], lambda: [1, 0, 0], temperature: 1, seed: 3, maxTokens: 9 },
+      ]),
+      8,
+      crowd,
+    );
     for (let i = 0; i < 3; i++) push(await eng.step(), 8, crowd);
     expect(crowd).toEqual(alone);
     await expect(eng.add([{ id: 10, tokens: [1], lambda: [1, 0], maxTokens: 2 }])).rejects.toThrow(/lambda has 2 entries, expected 3/);

@@ -17,8 +17,18 @@ import { makeAdapter, makeBase } from './helpers/serve.js';
 import { packageRoot } from '../src/native/index.js';
 
 const CFG: LlamaConfig = {
-  vocabSize: 320, hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 2, numAttentionHeads: 4,
-  numKeyValueHeads: 2, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false, bosTokenId: 1, eosTokenId: 2, padTokenId: 0,
+  vocabSize: 320,
+  hiddenSize: 32,
+  intermediateSize: 48,
+  numHiddenLayers: 2,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  tieWordEmbeddings: false,
+  bosTokenId: 1,
+  eosTokenId: 2,
+  padTokenId: 0,
 };
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-serve-http-'));
 const base = join(tmp, 'base');
@@ -45,14 +55,26 @@ const post = (url: string, body: unknown, headers: Record<string, string> = {}) 
 describe('serve over HTTP with the openai client', () => {
   it('completes, for the soup at any λ and for an expert by name', async () => {
     const c = client();
-    const r = await c.completions.create({ model: 'soup', prompt: 'The world is', max_tokens: 8, temperature: 0, lambda: [0.3, 0.7] } as OpenAI.CompletionCreateParamsNonStreaming & Extra);
+    const r = await c.completions.create({
+      model: 'soup',
+      prompt: 'The world is',
+      max_tokens: 8,
+      temperature: 0,
+      lambda: [0.3, 0.7],
+    } as OpenAI.CompletionCreateParamsNonStreaming & Extra);
     expect(r.object).toBe('text_completion');
     expect(typeof r.choices[0].text).toBe('string');
     expect(['stop', 'length']).toContain(r.choices[0].finish_reason);
     expect(r.usage!.completion_tokens).toBeGreaterThan(0);
     expect(r.usage!.completion_tokens).toBeLessThanOrEqual(8);
     const e = await c.completions.create({ model: 'expert-pos', prompt: 'The world is', max_tokens: 8, temperature: 0 });
-    const one = await c.completions.create({ model: 'soup', prompt: 'The world is', max_tokens: 8, temperature: 0, lambda: [1, 0] } as OpenAI.CompletionCreateParamsNonStreaming & Extra);
+    const one = await c.completions.create({
+      model: 'soup',
+      prompt: 'The world is',
+      max_tokens: 8,
+      temperature: 0,
+      lambda: [1, 0],
+    } as OpenAI.CompletionCreateParamsNonStreaming & Extra);
     expect(one.choices[0].text).toBe(e.choices[0].text); // an expert's name is its one-hot λ
     const models = await c.models.list();
     expect(models.data.map((m) => m.id)).toEqual(['soup', 'expert-pos', 'expert-neg']);
@@ -76,13 +98,23 @@ describe('serve over HTTP with the openai client', () => {
     expect(finish).toBe(whole.choices[0].finish_reason);
     const raw = await (await post(`${s.url}/v1/completions`, { ...params, stream: true })).text();
     expect(raw.trimEnd().endsWith('data: [DONE]')).toBe(true);
-    expect(raw.split('\n\n').filter(Boolean).every((l) => l.startsWith('data: '))).toBe(true);
+    expect(
+      raw
+        .split('\n\n')
+        .filter(Boolean)
+        .every((l) => l.startsWith('data: ')),
+    ).toBe(true);
   });
 
   it('gets a 400 naming the field for a bad λ and every other bad field', async () => {
     const c = client();
     const bad = async (extra: Record<string, unknown>, field: string) => {
-      const err = await c.completions.create({ model: 'soup', prompt: 'hi', max_tokens: 4, lambda: [0.5, 0.5], ...extra } as OpenAI.CompletionCreateParamsNonStreaming).then(() => undefined, (e: unknown) => e);
+      const err = await c.completions
+        .create({ model: 'soup', prompt: 'hi', max_tokens: 4, lambda: [0.5, 0.5], ...extra } as OpenAI.CompletionCreateParamsNonStreaming)
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       expect(err, JSON.stringify(extra)).toBeInstanceOf(OpenAI.BadRequestError);
       const e = err as InstanceType<typeof OpenAI.BadRequestError>;
       expect(e.status).toBe(400);
@@ -113,18 +145,49 @@ describe('serve over HTTP with the openai client', () => {
     const deepObj = (d: number) => '{"a":'.repeat(d) + '1' + '}'.repeat(d);
     const fields = ['model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'seed', 'stream', 'stop', 'lambda', 'mode', 'n', 'echo'];
     const values = [null, true, false, -1, 0, 1e308, -1e308, 3.5, '', 'x', 'x'.repeat(5000), [], [null], [[]], {}, { a: 1 }, [1, 2, 3], ['a'], 1e-320];
-    for (const f of fields) for (const v of values) bodies.push({ body: JSON.stringify({ model: 'soup', prompt: 'hi', lambda: [0.5, 0.5], max_tokens: 2, [f]: v }) });
-    for (let d = 1; bodies.length < 600; d = (d * 3) % 20011 + 1) bodies.push({ body: d % 2 ? deep(d) : deepObj(d) });
-    const junk = ['', '{', '}', '{"model":', 'null', '[]', '"soup"', '1', 'true', '{"model":"soup",}', '\u0000', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{}}}', 'NaN', '{"lambda":[1,0],"lambda":[0,1]}'];
+    for (const f of fields)
+      for (const v of values) bodies.push({ body: JSON.stringify({ model: 'soup', prompt: 'hi', lambda: [0.5, 0.5], max_tokens: 2, [f]: v }) });
+    for (let d = 1; bodies.length < 600; d = ((d * 3) % 20011) + 1) bodies.push({ body: d % 2 ? deep(d) : deepObj(d) });
+    const junk = [
+      '',
+      '{',
+      '}',
+      '{"model":',
+      'null',
+      '[]',
+      '"soup"',
+      '1',
+      'true',
+      '{"model":"soup",}',
+      '\u0000',
+      '{"__proto__":{"x":1}}',
+      '{"constructor":{"prototype":{}}}',
+      'NaN',
+      '{"lambda":[1,0],"lambda":[0,1]}',
+    ];
     for (let i = 0; bodies.length < 900; i++) bodies.push({ body: junk[i % junk.length] + (i > junk.length ? ' '.repeat(i % 7) : '') });
-    for (let i = 0; bodies.length < 950; i++) bodies.push({ body: '{"model":"soup","prompt":"' + 'a'.repeat(1 << 20 + (i % 2)) + '"}' }); // over the body limit
-    for (let i = 0; bodies.length < 1000; i++) bodies.push({ body: 'model=soup&prompt=hi', type: ['application/x-www-form-urlencoded', 'text/plain', 'application/octet-stream', 'multipart/form-data'][i % 4] });
+    for (let i = 0; bodies.length < 950; i++) bodies.push({ body: '{"model":"soup","prompt":"' + 'a'.repeat(1 << (20 + (i % 2))) + '"}' }); // over the body limit
+    for (let i = 0; bodies.length < 1000; i++)
+      bodies.push({
+        body: 'model=soup&prompt=hi',
+        type: ['application/x-www-form-urlencoded', 'text/plain', 'application/octet-stream', 'multipart/form-data'][i % 4],
+      });
     expect(bodies.length).toBe(1000);
     const fieldVariants = fields.length * values.length;
     const statuses = new Map<number, number>();
     const all: number[] = [];
     for (let i = 0; i < bodies.length; i += 20) {
-      const rs = await Promise.all(bodies.slice(i, i + 20).map((b) => fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': b.type ?? 'application/json' }, body: b.body }).then(async (r) => { await r.arrayBuffer(); return r.status; }, () => 0)));
+      const rs = await Promise.all(
+        bodies.slice(i, i + 20).map((b) =>
+          fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': b.type ?? 'application/json' }, body: b.body }).then(
+            async (r) => {
+              await r.arrayBuffer();
+              return r.status;
+            },
+            () => 0,
+          ),
+        ),
+      );
       for (const st of rs) statuses.set(st, (statuses.get(st) ?? 0) + 1);
       all.push(...rs);
     }
@@ -133,7 +196,10 @@ describe('serve over HTTP with the openai client', () => {
     const codes = [...statuses.keys()];
     console.log(`serve malformed bodies: status counts ${JSON.stringify(Object.fromEntries(statuses))}`);
     // a few field/value variants are valid requests (stream: true, stop: 'x', seed: 0, …): 200; nothing is 5xx
-    expect(codes.every((c) => (c >= 400 && c < 500) || c === 200), JSON.stringify(Object.fromEntries(statuses))).toBe(true);
+    expect(
+      codes.every((c) => (c >= 400 && c < 500) || c === 200),
+      JSON.stringify(Object.fromEntries(statuses)),
+    ).toBe(true);
     expect(statuses.get(200) ?? 0).toBeLessThan(40);
     expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
     const ok = await post(`${s.url}/v1/completions`, { model: 'soup', prompt: 'still alive', max_tokens: 2, lambda: [0.5, 0.5] });
@@ -162,7 +228,14 @@ describe('serve over HTTP with the openai client', () => {
   it('429 when the queue is full', async () => {
     const t = await serve({ engine: s.engine, codec: s.scheduler.codec, port: 0, maxBatch: 1, maxQueue: 1 });
     try {
-      const rs = await Promise.all(Array.from({ length: 5 }, () => post(`${t.url}/v1/completions`, { model: 'soup', prompt: 'x', max_tokens: 40, lambda: [0.5, 0.5] }).then(async (r) => { await r.arrayBuffer(); return r.status; })));
+      const rs = await Promise.all(
+        Array.from({ length: 5 }, () =>
+          post(`${t.url}/v1/completions`, { model: 'soup', prompt: 'x', max_tokens: 40, lambda: [0.5, 0.5] }).then(async (r) => {
+            await r.arrayBuffer();
+            return r.status;
+          }),
+        ),
+      );
       expect(rs).toContain(429);
       expect(rs).toContain(200);
       expect(rs.every((x) => x === 200 || x === 429)).toBe(true);
@@ -177,10 +250,22 @@ describe('serve: access', () => {
     const t = await serve({ engine: s.engine, codec: s.scheduler.codec, port: 0, apiKey: 'sekret' });
     try {
       expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
-      for (const [m, p] of [['GET', '/'], ['GET', '/v1/models'], ['GET', '/v1/info'], ['GET', '/metrics'], ['POST', '/v1/completions'], ['POST', '/v1/score'], ['GET', '/nope']]) {
+      for (const [m, p] of [
+        ['GET', '/'],
+        ['GET', '/v1/models'],
+        ['GET', '/v1/info'],
+        ['GET', '/metrics'],
+        ['POST', '/v1/completions'],
+        ['POST', '/v1/score'],
+        ['GET', '/nope'],
+      ]) {
         const r = await fetch(`${t.url}${p}`, { method: m, headers: { 'content-type': 'application/json' }, body: m === 'POST' ? '{}' : undefined });
         expect(r.status, `${m} ${p}`).toBe(401);
-        const w = await fetch(`${t.url}${p}`, { method: m, headers: { 'content-type': 'application/json', authorization: 'Bearer wrong' }, body: m === 'POST' ? '{}' : undefined });
+        const w = await fetch(`${t.url}${p}`, {
+          method: m,
+          headers: { 'content-type': 'application/json', authorization: 'Bearer wrong' },
+          body: m === 'POST' ? '{}' : undefined,
+        });
         expect(w.status, `${m} ${p} wrong key`).toBe(401);
       }
       expect((await fetch(`${t.url}/v1/models`, { headers: { authorization: 'Bearer sekret' } })).status).toBe(200);
@@ -196,12 +281,17 @@ describe('serve: access', () => {
   it('binds to loopback only by default', async () => {
     const addr = s.app.server.address();
     expect(typeof addr === 'object' && addr?.address).toBe('127.0.0.1');
-    const outside = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
+    const outside = Object.values(networkInterfaces())
+      .flat()
+      .find((i) => i && i.family === 'IPv4' && !i.internal);
     if (!outside) return console.log('serve loopback test: no non-loopback IPv4 interface here; checked the bound address only');
     const err = await new Promise<string>((res) => {
       const q = httpRequest({ host: outside.address, port: s.port, path: '/healthz', timeout: 3000 }, () => res('connected'));
       q.on('error', (e: NodeJS.ErrnoException) => res(e.code ?? 'error'));
-      q.on('timeout', () => { q.destroy(); res('timeout'); });
+      q.on('timeout', () => {
+        q.destroy();
+        res('timeout');
+      });
       q.end();
     });
     expect(err).toBe('ECONNREFUSED');
@@ -210,7 +300,11 @@ describe('serve: access', () => {
 
 describe('rsoup serve (the CLI)', () => {
   it('SIGTERM with requests in flight: they complete, then the process exits 0', async () => {
-    const child = spawn(process.execPath, [join(packageRoot, 'dist', 'cli', 'main.js'), 'serve', '--base', base, '--experts', ...experts, '--port', '0', '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [join(packageRoot, 'dist', 'cli', 'main.js'), 'serve', '--base', base, '--experts', ...experts, '--port', '0', '--threads', '1'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let err = '';
     const url = await new Promise<string>((res, rej) => {
       child.stderr.on('data', (d: Buffer) => {
@@ -220,7 +314,11 @@ describe('rsoup serve (the CLI)', () => {
       });
       child.on('exit', (code) => rej(new Error(`exited ${code}: ${err}`)));
     });
-    const inflight = Array.from({ length: 3 }, (_, i) => post(`${url}/v1/completions`, { model: 'soup', prompt: `request ${i}`, max_tokens: 60, lambda: [0.4, 0.6], temperature: 0.7, seed: i }).then(async (r) => ({ status: r.status, body: await r.json() as { choices: Array<{ finish_reason: string }>; usage: { completion_tokens: number } } })));
+    const inflight = Array.from({ length: 3 }, (_, i) =>
+      post(`${url}/v1/completions`, { model: 'soup', prompt: `request ${i}`, max_tokens: 60, lambda: [0.4, 0.6], temperature: 0.7, seed: i }).then(
+        async (r) => ({ status: r.status, body: (await r.json()) as { choices: Array<{ finish_reason: string }>; usage: { completion_tokens: number } } }),
+      ),
+    );
     await new Promise((res) => setTimeout(res, 300));
     const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
     child.kill('SIGTERM');
@@ -236,11 +334,23 @@ describe('rsoup serve (the CLI)', () => {
 });
 
 describe('serve RUN_DIR', () => {
-  it('reads only finished stages (naming the missing one), serves the experts, scores with the run\'s rewards', async () => {
+  it("reads only finished stages (naming the missing one), serves the experts, scores with the run's rewards", async () => {
     const run = join(tmp, 'run');
-    const stage = (d: string, files: string[] = []) => { mkdirSync(d, { recursive: true }); writeFileSync(join(d, '.stage.json'), JSON.stringify({ hash: 'x', done: true, files })); };
-    const x = { name: 'mini', baseDir: tmp, rewardNames: ['happy', 'topic'], base: { model: base }, sweep: { interpolation: 'lora' },
-      rewards: [{ type: 'lexicon', name: 'happy', words: ['good', 'happy', 'love'] }, { type: 'lexicon', name: 'topic', words: ['life', 'world', 'man'] }] };
+    const stage = (d: string, files: string[] = []) => {
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, '.stage.json'), JSON.stringify({ hash: 'x', done: true, files }));
+    };
+    const x = {
+      name: 'mini',
+      baseDir: tmp,
+      rewardNames: ['happy', 'topic'],
+      base: { model: base },
+      sweep: { interpolation: 'lora' },
+      rewards: [
+        { type: 'lexicon', name: 'happy', words: ['good', 'happy', 'love'] },
+        { type: 'lexicon', name: 'topic', words: ['life', 'world', 'man'] },
+      ],
+    };
     mkdirSync(run, { recursive: true });
     writeFileSync(join(run, 'experiment.json'), JSON.stringify(x));
     expect(() => readRunDir(run)).toThrow(/stage 'base' is not finished/);
@@ -251,7 +361,12 @@ describe('serve RUN_DIR', () => {
       cpSync(experts[i], join(run, 'experts', `expert-${n}`, 'adapter'), { recursive: true });
       stage(join(run, 'experts', `expert-${n}`), ['adapter/adapter_config.json']);
     }
-    const models = [{ kind: 'init', name: 'init', rewards: [0.1, 0.1] }, { kind: 'expert', name: 'expert-happy', lambda: [1, 0], rewards: [0.5, 0.05] }, { kind: 'expert', name: 'expert-topic', lambda: [0, 1], rewards: [0.05, 0.4] }, { kind: 'soup', name: 'soup', lambda: [0.5, 0.5], rewards: [0.3, 0.3] }];
+    const models = [
+      { kind: 'init', name: 'init', rewards: [0.1, 0.1] },
+      { kind: 'expert', name: 'expert-happy', lambda: [1, 0], rewards: [0.5, 0.05] },
+      { kind: 'expert', name: 'expert-topic', lambda: [0, 1], rewards: [0.05, 0.4] },
+      { kind: 'soup', name: 'soup', lambda: [0.5, 0.5], rewards: [0.3, 0.3] },
+    ];
     writeFileSync(join(run, 'report.json'), JSON.stringify({ models }));
     stage(join(run, 'sweep'));
     const info = readRunDir(run);
@@ -261,13 +376,14 @@ describe('serve RUN_DIR', () => {
     try {
       const c = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: 'x', maxRetries: 0 });
       expect((await c.models.list()).data.map((m) => m.id)).toEqual(['soup', 'expert-happy', 'expert-topic']);
-      const r = await c.completions.create({ model: 'soup', prompt: 'Life', max_tokens: 4, lambda: [0.25, 0.75] } as OpenAI.CompletionCreateParamsNonStreaming & Extra);
+      const r = await c.completions.create({ model: 'soup', prompt: 'Life', max_tokens: 4, lambda: [0.25, 0.75] } as OpenAI.CompletionCreateParamsNonStreaming &
+        Extra);
       expect(r.choices[0].text.length).toBeGreaterThanOrEqual(0);
-      const sc = await (await post(`${t.url}/v1/score`, { texts: ['good happy life', 'the world'] })).json() as { rewards: string[]; scores: number[][] };
+      const sc = (await (await post(`${t.url}/v1/score`, { texts: ['good happy life', 'the world'] })).json()) as { rewards: string[]; scores: number[][] };
       expect(sc.rewards).toEqual(['happy', 'topic']);
       expect(sc.scores[0][0]).toBeGreaterThan(sc.scores[1][0]);
       expect(sc.scores[1][1]).toBeGreaterThan(0);
-      const info2 = await (await fetch(`${t.url}/v1/info`)).json() as { default_mode: string; front: unknown[] };
+      const info2 = (await (await fetch(`${t.url}/v1/info`)).json()) as { default_mode: string; front: unknown[] };
       expect(info2.default_mode).toBe('soup-ab');
       expect(info2.front.length).toBe(4);
       expect((await post(`${s.url}/v1/score`, { texts: ['x'] })).status).toBe(404); // --base servers have no rewards

@@ -15,8 +15,18 @@ import { needs } from './helpers/fixtures.js';
 const CHROMIUM = process.env.RSOUP_CHROMIUM ?? '/usr/bin/chromium';
 
 const CFG: LlamaConfig = {
-  vocabSize: 320, hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 2, numAttentionHeads: 4,
-  numKeyValueHeads: 2, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false, bosTokenId: 1, eosTokenId: 2, padTokenId: 0,
+  vocabSize: 320,
+  hiddenSize: 32,
+  intermediateSize: 48,
+  numHiddenLayers: 2,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  tieWordEmbeddings: false,
+  bosTokenId: 1,
+  eosTokenId: 2,
+  padTokenId: 0,
 };
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-serve-ui-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -30,10 +40,25 @@ describe('serve playground', () => {
     const run = join(tmp, 'run');
     const base = join(tmp, 'base');
     await makeBase(base, CFG, 4, { tokenizer: true });
-    const stage = (d: string, files: string[] = []) => { mkdirSync(d, { recursive: true }); writeFileSync(join(d, '.stage.json'), JSON.stringify({ hash: 'x', done: true, files })); };
+    const stage = (d: string, files: string[] = []) => {
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, '.stage.json'), JSON.stringify({ hash: 'x', done: true, files }));
+    };
     mkdirSync(run, { recursive: true });
-    writeFileSync(join(run, 'experiment.json'), JSON.stringify({ name: 'playground-test', baseDir: tmp, rewardNames: ['vader', 'topic'], base: { model: base }, sweep: { interpolation: 'lora' },
-      rewards: [{ type: 'lexicon', name: 'vader', words: ['good'] }, { type: 'lexicon', name: 'topic', words: ['life'] }] }));
+    writeFileSync(
+      join(run, 'experiment.json'),
+      JSON.stringify({
+        name: 'playground-test',
+        baseDir: tmp,
+        rewardNames: ['vader', 'topic'],
+        base: { model: base },
+        sweep: { interpolation: 'lora' },
+        rewards: [
+          { type: 'lexicon', name: 'vader', words: ['good'] },
+          { type: 'lexicon', name: 'topic', words: ['life'] },
+        ],
+      }),
+    );
     stage(join(run, 'base'));
     for (const [i, n] of ['vader', 'topic'].entries()) {
       const d = join(tmp, `ad-${n}`);
@@ -41,19 +66,49 @@ describe('serve playground', () => {
       cpSync(d, join(run, 'experts', `expert-${n}`, 'adapter'), { recursive: true });
       stage(join(run, 'experts', `expert-${n}`));
     }
-    const soups = Array.from({ length: 11 }, (_, k) => { const t = k / 10; return { kind: 'soup', name: `soup ${t}`, lambda: [1 - t, t], rewards: [0.7 * (1 - t) + 0.1 * Math.sin(Math.PI * t), 0.08 * t + 0.02 * Math.sin(Math.PI * t)] }; });
-    writeFileSync(join(run, 'report.json'), JSON.stringify({ models: [{ kind: 'init', name: 'init', rewards: [0.05, 0.01] }, { ...soups[0], kind: 'expert', name: 'expert-vader' }, { ...soups[10], kind: 'expert', name: 'expert-topic' }, { kind: 'morl', name: 'morl-0.5', mu: [0.5, 0.5], rewards: [0.4, 0.05] }, ...soups] }));
+    const soups = Array.from({ length: 11 }, (_, k) => {
+      const t = k / 10;
+      return {
+        kind: 'soup',
+        name: `soup ${t}`,
+        lambda: [1 - t, t],
+        rewards: [0.7 * (1 - t) + 0.1 * Math.sin(Math.PI * t), 0.08 * t + 0.02 * Math.sin(Math.PI * t)],
+      };
+    });
+    writeFileSync(
+      join(run, 'report.json'),
+      JSON.stringify({
+        models: [
+          { kind: 'init', name: 'init', rewards: [0.05, 0.01] },
+          { ...soups[0], kind: 'expert', name: 'expert-vader' },
+          { ...soups[10], kind: 'expert', name: 'expert-topic' },
+          { kind: 'morl', name: 'morl-0.5', mu: [0.5, 0.5], rewards: [0.4, 0.05] },
+          ...soups,
+        ],
+      }),
+    );
     stage(join(run, 'sweep'));
     const s = await serve({ runDir: run, port: 0, threads: 1 });
     const profile = mkdtempSync(join(tmpdir(), 'rsoup-chromium-'));
     const browser = await puppeteer.launch({
-      executablePath: CHROMIUM, headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', `--user-data-dir=${profile}`],
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
+        `--user-data-dir=${profile}`,
+      ],
     });
     const errors: string[] = [];
     try {
       const page = await browser.newPage();
-      page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+      page.on('console', (m) => {
+        if (m.type() === 'error') errors.push(m.text());
+      });
       page.on('pageerror', (e) => errors.push(String(e)));
       page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()}`));
       await page.setViewport({ width: 1100, height: 800 });
@@ -69,7 +124,9 @@ describe('serve playground', () => {
       const after = await mark();
       expect(Math.hypot(after[0] - before[0], after[1] - before[1])).toBeGreaterThan(10); // the mark moved
       // streamed output: text grows over several chunks
-      await page.$eval('#maxTokens', (e) => { (e as HTMLInputElement).value = '64'; });
+      await page.$eval('#maxTokens', (e) => {
+        (e as HTMLInputElement).value = '64';
+      });
       await page.click('#go');
       await page.waitForFunction(() => (document.getElementById('status')?.textContent ?? '').startsWith('done'), { timeout: 60_000 });
       const out = await page.$eval('#out', (e) => e.textContent ?? '');

@@ -29,7 +29,11 @@ type Res = { code: number | null; stdout: string; stderr: string };
 
 /** The CLI as a child process, without blocking this process (the HTTP reward server below answers from it). */
 function rsoupChild(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 200_000) {
-  const child = spawn(process.execPath, [...ARGS, ...args], { cwd: ROOT, env: { ...process.env, ...(cluster ? { SLURM_CONF: cluster.conf } : {}), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...ARGS, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...(cluster ? { SLURM_CONF: cluster.conf } : {}), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const out = { stdout: '', stderr: '' };
   child.stdout.on('data', (d) => (out.stdout += d));
   child.stderr.on('data', (d) => (out.stderr += d));
@@ -87,7 +91,8 @@ beforeAll(async () => {
     req.on('data', (d) => (body += d));
     req.on('end', () => {
       const { samples } = JSON.parse(body) as { samples: Array<{ response: string }> };
-      const ok = () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ scores: samples.map((s) => Math.min(s.response.length, 16) / 16) }));
+      const ok = () =>
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ scores: samples.map((s) => Math.min(s.response.length, 16) / 16) }));
       if (req.url === '/len') setTimeout(ok, 200);
       else if (req.url === '/judge' && ++judgeCalls && judgeDown) res.writeHead(500).end('judge is down');
       else ok();
@@ -110,11 +115,14 @@ afterAll(async () => {
 });
 
 describe('rsoup run --executor slurm (a real one-node cluster)', () => {
-  it('--wait runs base, the runs array and the sweep job; the report equals the local executor\'s; switching executors reuses every stage', async (ctx) => {
+  it("--wait runs base, the runs array and the sweep job; the report equals the local executor's; switching executors reuses every stage", async (ctx) => {
     needs(ctx, !!cluster, why);
     const out = join(tmp, 'slurm');
     // side by side: the local run computes while the Slurm jobs wait for their turn
-    const [local, s] = await Promise.all([rsoup(['run', CFG(), '--out', join(tmp, 'local')]), rsoup(['run', CFG(), '--out', out, '--executor', 'slurm', '--wait'])]);
+    const [local, s] = await Promise.all([
+      rsoup(['run', CFG(), '--out', join(tmp, 'local')]),
+      rsoup(['run', CFG(), '--out', out, '--executor', 'slurm', '--wait']),
+    ]);
     expect(local.code, local.stderr).toBe(0);
     localReport = report(join(tmp, 'local'));
     expect(s.code, s.stderr).toBe(0);
@@ -184,7 +192,12 @@ describe('rsoup run --executor slurm (a real one-node cluster)', () => {
     const resumed = /expert-len: resumed at step (\d+)/.exec(readFileSync(sub.jobs.runs.tasks[0].log, 'utf8'));
     expect(resumed, 'the rerun task resumes from its checkpoint').not.toBeNull();
     expect(Number(resumed![1])).toBeGreaterThan(0);
-    expect(readFileSync(join(run, 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+    expect(
+      readFileSync(join(run, 'history.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).step),
+    ).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
     for (const [p, m] of Object.entries(before)) expect(marker(join(out, p)), p).toEqual(m);
     expect(comparable(report(out))).toEqual(comparable(localReport!));
   }, 240_000);
@@ -192,7 +205,12 @@ describe('rsoup run --executor slurm (a real one-node cluster)', () => {
   it('a failing task (an http reward answering 500) cancels the sweep job; status names it; once the server answers, the resubmission reruns only it', async (ctx) => {
     needs(ctx, !!cluster, why);
     const cfg = join(tmp, 'http.yml');
-    writeFileSync(cfg, config().replace(/  - \{ type: lexicon.*\n/, `  - { type: http, name: judge, url: "${base}/judge", retries: 0, backoff_ms: 1 }\n`).replace('mu: [[0.5, 0.5]]', 'mu: []'));
+    writeFileSync(
+      cfg,
+      config()
+        .replace(/  - \{ type: lexicon.*\n/, `  - { type: http, name: judge, url: "${base}/judge", retries: 0, backoff_ms: 1 }\n`)
+        .replace('mu: [[0.5, 0.5]]', 'mu: []'),
+    );
     const out = join(tmp, 'http');
     cpSync(join(tmp, 'slurm', 'base'), join(out, 'base'), { recursive: true });
     const r1 = await rsoup(['run', cfg, '--out', out, '--executor', 'slurm', '--wait']);
@@ -200,7 +218,11 @@ describe('rsoup run --executor slurm (a real one-node cluster)', () => {
     expect(judgeCalls).toBeGreaterThan(0);
     const sub1 = lastSubmission(out);
     const arr = sub1.jobs.runs.id;
-    expect(r1.stderr).toMatch(new RegExp(`run 1 \\(expert-judge\\), job ${arr}_1: FAILED with exit code 1:0 \\(NonZeroExitCode\\); log .*runs_${arr}_1\\.out, ending:\\n(    \\| .*\\n)*    \\| .*HTTP 500`));
+    expect(r1.stderr).toMatch(
+      new RegExp(
+        `run 1 \\(expert-judge\\), job ${arr}_1: FAILED with exit code 1:0 \\(NonZeroExitCode\\); log .*runs_${arr}_1\\.out, ending:\\n(    \\| .*\\n)*    \\| .*HTTP 500`,
+      ),
+    );
     expect(r1.stderr).toMatch(new RegExp(`the sweep and report, job ${sub1.jobs.sweep.id}: cancelled by Slurm`));
     expect(r1.stderr).not.toMatch(/expert-len, job/);
     // the dependant was cancelled, not left pending
@@ -208,7 +230,9 @@ describe('rsoup run --executor slurm (a real one-node cluster)', () => {
     const st = await rsoup(['status', out]);
     expect(st.code, st.stderr).toBe(0);
     expect(st.stdout).toMatch(new RegExp(`experts\\s+0 expert-len\\s+done\\s+${arr}_0\\s+COMPLETED\\s+0:0`));
-    expect(st.stdout).toMatch(new RegExp(`experts\\s+1 expert-judge\\s+no step done\\s+${arr}_1\\s+FAILED \\(NonZeroExitCode\\)\\s+1:0\\s+slurm/runs_${arr}_1\\.out`));
+    expect(st.stdout).toMatch(
+      new RegExp(`experts\\s+1 expert-judge\\s+no step done\\s+${arr}_1\\s+FAILED \\(NonZeroExitCode\\)\\s+1:0\\s+slurm/runs_${arr}_1\\.out`),
+    );
     expect(st.stdout).toMatch(/sweep\s+sweep \+ report\s+not started\s+\d+\s+CANCELLED \(DependencyNeverSatisfied\)/);
     expect(st.stdout).toMatch(/resubmit what is missing: rsoup run .*http\.yml --out .*http --executor slurm --wait/);
     const len = marker(join(out, 'experts', 'expert-len'));
@@ -232,7 +256,10 @@ describe('rsoup run --executor slurm (a real one-node cluster)', () => {
     const wr = await w.done;
     expect(wr.code, wr.stderr).toBe(130);
     expect(wr.stderr).toMatch(/cancelled the Slurm jobs \d+, \d+, \d+ \(scancel\); finished stages and checkpoints are kept; resubmit with: rsoup run /);
-    const ids = wr.stdout.trim().split('\n').map((l) => l.split(' ')[1]);
+    const ids = wr.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ')[1]);
     await until(() => ids.every((id) => /JobState=CANCELLED/.test(slurmCmd('scontrol', ['-o', 'show', 'job', id]).stdout)), 20_000, 'the jobs to be cancelled');
     // a slurm.conf whose controller port nobody listens on
     const port = await new Promise<number>((r) => {
@@ -261,7 +288,9 @@ describe('rsoup run --executor slurm (a real one-node cluster)', () => {
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/the Slurm controller is unreachable \(`scontrol ping`: .*DOWN/);
     expect(rej.code).toBe(1);
-    expect(rej.stderr).toMatch(/Slurm rejected the base job of .*partition\.yml \(`sbatch --parsable .*base\.sh`\): sbatch: error: .*Invalid partition name specified/);
+    expect(rej.stderr).toMatch(
+      /Slurm rejected the base job of .*partition\.yml \(`sbatch --parsable .*base\.sh`\): sbatch: error: .*Invalid partition name specified/,
+    );
     expect(slurmCmd('squeue', ['-h']).stdout.trim()).toBe('');
     expect(idx.code).toBe(1);
     expect(idx.stderr).toMatch(/--index 7: the experiment has 3 PPO runs \(indices 0-2: 0 expert-len, 1 expert-topic, 2 morl-0\.5-0\.5\)/);
@@ -292,7 +321,9 @@ describe('rsoup run --executor slurm (a real one-node cluster)', () => {
     for (const [name, pid] of Object.entries(pids)) expect(pidAlive(pid), name).toBe(false);
     for (const p of SLURM_PORTS) {
       const free = await new Promise<boolean>((r) => {
-        const s = netServer().once('error', () => r(false)).listen(p, '0.0.0.0', () => s.close(() => r(true)));
+        const s = netServer()
+          .once('error', () => r(false))
+          .listen(p, '0.0.0.0', () => s.close(() => r(true)));
       });
       expect(free, `port ${p}`).toBe(true);
     }

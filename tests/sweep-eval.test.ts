@@ -15,8 +15,17 @@ import { heldOutBits } from '../src/pipeline/base.js';
 import { mulberry32 } from '../src/util/random.js';
 
 const CFG: LlamaConfig = {
-  vocabSize: 29, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 2,
-  numKeyValueHeads: 2, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false, eosTokenId: 2, padTokenId: 0,
+  vocabSize: 29,
+  hiddenSize: 16,
+  intermediateSize: 24,
+  numHiddenLayers: 2,
+  numAttentionHeads: 2,
+  numKeyValueHeads: 2,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  tieWordEmbeddings: false,
+  eosTokenId: 2,
+  padTokenId: 0,
 };
 
 describe('heldOutBits', () => {
@@ -43,7 +52,11 @@ describe('responseLogProbs', () => {
     const m = await CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 3, { dtype: 'float64' }), { dtype: 'float64' });
     const rnd = mulberry32(5);
     const tok = () => 3 + Math.floor(rnd() * (CFG.vocabSize - 3));
-    const prompts = [[tok(), tok(), tok()], [tok(), tok()], [tok(), tok(), tok(), tok()]];
+    const prompts = [
+      [tok(), tok(), tok()],
+      [tok(), tok()],
+      [tok(), tok(), tok(), tok()],
+    ];
     const responses = [[tok(), tok(), tok(), 2], [tok()], [tok(), tok(), tok(), tok(), tok()]];
     const got = await responseLogProbs(m, prompts, responses);
     for (let b = 0; b < prompts.length; b++) {
@@ -80,8 +93,14 @@ describe('topic classifier', () => {
     const rnd = mulberry32(11);
     const s = Array.from({ length: 60 }, () => Math.round(rnd() * 10) / 10);
     const y = s.map((v) => (rnd() < 0.3 + 0.4 * v ? 1 : 0));
-    let num = 0, den = 0;
-    for (let i = 0; i < s.length; i++) for (let j = 0; j < s.length; j++) if (y[i] && !y[j]) { den++; num += s[i] > s[j] ? 1 : s[i] === s[j] ? 0.5 : 0; }
+    let num = 0,
+      den = 0;
+    for (let i = 0; i < s.length; i++)
+      for (let j = 0; j < s.length; j++)
+        if (y[i] && !y[j]) {
+          den++;
+          num += s[i] > s[j] ? 1 : s[i] === s[j] ? 0.5 : 0;
+        }
     expect(rocAuc(s, y)).toBeCloseTo(num / den, 12);
   });
 
@@ -89,8 +108,11 @@ describe('topic classifier', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rsoup-topic-'));
     const rnd = mulberry32(2);
     const pick = (ws: string[]) => ws[Math.floor(rnd() * ws.length)];
-    const love = ['heart', 'kiss', 'darling', 'romance', 'lover'], tech = ['kernel', 'compiler', 'bug', 'server', 'program'], filler = ['the', 'and', 'a', 'of', 'day', 'time', 'people', 'said'];
-    const entry = (topic: string[]) => Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? pick(topic) : pick(filler))).join(' ') + ` ${Math.floor(rnd() * 1e6)}`;
+    const love = ['heart', 'kiss', 'darling', 'romance', 'lover'],
+      tech = ['kernel', 'compiler', 'bug', 'server', 'program'],
+      filler = ['the', 'and', 'a', 'of', 'day', 'time', 'people', 'said'];
+    const entry = (topic: string[]) =>
+      Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? pick(topic) : pick(filler))).join(' ') + ` ${Math.floor(rnd() * 1e6)}`;
     writeFileSync(join(dir, 'love'), Array.from({ length: 300 }, () => entry(love)).join('\n%\n'));
     writeFileSync(join(dir, 'computers'), Array.from({ length: 300 }, () => entry(tech)).join('\n%\n'));
     writeFileSync(join(dir, 'computers.dat'), 'index, skipped');
@@ -102,7 +124,11 @@ describe('topic classifier', () => {
     expect(topicProbability(a, 'my darling, a kiss')).toBeGreaterThan(0.9);
     expect(topicProbability(a, 'the compiler found a bug in the kernel')).toBeLessThan(0.1);
     // the split is the corpus reader's: held-out entries are those with fnv1a % hold_every === 0
-    const entries = ['love', 'computers'].flatMap((f) => readFileSync(join(dir, f), 'utf8').split(/^%$/m).map((e) => e.replace(/^\n+|\s+$/g, '')));
+    const entries = ['love', 'computers'].flatMap((f) =>
+      readFileSync(join(dir, f), 'utf8')
+        .split(/^%$/m)
+        .map((e) => e.replace(/^\n+|\s+$/g, '')),
+    );
     expect(a.heldOut.entries).toBe(entries.filter((e) => fnv1a(e) % 5 === 0).length);
     expect(a.heldOut.positives).toBe(entries.slice(0, 300).filter((e) => fnv1a(e) % 5 === 0).length);
     expect([...wordSet("Don't STOP, don't")]).toEqual(["don't", 'stop']);
@@ -112,7 +138,8 @@ describe('topic classifier', () => {
     const prob = topicReward('love', { topics: ['love'], corpus_dir: dir, hold_every: 5, epochs: 80, score: 'probability' });
     const text = 'a kiss for my darling, a kiss and the kernel';
     let z = logit.model.bias;
-    for (const w of ['a', 'kiss', 'for', 'my', 'darling', 'and', 'the', 'kernel']) z += logit.model.vocab.has(w) ? logit.model.weights[logit.model.vocab.get(w)!] : 0;
+    for (const w of ['a', 'kiss', 'for', 'my', 'darling', 'and', 'the', 'kernel'])
+      z += logit.model.vocab.has(w) ? logit.model.weights[logit.model.vocab.get(w)!] : 0;
     const sample = [{ prompt: 'p', response: text }];
     const [lz] = await logit.score(sample);
     const [pz] = await prob.score(sample);

@@ -41,7 +41,12 @@ describe('temp file names', () => {
     for (const n of [mine, live, other, otherTarget]) writeFileSync(join(d, n), 'partial');
     mkdirSync(join(d, mineOld));
     writeFileSync(join(d, mineOld, 'model.safetensors'), 'old');
-    expect(tempFilesIn(d, target).filter((t) => t.stale).map((t) => t.path).sort()).toEqual([join(d, mine), join(d, mineOld)].sort());
+    expect(
+      tempFilesIn(d, target)
+        .filter((t) => t.stale)
+        .map((t) => t.path)
+        .sort(),
+    ).toEqual([join(d, mine), join(d, mineOld)].sort());
     await atomicWriteFile(target, [new Uint8Array([1, 2, 3])]);
     expect(readdirSync(d).sort()).toEqual([live, other, otherTarget, 'w.safetensors'].sort());
     expect(await removeStaleTemps(join(d, 'v.safetensors'))).toHaveLength(1);
@@ -59,7 +64,19 @@ describe('SIGKILL mid-merge, then the same merge', () => {
     await writeSafetensors(join(d, 'b.safetensors'), big);
     const outDir = join(d, 'o');
     mkdirSync(outDir);
-    const args = ['merge', '--sources', join(d, 'a.safetensors'), join(d, 'b.safetensors'), '--weights', '0.5', '0.5', '--out', join(outDir, 'soup.safetensors'), '--threads', '1'];
+    const args = [
+      'merge',
+      '--sources',
+      join(d, 'a.safetensors'),
+      join(d, 'b.safetensors'),
+      '--weights',
+      '0.5',
+      '0.5',
+      '--out',
+      join(outDir, 'soup.safetensors'),
+      '--threads',
+      '1',
+    ];
     const child = rsoupAsync(args);
     const exit = new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
     const t0 = Date.now();
@@ -87,8 +104,16 @@ describe('rsoup doctor --clean DIR', () => {
     writeFileSync(foreign, '{');
     const r = rsoup(['doctor', '--clean', d, '--json']);
     expect(r.code, r.stderr).toBe(0);
-    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
-    expect(rows.map((x) => [x.path, x.removed]).sort()).toEqual([[foreign, false], [stale, true]].sort());
+    const rows = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(rows.map((x) => [x.path, x.removed]).sort()).toEqual(
+      [
+        [foreign, false],
+        [stale, true],
+      ].sort(),
+    );
     expect(existsSync(stale)).toBe(false);
     expect(existsSync(foreign)).toBe(true);
     const human = rsoup(['doctor', '--clean', d]);

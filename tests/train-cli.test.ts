@@ -12,8 +12,18 @@ import { makeTokenizer } from './helpers/fixtures.js';
 
 // the vocabulary of the tokenizer made by tests/helpers/fixtures.ts
 const CFG: LlamaConfig = {
-  vocabSize: makeTokenizer().vocabSize, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 1, numAttentionHeads: 2,
-  numKeyValueHeads: 1, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: true, bosTokenId: 1, eosTokenId: 2, padTokenId: 0,
+  vocabSize: makeTokenizer().vocabSize,
+  hiddenSize: 16,
+  intermediateSize: 24,
+  numHiddenLayers: 1,
+  numAttentionHeads: 2,
+  numKeyValueHeads: 1,
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  tieWordEmbeddings: true,
+  bosTokenId: 1,
+  eosTokenId: 2,
+  padTokenId: 0,
 };
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-train-cli-'));
 const model = join(tmp, 'model');
@@ -50,7 +60,10 @@ describe('rsoup train ppo', () => {
     const r = rsoup(['train', 'ppo', cfg, '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/step 1\/2 score .* \(len .* afinn .*\) kl .* β 0\.0500/);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.map((l) => l.step)).toEqual([1, 2]);
     for (const l of lines) expect(l.score).toBeCloseTo(0.7 * l.rewards.len + 0.3 * l.rewards.afinn, 6);
     const cfgJson = JSON.parse(readFileSync(join(tmp, 'out', 'adapter_config.json'), 'utf8'));
@@ -61,7 +74,12 @@ describe('rsoup train ppo', () => {
     const resumed = rsoup(['train', 'ppo', cfg, '--resume', '--steps', '3', '--json']);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(/resuming .* at step 2/);
-    expect(resumed.stdout.trim().split('\n').map((l) => JSON.parse(l).step)).toEqual([3]);
+    expect(
+      resumed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).step),
+    ).toEqual([3]);
     expect(JSON.parse(readFileSync(join(tmp, 'out', 'trainer_state.json'), 'utf8')).step).toBe(3);
     // the checkpoint dir is a PEFT adapter dir that rsoup merge accepts (a soup of the run with itself)
     const merged = rsoup(['merge', '--sources', join(tmp, 'out'), join(tmp, 'out'), '--weights', '0.3', '0.7', '--out', join(tmp, 'soup')]);

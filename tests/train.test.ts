@@ -8,11 +8,33 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readPeftAdapter } from '../src/io/index.js';
 import { callNative } from '../src/train/native.js';
-import { CausalLM, PPOTrainer, randomLlamaWeights, pretrain, evaluate, cosineLr, mulberry32, type LlamaConfig, type PPOConfigInput, type PPOStats, type RewardLike, type TrainSample } from '../src/train/index.js';
+import {
+  CausalLM,
+  PPOTrainer,
+  randomLlamaWeights,
+  pretrain,
+  evaluate,
+  cosineLr,
+  mulberry32,
+  type LlamaConfig,
+  type PPOConfigInput,
+  type PPOStats,
+  type RewardLike,
+  type TrainSample,
+} from '../src/train/index.js';
 
 const CFG: LlamaConfig = {
-  vocabSize: 32, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4,
-  numKeyValueHeads: 2, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: true, eosTokenId: 2, padTokenId: 0,
+  vocabSize: 32,
+  hiddenSize: 32,
+  intermediateSize: 64,
+  numHiddenLayers: 2,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  tieWordEmbeddings: true,
+  eosTokenId: 2,
+  padTokenId: 0,
 };
 const TARGET = 7;
 const freq: RewardLike = {
@@ -24,11 +46,22 @@ const freq: RewardLike = {
 const rnd = mulberry32(5);
 const PROMPTS = Array.from({ length: 64 }, () => Array.from({ length: 2 + Math.floor(rnd() * 4) }, () => 3 + Math.floor(rnd() * 29)));
 const PPO: PPOConfigInput = {
-  learning_rate: 3e-3, batch_size: 32, mini_batch_size: 8, ppo_epochs: 4, init_kl_coef: 0.01, seed: 3,
+  learning_rate: 3e-3,
+  batch_size: 32,
+  mini_batch_size: 8,
+  ppo_epochs: 4,
+  init_kl_coef: 0.01,
+  seed: 3,
   generation: { output_min_length: 8, output_max_length: 12 },
 };
 // HF's N(0, 0.02) init caps the tied-embedding logits near ±0.6 at this width: use wider random weights.
-const model = () => CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 1, { dtype: 'float32', scale: 0.3 }), { seed: 1, threads: 1, valueHead: true, lora: { r: 8, lora_alpha: 16, lora_dropout: 0.05, target_modules: ['q_proj', 'v_proj', 'o_proj'] } });
+const model = () =>
+  CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 1, { dtype: 'float32', scale: 0.3 }), {
+    seed: 1,
+    threads: 1,
+    valueHead: true,
+    lora: { r: 8, lora_alpha: 16, lora_dropout: 0.05, target_modules: ['q_proj', 'v_proj', 'o_proj'] },
+  });
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-train-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -84,26 +117,51 @@ describe('PPOTrainer', () => {
     const dir = join(tmp, 'nan');
     let calls = 0;
     // from the 4th step on, a score fp32 cannot hold: the returns overflow and the loss is NaN
-    const bad: RewardLike = { name: 'overflow', async score(b) { calls++; return new Float64Array(b.length).fill(calls >= 4 ? 1e300 : 0.5); } };
+    const bad: RewardLike = {
+      name: 'overflow',
+      async score(b) {
+        calls++;
+        return new Float64Array(b.length).fill(calls >= 4 ? 1e300 : 0.5);
+      },
+    };
     const t = new PPOTrainer(m, { ...PPO, batch_size: 8, mini_batch_size: 4, save_every: 2 }, { rewards: [bad], checkpointDir: dir });
     const seen: number[] = [];
-    const run = async () => { for await (const s of t.train({ prompts: PROMPTS, steps: 10 })) seen.push(s.step); };
-    await expect(run()).rejects.toMatchObject({ code: 'ERR_SOUP_TRAIN', message: expect.stringMatching(/step 4: PPO loss is not finite.*last good checkpoint \(step 2\)/) });
+    const run = async () => {
+      for await (const s of t.train({ prompts: PROMPTS, steps: 10 })) seen.push(s.step);
+    };
+    await expect(run()).rejects.toMatchObject({
+      code: 'ERR_SOUP_TRAIN',
+      message: expect.stringMatching(/step 4: PPO loss is not finite.*last good checkpoint \(step 2\)/),
+    });
     expect(seen).toEqual([1, 2, 3]);
     expect(JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')).step).toBe(2);
     const ad = await readPeftAdapter(dir);
     for (const t2 of Object.values(ad.tensors)) expect(Array.from(t2.data).every(Number.isFinite)).toBe(true);
     // a NaN score is a reward bug, reported as such
-    const nan: RewardLike = { name: 'nan', async score(b) { return new Float64Array(b.length).fill(NaN); } };
+    const nan: RewardLike = {
+      name: 'nan',
+      async score(b) {
+        return new Float64Array(b.length).fill(NaN);
+      },
+    };
     const t3 = new PPOTrainer(m, { ...PPO, batch_size: 8, mini_batch_size: 4 }, { rewards: [nan] });
-    await expect((async () => { for await (const _ of t3.train({ prompts: PROMPTS, steps: 1 })) void _; })()).rejects.toMatchObject({ code: 'ERR_SOUP_REWARD', message: expect.stringContaining("'nan'") });
+    await expect(
+      (async () => {
+        for await (const _ of t3.train({ prompts: PROMPTS, steps: 1 })) void _;
+      })(),
+    ).rejects.toMatchObject({ code: 'ERR_SOUP_REWARD', message: expect.stringContaining("'nan'") });
     await m.dispose();
   });
 
   it('AbortSignal cancels between steps; MORL weights combine rewards', async () => {
     const m = await model();
     const ac = new AbortController();
-    const one: RewardLike = { name: 'one', async score(b) { return new Float64Array(b.length).fill(1); } };
+    const one: RewardLike = {
+      name: 'one',
+      async score(b) {
+        return new Float64Array(b.length).fill(1);
+      },
+    };
     const t = new PPOTrainer(m, { ...PPO, batch_size: 8, mini_batch_size: 8, ppo_epochs: 1 }, { rewards: [freq, one], weights: [3, 1] });
     const seen: PPOStats[] = [];
     const run = async () => {
@@ -137,7 +195,11 @@ describe('PPOTrainer', () => {
   });
 
   it('rollout log-probs and values collected during generation equal a full forward pass (float64)', async () => {
-    const m = await CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 3, { scale: 0.3 }), { dtype: 'float64', valueHead: true, lora: { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'] } });
+    const m = await CausalLM.fromTensors(CFG, randomLlamaWeights(CFG, 3, { scale: 0.3 }), {
+      dtype: 'float64',
+      valueHead: true,
+      lora: { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'] },
+    });
     const lora = await m.getTensors('lora');
     const r = mulberry32(3);
     for (const t of Object.values(lora)) for (let i = 0; i < t.data.length; i++) t.data[i] = (r() * 2 - 1) * 0.3;
@@ -145,7 +207,18 @@ describe('PPOTrainer', () => {
     const prompts = [[4, 9, 12], [5, 6, 7, 8, 30], [11]];
     const { leftPad } = await import('../src/train/llama.js');
     const p = leftPad(prompts, 0);
-    const roll = await callNative('ppoRollout', m.handle, p.tokens, p.B, p.T, p.mask, { maxNewTokens: 6, minNewTokens: 0, doSample: true, temperature: 1, topK: 0, topP: 1, eosTokenId: 2, padTokenId: 0, seed: 4, refIsAdapter: false });
+    const roll = await callNative('ppoRollout', m.handle, p.tokens, p.B, p.T, p.mask, {
+      maxNewTokens: 6,
+      minNewTokens: 0,
+      doSample: true,
+      temperature: 1,
+      topK: 0,
+      topP: 1,
+      eosTokenId: 2,
+      padTokenId: 0,
+      seed: 4,
+      refIsAdapter: false,
+    });
     const R = roll.width;
     for (let b = 0; b < 3; b++) {
       const resp = Array.from(roll.tokens.subarray(b * R, b * R + roll.lengths[b]));
@@ -155,8 +228,10 @@ describe('PPOTrainer', () => {
       const lgRef = await m.logits([full]);
       await m.enableAdapter();
       const lsm = (l: ArrayLike<number>, pos: number, tok: number) => {
-        let mx = -Infinity; for (let v = 0; v < 32; v++) mx = Math.max(mx, l[pos * 32 + v]);
-        let z = 0; for (let v = 0; v < 32; v++) z += Math.exp(l[pos * 32 + v] - mx);
+        let mx = -Infinity;
+        for (let v = 0; v < 32; v++) mx = Math.max(mx, l[pos * 32 + v]);
+        let z = 0;
+        for (let v = 0; v < 32; v++) z += Math.exp(l[pos * 32 + v] - mx);
         return l[pos * 32 + tok] - mx - Math.log(z);
       };
       for (let i = 0; i < resp.length; i++) {
@@ -169,13 +244,20 @@ describe('PPOTrainer', () => {
     // and vocab = hidden, logits = E·h with E square, so h is recovered by solving E h = logits.
     const E = (await m.getTensors('base'))['model.embed_tokens.weight'].data;
     const vh = await m.getTensors('valueHead');
-    const w = vh['v_head.summary.weight'].data, bias = vh['v_head.summary.bias'].data[0];
+    const w = vh['v_head.summary.weight'].data,
+      bias = vh['v_head.summary.bias'].data[0];
     const solve = (rhs: number[]) => {
-      const n = 32, a = Array.from({ length: n }, (_, i) => [...Array.from(E.subarray(i * n, i * n + n)), rhs[i]]);
+      const n = 32,
+        a = Array.from({ length: n }, (_, i) => [...Array.from(E.subarray(i * n, i * n + n)), rhs[i]]);
       for (let c = 0; c < n; c++) {
-        let piv = c; for (let i = c + 1; i < n; i++) if (Math.abs(a[i][c]) > Math.abs(a[piv][c])) piv = i;
+        let piv = c;
+        for (let i = c + 1; i < n; i++) if (Math.abs(a[i][c]) > Math.abs(a[piv][c])) piv = i;
         [a[c], a[piv]] = [a[piv], a[c]];
-        for (let i = 0; i < n; i++) if (i !== c) { const f = a[i][c] / a[c][c]; for (let k = c; k <= n; k++) a[i][k] -= f * a[c][k]; }
+        for (let i = 0; i < n; i++)
+          if (i !== c) {
+            const f = a[i][c] / a[c][c];
+            for (let k = c; k <= n; k++) a[i][k] -= f * a[c][k];
+          }
       }
       return a.map((row, i) => row[n] / a[i][i]);
     };
@@ -185,7 +267,10 @@ describe('PPOTrainer', () => {
       for (let i = 0; i < resp.length; i++) {
         const pos = prompts[b].length - 1 + i;
         const h = solve(Array.from(lg.subarray(pos * 32, pos * 32 + 32)));
-        expect(roll.values.data[b * R + i]).toBeCloseTo(h.reduce((acc, x, k) => acc + x * w[k], bias), 8);
+        expect(roll.values.data[b * R + i]).toBeCloseTo(
+          h.reduce((acc, x, k) => acc + x * w[k], bias),
+          8,
+        );
       }
     }
     await m.dispose();
@@ -202,7 +287,11 @@ describe('PPOTrainer', () => {
     for await (const s of pretrain(m, { tokens: stream, seqLen: 16, batchSize: 8, steps: 40, lr: 1e-2, seed: 1 })) losses.push(s.loss);
     expect(losses[0]).toBeGreaterThan(3);
     expect(losses[39]).toBeLessThan(losses[0] / 3);
-    await expect((async () => { for await (const _ of pretrain(m, { tokens: Int32Array.of(1, 2, 99), seqLen: 2, batchSize: 1, steps: 1 })) void _; })()).rejects.toMatchObject({ code: 'ERR_SOUP_INVALID_ARG', message: expect.stringContaining('99') });
+    await expect(
+      (async () => {
+        for await (const _ of pretrain(m, { tokens: Int32Array.of(1, 2, 99), seqLen: 2, batchSize: 1, steps: 1 })) void _;
+      })(),
+    ).rejects.toMatchObject({ code: 'ERR_SOUP_INVALID_ARG', message: expect.stringContaining('99') });
     const prompts = PROMPTS.slice(0, 6);
     const a = await evaluate(m, prompts, [freq], { maxNewTokens: 5, eosTokenId: -1, seed: 3, batchSize: 4 });
     const b = await evaluate(m, prompts, [freq], { maxNewTokens: 5, eosTokenId: -1, seed: 3, batchSize: 4 });

@@ -12,8 +12,8 @@ enum class Simd { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3 };
 inline Simd detectSimd() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c"))
     return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512dq") ? Simd::Avx512Bf16 : Simd::Avx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return Simd::Avx2;
 #endif
@@ -22,10 +22,14 @@ inline Simd detectSimd() {
 
 inline const char* simdName(Simd s) {
   switch (s) {
-    case Simd::Avx512Bf16: return "avx512bf16";
-    case Simd::Avx512: return "avx512";
-    case Simd::Avx2: return "avx2";
-    default: return "scalar";
+    case Simd::Avx512Bf16:
+      return "avx512bf16";
+    case Simd::Avx512:
+      return "avx512";
+    case Simd::Avx2:
+      return "avx2";
+    default:
+      return "scalar";
   }
 }
 

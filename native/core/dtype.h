@@ -15,16 +15,29 @@ inline size_t dtypeSize(int32_t d) { return d == kF64 ? 8 : d == kF32 ? 4 : 2; }
 inline bool validDType(int32_t d) { return d >= 0 && d < kNumDTypes; }
 inline const char* dtypeName(int32_t d) {
   switch (d) {
-    case kF32: return "float32";
-    case kF16: return "float16";
-    case kBF16: return "bfloat16";
-    case kF64: return "float64";
-    default: return "unknown";
+    case kF32:
+      return "float32";
+    case kF16:
+      return "float16";
+    case kBF16:
+      return "bfloat16";
+    case kF64:
+      return "float64";
+    default:
+      return "unknown";
   }
 }
 
-inline uint32_t f32Bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-inline float bitsF32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint32_t f32Bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float bitsF32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 inline float bf16ToF32(uint16_t h) { return bitsF32(static_cast<uint32_t>(h) << 16); }
 
@@ -45,7 +58,10 @@ inline float f16ToF32(uint16_t h) {
       u = sign;
     } else {  // subnormal: renormalise
       int e = -1;
-      do { man <<= 1; e++; } while ((man & 0x400u) == 0);
+      do {
+        man <<= 1;
+        e++;
+      } while ((man & 0x400u) == 0);
       u = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (man & 0x3ffu) << 13;
     }
   } else if (exp == 31) {
@@ -61,8 +77,8 @@ inline uint16_t f32ToF16(float f) {
   uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   uint32_t a = u & 0x7fffffffu;
   if (a > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN, quiet
-  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to inf (>= 65520)
-  if (a < 0x38800000u) {  // result is subnormal or zero: 2^-14 > |f|
+  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);                        // rounds to inf (>= 65520)
+  if (a < 0x38800000u) {                                                                     // result is subnormal or zero: 2^-14 > |f|
     // value = a as float; subnormal unit is 2^-24: q = round_half_even(|f| * 2^24)
     int exp = static_cast<int>(a >> 23);
     if (exp < 102) return sign;  // < 2^-25: rounds to zero (exactly 2^-25 ties to even 0)

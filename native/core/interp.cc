@@ -36,10 +36,14 @@ void Control::addProgress(double bytes) {
 
 RangeFn rangeKernel(Simd simd) {
   switch (simd) {
-    case Simd::Avx512Bf16: return interpRangeAvx512Bf16;
-    case Simd::Avx512: return interpRangeAvx512;
-    case Simd::Avx2: return interpRangeAvx2;
-    default: return interpRangeScalar;
+    case Simd::Avx512Bf16:
+      return interpRangeAvx512Bf16;
+    case Simd::Avx512:
+      return interpRangeAvx512;
+    case Simd::Avx2:
+      return interpRangeAvx2;
+    default:
+      return interpRangeScalar;
   }
 }
 
@@ -120,7 +124,8 @@ double bandwidthTriad(float* a, const float* b, const float* c, size_t n, int re
   const size_t chunk = chunkElemsFor(n, sizeof(float), opt);  // the soups' chunking (NOTE: [Chunks])
   double seconds = 0;
   for (int r = 0; r < reps; r++)
-    seconds += timedChunkPass(n, chunk, opt, [&](size_t, size_t b0, size_t b1) { fn(a, b, c, 0.5f + 0.25f * static_cast<float>(r & 1), b0, b1, opt.nonTemporal); });
+    seconds +=
+        timedChunkPass(n, chunk, opt, [&](size_t, size_t b0, size_t b1) { fn(a, b, c, 0.5f + 0.25f * static_cast<float>(r & 1), b0, b1, opt.nonTemporal); });
   return seconds;
 }
 

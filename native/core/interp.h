@@ -49,10 +49,10 @@ struct Control {
 };
 
 struct InterpOptions {
-  int threads = 0;            // 0 = all hardware threads
-  Simd simd = Simd::Scalar;   // chosen by the caller (detectSimd() or a forced level for tests)
-  bool nonTemporal = false;   // streaming stores for outputs that do not fit in cache
-  size_t chunkElems = 0;      // 0 = chunkElemsFor()'s choice (NOTE: [Chunks]); tests force small ones
+  int threads = 0;           // 0 = all hardware threads
+  Simd simd = Simd::Scalar;  // chosen by the caller (detectSimd() or a forced level for tests)
+  bool nonTemporal = false;  // streaming stores for outputs that do not fit in cache
+  size_t chunkElems = 0;     // 0 = chunkElemsFor()'s choice (NOTE: [Chunks]); tests force small ones
 };
 
 // Per-ISA element-range kernels (interp_scalar.cc, interp_avx2.cc, interp_avx512.cc, interp_avx512bf16.cc).
@@ -67,7 +67,7 @@ void interpRangeAvx512Bf16(const Segment& s, size_t begin, size_t end, const Wei
 struct LowRank {
   const void* base = nullptr;  // rows×cols, baseDtype (may be null: zero base)
   int32_t baseDtype = 0;
-  void* out = nullptr;         // rows×cols, outDtype
+  void* out = nullptr;  // rows×cols, outDtype
   int32_t outDtype = 0;
   size_t rows = 0, cols = 0, rank = 0;
   const float* L = nullptr;  // rows×rank

@@ -24,12 +24,16 @@ struct Avx2 {
     return _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
   }
   static void storeF32(float* p, F v, bool nt) {
-    if (nt) _mm256_stream_ps(p, v);
-    else _mm256_storeu_ps(p, v);
+    if (nt)
+      _mm256_stream_ps(p, v);
+    else
+      _mm256_storeu_ps(p, v);
   }
   static void store128(uint16_t* p, __m128i h, bool nt) {
-    if (nt) _mm_stream_si128(reinterpret_cast<__m128i*>(p), h);
-    else _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h);
+    if (nt)
+      _mm_stream_si128(reinterpret_cast<__m128i*>(p), h);
+    else
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h);
   }
   static void storeF16(uint16_t* p, F v, bool nt) { store128(p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nt); }
   static void storeBF16(uint16_t* p, F v, bool nt) {
@@ -45,8 +49,13 @@ struct Avx2 {
   static void storeF64(double* p, F v, bool nt) {
     __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
     __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-    if (nt) { _mm256_stream_pd(p, lo); _mm256_stream_pd(p + 4, hi); }
-    else { _mm256_storeu_pd(p, lo); _mm256_storeu_pd(p + 4, hi); }
+    if (nt) {
+      _mm256_stream_pd(p, lo);
+      _mm256_stream_pd(p + 4, hi);
+    } else {
+      _mm256_storeu_pd(p, lo);
+      _mm256_storeu_pd(p + 4, hi);
+    }
   }
   // bf16 -> bf16 without shuffles (interp_impl.h): a raw 32-byte load is 16 bf16, 8 even + 8 odd; the
   // rounded halves recombine with a shift, a mask and an or, where storeBF16 needs a pack and a permute
@@ -55,8 +64,10 @@ struct Avx2 {
   static __m256i loadRaw(const uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static void prefetch(uintptr_t a) { _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0); }
   static void storeRaw(uint16_t* p, __m256i v, bool nt) {
-    if (nt) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), v);
-    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
+    if (nt)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(p), v);
+    else
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
   }
   static F evenBF16(__m256i x) { return _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)); }
   static F oddBF16(__m256i x) { return _mm256_castsi256_ps(_mm256_and_si256(x, _mm256_set1_epi32(static_cast<int>(0xffff0000u)))); }
@@ -79,9 +90,7 @@ struct Avx2 {
 
 void interpRangeAvx2(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) { impl::range<Avx2>(s, b, e, w, nt); }
 void lowRankRowsAvx2(const LowRank& j, size_t r0, size_t r1, float* scratch) { impl::lowRankRows<Avx2>(j, r0, r1, scratch); }
-void triadRangeAvx2(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) {
-  impl::triadRange<Avx2>(a, b, c, s, i, e, nt);
-}
+void triadRangeAvx2(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) { impl::triadRange<Avx2>(a, b, c, s, i, e, nt); }
 float readRangeAvx2(const float* const* s, size_t k, size_t i, size_t e) { return impl::readRange<Avx2>(s, k, i, e); }
 
 }  // namespace soup

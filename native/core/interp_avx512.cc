@@ -15,7 +15,6 @@
 
 #include "core/interp_impl.h"
 
-
 namespace soup {
 namespace {
 
@@ -32,12 +31,16 @@ struct Avx512 {
     return _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
   }
   static void storeF32(float* p, F v, bool nt) {
-    if (nt) _mm512_stream_ps(p, v);
-    else _mm512_storeu_ps(p, v);
+    if (nt)
+      _mm512_stream_ps(p, v);
+    else
+      _mm512_storeu_ps(p, v);
   }
   static void store256(uint16_t* p, __m256i h, bool nt) {
-    if (nt) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), h);
-    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
+    if (nt)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(p), h);
+    else
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
   }
   static void storeF16(uint16_t* p, F v, bool nt) { store256(p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nt); }
   static void storeBF16(uint16_t* p, F v, bool nt) {
@@ -49,16 +52,23 @@ struct Avx512 {
   static void storeF64(double* p, F v, bool nt) {
     __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
     __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    if (nt) { _mm512_stream_pd(p, lo); _mm512_stream_pd(p + 8, hi); }
-    else { _mm512_storeu_pd(p, lo); _mm512_storeu_pd(p + 8, hi); }
+    if (nt) {
+      _mm512_stream_pd(p, lo);
+      _mm512_stream_pd(p + 8, hi);
+    } else {
+      _mm512_storeu_pd(p, lo);
+      _mm512_storeu_pd(p + 8, hi);
+    }
   }
   // bf16 -> bf16 without shuffles (interp_impl.h): a raw 64-byte load is 32 bf16, 16 even + 16 odd.
   static constexpr bool kPairedBF16 = true;
   static __m512i loadRaw(const uint16_t* p) { return _mm512_loadu_si512(p); }
   static void prefetch(uintptr_t a) { _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0); }
   static void storeRaw(uint16_t* p, __m512i v, bool nt) {
-    if (nt) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), v);
-    else _mm512_storeu_si512(p, v);
+    if (nt)
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(p), v);
+    else
+      _mm512_storeu_si512(p, v);
   }
   static F evenBF16(__m512i x) { return _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)); }
   static F oddBF16(__m512i x) { return _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(static_cast<int>(0xffff0000u)))); }
@@ -97,9 +107,7 @@ struct Avx512 {
 void interpRangeAvx512Bf16(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) { impl::range<Avx512>(s, b, e, w, nt); }
 #else
 void interpRangeAvx512(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) { impl::range<Avx512>(s, b, e, w, nt); }
-void triadRangeAvx512(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) {
-  impl::triadRange<Avx512>(a, b, c, s, i, e, nt);
-}
+void triadRangeAvx512(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) { impl::triadRange<Avx512>(a, b, c, s, i, e, nt); }
 float readRangeAvx512(const float* const* s, size_t k, size_t i, size_t e) { return impl::readRange<Avx512>(s, k, i, e); }
 #endif
 

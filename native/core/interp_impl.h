@@ -31,35 +31,53 @@ namespace impl {
 template <class V>
 inline float loadOne(const void* p, int32_t dt, size_t i) {
   switch (dt) {
-    case kF32: return static_cast<const float*>(p)[i];
-    case kF16: return V::h2f(static_cast<const uint16_t*>(p)[i]);
-    default: return bf16ToF32(static_cast<const uint16_t*>(p)[i]);
+    case kF32:
+      return static_cast<const float*>(p)[i];
+    case kF16:
+      return V::h2f(static_cast<const uint16_t*>(p)[i]);
+    default:
+      return bf16ToF32(static_cast<const uint16_t*>(p)[i]);
   }
 }
 
 template <class V>
 inline void storeOne(void* p, int32_t dt, size_t i, float v) {
   switch (dt) {
-    case kF32: static_cast<float*>(p)[i] = v; break;
-    case kF16: static_cast<uint16_t*>(p)[i] = V::f2h(v); break;
-    case kBF16: static_cast<uint16_t*>(p)[i] = f32ToBf16(v); break;
-    default: static_cast<double*>(p)[i] = static_cast<double>(v); break;
+    case kF32:
+      static_cast<float*>(p)[i] = v;
+      break;
+    case kF16:
+      static_cast<uint16_t*>(p)[i] = V::f2h(v);
+      break;
+    case kBF16:
+      static_cast<uint16_t*>(p)[i] = f32ToBf16(v);
+      break;
+    default:
+      static_cast<double*>(p)[i] = static_cast<double>(v);
+      break;
   }
 }
 
 template <class V, int IN>
 inline typename V::F loadVec(const void* p, size_t i) {
-  if constexpr (IN == kF32) return V::loadF32(static_cast<const float*>(p) + i);
-  else if constexpr (IN == kF16) return V::loadF16(static_cast<const uint16_t*>(p) + i);
-  else return V::loadBF16(static_cast<const uint16_t*>(p) + i);
+  if constexpr (IN == kF32)
+    return V::loadF32(static_cast<const float*>(p) + i);
+  else if constexpr (IN == kF16)
+    return V::loadF16(static_cast<const uint16_t*>(p) + i);
+  else
+    return V::loadBF16(static_cast<const uint16_t*>(p) + i);
 }
 
 template <class V, int OUT>
 inline void storeVec(void* p, size_t i, typename V::F v, bool nt) {
-  if constexpr (OUT == kF32) V::storeF32(static_cast<float*>(p) + i, v, nt);
-  else if constexpr (OUT == kF16) V::storeF16(static_cast<uint16_t*>(p) + i, v, nt);
-  else if constexpr (OUT == kBF16) V::storeBF16(static_cast<uint16_t*>(p) + i, v, nt);
-  else V::storeF64(static_cast<double*>(p) + i, v, nt);
+  if constexpr (OUT == kF32)
+    V::storeF32(static_cast<float*>(p) + i, v, nt);
+  else if constexpr (OUT == kF16)
+    V::storeF16(static_cast<uint16_t*>(p) + i, v, nt);
+  else if constexpr (OUT == kBF16)
+    V::storeBF16(static_cast<uint16_t*>(p) + i, v, nt);
+  else
+    V::storeF64(static_cast<double*>(p) + i, v, nt);
 }
 
 template <class V>
@@ -89,12 +107,16 @@ void rangeF32(const Segment& s, size_t i, size_t e, const Weights& wt, bool nt) 
       wv[j] = V::set1(w[j]);
     }
   auto src = [&](int j) -> const void* {
-    if constexpr (NN > 0) return p[j];
-    else return s.src[j];
+    if constexpr (NN > 0)
+      return p[j];
+    else
+      return s.src[j];
   };
   auto weight = [&](int j) -> F {
-    if constexpr (NN > 0) return wv[j];
-    else return V::set1(w[j]);
+    if constexpr (NN > 0)
+      return wv[j];
+    else
+      return V::set1(w[j]);
   };
   constexpr size_t outSize = OUT == kF64 ? 8 : OUT == kF32 ? 4 : 2;
   if (nt) {  // peel until the output is 64-byte aligned so streaming stores are legal
@@ -177,18 +199,24 @@ void rangeF64(const Segment& s, size_t i, size_t e, const Weights& wt) {
   for (; i < e; i++) {
     double acc = w[0] * static_cast<const double*>(s.src[0])[i];
     for (int j = 1; j < n; j++) acc = std::fma(w[j], static_cast<const double*>(s.src[j])[i], acc);
-    if (s.outDtype == kF64) static_cast<double*>(s.out)[i] = acc;
-    else storeOne<V>(s.out, s.outDtype, i, static_cast<float>(acc));
+    if (s.outDtype == kF64)
+      static_cast<double*>(s.out)[i] = acc;
+    else
+      storeOne<V>(s.out, s.outDtype, i, static_cast<float>(acc));
   }
 }
 
 template <class V, int IN, int NN>
 void dispatchOut(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) {
   switch (s.outDtype) {
-    case kF32: return rangeF32<V, IN, kF32, NN>(s, b, e, w, nt);
-    case kF16: return rangeF32<V, IN, kF16, NN>(s, b, e, w, nt);
-    case kBF16: return rangeF32<V, IN, kBF16, NN>(s, b, e, w, nt);
-    default: return rangeF32<V, IN, kF64, NN>(s, b, e, w, nt);
+    case kF32:
+      return rangeF32<V, IN, kF32, NN>(s, b, e, w, nt);
+    case kF16:
+      return rangeF32<V, IN, kF16, NN>(s, b, e, w, nt);
+    case kBF16:
+      return rangeF32<V, IN, kBF16, NN>(s, b, e, w, nt);
+    default:
+      return rangeF32<V, IN, kF64, NN>(s, b, e, w, nt);
   }
 }
 
@@ -196,15 +224,24 @@ template <class V, int IN>
 void dispatchN(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) {
   if constexpr (V::W > 1) {  // SIMD kernels: N = 1..8 known at compile time (see rangeF32)
     switch (w.n()) {
-      case 1: return dispatchOut<V, IN, 1>(s, b, e, w, nt);
-      case 2: return dispatchOut<V, IN, 2>(s, b, e, w, nt);
-      case 3: return dispatchOut<V, IN, 3>(s, b, e, w, nt);
-      case 4: return dispatchOut<V, IN, 4>(s, b, e, w, nt);
-      case 5: return dispatchOut<V, IN, 5>(s, b, e, w, nt);
-      case 6: return dispatchOut<V, IN, 6>(s, b, e, w, nt);
-      case 7: return dispatchOut<V, IN, 7>(s, b, e, w, nt);
-      case 8: return dispatchOut<V, IN, 8>(s, b, e, w, nt);
-      default: break;
+      case 1:
+        return dispatchOut<V, IN, 1>(s, b, e, w, nt);
+      case 2:
+        return dispatchOut<V, IN, 2>(s, b, e, w, nt);
+      case 3:
+        return dispatchOut<V, IN, 3>(s, b, e, w, nt);
+      case 4:
+        return dispatchOut<V, IN, 4>(s, b, e, w, nt);
+      case 5:
+        return dispatchOut<V, IN, 5>(s, b, e, w, nt);
+      case 6:
+        return dispatchOut<V, IN, 6>(s, b, e, w, nt);
+      case 7:
+        return dispatchOut<V, IN, 7>(s, b, e, w, nt);
+      case 8:
+        return dispatchOut<V, IN, 8>(s, b, e, w, nt);
+      default:
+        break;
     }
   }
   dispatchOut<V, IN, 0>(s, b, e, w, nt);
@@ -213,10 +250,14 @@ void dispatchN(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) 
 template <class V>
 void range(const Segment& s, size_t b, size_t e, const Weights& w, bool nt) {
   switch (s.inDtype) {
-    case kF32: return dispatchN<V, kF32>(s, b, e, w, nt);
-    case kF16: return dispatchN<V, kF16>(s, b, e, w, nt);
-    case kBF16: return dispatchN<V, kBF16>(s, b, e, w, nt);
-    default: return rangeF64<V>(s, b, e, w);
+    case kF32:
+      return dispatchN<V, kF32>(s, b, e, w, nt);
+    case kF16:
+      return dispatchN<V, kF16>(s, b, e, w, nt);
+    case kBF16:
+      return dispatchN<V, kBF16>(s, b, e, w, nt);
+    default:
+      return rangeF64<V>(s, b, e, w);
   }
 }
 
@@ -252,7 +293,10 @@ template <class V>
 void triadRange(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool nt) {
   constexpr size_t W = V::W;
   if (nt)
-    while (i < e && (reinterpret_cast<uintptr_t>(a + i) & 63u) != 0) { a[i] = std::fma(s, c[i], b[i]); i++; }
+    while (i < e && (reinterpret_cast<uintptr_t>(a + i) & 63u) != 0) {
+      a[i] = std::fma(s, c[i], b[i]);
+      i++;
+    }
   typename V::F sv = V::set1(s);
   for (; i + W <= e; i += W) V::storeF32(a + i, V::fma(sv, V::loadF32(c + i), V::loadF32(b + i)), nt);
   for (; i < e; i++) a[i] = std::fma(s, c[i], b[i]);
@@ -284,15 +328,24 @@ float readRangeN(const float* const* s, size_t i, size_t e) {
 template <class V>
 float readRange(const float* const* s, size_t k, size_t i, size_t e) {
   switch (k) {
-    case 1: return readRangeN<V, 1>(s, i, e);
-    case 2: return readRangeN<V, 2>(s, i, e);
-    case 3: return readRangeN<V, 3>(s, i, e);
-    case 4: return readRangeN<V, 4>(s, i, e);
-    case 5: return readRangeN<V, 5>(s, i, e);
-    case 6: return readRangeN<V, 6>(s, i, e);
-    case 7: return readRangeN<V, 7>(s, i, e);
-    case 8: return readRangeN<V, 8>(s, i, e);
-    default: return 0.0f;  // bandwidthRead() rejects k outside 1..8
+    case 1:
+      return readRangeN<V, 1>(s, i, e);
+    case 2:
+      return readRangeN<V, 2>(s, i, e);
+    case 3:
+      return readRangeN<V, 3>(s, i, e);
+    case 4:
+      return readRangeN<V, 4>(s, i, e);
+    case 5:
+      return readRangeN<V, 5>(s, i, e);
+    case 6:
+      return readRangeN<V, 6>(s, i, e);
+    case 7:
+      return readRangeN<V, 7>(s, i, e);
+    case 8:
+      return readRangeN<V, 8>(s, i, e);
+    default:
+      return 0.0f;  // bandwidthRead() rejects k outside 1..8
   }
 }
 

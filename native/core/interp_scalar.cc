@@ -28,13 +28,9 @@ struct Scalar {
 
 }  // namespace
 
-void interpRangeScalar(const Segment& s, size_t b, size_t e, const Weights& w, bool) {
-  impl::range<Scalar>(s, b, e, w, false);
-}
+void interpRangeScalar(const Segment& s, size_t b, size_t e, const Weights& w, bool) { impl::range<Scalar>(s, b, e, w, false); }
 void lowRankRowsScalar(const LowRank& j, size_t r0, size_t r1, float* scratch) { impl::lowRankRows<Scalar>(j, r0, r1, scratch); }
-void triadRangeScalar(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool) {
-  impl::triadRange<Scalar>(a, b, c, s, i, e, false);
-}
+void triadRangeScalar(float* a, const float* b, const float* c, float s, size_t i, size_t e, bool) { impl::triadRange<Scalar>(a, b, c, s, i, e, false); }
 float readRangeScalar(const float* const* s, size_t k, size_t i, size_t e) { return impl::readRange<Scalar>(s, k, i, e); }
 
 }  // namespace soup

@@ -61,9 +61,7 @@ class OutFile {
 
 struct AlignedBuffer {
   void* p = nullptr;
-  explicit AlignedBuffer(size_t n) {
-    p = allocLarge(n, true, "a merge window");
-  }
+  explicit AlignedBuffer(size_t n) { p = allocLarge(n, true, "a merge window"); }
   ~AlignedBuffer() { free(p); }
 };
 
@@ -135,8 +133,7 @@ MergeFilesResult mergeFiles(const MergeFilesJob& job, Control* ctl) {
         checkRange(*maps[t.srcFile[i]], t.srcOffset[i], t.numel * dtypeSize(t.inDtype), t.name);
       }
     } else {
-      if (t.rows * t.cols != t.numel || !t.L || !t.R)
-        throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensor '" + t.name + "': inconsistent low-rank update");
+      if (t.rows * t.cols != t.numel || !t.L || !t.R) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensor '" + t.name + "': inconsistent low-rank update");
       if (t.baseFile >= 0) {
         if (static_cast<size_t>(t.baseFile) >= maps.size()) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensor '" + t.name + "': bad base file index");
         checkRange(*maps[t.baseFile], t.baseOffset, t.numel * dtypeSize(t.inDtype), t.name);
@@ -159,7 +156,11 @@ MergeFilesResult mergeFiles(const MergeFilesJob& job, Control* ctl) {
 
   std::vector<Segment> segs;
   std::vector<std::vector<const void*>> srcPtrs;  // storage for Segment::src
-  struct Read { const InFile* f; uint64_t off, len; void* dst; };
+  struct Read {
+    const InFile* f;
+    uint64_t off, len;
+    void* dst;
+  };
   std::vector<Read> reads;
   size_t used = 0, inUsed = 0;
   const std::vector<double>* batchWeights = nullptr;  // all segments of one batch share their λ

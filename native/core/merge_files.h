@@ -15,9 +15,9 @@ struct FileTensor {
   enum Kind { Interp = 0, LowRankUpdate = 1 } kind = Interp;
   uint64_t numel = 0;
   int32_t inDtype = 0, outDtype = 0;
-  std::vector<double> weights;     // Interp: this tensor's λ (empty: the job's weights)
-  std::vector<int32_t> srcFile;    // Interp: N file indices
-  std::vector<uint64_t> srcOffset; // Interp: N absolute byte offsets
+  std::vector<double> weights;      // Interp: this tensor's λ (empty: the job's weights)
+  std::vector<int32_t> srcFile;     // Interp: N file indices
+  std::vector<uint64_t> srcOffset;  // Interp: N absolute byte offsets
   // LowRankUpdate: out = base + L·R, base at (baseFile, baseOffset) with inDtype, or no base (baseFile -1)
   int32_t baseFile = -1;
   uint64_t baseOffset = 0;

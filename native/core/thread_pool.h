@@ -33,8 +33,8 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   bool stop_ = false;
   uint64_t generation_ = 0;
-  int active_ = 0;         // workers asked to join the current job
-  int running_ = 0;        // workers still inside the current job
+  int active_ = 0;   // workers asked to join the current job
+  int running_ = 0;  // workers still inside the current job
   const std::function<void(size_t)>* fn_ = nullptr;
   std::atomic<size_t> next_{0};
   size_t nTasks_ = 0;

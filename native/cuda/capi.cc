@@ -27,8 +27,8 @@ int guarded(F f) {
   return -1;
 }
 
-std::vector<soup::cuda::Segment> segmentsOf(int n, int64_t T, const uint64_t* srcs, const uint64_t* outs, const int64_t* numels,
-                                            const int32_t* inDt, const int32_t* outDt) {
+std::vector<soup::cuda::Segment> segmentsOf(int n, int64_t T, const uint64_t* srcs, const uint64_t* outs, const int64_t* numels, const int32_t* inDt,
+                                            const int32_t* outDt) {
   std::vector<soup::cuda::Segment> segs(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) {
     soup::cuda::Segment& s = segs[size_t(t)];
@@ -67,9 +67,9 @@ __attribute__((visibility("default"))) int soup_cuda_plan_launches(void* plan) {
 __attribute__((visibility("default"))) void soup_cuda_plan_destroy(void* plan) { delete static_cast<soup::cuda::Plan*>(plan); }
 
 // One-shot: tables built and uploaded on every call (what a single merge of device tensors costs).
-__attribute__((visibility("default"))) int soup_cuda_interpolate_once(int n, int64_t T, const uint64_t* srcs, const uint64_t* outs,
-                                                                      const int64_t* numels, const int32_t* inDt, const int32_t* outDt,
-                                                                      const double* weights, void* stream, int64_t* launches) {
+__attribute__((visibility("default"))) int soup_cuda_interpolate_once(int n, int64_t T, const uint64_t* srcs, const uint64_t* outs, const int64_t* numels,
+                                                                      const int32_t* inDt, const int32_t* outDt, const double* weights, void* stream,
+                                                                      int64_t* launches) {
   return guarded([&] {
     static thread_local soup::cuda::Interpolator* interp = nullptr;
     static thread_local void* interpStream = nullptr;

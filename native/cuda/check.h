@@ -19,23 +19,23 @@ namespace cuda {
   std::string f(file);
   auto slash = f.find_last_of('/');
   if (slash != std::string::npos) f = f.substr(slash + 1);
-  throw std::runtime_error(std::string("[") + code + "] " + what + " failed: " + cudaGetErrorName(e) + " (" +
-                           cudaGetErrorString(e) + ") at " + f + ":" + std::to_string(line));
+  throw std::runtime_error(std::string("[") + code + "] " + what + " failed: " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ") at " + f + ":" +
+                           std::to_string(line));
 }
 
 }  // namespace cuda
 }  // namespace soup
 
-#define SOUP_CUDA_CHECK(call)                                                      \
-  do {                                                                             \
-    cudaError_t soup_err_ = (call);                                                \
+#define SOUP_CUDA_CHECK(call)                                                                    \
+  do {                                                                                           \
+    cudaError_t soup_err_ = (call);                                                              \
     if (soup_err_ != cudaSuccess) ::soup::cuda::throwCuda(soup_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
 // After a kernel launch: launch-configuration errors show up here, not at the <<<>>> line.
-#define SOUP_CUDA_CHECK_LAUNCH(name)                                               \
-  do {                                                                             \
-    cudaError_t soup_err_ = cudaGetLastError();                                    \
+#define SOUP_CUDA_CHECK_LAUNCH(name)                                                                         \
+  do {                                                                                                       \
+    cudaError_t soup_err_ = cudaGetLastError();                                                              \
     if (soup_err_ != cudaSuccess) ::soup::cuda::throwCuda(soup_err_, "launch of " name, __FILE__, __LINE__); \
   } while (0)
 

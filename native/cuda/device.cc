@@ -44,8 +44,10 @@ std::string noDeviceReason() {
       return "no usable NVIDIA driver (libcuda.so missing or older than CUDA runtime " + std::to_string(CUDART_VERSION / 1000) + "." +
              std::to_string(CUDART_VERSION % 1000 / 10) + ")";
     case cudaErrorNoDevice:
-    case cudaSuccess: return "no CUDA device visible (driver present, 0 devices; check CUDA_VISIBLE_DEVICES)";
-    default: return std::string("CUDA device query failed: ") + cudaGetErrorName(probedError) + " (" + cudaGetErrorString(probedError) + ")";
+    case cudaSuccess:
+      return "no CUDA device visible (driver present, 0 devices; check CUDA_VISIBLE_DEVICES)";
+    default:
+      return std::string("CUDA device query failed: ") + cudaGetErrorName(probedError) + " (" + cudaGetErrorString(probedError) + ")";
   }
 }
 
@@ -64,9 +66,8 @@ std::string deviceSummary() {
   SOUP_CUDA_CHECK(cudaDriverGetVersion(&drv));
   SOUP_CUDA_CHECK(cudaRuntimeGetVersion(&rt));
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%s, cc %d.%d, %d SMs, %.1f GiB, L2 %d MiB, driver API %d.%d, runtime %d.%d", p.name, p.major, p.minor,
-                p.multiProcessorCount, double(p.totalGlobalMem) / (1 << 30), p.l2CacheSize >> 20, drv / 1000, drv % 1000 / 10, rt / 1000,
-                rt % 1000 / 10);
+  std::snprintf(buf, sizeof buf, "%s, cc %d.%d, %d SMs, %.1f GiB, L2 %d MiB, driver API %d.%d, runtime %d.%d", p.name, p.major, p.minor, p.multiProcessorCount,
+                double(p.totalGlobalMem) / (1 << 30), p.l2CacheSize >> 20, drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
   return buf;
 }
 

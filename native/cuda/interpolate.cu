@@ -67,16 +67,45 @@ struct Lambdas {
 // ---------------------------------------------------------------------------------------------------
 // dtype traits: storage type, accumulator, exact widening, rounding narrowing
 
-struct F32 { using storage = float; using acc = float; static constexpr const char* name = "f32"; };
-struct F16 { using storage = uint16_t; using acc = float; static constexpr const char* name = "f16"; };
-struct BF16 { using storage = uint16_t; using acc = float; static constexpr const char* name = "bf16"; };
-struct F64 { using storage = double; using acc = double; static constexpr const char* name = "f64"; };
+struct F32 {
+  using storage = float;
+  using acc = float;
+  static constexpr const char* name = "f32";
+};
+struct F16 {
+  using storage = uint16_t;
+  using acc = float;
+  static constexpr const char* name = "f16";
+};
+struct BF16 {
+  using storage = uint16_t;
+  using acc = float;
+  static constexpr const char* name = "bf16";
+};
+struct F64 {
+  using storage = double;
+  using acc = double;
+  static constexpr const char* name = "f64";
+};
 
-template <class T, class A> __device__ __forceinline__ A widen(typename T::storage s);
-template <> __device__ __forceinline__ float widen<F32, float>(float s) { return s; }
-template <> __device__ __forceinline__ float widen<F16, float>(uint16_t s) { return __half2float(__ushort_as_half(s)); }
-template <> __device__ __forceinline__ float widen<BF16, float>(uint16_t s) { return __uint_as_float(uint32_t(s) << 16); }
-template <> __device__ __forceinline__ double widen<F64, double>(double s) { return s; }
+template <class T, class A>
+__device__ __forceinline__ A widen(typename T::storage s);
+template <>
+__device__ __forceinline__ float widen<F32, float>(float s) {
+  return s;
+}
+template <>
+__device__ __forceinline__ float widen<F16, float>(uint16_t s) {
+  return __half2float(__ushort_as_half(s));
+}
+template <>
+__device__ __forceinline__ float widen<BF16, float>(uint16_t s) {
+  return __uint_as_float(uint32_t(s) << 16);
+}
+template <>
+__device__ __forceinline__ double widen<F64, double>(double s) {
+  return s;
+}
 
 __device__ __forceinline__ uint16_t bf16Rne(float f) {
   uint32_t u = __float_as_uint(f);
@@ -85,17 +114,42 @@ __device__ __forceinline__ uint16_t bf16Rne(float f) {
   return uint16_t(u >> 16);
 }
 
-template <class T> __device__ __forceinline__ typename T::storage narrow(float a);
-template <> __device__ __forceinline__ float narrow<F32>(float a) { return a; }
-template <> __device__ __forceinline__ uint16_t narrow<F16>(float a) { return __half_as_ushort(__float2half_rn(a)); }
-template <> __device__ __forceinline__ uint16_t narrow<BF16>(float a) { return bf16Rne(a); }
-template <> __device__ __forceinline__ double narrow<F64>(float a) { return double(a); }
+template <class T>
+__device__ __forceinline__ typename T::storage narrow(float a);
+template <>
+__device__ __forceinline__ float narrow<F32>(float a) {
+  return a;
+}
+template <>
+__device__ __forceinline__ uint16_t narrow<F16>(float a) {
+  return __half_as_ushort(__float2half_rn(a));
+}
+template <>
+__device__ __forceinline__ uint16_t narrow<BF16>(float a) {
+  return bf16Rne(a);
+}
+template <>
+__device__ __forceinline__ double narrow<F64>(float a) {
+  return double(a);
+}
 // fp64 accumulator: to fp32 in one rounding; to fp16/bf16 through fp32, as c10::Half(double) does.
-template <class T> __device__ __forceinline__ typename T::storage narrowD(double a) { return narrow<T>(__double2float_rn(a)); }
-template <> __device__ __forceinline__ double narrowD<F64>(double a) { return a; }
+template <class T>
+__device__ __forceinline__ typename T::storage narrowD(double a) {
+  return narrow<T>(__double2float_rn(a));
+}
+template <>
+__device__ __forceinline__ double narrowD<F64>(double a) {
+  return a;
+}
 
-template <class T> __device__ __forceinline__ typename T::storage narrowAcc(float a) { return narrow<T>(a); }
-template <class T> __device__ __forceinline__ typename T::storage narrowAcc(double a) { return narrowD<T>(a); }
+template <class T>
+__device__ __forceinline__ typename T::storage narrowAcc(float a) {
+  return narrow<T>(a);
+}
+template <class T>
+__device__ __forceinline__ typename T::storage narrowAcc(double a) {
+  return narrowD<T>(a);
+}
 
 __device__ __forceinline__ float mul(float l, float x) { return __fmul_rn(l, x); }
 __device__ __forceinline__ float fma_(float l, float x, float acc) { return __fmaf_rn(l, x, acc); }
@@ -104,7 +158,8 @@ __device__ __forceinline__ double fma_(double l, double x, double acc) { return 
 
 // Stores Bytes bytes of a register array with the widest streaming stores the alignment allows. The
 // bytes move through memcpy (no type punning through pointers: that would break strict aliasing).
-template <int Bytes> struct StoreVec {
+template <int Bytes>
+struct StoreVec {
   static_assert(Bytes == 4 || Bytes == 8 || Bytes % 16 == 0, "vector store width");
   static __device__ __forceinline__ void put(void* p, const void* v) {
     if constexpr (Bytes == 4) {
@@ -131,8 +186,8 @@ template <int Bytes> struct StoreVec {
 
 // One step of the vector path: U 16-byte vectors per source at base, base + T, ... (T threads per block)
 template <class In, class Out, int U, int T, bool Guard>
-__device__ __forceinline__ void vectorStep(const typename In::storage* const* sp, const typename In::acc* sl, int n, int64_t start,
-                                           typename Out::storage* out, int64_t base, int64_t nv) {
+__device__ __forceinline__ void vectorStep(const typename In::storage* const* sp, const typename In::acc* sl, int n, int64_t start, typename Out::storage* out,
+                                           int64_t base, int64_t nv) {
   using in_t = typename In::storage;
   using out_t = typename Out::storage;
   using acc_t = typename In::acc;
@@ -184,10 +239,8 @@ __device__ __forceinline__ void vectorStep(const typename In::storage* const* sp
 
 // UX multiplies the vectors in flight per thread (variant 1: UX = 2, one block per SM). See NOTE: [Variants].
 template <class In, class Out, int UX>
-__global__ void __launch_bounds__(threadsOf(UX), 2) soup_interpolate_multi_cuda(const SegDesc* __restrict__ segs,
-                                                                        const uint64_t* __restrict__ srcs,
-                                                                        const uint2* __restrict__ work, int n,
-                                                                        Lambdas lam) {
+__global__ void __launch_bounds__(threadsOf(UX), 2)
+    soup_interpolate_multi_cuda(const SegDesc* __restrict__ segs, const uint64_t* __restrict__ srcs, const uint2* __restrict__ work, int n, Lambdas lam) {
   using in_t = typename In::storage;
   using out_t = typename Out::storage;
   using acc_t = typename In::acc;
@@ -202,8 +255,10 @@ __global__ void __launch_bounds__(threadsOf(UX), 2) soup_interpolate_multi_cuda(
   const SegDesc d = segs[w.x];
   if (threadIdx.x < n) {
     sp[threadIdx.x] = reinterpret_cast<const in_t*>(srcs[d.srcBase + threadIdx.x]);
-    if constexpr (sizeof(acc_t) == 8) sl[threadIdx.x] = lam.d[threadIdx.x];
-    else sl[threadIdx.x] = lam.f[threadIdx.x];
+    if constexpr (sizeof(acc_t) == 8)
+      sl[threadIdx.x] = lam.d[threadIdx.x];
+    else
+      sl[threadIdx.x] = lam.f[threadIdx.x];
   }
   __syncthreads();
   const int64_t start = int64_t(w.y) * kChunk;
@@ -235,21 +290,31 @@ __global__ void __launch_bounds__(threadsOf(UX), 2) soup_interpolate_multi_cuda(
 
 size_t dtypeSize(int dt) {
   switch (dt) {
-    case kF32: return 4;
-    case kF16: return 2;
-    case kBF16: return 2;
-    case kF64: return 8;
-    default: return 0;
+    case kF32:
+      return 4;
+    case kF16:
+      return 2;
+    case kBF16:
+      return 2;
+    case kF64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
 const char* dtypeName(int dt) {
   switch (dt) {
-    case kF32: return "float32";
-    case kF16: return "float16";
-    case kBF16: return "bfloat16";
-    case kF64: return "float64";
-    default: return "?";
+    case kF32:
+      return "float32";
+    case kF16:
+      return "float16";
+    case kBF16:
+      return "bfloat16";
+    case kF64:
+      return "float64";
+    default:
+      return "?";
   }
 }
 
@@ -265,23 +330,35 @@ using KernelFn = void (*)(const SegDesc*, const uint64_t*, const uint2*, int, La
 // the default follows the measurement.
 std::atomic<int> gVariant{0};
 
-template <class In, int UX> KernelFn pickOut(int outDt) {
+template <class In, int UX>
+KernelFn pickOut(int outDt) {
   switch (outDt) {
-    case kF32: return soup_interpolate_multi_cuda<In, F32, UX>;
-    case kF16: return soup_interpolate_multi_cuda<In, F16, UX>;
-    case kBF16: return soup_interpolate_multi_cuda<In, BF16, UX>;
-    case kF64: return soup_interpolate_multi_cuda<In, F64, UX>;
-    default: return nullptr;
+    case kF32:
+      return soup_interpolate_multi_cuda<In, F32, UX>;
+    case kF16:
+      return soup_interpolate_multi_cuda<In, F16, UX>;
+    case kBF16:
+      return soup_interpolate_multi_cuda<In, BF16, UX>;
+    case kF64:
+      return soup_interpolate_multi_cuda<In, F64, UX>;
+    default:
+      return nullptr;
   }
 }
 
-template <int UX> KernelFn pickUX(int inDt, int outDt) {
+template <int UX>
+KernelFn pickUX(int inDt, int outDt) {
   switch (inDt) {
-    case kF32: return pickOut<F32, UX>(outDt);
-    case kF16: return pickOut<F16, UX>(outDt);
-    case kBF16: return pickOut<BF16, UX>(outDt);
-    case kF64: return pickOut<F64, UX>(outDt);
-    default: return nullptr;
+    case kF32:
+      return pickOut<F32, UX>(outDt);
+    case kF16:
+      return pickOut<F16, UX>(outDt);
+    case kBF16:
+      return pickOut<BF16, UX>(outDt);
+    case kF64:
+      return pickOut<F64, UX>(outDt);
+    default:
+      return nullptr;
   }
 }
 
@@ -314,24 +391,21 @@ bool setKernelVariant(int v) {
   return true;
 }
 
-
 namespace {
 void checkSegments(const std::vector<Segment>& segs, int n) {
   if (n < 1 || n > kMaxSources)
-    throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: " + std::to_string(n) + " sources; the CUDA kernel takes 1.." +
-                             std::to_string(kMaxSources));
+    throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: " + std::to_string(n) + " sources; the CUDA kernel takes 1.." + std::to_string(kMaxSources));
   for (size_t s = 0; s < segs.size(); ++s) {
     const Segment& g = segs[s];
     if (!pick(g.inDtype, g.outDtype))
-      throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " has dtype codes " +
-                               std::to_string(g.inDtype) + "->" + std::to_string(g.outDtype) + " (0..3 expected)");
+      throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " has dtype codes " + std::to_string(g.inDtype) + "->" +
+                               std::to_string(g.outDtype) + " (0..3 expected)");
     if (g.numel < 0) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " numel < 0");
     if (g.numel == 0) continue;
     if (!g.out) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " out is null");
     for (int i = 0; i < n; ++i)
       if (!g.srcs[i])
-        throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " source " + std::to_string(i) +
-                                 " is null");
+        throw std::runtime_error("[ERR_SOUP_INVALID_ARG] interpolate: segment " + std::to_string(s) + " source " + std::to_string(i) + " is null");
   }
 }
 
@@ -366,8 +440,10 @@ Interpolator::Interpolator(void* stream, int64_t tableCapacity) : stream_(stream
 
 Interpolator::~Interpolator() {
   // Destructors never throw: pending work on stream_ may still read devTable_, so wait for it first.
-  if (stream_) cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
-  else cudaDeviceSynchronize();
+  if (stream_)
+    cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+  else
+    cudaDeviceSynchronize();
   if (copied_) cudaEventDestroy(static_cast<cudaEvent_t>(copied_));
   if (devTable_) cudaFree(devTable_);
   if (hostTable_) cudaFreeHost(hostTable_);
@@ -430,8 +506,8 @@ void Interpolator::flush(int n, const double* weights, int inDt, int outDt) {
     SOUP_CUDA_CHECK(cudaMemcpyAsync(devTable_ + srcOff, hostTable_ + srcOff, nseg * n * sizeof(uint64_t), cudaMemcpyHostToDevice, st));
     SOUP_CUDA_CHECK(cudaMemcpyAsync(devTable_ + workOff, hostTable_ + workOff, nwork * sizeof(uint2), cudaMemcpyHostToDevice, st));
     SOUP_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(copied_), st));
-    SOUP_LAUNCH(fn, unsigned(nwork), pickThreads(), st, reinterpret_cast<const SegDesc*>(devTable_),
-                reinterpret_cast<const uint64_t*>(devTable_ + srcOff), reinterpret_cast<const uint2*>(devTable_ + workOff), n, lam);
+    SOUP_LAUNCH(fn, unsigned(nwork), pickThreads(), st, reinterpret_cast<const SegDesc*>(devTable_), reinterpret_cast<const uint64_t*>(devTable_ + srcOff),
+                reinterpret_cast<const uint2*>(devTable_ + workOff), n, lam);
     SOUP_CUDA_CHECK_LAUNCH("soup_interpolate_multi_cuda");
     ++launches_;
   }

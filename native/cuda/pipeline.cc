@@ -112,15 +112,15 @@ struct Slot {
 using FillFn = std::function<void(const Window&, int /*source*/, char* /*region base*/)>;
 using DrainFn = std::function<void(const Window&, const char* /*output region*/)>;
 
-RunStats runPipeline(const std::vector<Item>& items, const double* weights, int n, const Progress& progress,
-                     const PipelineOptions& opt, const FillFn& fill, const DrainFn& drain) {
+RunStats runPipeline(const std::vector<Item>& items, const double* weights, int n, const Progress& progress, const PipelineOptions& opt, const FillFn& fill,
+                     const DrainFn& drain) {
   requireDevice();
   if (n < 1 || n > kMaxSources)
     throw std::runtime_error("[ERR_SOUP_INVALID_ARG] " + std::to_string(n) + " sources; the CUDA merge takes 1.." + std::to_string(kMaxSources));
   for (size_t t = 0; t < items.size(); ++t) {
     if (dtypeSize(items[t].inDtype) == 0 || dtypeSize(items[t].outDtype) == 0)
-      throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensors[" + std::to_string(t) + "]: dtype codes " + std::to_string(items[t].inDtype) +
-                               "->" + std::to_string(items[t].outDtype) + " (0..3 expected)");
+      throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensors[" + std::to_string(t) + "]: dtype codes " + std::to_string(items[t].inDtype) + "->" +
+                               std::to_string(items[t].outDtype) + " (0..3 expected)");
     if (items[t].numel < 0) throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensors[" + std::to_string(t) + "]: numel < 0");
   }
   const auto t0 = std::chrono::steady_clock::now();
@@ -212,8 +212,7 @@ RunStats runPipeline(const std::vector<Item>& items, const double* weights, int 
       const Window& win = windows[w];
       for (int i = 0; i < n; ++i) fill(win, i, s->hostIn + size_t(i) * W);
       for (int i = 0; i < n; ++i)
-        SOUP_CUDA_CHECK(cudaMemcpyAsync(s->devIn + size_t(i) * W, s->hostIn + size_t(i) * W, size_t(win.inBytes), cudaMemcpyHostToDevice,
-                                        s->stream));
+        SOUP_CUDA_CHECK(cudaMemcpyAsync(s->devIn + size_t(i) * W, s->hostIn + size_t(i) * W, size_t(win.inBytes), cudaMemcpyHostToDevice, s->stream));
       dsegs.resize(win.segs.size());
       for (size_t j = 0; j < win.segs.size(); ++j) {
         const Seg& g = win.segs[j];
@@ -245,8 +244,7 @@ RunStats runPipeline(const std::vector<Item>& items, const double* weights, int 
   st.launches = launches0;
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   st.kernel = "soup_interpolate_multi_cuda (fused multi-tensor, 16-byte vectors): " + std::to_string(st.launches) + " launches, " +
-              std::to_string(windows.size()) + " windows of " + std::to_string(W >> 10) + " KiB/source on " + std::to_string(slots.size()) +
-              " streams";
+              std::to_string(windows.size()) + " windows of " + std::to_string(W >> 10) + " KiB/source on " + std::to_string(slots.size()) + " streams";
   return st;
 }
 
@@ -389,8 +387,7 @@ RunStats Resident::run(const double* weights, const std::vector<void*>& outs) {
   return rs;
 }
 
-RunStats interpolateHost(const std::vector<HostTensor>& tensors, const double* weights, int n, const Progress& progress,
-                         const PipelineOptions& opt) {
+RunStats interpolateHost(const std::vector<HostTensor>& tensors, const double* weights, int n, const Progress& progress, const PipelineOptions& opt) {
   std::vector<Item> items;
   items.reserve(tensors.size());
   for (size_t t = 0; t < tensors.size(); ++t) {
@@ -416,12 +413,10 @@ RunStats interpolateHost(const std::vector<HostTensor>& tensors, const double* w
 }
 
 RunStats mergeFiles(const std::vector<std::string>& files, const std::string& outPath, const uint8_t* header, size_t headerBytes,
-                    const std::vector<FileTensor>& tensors, const double* weights, int n, const Progress& progress,
-                    const PipelineOptions& opt) {
+                    const std::vector<FileTensor>& tensors, const double* weights, int n, const Progress& progress, const PipelineOptions& opt) {
   requireDevice();
   if (n < 1 || n > kMaxSources)
-    throw std::runtime_error("[ERR_SOUP_INVALID_ARG] mergeFiles: " + std::to_string(n) + " weights; the CUDA merge takes 1.." +
-                             std::to_string(kMaxSources));
+    throw std::runtime_error("[ERR_SOUP_INVALID_ARG] mergeFiles: " + std::to_string(n) + " weights; the CUDA merge takes 1.." + std::to_string(kMaxSources));
   // Open every source and check each tensor's byte range against its file's size before any work.
   struct Fd {
     int fd = -1;
@@ -450,12 +445,12 @@ RunStats mergeFiles(const std::vector<std::string>& files, const std::string& ou
     for (int i = 0; i < n; ++i) {
       const int f = ft.srcFile[i];
       if (f < 0 || size_t(f) >= files.size())
-        throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensors[" + std::to_string(t) + "].srcFile[" + std::to_string(i) + "] = " +
-                                 std::to_string(f) + " is not a file index (0.." + std::to_string(files.size()) + ")");
+        throw std::runtime_error("[ERR_SOUP_INVALID_ARG] tensors[" + std::to_string(t) + "].srcFile[" + std::to_string(i) + "] = " + std::to_string(f) +
+                                 " is not a file index (0.." + std::to_string(files.size()) + ")");
       if (ft.srcOffset[i] < 0 || ft.srcOffset[i] + bytes > sizes[f])
         throw std::runtime_error("[ERR_SOUP_FORMAT] tensors[" + std::to_string(t) + "] source " + std::to_string(i) + ": bytes [" +
-                                 std::to_string(ft.srcOffset[i]) + ", " + std::to_string(ft.srcOffset[i] + bytes) + ") lie outside " +
-                                 files[f] + " (" + std::to_string(sizes[f]) + " bytes)");
+                                 std::to_string(ft.srcOffset[i]) + ", " + std::to_string(ft.srcOffset[i] + bytes) + ") lie outside " + files[f] + " (" +
+                                 std::to_string(sizes[f]) + " bytes)");
     }
   }
   Fd out;

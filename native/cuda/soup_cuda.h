@@ -65,11 +65,11 @@ class Interpolator {
  private:
   void flush(int n, const double* weights, int inDt, int outDt);
   void* stream_;
-  int64_t cap_;           // work items per launch
-  int64_t segCap_;        // segments per launch
+  int64_t cap_;                // work items per launch
+  int64_t segCap_;             // segments per launch
   char* hostTable_ = nullptr;  // pinned staging
   char* devTable_ = nullptr;
-  void* copied_ = nullptr;     // cudaEvent_t: staging may be reused after it
+  void* copied_ = nullptr;  // cudaEvent_t: staging may be reused after it
   int64_t launches_ = 0;
   // pending group being filled
   std::vector<const Segment*> pending_;
@@ -170,12 +170,10 @@ class Resident {
   void* mu_ = nullptr;  // std::mutex
 };
 
-RunStats interpolateHost(const std::vector<HostTensor>& tensors, const double* weights, int n,
-                         const Progress& progress, const PipelineOptions& opt = {});
+RunStats interpolateHost(const std::vector<HostTensor>& tensors, const double* weights, int n, const Progress& progress, const PipelineOptions& opt = {});
 
-RunStats mergeFiles(const std::vector<std::string>& files, const std::string& out, const uint8_t* header,
-                    size_t headerBytes, const std::vector<FileTensor>& tensors, const double* weights, int n,
-                    const Progress& progress, const PipelineOptions& opt = {});
+RunStats mergeFiles(const std::vector<std::string>& files, const std::string& out, const uint8_t* header, size_t headerBytes,
+                    const std::vector<FileTensor>& tensors, const double* weights, int n, const Progress& progress, const PipelineOptions& opt = {});
 
 }  // namespace cuda
 }  // namespace soup

@@ -46,10 +46,14 @@ int main(int argc, char** argv) {
   int64_t mib = 1024;
   for (int a = 1; a + 1 < argc; a += 2) {
     std::string k = argv[a], v = argv[a + 1];
-    if (k == "--dir") dir = v;
-    else if (k == "--n") n = std::atoi(v.c_str());
-    else if (k == "--mib") mib = std::atoll(v.c_str());
-    else if (k == "--json") json = v;
+    if (k == "--dir")
+      dir = v;
+    else if (k == "--n")
+      n = std::atoi(v.c_str());
+    else if (k == "--mib")
+      mib = std::atoll(v.c_str());
+    else if (k == "--json")
+      json = v;
   }
   try {
     if (sc::deviceCount() == 0) {
@@ -138,7 +142,8 @@ int main(int argc, char** argv) {
     CK(cudaEventCreate(&e1));
     auto timeCopies = [&](cudaMemcpyKind kind, int reps) {
       CK(cudaEventRecord(e0));
-      for (int r = 0; r < reps; ++r) CK(cudaMemcpyAsync(kind == cudaMemcpyHostToDevice ? dbuf : pin, kind == cudaMemcpyHostToDevice ? pin : dbuf, 64 << 20, kind));
+      for (int r = 0; r < reps; ++r)
+        CK(cudaMemcpyAsync(kind == cudaMemcpyHostToDevice ? dbuf : pin, kind == cudaMemcpyHostToDevice ? pin : dbuf, 64 << 20, kind));
       CK(cudaEventRecord(e1));
       CK(cudaEventSynchronize(e1));
       float ms = 0;
@@ -196,11 +201,11 @@ int main(int argc, char** argv) {
     for (auto& p : files) ::unlink(p.c_str());
 
     const double bound = std::max({readS, writeS, linkS});
-    std::printf("file merge N=%d bf16, %.0f MiB/source: merge %.3f s | read %.3f s (%.2f GB/s) | write+fsync %.3f s (%.2f GB/s) | "
-                "link %.3f s (H2D %.1f, D2H %.1f GB/s) | kernel %.4f s\n",
-                n, used / 1048576.0, mergeS, readS, inBytes / readS / 1e9, writeS, outBytes / writeS / 1e9, linkS, h2d / 1e9, d2h / 1e9, kernelS);
-    std::printf("merge / max(read, write, link) = %.2f; kernel share of merge time = %.1f%%; %s\n", mergeS / bound, 100 * kernelS / mergeS,
-                st.kernel.c_str());
+    std::printf(
+        "file merge N=%d bf16, %.0f MiB/source: merge %.3f s | read %.3f s (%.2f GB/s) | write+fsync %.3f s (%.2f GB/s) | "
+        "link %.3f s (H2D %.1f, D2H %.1f GB/s) | kernel %.4f s\n",
+        n, used / 1048576.0, mergeS, readS, inBytes / readS / 1e9, writeS, outBytes / writeS / 1e9, linkS, h2d / 1e9, d2h / 1e9, kernelS);
+    std::printf("merge / max(read, write, link) = %.2f; kernel share of merge time = %.1f%%; %s\n", mergeS / bound, 100 * kernelS / mergeS, st.kernel.c_str());
     if (!json.empty()) {
       FILE* f = std::fopen(json.c_str(), "w");
       if (f) {

@@ -35,14 +35,14 @@ namespace sc = soup::cuda;
 static int passed = 0, failed = 0, skipped = 0;
 static bool quick = false;  // --quick: fewer N values and tiny tensors (the CPU emulation in CI)
 
-#define EXPECT(cond, ...)                              \
-  do {                                                 \
-    if (!(cond)) {                                     \
+#define EXPECT(cond, ...)                                         \
+  do {                                                            \
+    if (!(cond)) {                                                \
       std::fprintf(stderr, "  FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::fprintf(stderr, __VA_ARGS__);               \
-      std::fprintf(stderr, "\n");                      \
-      throw std::runtime_error("expectation failed");  \
-    }                                                  \
+      std::fprintf(stderr, __VA_ARGS__);                          \
+      std::fprintf(stderr, "\n");                                 \
+      throw std::runtime_error("expectation failed");             \
+    }                                                             \
   } while (0)
 
 static void test(const char* name, const std::function<void()>& fn) {
@@ -78,9 +78,9 @@ static void expectThrows(const std::function<void()>& fn, const char* code) {
   EXPECT(false, "expected an error [%s], none thrown", code);
 }
 
-#define CK(call)                                                                          \
-  do {                                                                                    \
-    cudaError_t e_ = (call);                                                              \
+#define CK(call)                                                                                         \
+  do {                                                                                                   \
+    cudaError_t e_ = (call);                                                                             \
     if (e_ != cudaSuccess) throw std::runtime_error(std::string(#call) + ": " + cudaGetErrorString(e_)); \
   } while (0)
 
@@ -94,13 +94,15 @@ static void selfTestConversions() {
     uint16_t hb = uint16_t(h);
     std::memcpy(&x, &hb, 2);
     const float want = float(x), got = ref::halfToFloat(hb);
-    if (std::isnan(want)) EXPECT(std::isnan(got), "halfToFloat(%04x) not NaN", h);
-    else EXPECT(ref::bits(want) == ref::bits(got), "halfToFloat(%04x) = %a, want %a", h, got, want);
+    if (std::isnan(want))
+      EXPECT(std::isnan(got), "halfToFloat(%04x) not NaN", h);
+    else
+      EXPECT(ref::bits(want) == ref::bits(got), "halfToFloat(%04x) = %a, want %a", h, got, want);
   }
   // fp32 -> fp16: random bit patterns over the whole range, plus the rounding edges.
   std::mt19937 rng(7);
-  std::vector<uint32_t> cases = {0x477fefffu, 0x477ff000u, 0x33000000u, 0x33000001u, 0x387fe000u, 0x387ff000u, 0x3f801000u,
-                                 0x3f803000u, 0x7f800000u, 0x80000001u, 0x00000000u, 0xc77ff000u};
+  std::vector<uint32_t> cases = {0x477fefffu, 0x477ff000u, 0x33000000u, 0x33000001u, 0x387fe000u, 0x387ff000u,
+                                 0x3f801000u, 0x3f803000u, 0x7f800000u, 0x80000001u, 0x00000000u, 0xc77ff000u};
   for (int k = 0; k < 2000000; ++k) cases.push_back(rng());
   for (uint32_t u : cases) {
     const float f = ref::fromBits(u);
@@ -108,8 +110,10 @@ static void selfTestConversions() {
     uint16_t wb;
     std::memcpy(&wb, &want, 2);
     const uint16_t got = ref::floatToHalf(f);
-    if (std::isnan(f)) EXPECT((got & 0x7c00) == 0x7c00 && (got & 0x3ff), "floatToHalf(NaN) = %04x", got);
-    else EXPECT(got == wb, "floatToHalf(%08x) = %04x, want %04x", u, got, wb);
+    if (std::isnan(f))
+      EXPECT((got & 0x7c00) == 0x7c00 && (got & 0x3ff), "floatToHalf(NaN) = %04x", got);
+    else
+      EXPECT(got == wb, "floatToHalf(%08x) = %04x, want %04x", u, got, wb);
   }
   // bf16: round to nearest even at the tie, carry into the exponent, overflow to inf, NaN.
   EXPECT(ref::floatToBf16(1.0f) == 0x3f80, "bf16(1)");
@@ -147,7 +151,9 @@ struct Case {
   Dev outDev;
 };
 
-static double epsOf(int dt) { return dt == ref::F32 ? std::ldexp(1.0, -24) : dt == ref::F16 ? std::ldexp(1.0, -11) : dt == ref::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -53); }
+static double epsOf(int dt) {
+  return dt == ref::F32 ? std::ldexp(1.0, -24) : dt == ref::F16 ? std::ldexp(1.0, -11) : dt == ref::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -53);
+}
 
 // Checks out (host copy: numel elements, then any guard bytes) against both references.
 static void checkOutput(const Case& c, const std::vector<uint8_t>& out, const std::vector<double>& w, const char* what) {
@@ -166,8 +172,8 @@ static void checkOutput(const Case& c, const std::vector<uint8_t>& out, const st
              (long long)c.numel, n, (long long)k, got);
       continue;
     }
-    EXPECT(std::memcmp(out.data() + k * os, want.data(), os) == 0, "%s: %s->%s numel %lld N %d: element %lld = %.9g, exact CPU formula %.9g",
-           what, sc::dtypeName(c.inDt), sc::dtypeName(c.outDt), (long long)c.numel, n, (long long)k, got, wantV);
+    EXPECT(std::memcmp(out.data() + k * os, want.data(), os) == 0, "%s: %s->%s numel %lld N %d: element %lld = %.9g, exact CPU formula %.9g", what,
+           sc::dtypeName(c.inDt), sc::dtypeName(c.outDt), (long long)c.numel, n, (long long)k, got, wantV);
     double scale;
     const double r64 = ref::exact64(srcs, c.inDt, k, w, &scale);
     if (std::isfinite(r64)) {
@@ -234,8 +240,8 @@ static int64_t runCases(std::vector<Case>& cases, int n, std::mt19937_64& rng, i
   return interp.launches();
 }
 
-static const int64_t kSizes[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 255, 1000, 4097, 8191, 65535, 65536, 65537, 131071, 131072,
-                                 131073, 3 * 65536 + 5};
+static const int64_t kSizes[] = {1,  2,   3,    7,    8,    9,     15,    16,    17,     31,     33,     63,           64,
+                                 65, 255, 1000, 4097, 8191, 65535, 65536, 65537, 131071, 131072, 131073, 3 * 65536 + 5};
 
 // ---------------------------------------------------------------------------------------------------
 
@@ -245,8 +251,7 @@ int main(int argc, char** argv) {
     if (std::string(argv[a]) == "--seed") seed = std::strtoull(argv[a + 1], nullptr, 10);
   for (int a = 1; a < argc; ++a)
     if (std::string(argv[a]) == "--quick") quick = true;
-  std::printf("soup_cuda_tests: seed %llu; device: %s\n", (unsigned long long)seed,
-              hasDevice() ? sc::deviceSummary().c_str() : sc::noDeviceReason().c_str());
+  std::printf("soup_cuda_tests: seed %llu; device: %s\n", (unsigned long long)seed, hasDevice() ? sc::deviceSummary().c_str() : sc::noDeviceReason().c_str());
   std::mt19937_64 rng(seed);
 
   if (!quick) test("reference conversions match _Float16 and bf16 rounding rules", selfTestConversions);
@@ -356,8 +361,10 @@ int main(int argc, char** argv) {
       float want = 0.5f * a[k];
       want = std::fmaf(0.25f, b[k], want);
       want = std::fmaf(0.125f, c[k], want);
-      if (std::isnan(want)) EXPECT(std::isnan(out[k]), "element %d = %g, want NaN", k, out[k]);
-      else EXPECT(ref::bits(out[k]) == ref::bits(want), "element %d = %a, want %a", k, out[k], want);
+      if (std::isnan(want))
+        EXPECT(std::isnan(out[k]), "element %d = %g, want NaN", k, out[k]);
+      else
+        EXPECT(ref::bits(out[k]) == ref::bits(want), "element %d = %a, want %a", k, out[k], want);
     }
     EXPECT(out[6] != 0.f, "subnormal result flushed to zero");
   });
@@ -408,7 +415,7 @@ int main(int argc, char** argv) {
     const int n = 4;
     std::vector<Case> cases;
     for (int k = 0; k < 12; ++k) cases.push_back(Case{k % 4, (k / 4) % 3, k == 5 ? 65536 * 3 + 7 : 1 + 977 * k});
-    cases.push_back(Case{ref::BF16, ref::BF16, 0});  // an empty tensor is allowed
+    cases.push_back(Case{ref::BF16, ref::BF16, 0});                      // an empty tensor is allowed
     std::vector<std::vector<std::vector<uint8_t>>> given(cases.size());  // what Resident reads, then poisoned
     std::vector<std::vector<const void*>> ptrs(cases.size());
     std::vector<sc::HostTensor> ts;
@@ -530,14 +537,15 @@ int main(int argc, char** argv) {
     expectThrows([&] { sc::mergeFiles(files, outPath, nullptr, 0, bad, w.data(), n, {}, opt); }, "ERR_SOUP_INVALID_ARG");
     expectThrows([&] { sc::mergeFiles({std::string(dir) + "/missing"}, outPath, nullptr, 0, {}, w.data(), 1, {}, opt); }, "ERR_SOUP_IO");
     // A write that fails in the writer thread (a full disk) comes back as an error, not a hang or abort.
-    if (access("/dev/full", W_OK) == 0)
-      expectThrows([&] { sc::mergeFiles(files, "/dev/full", nullptr, 0, fts, w.data(), n, {}, opt); }, "ERR_SOUP_IO");
+    if (access("/dev/full", W_OK) == 0) expectThrows([&] { sc::mergeFiles(files, "/dev/full", nullptr, 0, fts, w.data(), n, {}, opt); }, "ERR_SOUP_IO");
     for (auto& p : files) unlink(p.c_str());
     unlink(outPath.c_str());
     rmdir(dir);
   });
 
-  if (skipped) std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-  else std::printf("%d passed, %d failed\n", passed, failed);
+  if (skipped)
+    std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  else
+    std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -68,19 +68,30 @@ inline size_t size(int dt) { return dt == F32 ? 4 : dt == F64 ? 8 : 2; }
 
 inline double load(const void* p, int dt, int64_t k) {
   switch (dt) {
-    case F32: return static_cast<const float*>(p)[k];
-    case F16: return halfToFloat(static_cast<const uint16_t*>(p)[k]);
-    case BF16: return bf16ToFloat(static_cast<const uint16_t*>(p)[k]);
-    default: return static_cast<const double*>(p)[k];
+    case F32:
+      return static_cast<const float*>(p)[k];
+    case F16:
+      return halfToFloat(static_cast<const uint16_t*>(p)[k]);
+    case BF16:
+      return bf16ToFloat(static_cast<const uint16_t*>(p)[k]);
+    default:
+      return static_cast<const double*>(p)[k];
   }
 }
 
 inline void storeF(void* p, int dt, int64_t k, float v) {
   switch (dt) {
-    case F32: static_cast<float*>(p)[k] = v; break;
-    case F16: static_cast<uint16_t*>(p)[k] = floatToHalf(v); break;
-    case BF16: static_cast<uint16_t*>(p)[k] = floatToBf16(v); break;
-    default: static_cast<double*>(p)[k] = double(v);
+    case F32:
+      static_cast<float*>(p)[k] = v;
+      break;
+    case F16:
+      static_cast<uint16_t*>(p)[k] = floatToHalf(v);
+      break;
+    case BF16:
+      static_cast<uint16_t*>(p)[k] = floatToBf16(v);
+      break;
+    default:
+      static_cast<double*>(p)[k] = double(v);
   }
 }
 
@@ -90,8 +101,10 @@ inline void exact(const std::vector<const void*>& srcs, int inDt, int64_t k, con
   if (inDt == F64) {
     double acc = w[0] * load(srcs[0], inDt, k);
     for (size_t i = 1; i < n; ++i) acc = std::fma(w[i], load(srcs[i], inDt, k), acc);
-    if (outDt == F64) static_cast<double*>(out)[0] = acc;
-    else storeF(out, outDt, 0, float(acc));  // to fp16/bf16 through fp32, as torch does
+    if (outDt == F64)
+      static_cast<double*>(out)[0] = acc;
+    else
+      storeF(out, outDt, 0, float(acc));  // to fp16/bf16 through fp32, as torch does
     return;
   }
   float acc = float(w[0]) * float(load(srcs[0], inDt, k));
@@ -117,8 +130,10 @@ inline void fillRandom(void* p, int dt, int64_t n, std::mt19937_64& rng) {
   std::uniform_int_distribution<int> e(-12, 2), sgn(0, 1);
   for (int64_t k = 0; k < n; ++k) {
     double v = std::ldexp(u(rng), e(rng)) * (sgn(rng) ? -1 : 1);
-    if (dt == F64) static_cast<double*>(p)[k] = v;
-    else storeF(p, dt, k, float(v));
+    if (dt == F64)
+      static_cast<double*>(p)[k] = v;
+    else
+      storeF(p, dt, k, float(v));
   }
 }
 

@@ -72,8 +72,10 @@ int main() {
         if (o.isnan().any().item<bool>()) throw std::runtime_error("unwritten (NaN-poisoned) elements in tensor " + std::to_string(t));
         worst = std::max(worst, ((o - ref).abs() / tol).max().item<double>());
       }
-      if (worst <= 1) ++passed;
-      else ++failed;
+      if (worst <= 1)
+        ++passed;
+      else
+        ++failed;
       std::printf("%s lambda sweep a=%.2f: %d launches, worst error/tolerance %.3f\n", worst <= 1 ? "ok  " : "FAIL", a, plan.launchesPerRun(), worst);
     }
   } catch (const std::exception& e) {

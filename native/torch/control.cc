@@ -22,9 +22,7 @@ void Fail(const char* code, const std::string& msg) { throw std::runtime_error(s
 // policies print shapes with a space after each comma
 static std::string ShapeStr(at::IntArrayRef s) { return soup::ShapeStr(s, ", "); }
 
-static std::string LayerName(const char* net, size_t layer, const char* what) {
-  return std::string(net) + "." + std::to_string(2 * layer) + "." + what;
-}
+static std::string LayerName(const char* net, size_t layer, const char* what) { return std::string(net) + "." + std::to_string(2 * layer) + "." + what; }
 
 // ---- running statistics ---------------------------------------------------------------------------
 void RunningStat::Init(int64_t d) {
@@ -124,9 +122,7 @@ at::Tensor Policy::Param(const std::string& name) const {
   Fail("INTERNAL", "no parameter " + name);
 }
 
-at::Tensor Policy::Normalize(const at::Tensor& obs64) const {
-  return ((obs64 - obsRms.mean) / at::sqrt(obsRms.var + 1e-8)).clamp(-obsClip, obsClip).to(dtype);
-}
+at::Tensor Policy::Normalize(const at::Tensor& obs64) const { return ((obs64 - obsRms.mean) / at::sqrt(obsRms.var + 1e-8)).clamp(-obsClip, obsClip).to(dtype); }
 
 static at::Tensor Mlp(const Policy& p, const char* net, at::Tensor x) {
   const size_t L = p.hidden.size();
@@ -149,9 +145,7 @@ at::Tensor GaussianLogProb(const at::Tensor& a, const at::Tensor& mean, const at
   return (-0.5 * z * z - logstd - kHalfLog2Pi).sum(1);
 }
 
-at::Tensor GaussianEntropy(const at::Tensor& logstd, int64_t batch) {
-  return (0.5 + kHalfLog2Pi + logstd).sum().expand({batch});
-}
+at::Tensor GaussianEntropy(const at::Tensor& logstd, int64_t batch) { return (0.5 + kHalfLog2Pi + logstd).sum().expand({batch}); }
 
 void Policy::Act(const float* obs, float* actions, int64_t n, int64_t t, bool deterministic, bool train) {
   if (train) {
@@ -215,8 +209,8 @@ void Policy::SetTensors(const std::map<std::string, at::Tensor>& t) {
 }
 
 // ---- PPO pieces -----------------------------------------------------------------------------------
-void Gae(const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& dones, const at::Tensor& lastValues,
-         double gamma, double lam, at::Tensor* adv, at::Tensor* ret) {
+void Gae(const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& dones, const at::Tensor& lastValues, double gamma, double lam, at::Tensor* adv,
+         at::Tensor* ret) {
   const int64_t T = rewards.size(0), N = rewards.size(1);
   at::Tensor r = rewards.to(at::kDouble).contiguous(), v = values.to(at::kDouble).contiguous();
   at::Tensor d = dones.to(at::kDouble).contiguous(), lv = lastValues.to(at::kDouble).contiguous();
@@ -249,8 +243,8 @@ void NormalizeRewards(at::Tensor& rewards, const at::Tensor& dones, double gamma
   }
 }
 
-LossOut PPOLossOn(const Policy& p, const at::Tensor& obs, const at::Tensor& act, const at::Tensor& oldLogp,
-                  const at::Tensor& adv, const at::Tensor& ret, const at::Tensor& oldVal, const PPOHyper& h) {
+LossOut PPOLossOn(const Policy& p, const at::Tensor& obs, const at::Tensor& act, const at::Tensor& oldLogp, const at::Tensor& adv, const at::Tensor& ret,
+                  const at::Tensor& oldVal, const PPOHyper& h) {
   LossOut o;
   const int64_t B = obs.size(0);
   at::Tensor mean = p.ActorMean(obs);
@@ -308,13 +302,16 @@ std::map<std::string, double> PPOUpdate(Policy& p, const UpdateIn& in, const PPO
   const int64_t T = p.T, N = p.N, O = p.O, A = p.A, B = T * N;
   if (T == 0) Fail("INVALID_ARG", "update: the policy has no rollout storage");
   const int64_t R = in.weights.numel();
-  if (in.rewards.numel() != B * R) Fail("SHAPE_MISMATCH", "update: rewards has " + std::to_string(in.rewards.numel()) + " values, expected T·N·R = " + std::to_string(B * R));
-  if (in.terminated.numel() != B || in.truncated.numel() != B) Fail("SHAPE_MISMATCH", "update: terminated/truncated need T·N = " + std::to_string(B) + " flags");
+  if (in.rewards.numel() != B * R)
+    Fail("SHAPE_MISMATCH", "update: rewards has " + std::to_string(in.rewards.numel()) + " values, expected T·N·R = " + std::to_string(B * R));
+  if (in.terminated.numel() != B || in.truncated.numel() != B)
+    Fail("SHAPE_MISMATCH", "update: terminated/truncated need T·N = " + std::to_string(B) + " flags");
   if (in.finalObs.numel() != B * O) Fail("SHAPE_MISMATCH", "update: finalObs needs T·N·obsDim = " + std::to_string(B * O) + " values");
   if (in.lastObs.numel() != N * O) Fail("SHAPE_MISMATCH", "update: lastObs needs N·obsDim = " + std::to_string(N * O) + " values");
   const int64_t mbs = B / std::max<int64_t>(1, h.minibatches);
   if (mbs < 1 || (h.normAdv && mbs < 2))
-    Fail("CONFIG", "minibatch size T·N / num_minibatches = " + std::to_string(B) + " / " + std::to_string(h.minibatches) + " must be at least 2 (advantages are normalised per minibatch)");
+    Fail("CONFIG", "minibatch size T·N / num_minibatches = " + std::to_string(B) + " / " + std::to_string(h.minibatches) +
+                       " must be at least 2 (advantages are normalised per minibatch)");
 
   std::map<std::string, double> st;
   at::Tensor rewards = (in.rewards.to(at::kDouble).view({T, N, R}) * in.weights.to(at::kDouble).view({1, 1, R})).sum(2);
@@ -345,11 +342,12 @@ std::map<std::string, double> PPOUpdate(Policy& p, const UpdateIn& in, const PPO
     at::Tensor perm = at::randperm(B, p.gen, at::TensorOptions().dtype(at::kLong));
     for (int64_t s = 0; s < B; s += mbs) {
       at::Tensor i = perm.narrow(0, s, std::min(mbs, B - s));
-      LossOut o = PPOLossOn(p, obs.index_select(0, i), act.index_select(0, i), logp.index_select(0, i), advB.index_select(0, i),
-                            retB.index_select(0, i), val.index_select(0, i), h);
+      LossOut o = PPOLossOn(p, obs.index_select(0, i), act.index_select(0, i), logp.index_select(0, i), advB.index_select(0, i), retB.index_select(0, i),
+                            val.index_select(0, i), h);
       const double lv = o.loss.item<double>();
       if (!std::isfinite(lv))
-        Fail("TRAIN", "PPO loss is not finite (" + std::to_string(lv) + ") at epoch " + std::to_string(e) + ": the weights, rewards or learning rate have diverged");
+        Fail("TRAIN",
+             "PPO loss is not finite (" + std::to_string(lv) + ") at epoch " + std::to_string(e) + ": the weights, rewards or learning rate have diverged");
       p.flat.mutable_grad() = at::Tensor();
       o.loss.backward();
       sGn += ClipGrad(p, h.maxGradNorm);

@@ -69,11 +69,11 @@ struct Policy {
 
   void Init(int64_t obsDim, int64_t actDim, std::vector<int64_t> hiddenSizes, at::ScalarType dt, uint64_t seed);
   void SetRollout(int64_t numSteps, int64_t numEnvs);
-  at::Tensor Param(const std::string& name) const;  // a view of flat (carries grad when flat does)
+  at::Tensor Param(const std::string& name) const;      // a view of flat (carries grad when flat does)
   at::Tensor Normalize(const at::Tensor& obs64) const;  // [B, O] float64 -> [B, O] dtype, clipped
   at::Tensor ActorMean(const at::Tensor& x) const;
   at::Tensor Value(const at::Tensor& x) const;  // [B]
-  at::Tensor LogStd() const;                   // [A]
+  at::Tensor LogStd() const;                    // [A]
   // One step for all envs: obs [N, O] float32 in, actions [N, A] float32 out. train: update the obs
   // statistics (unless frozen) and store the normalised obs, action, log-prob and value at row t.
   void Act(const float* obs, float* actions, int64_t n, int64_t t, bool deterministic, bool train);
@@ -86,15 +86,15 @@ at::Tensor GaussianLogProb(const at::Tensor& a, const at::Tensor& mean, const at
 at::Tensor GaussianEntropy(const at::Tensor& logstd, int64_t batch);
 
 // GAE over [T, N] float64: done[t] = the episode ended at step t (no bootstrap past it).
-void Gae(const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& dones, const at::Tensor& lastValues,
-         double gamma, double lam, at::Tensor* adv, at::Tensor* ret);
+void Gae(const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& dones, const at::Tensor& lastValues, double gamma, double lam, at::Tensor* adv,
+         at::Tensor* ret);
 
 // gym 0.23 NormalizeReward over a rollout, in place on rewards [T, N] float64 (then clipped to ±clip).
 void NormalizeRewards(at::Tensor& rewards, const at::Tensor& dones, double gamma, double clip, RunningStat& rms, at::Tensor& acc);
 
 // CleanRL's loss on one minibatch (obs already normalised); forward with grad through p.flat.
-LossOut PPOLossOn(const Policy& p, const at::Tensor& obs, const at::Tensor& act, const at::Tensor& oldLogp,
-                  const at::Tensor& adv, const at::Tensor& ret, const at::Tensor& oldVal, const PPOHyper& h);
+LossOut PPOLossOn(const Policy& p, const at::Tensor& obs, const at::Tensor& act, const at::Tensor& oldLogp, const at::Tensor& adv, const at::Tensor& ret,
+                  const at::Tensor& oldVal, const PPOHyper& h);
 
 // Clips the gradient of p.flat to h.maxGradNorm (torch clip_grad_norm_), returns the norm before clipping.
 double ClipGrad(Policy& p, double maxNorm);
@@ -102,11 +102,11 @@ double ClipGrad(Policy& p, double maxNorm);
 void AdamStep(Policy& p, double lr, double b1, double b2, double eps);
 
 struct UpdateIn {
-  at::Tensor rewards;   // [T, N, R] float32
-  at::Tensor weights;   // [R] float64
+  at::Tensor rewards;                // [T, N, R] float32
+  at::Tensor weights;                // [R] float64
   at::Tensor terminated, truncated;  // [T, N] uint8
-  at::Tensor finalObs;  // [T, N, O] float32
-  at::Tensor lastObs;   // [N, O] float32
+  at::Tensor finalObs;               // [T, N, O] float32
+  at::Tensor lastObs;                // [N, O] float32
 };
 
 std::map<std::string, double> PPOUpdate(Policy& p, const UpdateIn& in, const PPOHyper& h);

@@ -143,14 +143,16 @@ void UNet::Init(const UNetConfig& c, uint64_t seed, const std::map<std::string, 
   alphaBar = CosineAlphaBar(c.T);
   auto shapes = Expected(c);
   if (weights) {
-    std::string arch = "this UNet (ch " + std::to_string(c.ch0) + "/" + std::to_string(c.ch1) + ", text " + std::to_string(c.textDim) + ", vocab " + std::to_string(c.vocab) + ")";
+    std::string arch = "this UNet (ch " + std::to_string(c.ch0) + "/" + std::to_string(c.ch1) + ", text " + std::to_string(c.textDim) + ", vocab " +
+                       std::to_string(c.vocab) + ")";
     std::map<std::string, bool> known;
     for (auto& [n, s] : shapes) {
       known[n] = true;
       auto it = weights->find(n);
       if (it == weights->end()) Fail("MISSING_TENSOR", "checkpoint lacks tensor '" + n + "' that " + arch + " needs: a checkpoint of another architecture?");
       if (it->second.sizes() != at::IntArrayRef(s))
-        Fail("SHAPE_MISMATCH", "checkpoint tensor '" + n + "' has shape " + ShapeOf(it->second.sizes()) + " but " + arch + " expects " + ShapeOf(s) + ": a checkpoint of another architecture?");
+        Fail("SHAPE_MISMATCH", "checkpoint tensor '" + n + "' has shape " + ShapeOf(it->second.sizes()) + " but " + arch + " expects " + ShapeOf(s) +
+                                   ": a checkpoint of another architecture?");
     }
     for (auto& [n, t] : *weights)
       if (!known.count(n)) Fail("SHAPE_MISMATCH", "checkpoint has tensor '" + n + "' that " + arch + " does not have: a checkpoint of another architecture?");
@@ -212,9 +214,7 @@ at::Tensor UNet::Conv(const at::Tensor& x, const std::string& n, int64_t stride)
   return at::conv2d(x, w, W(n + ".bias"), {stride, stride}, {pad, pad});
 }
 
-at::Tensor UNet::GN(const at::Tensor& x, const std::string& n) const {
-  return at::group_norm(x, cfg.groups, W(n + ".weight"), W(n + ".bias"), 1e-5);
-}
+at::Tensor UNet::GN(const at::Tensor& x, const std::string& n) const { return at::group_norm(x, cfg.groups, W(n + ".weight"), W(n + ".bias"), 1e-5); }
 
 at::Tensor UNet::Res(const at::Tensor& x, const at::Tensor& temb, const std::string& n) const {
   at::Tensor h = Conv(at::silu(GN(x, n + ".norm1")), n + ".conv1");
@@ -245,7 +245,8 @@ at::Tensor UNet::Eps(const at::Tensor& x, const at::Tensor& t, const at::Tensor&
   w_ = useEma ? &ema : &p;
   const int64_t B = x.size(0), S = cfg.imageSize;
   if (x.dim() != 4 || x.size(1) != cfg.channels || x.size(2) != S || x.size(3) != S)
-    Fail("SHAPE_MISMATCH", "diffusion: images must be [B, " + std::to_string(cfg.channels) + ", " + std::to_string(S) + ", " + std::to_string(S) + "], got " + ShapeOf(x.sizes()));
+    Fail("SHAPE_MISMATCH", "diffusion: images must be [B, " + std::to_string(cfg.channels) + ", " + std::to_string(S) + ", " + std::to_string(S) + "], got " +
+                               ShapeOf(x.sizes()));
   if (tokens.dim() != 2 || tokens.size(0) != B || tokens.size(1) != cfg.captionLen)
     Fail("SHAPE_MISMATCH", "diffusion: tokens must be [B, " + std::to_string(cfg.captionLen) + "], got " + ShapeOf(tokens.sizes()));
   if (tokens.numel() && (tokens.min().item<int64_t>() < 0 || tokens.max().item<int64_t>() >= cfg.vocab))
@@ -275,7 +276,8 @@ at::Tensor UNet::PerExampleLoss(const at::Tensor& x0, const at::Tensor& tokens, 
   const int64_t B = x0.size(0);
   if (t.numel() != B) Fail("SHAPE_MISMATCH", "diffusion: t must have one entry per image");
   at::Tensor tl = t.to(at::kLong);
-  if (B && (tl.min().item<int64_t>() < 0 || tl.max().item<int64_t>() >= cfg.T)) Fail("INVALID_ARG", "diffusion: timesteps must be in [0, " + std::to_string(cfg.T) + ")");
+  if (B && (tl.min().item<int64_t>() < 0 || tl.max().item<int64_t>() >= cfg.T))
+    Fail("INVALID_ARG", "diffusion: timesteps must be in [0, " + std::to_string(cfg.T) + ")");
   if (noise.sizes() != x0.sizes()) Fail("SHAPE_MISMATCH", "diffusion: noise must have the images' shape");
   at::Tensor ab = alphaBar.index_select(0, tl);
   at::Tensor sa = ab.sqrt().to(at::kFloat).view({B, 1, 1, 1}), sb = (1 - ab).sqrt().to(at::kFloat).view({B, 1, 1, 1});
@@ -335,8 +337,10 @@ double UNet::TrainStep(const at::Tensor& x0, const at::Tensor& tokens, const at:
       ps[i].mutable_grad() = at::Tensor();
       ps[i].requires_grad_(false);
       at::Tensor& e = ema[names[i]];
-      if (o.emaDecay > 0) e.mul_(d).add_(ps[i], 1 - d);
-      else e.copy_(ps[i]);
+      if (o.emaDecay > 0)
+        e.mul_(d).add_(ps[i], 1 - d);
+      else
+        e.copy_(ps[i]);
     }
   }
   return lv;

@@ -46,10 +46,10 @@ struct TrainOptions {
 class UNet {
  public:
   UNetConfig cfg;
-  std::vector<std::string> order;          // creation order (names)
-  std::map<std::string, at::Tensor> p;     // parameters
-  std::map<std::string, at::Tensor> ema;   // EMA copy of every parameter
-  at::Tensor alphaBar;                     // [T] float64
+  std::vector<std::string> order;         // creation order (names)
+  std::map<std::string, at::Tensor> p;    // parameters
+  std::map<std::string, at::Tensor> ema;  // EMA copy of every parameter
+  at::Tensor alphaBar;                    // [T] float64
   at::Generator gen;
   AdamState adam;
   int64_t emaSteps = 0;  // EMA updates since the last CopyToEma (for the warm-up)

@@ -15,10 +15,7 @@
 
 namespace soup {
 
-void Fail(const char* code, const std::string& msg) {
-  throw std::runtime_error(std::string("[ERR_SOUP_") + code + "] " + msg);
-}
-
+void Fail(const char* code, const std::string& msg) { throw std::runtime_error(std::string("[ERR_SOUP_") + code + "] " + msg); }
 
 double LoraConfig::scaling() const { return rslora ? alpha / std::sqrt(double(r)) : alpha / double(r); }
 
@@ -64,18 +61,18 @@ void LlamaModel::SetDevice(const std::string& dev, bool bf16Matmuls) {
     return;
   }
   if (dev != "cuda") Fail("CONFIG", "device must be 'cpu' or 'cuda', got '" + dev + "'");
-  if (!at::hasCUDA())
-    Fail("NO_CUDA", "device 'cuda': this libtorch has no usable CUDA device (CPU-only build or no GPU); use device 'cpu'");
+  if (!at::hasCUDA()) Fail("NO_CUDA", "device 'cuda': this libtorch has no usable CUDA device (CPU-only build or no GPU); use device 'cpu'");
   device = at::Device(at::kCUDA, 0);
   amp = bf16Matmuls;
 }
 
-void LlamaModel::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<std::string, at::Tensor>* w,
-                      uint64_t seed) {
+void LlamaModel::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<std::string, at::Tensor>* w, uint64_t seed) {
   if (c.hidden <= 0 || c.heads <= 0 || c.kvHeads <= 0 || c.layers <= 0 || c.vocab <= 0 || c.intermediate <= 0)
     Fail("CONFIG", "config: hidden_size, num_attention_heads, num_key_value_heads, num_hidden_layers, vocab_size and intermediate_size must be positive");
-  if (c.hidden % c.heads) Fail("CONFIG", "config: hidden_size " + std::to_string(c.hidden) + " is not a multiple of num_attention_heads " + std::to_string(c.heads));
-  if (c.heads % c.kvHeads) Fail("CONFIG", "config: num_attention_heads " + std::to_string(c.heads) + " is not a multiple of num_key_value_heads " + std::to_string(c.kvHeads));
+  if (c.hidden % c.heads)
+    Fail("CONFIG", "config: hidden_size " + std::to_string(c.hidden) + " is not a multiple of num_attention_heads " + std::to_string(c.heads));
+  if (c.heads % c.kvHeads)
+    Fail("CONFIG", "config: num_attention_heads " + std::to_string(c.heads) + " is not a multiple of num_key_value_heads " + std::to_string(c.kvHeads));
   if (c.headDim() % 2) Fail("CONFIG", "config: head dimension " + std::to_string(c.headDim()) + " must be even for rotary embeddings");
   cfg = c;
   dtype = dt;
@@ -107,7 +104,9 @@ void LlamaModel::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<st
     at::Tensor src;  // the weight's values, in any dtype, on the CPU
     if (w) {
       auto it = w->find(name);
-      if (it == w->end()) Fail("MISSING_TENSOR", "weights lack tensor '" + name + "' that config.json implies (" + std::to_string(c.layers) + " layers" + (c.tied ? ", tied embeddings" : ", untied lm_head") + ")");
+      if (it == w->end())
+        Fail("MISSING_TENSOR", "weights lack tensor '" + name + "' that config.json implies (" + std::to_string(c.layers) + " layers" +
+                                   (c.tied ? ", tied embeddings" : ", untied lm_head") + ")");
       if (it->second.sizes() != at::IntArrayRef(shape))
         Fail("SHAPE_MISMATCH", "tensor '" + name + "' has shape " + ShapeStr(it->second.sizes()) + " but config.json implies " + ShapeStr(shape));
       src = it->second;
@@ -130,8 +129,7 @@ void LlamaModel::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<st
 }
 
 std::vector<std::pair<std::string, std::vector<std::string>>> LlamaModel::FusedGroups(const std::string& p) {
-  return {{p + "qkv", {p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"}},
-          {p + "gate_up", {p + "mlp.gate_proj", p + "mlp.up_proj"}}};
+  return {{p + "qkv", {p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"}}, {p + "gate_up", {p + "mlp.gate_proj", p + "mlp.up_proj"}}};
 }
 
 void LlamaModel::AddLora(const LoraConfig& lc, uint64_t seed) {
@@ -142,7 +140,9 @@ void LlamaModel::AddLora(const LoraConfig& lc, uint64_t seed) {
     bool ok = false;
     for (auto* n : kAttn) ok |= t == n;
     for (auto* n : kMlp) ok |= t == n;
-    if (!ok) Fail("CONFIG", "lora: target_modules entry '" + t + "' matches no module of LlamaForCausalLM (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+    if (!ok)
+      Fail("CONFIG",
+           "lora: target_modules entry '" + t + "' matches no module of LlamaForCausalLM (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
   }
   lora = lc;
   adapter.clear();
@@ -207,7 +207,7 @@ at::Tensor LlamaModel::RmsNorm(const at::Tensor& x, const at::Tensor& w) {
 at::Tensor LlamaModel::LowW(const at::Tensor& w) {
   if (w.scalar_type() != at::kFloat) return w.to(at::kBFloat16);
   if (w.requires_grad() && c10::GradMode::is_enabled()) return w.to(at::kBFloat16);  // keep the graph
-  auto& e = lowCache[w.unsafeGetTensorImpl()];  // the entry holds `src`, so the address is not reused
+  auto& e = lowCache[w.unsafeGetTensorImpl()];                                       // the entry holds `src`, so the address is not reused
   if (!e.src.is_same(w) || e.version != int64_t(w._version())) {
     c10::NoGradGuard ng;
     e.src = w;
@@ -239,8 +239,10 @@ at::Tensor LlamaModel::Linear(const at::Tensor& x, const std::string& module) {
 at::Tensor LlamaModel::LoraDelta(const at::Tensor& x, const std::string& module, const at::Tensor& y) {
   if (!lora || merged || !fused.empty()) return y;
   const std::map<std::string, LoraPair>* ad = nullptr;
-  if (mode == AdapterMode::Active) ad = &adapter;
-  else if (mode == AdapterMode::Reference) ad = &refAdapter;
+  if (mode == AdapterMode::Active)
+    ad = &adapter;
+  else if (mode == AdapterMode::Reference)
+    ad = &refAdapter;
   if (!ad) return y;
   auto it = ad->find(module);
   if (it == ad->end()) return y;
@@ -520,9 +522,7 @@ GenResult LlamaModel::Generate(const at::Tensor& tokensIn, const at::Tensor& mas
 // ---------------------------------------------------------------------------------------------------
 // LoRA tensors, merge
 
-static std::string PeftName(const std::string& module, const char* ab) {
-  return "base_model.model." + module + ".lora_" + ab + ".weight";
-}
+static std::string PeftName(const std::string& module, const char* ab) { return "base_model.model." + module + ".lora_" + ab + ".weight"; }
 
 std::vector<std::pair<std::string, at::Tensor>> LlamaModel::LoraTensors() {
   std::vector<std::pair<std::string, at::Tensor>> out;
@@ -545,7 +545,8 @@ void LlamaModel::SetLora(const std::map<std::string, at::Tensor>& t) {
       if (it == t.end()) Fail("MISSING_TENSOR", "adapter lacks tensor '" + n + "'");
       at::Tensor& dst = ab[0] == 'A' ? p.A : p.B;
       if (it->second.sizes() != dst.sizes())
-        Fail("SHAPE_MISMATCH", "adapter tensor '" + n + "' has shape " + ShapeStr(it->second.sizes()) + " but this model expects " + ShapeStr(dst.sizes()) + " (r=" + std::to_string(lora->r) + ")");
+        Fail("SHAPE_MISMATCH", "adapter tensor '" + n + "' has shape " + ShapeStr(it->second.sizes()) + " but this model expects " + ShapeStr(dst.sizes()) +
+                                   " (r=" + std::to_string(lora->r) + ")");
       used++;
     }
   }
@@ -683,7 +684,8 @@ void LlamaModel::LoadStateDict(const std::string& which, const std::map<std::str
       LoraPair r;
       auto a = t.find("base_model.model." + mod + ".lora_A.weight"), b = t.find("base_model.model." + mod + ".lora_B.weight");
       if (a == t.end() || b == t.end()) Fail("MISSING_TENSOR", "reference adapter lacks module '" + mod + "'");
-      if (a->second.sizes() != p.A.sizes() || b->second.sizes() != p.B.sizes()) Fail("SHAPE_MISMATCH", "reference adapter module '" + mod + "' has other shapes than the adapter");
+      if (a->second.sizes() != p.A.sizes() || b->second.sizes() != p.B.sizes())
+        Fail("SHAPE_MISMATCH", "reference adapter module '" + mod + "' has other shapes than the adapter");
       r.A = m.Dev(a->second.to(m.paramDtype, false, true));
       r.B = m.Dev(b->second.to(m.paramDtype, false, true));
       m.refAdapter[mod] = r;

@@ -54,8 +54,8 @@ struct GenOptions {
 };
 
 struct GenResult {
-  at::Tensor tokens;   // [B, maxNew] int64, pad after the end
-  at::Tensor lengths;  // [B] int64, tokens up to and including EOS
+  at::Tensor tokens;                 // [B, maxNew] int64, pad after the end
+  at::Tensor lengths;                // [B] int64, tokens up to and including EOS
   at::Tensor logp, values, entropy;  // [B, maxNew] when GenOptions::collect (values need a value head)
 };
 
@@ -162,7 +162,7 @@ class LlamaModel {
   at::Tensor Linear(const at::Tensor& x, const std::string& module);
   at::Tensor LoraDelta(const at::Tensor& x, const std::string& module, const at::Tensor& y);
   at::Tensor Mm(const at::Tensor& x, const at::Tensor& w);
-  at::Tensor LowW(const at::Tensor& w);  // at::linear, bf16 under amp
+  at::Tensor LowW(const at::Tensor& w);                      // at::linear, bf16 under amp
   at::Tensor Bmm(const at::Tensor& a, const at::Tensor& b);  // at::matmul, bf16 under amp
   const at::Tensor& CatWeight(const std::string& key, const std::vector<std::string>& modules);
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w);

@@ -21,14 +21,19 @@ at::Tensor MaskedWhiten(const at::Tensor& x, const at::Tensor& mask) {
   return (x - mean) * at::rsqrt(var + 1e-8);
 }
 
-at::Tensor PPORewards(const at::Tensor& score, const at::Tensor& logp, const at::Tensor& ref, const at::Tensor& mask,
-                      double beta, const std::string& penalty, at::Tensor* klOut) {
+at::Tensor PPORewards(const at::Tensor& score, const at::Tensor& logp, const at::Tensor& ref, const at::Tensor& mask, double beta, const std::string& penalty,
+                      at::Tensor* klOut) {
   at::Tensor d = logp - ref, kl;
-  if (penalty == "kl" || penalty == "k1") kl = d;
-  else if (penalty == "abs") kl = d.abs();
-  else if (penalty == "mse") kl = 0.5 * d * d;
-  else if (penalty == "k3") kl = at::exp(-d) - 1 + d;  // (r - 1) - log r, r = p_ref / p
-  else Fail("CONFIG", "kl_penalty must be one of kl, abs, mse, k3; got '" + penalty + "'");
+  if (penalty == "kl" || penalty == "k1")
+    kl = d;
+  else if (penalty == "abs")
+    kl = d.abs();
+  else if (penalty == "mse")
+    kl = 0.5 * d * d;
+  else if (penalty == "k3")
+    kl = at::exp(-d) - 1 + d;  // (r - 1) - log r, r = p_ref / p
+  else
+    Fail("CONFIG", "kl_penalty must be one of kl, abs, mse, k3; got '" + penalty + "'");
   at::Tensor m = mask.to(d.scalar_type());
   at::Tensor rewards = -beta * kl * m;
   const int64_t T = mask.size(1);
@@ -38,8 +43,7 @@ at::Tensor PPORewards(const at::Tensor& score, const at::Tensor& logp, const at:
   return rewards;
 }
 
-at::Tensor RawAdvantages(const at::Tensor& oldValues, const at::Tensor& rewardsIn, const at::Tensor& maskIn,
-                         const PPOParams& p) {
+at::Tensor RawAdvantages(const at::Tensor& oldValues, const at::Tensor& rewardsIn, const at::Tensor& maskIn, const PPOParams& p) {
   c10::NoGradGuard ng;
   at::Tensor mask = maskIn.to(oldValues.scalar_type());
   at::Tensor values = oldValues * mask, rewards = rewardsIn * mask;
@@ -55,13 +59,13 @@ at::Tensor RawAdvantages(const at::Tensor& oldValues, const at::Tensor& rewardsI
   return at::stack(adv, 1);
 }
 
-PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rewards,
-                   const at::Tensor& vpred, const at::Tensor& logp, const at::Tensor& mask, const PPOParams& p) {
+PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rewards, const at::Tensor& vpred, const at::Tensor& logp,
+                   const at::Tensor& mask, const PPOParams& p) {
   return PPOLoss(oldLogp, oldValues, RawAdvantages(oldValues, rewards, mask, p), vpred, logp, mask, p, true);
 }
 
-PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rawAdv,
-                   const at::Tensor& vpred, const at::Tensor& logp, const at::Tensor& maskIn, const PPOParams& p, bool) {
+PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const at::Tensor& rawAdv, const at::Tensor& vpred, const at::Tensor& logp,
+                   const at::Tensor& maskIn, const PPOParams& p, bool) {
   PPOLossOut o;
   at::Tensor mask = maskIn.to(oldValues.scalar_type());
   at::Tensor values = oldValues * mask;
@@ -85,8 +89,8 @@ PPOLossOut PPOLoss(const at::Tensor& oldLogp, const at::Tensor& oldValues, const
   return o;
 }
 
-void ResponseForward(LlamaModel& m, const at::Tensor& input, const at::Tensor& mask, int64_t P, int64_t R,
-                     at::Tensor* logp, at::Tensor* values, at::Tensor* entropy) {
+void ResponseForward(LlamaModel& m, const at::Tensor& input, const at::Tensor& mask, int64_t P, int64_t R, at::Tensor* logp, at::Tensor* values,
+                     at::Tensor* entropy) {
   // Hidden state at position t predicts token t + 1: the response's log-probs and values come from
   // positions P-1 .. P+R-2 (trl batched_forward_pass: logits[:, :-1], values[:, :-1]).
   at::Tensor h = m.Hidden(input, mask, nullptr).narrow(1, P - 1, R);
@@ -147,8 +151,7 @@ Rollout PPORollout(LlamaModel& m, const at::Tensor& qIn, const at::Tensor& qmask
   return r;
 }
 
-std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Tensor& scoresIn, double beta,
-                                        const PPOUpdateConfig& c) {
+std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Tensor& scoresIn, double beta, const PPOUpdateConfig& c) {
   const int64_t B = r.input.size(0);
   if (!m.vHeadW.defined()) Fail("INVALID_ARG", "PPO needs a model with a value head");
   if (scoresIn.numel() != B) Fail("INVALID_ARG", "PPO update: " + std::to_string(scoresIn.numel()) + " scores for " + std::to_string(B) + " samples");
@@ -189,11 +192,11 @@ std::map<std::string, double> PPOUpdate(LlamaModel& m, Rollout& r, const at::Ten
         at::Tensor logp, vpred;
         ResponseForward(m, r.input.index_select(0, idx), r.mask.index_select(0, idx), r.P, r.R, &logp, &vpred, nullptr);
         at::Tensor mk = rmask.index_select(0, idx);
-        PPOLossOut o = PPOLoss(r.oldLogp.index_select(0, idx), r.oldValues.index_select(0, idx),
-                               rawAdv.index_select(0, idx), vpred, logp, mk, c.params, true);
+        PPOLossOut o = PPOLoss(r.oldLogp.index_select(0, idx), r.oldValues.index_select(0, idx), rawAdv.index_select(0, idx), vpred, logp, mk, c.params, true);
         double lv = o.loss.item<double>();
         if (!std::isfinite(lv))
-          Fail("TRAIN", "PPO loss is not finite (" + std::to_string(lv) + ") at epoch " + std::to_string(e) + ", minibatch " + std::to_string(s / mbs) + ": the weights, scores or learning rate have diverged");
+          Fail("TRAIN", "PPO loss is not finite (" + std::to_string(lv) + ") at epoch " + std::to_string(e) + ", minibatch " + std::to_string(s / mbs) +
+                            ": the weights, scores or learning rate have diverged");
         for (auto& p : params) p.mutable_grad() = at::Tensor();
         o.loss.backward();
         double gn = 0;

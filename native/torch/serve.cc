@@ -19,8 +19,8 @@ at::ScalarType OpMathOf(at::ScalarType t) { return t == at::kDouble ? at::kDoubl
 const char* kModuleNames[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 }  // namespace
 
-void ServeEngine::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<std::string, at::Tensor>& weights,
-                       const std::vector<ServeExpert>& experts, const std::vector<std::string>& names) {
+void ServeEngine::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<std::string, at::Tensor>& weights, const std::vector<ServeExpert>& experts,
+                       const std::vector<std::string>& names) {
   c10::NoGradGuard ng;
   m.Init(c, dt, &weights, 0);
   N = int64_t(experts.size());
@@ -38,13 +38,16 @@ void ServeEngine::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<s
   for (int64_t i = 1; i < N && abUnavailable.empty(); i++) {
     std::set<std::string> s;
     for (auto& [k, _] : experts[i]) s.insert(k);
-    if (s != first) abUnavailable = "expert '" + names[i] + "' adapts other modules than expert '" + names[0] + "' (A/B interpolation needs the same tensors in every expert)";
+    if (s != first)
+      abUnavailable =
+          "expert '" + names[i] + "' adapts other modules than expert '" + names[0] + "' (A/B interpolation needs the same tensors in every expert)";
   }
   for (const auto& mod : mods) {
     bool known = false;
     for (auto* n : kModuleNames) known |= mod.size() > std::string(n).size() && mod.compare(mod.size() - std::string(n).size(), std::string::npos, n) == 0;
     auto wIt = m.base.find(mod + ".weight");
-    if (!known || wIt == m.base.end()) Fail("WEIGHTS", "adapter module '" + mod + "' matches no linear layer of the base model (q/k/v/o_proj, gate/up/down_proj)");
+    if (!known || wIt == m.base.end())
+      Fail("WEIGHTS", "adapter module '" + mod + "' matches no linear layer of the base model (q/k/v/o_proj, gate/up/down_proj)");
     const int64_t out = wIt->second.size(0), in = wIt->second.size(1);
     std::vector<at::Tensor> As, Bs;
     std::vector<int64_t> seg;
@@ -59,7 +62,8 @@ void ServeEngine::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<s
       }
       const at::Tensor &A = it->second.A, &B = it->second.B;
       if (A.dim() != 2 || B.dim() != 2 || A.size(1) != in || B.size(0) != out || A.size(0) != B.size(1))
-        Fail("SHAPE_MISMATCH", "expert '" + names[i] + "' module '" + mod + "': lora_A " + std::to_string(A.size(0)) + "x" + std::to_string(A.dim() > 1 ? A.size(1) : 0) + " and lora_B do not map " + std::to_string(in) + " -> " + std::to_string(out));
+        Fail("SHAPE_MISMATCH", "expert '" + names[i] + "' module '" + mod + "': lora_A " + std::to_string(A.size(0)) + "x" +
+                                   std::to_string(A.dim() > 1 ? A.size(1) : 0) + " and lora_B do not map " + std::to_string(in) + " -> " + std::to_string(out));
       const int64_t r = A.size(0);
       if (r0 < 0) {
         r0 = r;
@@ -79,7 +83,9 @@ void ServeEngine::Init(const LlamaConfig& c, at::ScalarType dt, const std::map<s
     cl.uniform = uni && r0 > 0;
     cl.r = r0;
     if (!cl.uniform && abUnavailable.empty())
-      abUnavailable = "module '" + mod + "' has different ranks or scalings across the experts (A/B interpolation needs equal ranks and one scaling; use mode 'soup', which is exact for any ranks)";
+      abUnavailable = "module '" + mod +
+                      "' has different ranks or scalings across the experts (A/B interpolation needs equal ranks and one scaling; use mode 'soup', which is "
+                      "exact for any ranks)";
     lora[mod] = cl;
   }
 }
@@ -131,7 +137,7 @@ at::Tensor ServeEngine::Delta(const at::Tensor& h, const std::string& mod, const
   if (L.anyAb && c.uniform) {
     at::Tensor lam4 = L.lam.view({Bn, 1, N, 1});
     at::Tensor u = (z.view({Bn, T, N, c.r}) * lam4).sum(2, true);  // A(λ)x
-    at::Tensor vab = (lam4 * u).view({Bn, T, N * c.r});              // λᵢ A(λ)x per expert block
+    at::Tensor vab = (lam4 * u).view({Bn, T, N * c.r});            // λᵢ A(λ)x per expert block
     v = L.allAb ? vab : at::where(L.abMask, vab, exact());
   } else {
     v = exact();
@@ -170,8 +176,8 @@ at::Tensor ServeEngine::Forward(const std::vector<Row*>& rows, const at::Tensor&
       for (int64_t t = 0; t < T; t++) pv.push_back(r->len + t);
     at::Tensor pos = m.Dev(at::tensor(pv, at::TensorOptions().dtype(at::kLong)).view({B, T}).to(at::kDouble));
     at::Tensor inv = at::pow(cfg.ropeTheta, at::arange(0, D, 2, m.Opts(at::kDouble)) / double(D)).reciprocal();
-    at::Tensor f = pos.unsqueeze(-1) * inv;                    // [B, T, D/2]
-    at::Tensor emb = at::cat({f, f}, -1).unsqueeze(2);           // [B, T, 1, D]
+    at::Tensor f = pos.unsqueeze(-1) * inv;             // [B, T, D/2]
+    at::Tensor emb = at::cat({f, f}, -1).unsqueeze(2);  // [B, T, 1, D]
     cos = emb.cos().to(dt);
     at::Tensor sn = emb.sin();
     sn.narrow(-1, 0, D / 2).neg_();  // rotate_half(x)·sin = roll(x, D/2)·[-sin, sin]
@@ -234,7 +240,7 @@ int64_t ServeEngine::Sample(Seq& s, const at::Tensor& lg, at::Tensor* mixed) {
   if (!at::isfinite(lg).all().item<bool>()) Fail("TRAIN", "non-finite logits during generation (the weights contain NaN or Inf)");
   const double ninf = -std::numeric_limits<double>::infinity();
   const bool greedy = s.temperature < 1e-4;  // smaller temperatures overflow float32 logits: greedy
-  at::Tensor lp;  // what is sampled from, as logits
+  at::Tensor lp;                             // what is sampled from, as logits
   if (s.mode == ServeMode::Ensemble) {
     at::Tensor lw = at::tensor(s.weights, at::TensorOptions().dtype(at::kDouble)).log().to(lg.scalar_type()).to(lg.device()).unsqueeze(1);
     at::Tensor mix1 = at::logsumexp(at::log_softmax(lg, -1) + lw, 0);  // log Σ λᵢ softmax(logitsᵢ)

@@ -29,13 +29,13 @@ enum class ServeMode { Soup, SoupAB, Ensemble };
 
 struct ServeAdd {
   int64_t id = 0;
-  std::vector<int64_t> tokens;   // the prompt
-  std::vector<double> lambda;    // length N
+  std::vector<int64_t> tokens;  // the prompt
+  std::vector<double> lambda;   // length N
   ServeMode mode = ServeMode::Soup;
   double temperature = 1, topP = 1;
   int64_t topK = 0;
   uint64_t seed = 0;
-  int64_t maxTokens = 16;        // KV capacity: prompt + maxTokens
+  int64_t maxTokens = 16;  // KV capacity: prompt + maxTokens
 };
 
 struct ServeSample {
@@ -50,9 +50,9 @@ class ServeEngine {
   std::string abUnavailable;  // why 'soup-ab' cannot run (empty: it can)
 
   struct CatLora {
-    at::Tensor A, B;    // [R, in], [out, R] (scaled)
-    at::Tensor seg;     // [R] int64: the expert of each rank column
-    int64_t r = 0;      // the common rank when every expert has the module with one rank and scaling
+    at::Tensor A, B;  // [R, in], [out, R] (scaled)
+    at::Tensor seg;   // [R] int64: the expert of each rank column
+    int64_t r = 0;    // the common rank when every expert has the module with one rank and scaling
     bool uniform = false;
   };
   std::map<std::string, CatLora> lora;
@@ -75,8 +75,8 @@ class ServeEngine {
   };
   std::map<int64_t, Seq> seqs;
 
-  void Init(const LlamaConfig& c, at::ScalarType dt, const std::map<std::string, at::Tensor>& weights,
-            const std::vector<ServeExpert>& experts, const std::vector<std::string>& names);
+  void Init(const LlamaConfig& c, at::ScalarType dt, const std::map<std::string, at::Tensor>& weights, const std::vector<ServeExpert>& experts,
+            const std::vector<std::string>& names);
   // Prefills each new sequence and samples its first token. logits (optional): [n, V] per new sequence
   // (raw logits; for 'ensemble' the log of the λ-mixture of the experts' distributions at T = 1).
   std::vector<ServeSample> Add(const std::vector<ServeAdd>& adds, at::Tensor* logits);

@@ -15,8 +15,17 @@ import { mulberry32 } from '../util/random.js';
 
 /** LLaMA-7B (Llama-2-7b-hf's config.json). */
 export const LLAMA_7B: LlamaConfig = {
-  vocabSize: 32000, hiddenSize: 4096, intermediateSize: 11008, numHiddenLayers: 32, numAttentionHeads: 32,
-  numKeyValueHeads: 32, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false, eosTokenId: 2, padTokenId: 0,
+  vocabSize: 32000,
+  hiddenSize: 4096,
+  intermediateSize: 11008,
+  numHiddenLayers: 32,
+  numAttentionHeads: 32,
+  numKeyValueHeads: 32,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  tieWordEmbeddings: false,
+  eosTokenId: 2,
+  padTokenId: 0,
 };
 
 /** Writes a random bf16 HF dir (U(±scale) linear weights, norms near 1) in shards of at most
@@ -31,7 +40,10 @@ export function writeRandomLlamaDir(dir: string, c: LlamaConfig, shardBytes: num
   let total = 0;
   const files = shards.map((s, i) => {
     const file = shardName(i, shards.length);
-    const { bytes } = buildHeader(s.map((t) => ({ name: t.name, dtype: 'bfloat16', shape: t.shape })), { format: 'pt' });
+    const { bytes } = buildHeader(
+      s.map((t) => ({ name: t.name, dtype: 'bfloat16', shape: t.shape })),
+      { format: 'pt' },
+    );
     const fd = openSync(join(dir, `${file}.partial`), 'w');
     writeSync(fd, bytes);
     for (const t of s) {
@@ -118,7 +130,9 @@ export async function benchLoad(o: LoadBenchOptions): Promise<Record<string, num
   if (code !== 0) throw new Error(`the measuring process exited with ${code}`);
   const row = JSON.parse(out) as Record<string, number>;
   const gib = (b: number) => (b / 2 ** 30).toFixed(2);
-  log(`load ${row.loadSeconds.toFixed(1)} s, logits(${16} tokens) ${row.logitsSeconds.toFixed(1)} s, LoRA lossAndGrad ${row.lossAndGradSeconds.toFixed(1)} s (loss ${row.loss.toFixed(3)})`);
+  log(
+    `load ${row.loadSeconds.toFixed(1)} s, logits(${16} tokens) ${row.logitsSeconds.toFixed(1)} s, LoRA lossAndGrad ${row.lossAndGradSeconds.toFixed(1)} s (loss ${row.loss.toFixed(3)})`,
+  );
   log(`VmHWM ${gib(row.vmHWM)} GiB, peak RssAnon ${gib(row.peakRssAnon)} GiB (after load ${gib(row.afterLoadRssAnon)} GiB)`);
   return row;
 }

@@ -50,7 +50,15 @@ export interface BenchRow {
  *  decoder-layer matrices (q,k,v,o 4096², gate/up 11008×4096, down 4096×11008) up to `bytes`. */
 export function regimeShapes(regime: 'lora' | 'full', dtype: DType, bytes: number): number[][] {
   if (regime === 'lora') return Array.from({ length: 512 }, (_, i) => (i % 2 ? [16, 4096] : [4096, 16]));
-  const layer = [[4096, 4096], [4096, 4096], [4096, 4096], [4096, 4096], [11008, 4096], [11008, 4096], [4096, 11008]];
+  const layer = [
+    [4096, 4096],
+    [4096, 4096],
+    [4096, 4096],
+    [4096, 4096],
+    [11008, 4096],
+    [11008, 4096],
+    [4096, 11008],
+  ];
   const size = dtype === 'float32' ? 4 : 2;
   const out: number[][] = [];
   let total = 0;
@@ -73,7 +81,8 @@ function fillSource(t: TensorMap, seed: number): void {
 
 function jsLoop(srcs: TensorMap[], w: number[], out: TensorMap, dtype: DType): void {
   const names = Object.keys(out);
-  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  const f = new Float32Array(1),
+    u = new Uint32Array(f.buffer);
   for (const n of names) {
     const o = out[n].data;
     const ss = srcs.map((s) => s[n].data);
@@ -181,7 +190,9 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
   const add = (r: BenchRow) => {
     rows.push(r);
     emit({ event: 'result', ...meta, ...r });
-    log(`  ${r.regime.padEnd(4)} ${r.dtype.padEnd(8)} N=${r.n} ${r.method.padEnd(24)} ${r.gbps.toFixed(2).padStart(7)} GB/s  ${r.ms.toFixed(1)} ms${typeof r.ofProbe === 'number' ? `  ${(100 * r.ofProbe).toFixed(0)}% of probe` : ''}`);
+    log(
+      `  ${r.regime.padEnd(4)} ${r.dtype.padEnd(8)} N=${r.n} ${r.method.padEnd(24)} ${r.gbps.toFixed(2).padStart(7)} GB/s  ${r.ms.toFixed(1)} ms${typeof r.ofProbe === 'number' ? `  ${(100 * r.ofProbe).toFixed(0)}% of probe` : ''}`,
+    );
   };
   const core = coreAddon();
   const alloc = (n: number, hugePages?: boolean) => core.allocBuffer(n, hugePages);
@@ -256,7 +267,10 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         // and is compared with their geometric mean: every run starts from the same cache state (a soup
         // right after another finds part of its working set in the last-level cache), and a drift of the
         // bandwidth during the pair shows in both neighbours instead of one.
-        const ps: number[] = [], ks: number[] = [], pk: number[] = [], rd: number[] = [];
+        const ps: number[] = [],
+          ks: number[] = [],
+          pk: number[] = [],
+          rd: number[] = [];
         const timed = async (into: number[], fn: () => Promise<unknown>) => {
           const t0 = performance.now();
           await fn();
@@ -275,9 +289,36 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         const ofProbe = (ts: number[], slot: number, bytesMoved: number) => median(ts.map((t, r) => bytesMoved / t / around(3 * r + slot)));
         const readBytes = n * bytes;
         add({ regime, dtype, n, method: `probe (triad)`, gbps: (3 * bytes) / median(ps) / 1e9, ms: median(ps) * 1e3, p90ms: percentile(ps, 90) * 1e3 });
-        add({ regime, dtype, n, method: `read ${n} sources`, gbps: readBytes / median(rd) / 1e9, ms: median(rd) * 1e3, p90ms: percentile(rd, 90) * 1e3, ofProbe: ofProbe(rd, 2, readBytes) });
-        add({ regime, dtype, n, method: `soup (${info.simd})`, gbps: moved / median(ks) / 1e9, ms: median(ks) * 1e3, p90ms: percentile(ks, 90) * 1e3, ofProbe: ofProbe(ks, 0, moved) });
-        add({ regime, dtype, n, method: `soup prepared (${info.simd})`, gbps: moved / median(pk) / 1e9, ms: median(pk) * 1e3, p90ms: percentile(pk, 90) * 1e3, ofProbe: ofProbe(pk, 1, moved) });
+        add({
+          regime,
+          dtype,
+          n,
+          method: `read ${n} sources`,
+          gbps: readBytes / median(rd) / 1e9,
+          ms: median(rd) * 1e3,
+          p90ms: percentile(rd, 90) * 1e3,
+          ofProbe: ofProbe(rd, 2, readBytes),
+        });
+        add({
+          regime,
+          dtype,
+          n,
+          method: `soup (${info.simd})`,
+          gbps: moved / median(ks) / 1e9,
+          ms: median(ks) * 1e3,
+          p90ms: percentile(ks, 90) * 1e3,
+          ofProbe: ofProbe(ks, 0, moved),
+        });
+        add({
+          regime,
+          dtype,
+          n,
+          method: `soup prepared (${info.simd})`,
+          gbps: moved / median(pk) / 1e9,
+          ms: median(pk) * 1e3,
+          p90ms: percentile(pk, 90) * 1e3,
+          ofProbe: ofProbe(pk, 1, moved),
+        });
         if (regime === 'full' && n === ns[0] && (o.freshOutputs ?? true)) {
           // interpolate() without opts.out allocates its outputs: on 4 KiB pages every page faults on first
           // touch, so the allocator advises huge pages (native/core/large_buffer.h). Both timed the same
@@ -291,14 +332,32 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
             collectGarbage(); // gigabytes per call: free them now, not when the GC gets round to it
             return t;
           };
-          const huge: number[] = [], small: number[] = [];
+          const huge: number[] = [],
+            small: number[] = [];
           for (let r = 0; r < Math.min(reps, 5); r++) {
             huge.push(await fresh(true));
             small.push(await fresh(false));
           }
           const speedup = median(small.map((t, r) => t / huge[r]));
-          add({ regime, dtype, n, method: 'interpolate() new outputs', gbps: moved / median(huge) / 1e9, ms: median(huge) * 1e3, p90ms: percentile(huge, 90) * 1e3, vs4k: speedup });
-          add({ regime, dtype, n, method: 'new outputs, 4 KiB pages', gbps: moved / median(small) / 1e9, ms: median(small) * 1e3, p90ms: percentile(small, 90) * 1e3 });
+          add({
+            regime,
+            dtype,
+            n,
+            method: 'interpolate() new outputs',
+            gbps: moved / median(huge) / 1e9,
+            ms: median(huge) * 1e3,
+            p90ms: percentile(huge, 90) * 1e3,
+            vs4k: speedup,
+          });
+          add({
+            regime,
+            dtype,
+            n,
+            method: 'new outputs, 4 KiB pages',
+            gbps: moved / median(small) / 1e9,
+            ms: median(small) * 1e3,
+            p90ms: percentile(small, 90) * 1e3,
+          });
         }
         if (o.js ?? true) {
           const jt = await time(Math.min(reps, 2), () => jsLoop(srcs, w, out, dtype));
@@ -306,9 +365,13 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
         }
         srcs.length = 0;
         // PyTorch needs its own N sources, an output and a temporary; skip rather than risk the OOM killer
-        const torchNeeds = (n + 2) * bytes, held = (slots.length + probeSlots.length) * slotBytes;
+        const torchNeeds = (n + 2) * bytes,
+          held = (slots.length + probeSlots.length) * slotBytes;
         const torchFits = torchNeeds + held < 0.9 * totalmem();
-        if (useTorch && !torchFits) log(`  torch baseline skipped for N=${n}: needs ~${(torchNeeds / 2 ** 30).toFixed(1)} GiB beside the ${(held / 2 ** 30).toFixed(1)} GiB this bench holds`);
+        if (useTorch && !torchFits)
+          log(
+            `  torch baseline skipped for N=${n}: needs ~${(torchNeeds / 2 ** 30).toFixed(1)} GiB beside the ${(held / 2 ** 30).toFixed(1)} GiB this bench holds`,
+          );
         if (useTorch && torchFits) {
           // One rep at a time, each between two probes like the soups (torch_merge.py): its ratio to the
           // probe is comparable with the soup's, whatever the bandwidth did in between.
@@ -316,9 +379,13 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
           try {
             torch = await TorchBaseline.start({ shapes, dtype, n, threads });
             const torchReps = Math.min(reps, 3); // 100–200× slower than the soup for sum(l*t): 3 reps tell enough
-            for (const [method, name] of [['sum', 'torch sum(l*t)'], ['inplace', 'torch mul_/add_']] as const) {
+            for (const [method, name] of [
+              ['sum', 'torch sum(l*t)'],
+              ['inplace', 'torch mul_/add_'],
+            ] as const) {
               await torch.run(method); // warm-up: first-touch of its temporaries and outputs
-              const ts: number[] = [], ratios: number[] = [];
+              const ts: number[] = [],
+                ratios: number[] = [];
               let before = await probeOnce();
               for (let r = 0; r < torchReps; r++) {
                 const t = await torch.run(method);
@@ -327,7 +394,16 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
                 ratios.push(moved / t / Math.sqrt(probeGbps(before) * probeGbps(after)));
                 before = after;
               }
-              add({ regime, dtype, n, method: name, gbps: moved / median(ts) / 1e9, ms: median(ts) * 1e3, p90ms: percentile(ts, 90) * 1e3, ofProbe: median(ratios) });
+              add({
+                regime,
+                dtype,
+                n,
+                method: name,
+                gbps: moved / median(ts) / 1e9,
+                ms: median(ts) * 1e3,
+                p90ms: percentile(ts, 90) * 1e3,
+                ofProbe: median(ratios),
+              });
             }
           } catch (e) {
             log(`  torch baseline failed: ${(e as Error).message}`);
@@ -344,7 +420,12 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
     }
   }
   log('');
-  log(table(rows.map((r) => ({ ...r, 'GB/s': r.gbps, 'p50 ms': r.ms, 'p90 ms': r.p90ms, '% probe': typeof r.ofProbe === 'number' ? 100 * r.ofProbe : '' })), ['regime', 'dtype', 'n', 'method', 'GB/s', 'p50 ms', 'p90 ms', '% probe']));
+  log(
+    table(
+      rows.map((r) => ({ ...r, 'GB/s': r.gbps, 'p50 ms': r.ms, 'p90 ms': r.p90ms, '% probe': typeof r.ofProbe === 'number' ? 100 * r.ofProbe : '' })),
+      ['regime', 'dtype', 'n', 'method', 'GB/s', 'p50 ms', 'p90 ms', '% probe'],
+    ),
+  );
   log('');
   log(summarize(rows));
   return rows;
@@ -374,10 +455,14 @@ export function summarize(rows: BenchRow[]): string {
       const parts = [`${k} N=${n}: interpolate() ${pct(soup)} of probe${prepared ? `, prepared ${pct(prepared)}` : ''}`];
       // Against reading the N sources alone (a time ratio, from the two same-run %-of-probe figures): near
       // 1 where reads bound the soup and its write and arithmetic hide behind them
-      if (read) parts.push(`time ${((Number(read.ofProbe) / Number(soup.ofProbe)) * ((n + 1) / n)).toFixed(2)}x reading its ${n} sources alone (read probe ${pct(read)} of probe)`);
+      if (read)
+        parts.push(
+          `time ${((Number(read.ofProbe) / Number(soup.ofProbe)) * ((n + 1) / n)).toFixed(2)}x reading its ${n} sources alone (read probe ${pct(read)} of probe)`,
+        );
       // vs PyTorch: the ratio of the two %-of-probe figures (each rep of either between two probes), so a
       // bandwidth drift between the soup's reps and PyTorch's does not count for either side
-      const vs = (t: BenchRow) => (typeof t.ofProbe === 'number' && typeof soup.ofProbe === 'number' ? soup.ofProbe / t.ofProbe : soup.ms === 0 ? NaN : t.ms / soup.ms);
+      const vs = (t: BenchRow) =>
+        typeof t.ofProbe === 'number' && typeof soup.ofProbe === 'number' ? soup.ofProbe / t.ofProbe : soup.ms === 0 ? NaN : t.ms / soup.ms;
       if (sum) parts.push(`${vs(sum).toFixed(1)}x torch sum(l*t)`);
       if (inplace) parts.push(`${vs(inplace).toFixed(1)}x torch in-place (times alone: ${(inplace.ms / soup.ms).toFixed(1)}x)`);
       if (js) parts.push(`${(js.ms / soup.ms).toFixed(1)}x JS loop`);

@@ -87,12 +87,13 @@ function randomWeights(c: LlamaConfig, seed: number, scale: number): TensorMap {
     const n = shape.reduce((a, b) => a * b, 1);
     const d = new Float32Array(n);
     if (name.endsWith('norm.weight')) for (let i = 0; i < n; i++) d[i] = 1 + (rnd() * 2 - 1) * 0.1;
-    else for (let done = 0; done < n; ) {
-      const len = Math.min(n - done, pool.length >> 1);
-      const at = Math.floor(rnd() * (pool.length - len));
-      d.set(pool.subarray(at, at + len), done);
-      done += len;
-    }
+    else
+      for (let done = 0; done < n; ) {
+        const len = Math.min(n - done, pool.length >> 1);
+        const at = Math.floor(rnd() * (pool.length - len));
+        d.set(pool.subarray(at, at + len), done);
+        done += len;
+      }
     out[name] = { dtype: 'float32', shape, data: d } as Tensor;
   }
   return out;
@@ -100,10 +101,17 @@ function randomWeights(c: LlamaConfig, seed: number, scale: number): TensorMap {
 
 function randomExperts(c: LlamaConfig, n: number, r: number, targets: string[], seed: number): ExpertAdapter[] {
   const rnd = mulberry32(seed);
-  const H = c.hiddenSize, D = H / c.numAttentionHeads, I = c.intermediateSize;
+  const H = c.hiddenSize,
+    D = H / c.numAttentionHeads,
+    I = c.intermediateSize;
   const dims: Record<string, [number, number]> = {
-    q_proj: [H, c.numAttentionHeads * D], k_proj: [H, c.numKeyValueHeads * D], v_proj: [H, c.numKeyValueHeads * D],
-    o_proj: [c.numAttentionHeads * D, H], gate_proj: [H, I], up_proj: [H, I], down_proj: [I, H],
+    q_proj: [H, c.numAttentionHeads * D],
+    k_proj: [H, c.numKeyValueHeads * D],
+    v_proj: [H, c.numKeyValueHeads * D],
+    o_proj: [c.numAttentionHeads * D, H],
+    gate_proj: [H, I],
+    up_proj: [H, I],
+    down_proj: [I, H],
   };
   const fill = (k: number, s: number) => Float32Array.from({ length: k }, () => (rnd() * 2 - 1) * s);
   return Array.from({ length: n }, (_, e) => {
@@ -112,7 +120,11 @@ function randomExperts(c: LlamaConfig, n: number, r: number, targets: string[], 
       for (const t of targets) {
         const [inD, outD] = dims[t];
         const mod = `model.layers.${l}.${['gate_proj', 'up_proj', 'down_proj'].includes(t) ? 'mlp' : 'self_attn'}.${t}`;
-        modules[mod] = { A: { dtype: 'float32', shape: [r, inD], data: fill(r * inD, 1 / Math.sqrt(inD)) }, B: { dtype: 'float32', shape: [outD, r], data: fill(outD * r, 0.01) }, scaling: 2 };
+        modules[mod] = {
+          A: { dtype: 'float32', shape: [r, inD], data: fill(r * inD, 1 / Math.sqrt(inD)) },
+          B: { dtype: 'float32', shape: [outD, r], data: fill(outD * r, 0.01) },
+          scaling: 2,
+        };
       }
     }
     return { name: `expert-${e + 1}`, modules };
@@ -127,12 +139,23 @@ function dirichlet(n: number, rnd: () => number): number[] {
   return l;
 }
 
-interface ReqStats { ttft: number; latency: number; tokens: number; tFirst: number; tEnd: number; times: number[] }
+interface ReqStats {
+  ttft: number;
+  latency: number;
+  tokens: number;
+  tFirst: number;
+  tEnd: number;
+  times: number[];
+}
 
 /** One streamed completion; times in seconds from `t0`. */
 async function streamOne(url: string, body: Record<string, unknown>, t0: number): Promise<ReqStats> {
   const start = performance.now();
-  const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }) });
+  const r = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
+  });
   if (!r.ok || !r.body) throw new Error(`bench: HTTP ${r.status}: ${await r.text()}`);
   const reader = r.body.getReader();
   const dec = new TextDecoder();
@@ -162,11 +185,27 @@ async function streamOne(url: string, body: Record<string, unknown>, t0: number)
   return { ttft: (tFirst - start) / 1000, latency: (end - start) / 1000, tokens, tFirst: (tFirst - t0) / 1000, tEnd: (end - t0) / 1000, times };
 }
 
-async function wave(server: 'soup' | 'merged', s: RunningServer, o: Required<Pick<ServeBenchOptions, 'concurrency' | 'promptTokens' | 'maxTokens' | 'experts'>>, rnd: () => number): Promise<WaveStats> {
+async function wave(
+  server: 'soup' | 'merged',
+  s: RunningServer,
+  o: Required<Pick<ServeBenchOptions, 'concurrency' | 'promptTokens' | 'maxTokens' | 'experts'>>,
+  rnd: () => number,
+): Promise<WaveStats> {
   const t0 = performance.now();
   const reqs = Array.from({ length: o.concurrency }, (_, i) => {
     const prompt = Array.from({ length: o.promptTokens }, () => 3 + Math.floor(rnd() * 200));
-    return streamOne(s.url, { model: 'soup', prompt, max_tokens: o.maxTokens, temperature: 1, seed: i, ...(server === 'soup' ? { lambda: dirichlet(o.experts, rnd), mode: 'soup' } : {}) }, t0);
+    return streamOne(
+      s.url,
+      {
+        model: 'soup',
+        prompt,
+        max_tokens: o.maxTokens,
+        temperature: 1,
+        seed: i,
+        ...(server === 'soup' ? { lambda: dirichlet(o.experts, rnd), mode: 'soup' } : {}),
+      },
+      t0,
+    );
   });
   const rs = await Promise.all(reqs);
   const seconds = (performance.now() - t0) / 1000;
@@ -175,9 +214,27 @@ async function wave(server: 'soup' | 'merged', s: RunningServer, o: Required<Pic
   const lastFirst = Math.max(...rs.map((r) => r.tFirst));
   const decoded = rs.reduce((a, r) => a + r.times.filter((t) => t > lastFirst).length, 0);
   return {
-    server, requests: rs.length, tokens, seconds, tokensPerSecond: tokens / seconds,
-    ttftP50: q(rs.map((r) => r.ttft), 0.5), ttftP99: q(rs.map((r) => r.ttft), 0.99),
-    latencyP50: q(rs.map((r) => r.latency), 0.5), latencyP99: q(rs.map((r) => r.latency), 0.99),
+    server,
+    requests: rs.length,
+    tokens,
+    seconds,
+    tokensPerSecond: tokens / seconds,
+    ttftP50: q(
+      rs.map((r) => r.ttft),
+      0.5,
+    ),
+    ttftP99: q(
+      rs.map((r) => r.ttft),
+      0.99,
+    ),
+    latencyP50: q(
+      rs.map((r) => r.latency),
+      0.5,
+    ),
+    latencyP99: q(
+      rs.map((r) => r.latency),
+      0.99,
+    ),
     decodeTokensPerSecond: decoded / Math.max(1e-9, seconds - lastFirst),
   };
 }
@@ -187,24 +244,42 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<ServeBen
   const H = opts.hidden ?? 1024;
   const heads = opts.heads ?? 16;
   const cfg: LlamaConfig = {
-    vocabSize: opts.vocab ?? 32000, hiddenSize: H, intermediateSize: opts.intermediate ?? Math.round((H * 8) / 3 / 64) * 64,
-    numHiddenLayers: opts.layers ?? 8, numAttentionHeads: heads, numKeyValueHeads: heads, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false, eosTokenId: 2,
+    vocabSize: opts.vocab ?? 32000,
+    hiddenSize: H,
+    intermediateSize: opts.intermediate ?? Math.round((H * 8) / 3 / 64) * 64,
+    numHiddenLayers: opts.layers ?? 8,
+    numAttentionHeads: heads,
+    numKeyValueHeads: heads,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    tieWordEmbeddings: false,
+    eosTokenId: 2,
   };
-  const N = opts.experts ?? 4, r = opts.rank ?? 16;
+  const N = opts.experts ?? 4,
+    r = opts.rank ?? 16;
   const targets = opts.targets ?? ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-  const C = opts.concurrency ?? 64, P = opts.promptTokens ?? 16, T = opts.maxTokens ?? 32, W = opts.waves ?? 2, pairs = opts.ttftPairs ?? 30;
+  const C = opts.concurrency ?? 64,
+    P = opts.promptTokens ?? 16,
+    T = opts.maxTokens ?? 32,
+    W = opts.waves ?? 2,
+    pairs = opts.ttftPairs ?? 30;
   const budget = (opts.seconds ?? 600) * 1000;
   const seed = opts.seed ?? 1;
   const t00 = performance.now();
   const params = llamaShapes(cfg).reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0);
-  log(`bench serve: LLaMA d=${H}, ${cfg.numHiddenLayers} layers, ${cfg.numAttentionHeads} heads, MLP ${cfg.intermediateSize}, vocab ${cfg.vocabSize} (${(params / 1e6).toFixed(0)} M parameters, fp32), ${N} experts of rank ${r} on ${targets.join(',')}; ${C} concurrent requests × ${P}-token prompts × ${T} new tokens; ${opts.threads ?? 'all'} threads`);
+  log(
+    `bench serve: LLaMA d=${H}, ${cfg.numHiddenLayers} layers, ${cfg.numAttentionHeads} heads, MLP ${cfg.intermediateSize}, vocab ${cfg.vocabSize} (${(params / 1e6).toFixed(0)} M parameters, fp32), ${N} experts of rank ${r} on ${targets.join(',')}; ${C} concurrent requests × ${P}-token prompts × ${T} new tokens; ${opts.threads ?? 'all'} threads`,
+  );
   const weights = randomWeights(cfg, seed, 0.02);
   const experts = randomExperts(cfg, N, r, targets, seed + 1);
   const eo = { threads: opts.threads };
   const soupEngine = await SoupEngine.create(cfg, weights, experts, eo);
   const mergedEngine = await SoupEngine.create(cfg, weights, [], eo);
   // one printable character per token, no EOS: exactly T tokens, one streamed chunk each
-  const codec: TextCodec = { encode: async (t) => Array.from(Buffer.from(t), (b) => b + 3), decode: async (ids) => String.fromCharCode(...ids.map((i) => 33 + (i % 94))) };
+  const codec: TextCodec = {
+    encode: async (t) => Array.from(Buffer.from(t), (b) => b + 3),
+    decode: async (ids) => String.fromCharCode(...ids.map((i) => 33 + (i % 94))),
+  };
   const big = { maxBatch: Math.max(64, C * 2), maxQueue: Math.max(256, C * 2), maxTokensCap: Math.max(512, T), port: 0 };
   const soup = await serve({ engine: soupEngine, codec, ...big });
   const merged = await serve({ engine: mergedEngine, codec, ...big });
@@ -219,12 +294,15 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<ServeBen
         if (waves.length >= 2 && performance.now() - t00 > budget) break;
         const st = await wave(which, which === 'soup' ? soup : merged, { concurrency: C, promptTokens: P, maxTokens: T, experts: N }, rnd);
         waves.push(st);
-        log(`  ${which.padEnd(6)} wave: ${st.tokens} tokens in ${st.seconds.toFixed(2)} s = ${st.tokensPerSecond.toFixed(1)} tokens/s; TTFT p50 ${st.ttftP50.toFixed(3)} s p99 ${st.ttftP99.toFixed(3)} s; latency p50 ${st.latencyP50.toFixed(2)} s p99 ${st.latencyP99.toFixed(2)} s`);
+        log(
+          `  ${which.padEnd(6)} wave: ${st.tokens} tokens in ${st.seconds.toFixed(2)} s = ${st.tokensPerSecond.toFixed(1)} tokens/s; TTFT p50 ${st.ttftP50.toFixed(3)} s p99 ${st.ttftP99.toFixed(3)} s; latency p50 ${st.latencyP50.toFixed(2)} s p99 ${st.latencyP99.toFixed(2)} s`,
+        );
       }
     }
     // TTFT of a fresh λ vs a repeated λ, interleaved, one request at a time on the idle soup server
     const fixed = dirichlet(N, rnd);
-    const fresh: number[] = [], repeated: number[] = [];
+    const fresh: number[] = [],
+      repeated: number[] = [];
     const prompt = Array.from({ length: P }, () => 3 + Math.floor(rnd() * 200));
     for (let i = 0; i < pairs && performance.now() - t00 < budget * 1.5; i++) {
       const order = i % 2 ? ['repeated', 'fresh'] : ['fresh', 'repeated'];
@@ -237,17 +315,57 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<ServeBen
     const pick = (k: 'soup' | 'merged') => {
       const ws = waves.filter((w) => w.server === k);
       const m = (f: (w: WaveStats) => number) => median(ws.map(f));
-      return { server: k, requests: ws.reduce((a, w) => a + w.requests, 0), tokens: ws.reduce((a, w) => a + w.tokens, 0), seconds: ws.reduce((a, w) => a + w.seconds, 0), tokensPerSecond: m((w) => w.tokensPerSecond), ttftP50: m((w) => w.ttftP50), ttftP99: m((w) => w.ttftP99), latencyP50: m((w) => w.latencyP50), latencyP99: m((w) => w.latencyP99), decodeTokensPerSecond: m((w) => w.decodeTokensPerSecond) } as WaveStats;
+      return {
+        server: k,
+        requests: ws.reduce((a, w) => a + w.requests, 0),
+        tokens: ws.reduce((a, w) => a + w.tokens, 0),
+        seconds: ws.reduce((a, w) => a + w.seconds, 0),
+        tokensPerSecond: m((w) => w.tokensPerSecond),
+        ttftP50: m((w) => w.ttftP50),
+        ttftP99: m((w) => w.ttftP99),
+        latencyP50: m((w) => w.latencyP50),
+        latencyP99: m((w) => w.latencyP99),
+        decodeTokensPerSecond: m((w) => w.decodeTokensPerSecond),
+      } as WaveStats;
     };
-    const s1 = pick('soup'), m1 = pick('merged');
+    const s1 = pick('soup'),
+      m1 = pick('merged');
     const res: ServeBenchResult = {
-      config: { hidden: H, layers: cfg.numHiddenLayers, heads, intermediate: cfg.intermediateSize, vocab: cfg.vocabSize, parameters: params, experts: N, rank: r, targets, concurrency: C, promptTokens: P, maxTokens: T, threads: opts.threads ?? 'all' },
-      waves, soup: s1, merged: m1, ratio: s1.tokensPerSecond / m1.tokensPerSecond, decodeRatio: s1.decodeTokensPerSecond / m1.decodeTokensPerSecond,
-      ttft: { freshMedian: median(fresh), repeatedMedian: median(repeated), ratio: median(fresh) / median(repeated), pairedRatio: median(fresh.map((f, i) => f / repeated[i])), pairs: fresh.length },
+      config: {
+        hidden: H,
+        layers: cfg.numHiddenLayers,
+        heads,
+        intermediate: cfg.intermediateSize,
+        vocab: cfg.vocabSize,
+        parameters: params,
+        experts: N,
+        rank: r,
+        targets,
+        concurrency: C,
+        promptTokens: P,
+        maxTokens: T,
+        threads: opts.threads ?? 'all',
+      },
+      waves,
+      soup: s1,
+      merged: m1,
+      ratio: s1.tokensPerSecond / m1.tokensPerSecond,
+      decodeRatio: s1.decodeTokensPerSecond / m1.decodeTokensPerSecond,
+      ttft: {
+        freshMedian: median(fresh),
+        repeatedMedian: median(repeated),
+        ratio: median(fresh) / median(repeated),
+        pairedRatio: median(fresh.map((f, i) => f / repeated[i])),
+        pairs: fresh.length,
+      },
       seconds: (performance.now() - t00) / 1000,
     };
-    log(`bench serve: ${C} requests each with its own λ: ${s1.tokensPerSecond.toFixed(1)} tokens/s vs one merged model: ${m1.tokensPerSecond.toFixed(1)} tokens/s → ratio ${res.ratio.toFixed(3)} (decode-phase ratio ${res.decodeRatio.toFixed(3)})`);
-    log(`bench serve: median TTFT fresh λ ${(res.ttft.freshMedian * 1000).toFixed(1)} ms vs repeated λ ${(res.ttft.repeatedMedian * 1000).toFixed(1)} ms (ratio ${res.ttft.ratio.toFixed(3)}; median of the ${res.ttft.pairs} interleaved pairs' ratios ${res.ttft.pairedRatio.toFixed(3)}); ${res.seconds.toFixed(1)} s in all`);
+    log(
+      `bench serve: ${C} requests each with its own λ: ${s1.tokensPerSecond.toFixed(1)} tokens/s vs one merged model: ${m1.tokensPerSecond.toFixed(1)} tokens/s → ratio ${res.ratio.toFixed(3)} (decode-phase ratio ${res.decodeRatio.toFixed(3)})`,
+    );
+    log(
+      `bench serve: median TTFT fresh λ ${(res.ttft.freshMedian * 1000).toFixed(1)} ms vs repeated λ ${(res.ttft.repeatedMedian * 1000).toFixed(1)} ms (ratio ${res.ttft.ratio.toFixed(3)}; median of the ${res.ttft.pairs} interleaved pairs' ratios ${res.ttft.pairedRatio.toFixed(3)}); ${res.seconds.toFixed(1)} s in all`,
+    );
     return res;
   } finally {
     await soup.close();
@@ -255,7 +373,11 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<ServeBen
   }
 }
 
-export interface SoakOptions extends Pick<ServeBenchOptions, 'hidden' | 'layers' | 'vocab' | 'heads' | 'experts' | 'rank' | 'targets' | 'promptTokens' | 'maxTokens' | 'threads' | 'seed' | 'log'> {
+export interface SoakOptions
+  extends Pick<
+    ServeBenchOptions,
+    'hidden' | 'layers' | 'vocab' | 'heads' | 'experts' | 'rank' | 'targets' | 'promptTokens' | 'maxTokens' | 'threads' | 'seed' | 'log'
+  > {
   /** Seconds of steady load (default 60). */
   seconds?: number;
   /** Requests per second, started on a fixed clock whatever the server does (default 1). */
@@ -293,14 +415,28 @@ export async function soakServe(opts: SoakOptions = {}): Promise<SoakResult> {
   const { llamaConfigToHF, peftAdapterConfig } = await import('../train/llama.js');
   const { packageRoot } = await import('../native/index.js');
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const H = opts.hidden ?? 1024, heads = opts.heads ?? 16;
+  const H = opts.hidden ?? 1024,
+    heads = opts.heads ?? 16;
   const cfg: LlamaConfig = {
-    vocabSize: opts.vocab ?? 32000, hiddenSize: H, intermediateSize: Math.round((H * 8) / 3 / 64) * 64,
-    numHiddenLayers: opts.layers ?? 8, numAttentionHeads: heads, numKeyValueHeads: heads, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false, eosTokenId: 2,
+    vocabSize: opts.vocab ?? 32000,
+    hiddenSize: H,
+    intermediateSize: Math.round((H * 8) / 3 / 64) * 64,
+    numHiddenLayers: opts.layers ?? 8,
+    numAttentionHeads: heads,
+    numKeyValueHeads: heads,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    tieWordEmbeddings: false,
+    eosTokenId: 2,
   };
-  const N = opts.experts ?? 4, r = opts.rank ?? 16, T = opts.maxTokens ?? 16, P = opts.promptTokens ?? 16;
+  const N = opts.experts ?? 4,
+    r = opts.rank ?? 16,
+    T = opts.maxTokens ?? 16,
+    P = opts.promptTokens ?? 16;
   const targets = opts.targets ?? ['q_proj', 'v_proj'];
-  const S = opts.seconds ?? 60, rate = opts.rate ?? 1, seed = opts.seed ?? 1;
+  const S = opts.seconds ?? 60,
+    rate = opts.rate ?? 1,
+    seed = opts.seed ?? 1;
   const dir = mkdtempSync(join(tmpdir(), 'rsoup-soak-'));
   try {
     await saveModelDir(join(dir, 'base'), randomWeights(cfg, seed, 0.02), { config: llamaConfigToHF(cfg) });
@@ -316,7 +452,21 @@ export async function soakServe(opts: SoakOptions = {}): Promise<SoakResult> {
       await writePeftAdapter(d, t, peftAdapterConfig({ r, lora_alpha: 2 * r, lora_dropout: 0, target_modules: targets, use_rslora: false }));
       dirs.push(d);
     }
-    const child = spawn(process.execPath, [join(packageRoot, 'dist', 'cli', 'main.js'), 'serve', '--base', join(dir, 'base'), '--experts', ...dirs, '--port', '0', ...(opts.threads ? ['--threads', String(opts.threads)] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        join(packageRoot, 'dist', 'cli', 'main.js'),
+        'serve',
+        '--base',
+        join(dir, 'base'),
+        '--experts',
+        ...dirs,
+        '--port',
+        '0',
+        ...(opts.threads ? ['--threads', String(opts.threads)] : []),
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let err = '';
     const url = await new Promise<string>((res, rej) => {
       child.stderr!.on('data', (d: Buffer) => {
@@ -332,11 +482,15 @@ export async function soakServe(opts: SoakOptions = {}): Promise<SoakResult> {
       return m ? Number(m[1]) / 1024 : NaN;
     };
     const rss = () => mem('VmRSS');
-    log(`soak: ${url}, ${S} s at ${rate} requests/s (${P}-token prompts, ${T} new tokens, a random λ each, half streamed); model d=${H}, ${cfg.numHiddenLayers} layers, vocab ${cfg.vocabSize}, ${N} experts r=${r}`);
+    log(
+      `soak: ${url}, ${S} s at ${rate} requests/s (${P}-token prompts, ${T} new tokens, a random λ each, half streamed); model d=${H}, ${cfg.numHiddenLayers} layers, vocab ${cfg.vocabSize}, ${N} experts r=${r}`,
+    );
     const rnd = mulberry32(seed + 3);
     const statuses: Record<string, number> = {};
-    const lat: number[] = [], ttft: number[] = [];
-    const samples: number[] = [], anon: number[] = [];
+    const lat: number[] = [],
+      ttft: number[] = [];
+    const samples: number[] = [],
+      anon: number[] = [];
     const pending: Promise<void>[] = [];
     const t0 = performance.now();
     let sent = 0;
@@ -350,28 +504,53 @@ export async function soakServe(opts: SoakOptions = {}): Promise<SoakResult> {
       if (wait > 0) await new Promise((res) => setTimeout(res, wait));
       const i = sent++;
       const body = { model: 'soup', prompt: Array.from({ length: P }, () => 3 + Math.floor(rnd() * 200)), max_tokens: T, lambda: dirichlet(N, rnd), seed: i };
-      pending.push((i % 2 ? streamOne(url, body, performance.now()).then((x) => { statuses['200'] = (statuses['200'] ?? 0) + 1; lat.push(x.latency); ttft.push(x.ttft); })
-        : fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(async (res) => {
-          const t = performance.now();
-          await res.arrayBuffer();
-          statuses[String(res.status)] = (statuses[String(res.status)] ?? 0) + 1;
-          lat.push((t - t0) / 1000 - i / rate);
-        })).catch((e: Error) => {
-        const m = /HTTP (\d+)/.exec(e.message);
-        statuses[m ? m[1] : 'error'] = (statuses[m ? m[1] : 'error'] ?? 0) + 1;
-      }));
+      pending.push(
+        (i % 2
+          ? streamOne(url, body, performance.now()).then((x) => {
+              statuses['200'] = (statuses['200'] ?? 0) + 1;
+              lat.push(x.latency);
+              ttft.push(x.ttft);
+            })
+          : fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(
+              async (res) => {
+                const t = performance.now();
+                await res.arrayBuffer();
+                statuses[String(res.status)] = (statuses[String(res.status)] ?? 0) + 1;
+                lat.push((t - t0) / 1000 - i / rate);
+              },
+            )
+        ).catch((e: Error) => {
+          const m = /HTTP (\d+)/.exec(e.message);
+          statuses[m ? m[1] : 'error'] = (statuses[m ? m[1] : 'error'] ?? 0) + 1;
+        }),
+      );
     }
-    const atEndRss = rss(), atEndAnon = mem('RssAnon');
+    const atEndRss = rss(),
+      atEndAnon = mem('RssAnon');
     clearInterval(sampler);
     await Promise.all(pending);
     child.kill('SIGTERM');
     const code = await exited;
-    const at10 = samples[Math.min(9, samples.length - 1)], anon10 = anon[Math.min(9, anon.length - 1)];
+    const at10 = samples[Math.min(9, samples.length - 1)],
+      anon10 = anon[Math.min(9, anon.length - 1)];
     const res: SoakResult = {
-      seconds: S, rate, requests: sent, statuses, errors5xx: Object.entries(statuses).filter(([k]) => k.startsWith('5')).reduce((a, [, v]) => a + v, 0),
-      rssMiB: { at10s: at10, atEnd: atEndRss, ratio: atEndRss / at10, samples }, anonMiB: { at10s: anon10, atEnd: atEndAnon, ratio: atEndAnon / anon10, samples: anon }, latencyP50: q(lat, 0.5), latencyP99: q(lat, 0.99), ttftP50: q(ttft, 0.5), exitCode: code,
+      seconds: S,
+      rate,
+      requests: sent,
+      statuses,
+      errors5xx: Object.entries(statuses)
+        .filter(([k]) => k.startsWith('5'))
+        .reduce((a, [, v]) => a + v, 0),
+      rssMiB: { at10s: at10, atEnd: atEndRss, ratio: atEndRss / at10, samples },
+      anonMiB: { at10s: anon10, atEnd: atEndAnon, ratio: atEndAnon / anon10, samples: anon },
+      latencyP50: q(lat, 0.5),
+      latencyP99: q(lat, 0.99),
+      ttftP50: q(ttft, 0.5),
+      exitCode: code,
     };
-    log(`soak: ${sent} requests, statuses ${JSON.stringify(statuses)}, 5xx ${res.errors5xx}; VmRSS ${at10.toFixed(0)} MiB at 10 s, ${atEndRss.toFixed(0)} MiB at ${S} s (ratio ${res.rssMiB.ratio.toFixed(3)}), RssAnon ${anon10.toFixed(0)} → ${atEndAnon.toFixed(0)} MiB (ratio ${res.anonMiB.ratio.toFixed(3)}); latency p50 ${res.latencyP50.toFixed(2)} s p99 ${res.latencyP99.toFixed(2)} s; SIGTERM → exit ${code}`);
+    log(
+      `soak: ${sent} requests, statuses ${JSON.stringify(statuses)}, 5xx ${res.errors5xx}; VmRSS ${at10.toFixed(0)} MiB at 10 s, ${atEndRss.toFixed(0)} MiB at ${S} s (ratio ${res.rssMiB.ratio.toFixed(3)}), RssAnon ${anon10.toFixed(0)} → ${atEndAnon.toFixed(0)} MiB (ratio ${res.anonMiB.ratio.toFixed(3)}); latency p50 ${res.latencyP50.toFixed(2)} s p99 ${res.latencyP99.toFixed(2)} s; SIGTERM → exit ${code}`,
+    );
     return res;
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -15,7 +15,9 @@ export function percentile(xs: number[], p: number): number {
 
 export function gitSha(cwd: string): string {
   try {
-    return execSync('git rev-parse --short HEAD', { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    return execSync('git rev-parse --short HEAD', { cwd, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
   } catch {
     return 'unknown';
   }

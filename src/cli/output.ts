@@ -7,7 +7,7 @@ export class UsageError extends Error {}
 export function reportError(err: unknown): void {
   if (err instanceof SoupError) process.stderr.write(`rsoup: error [${err.code}]: ${err.message}\n`);
   else if (err instanceof UsageError) process.stderr.write(`rsoup: usage error: ${err.message}\n`);
-  else process.stderr.write(`rsoup: error: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  else process.stderr.write(`rsoup: error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
 }
 
 export function jsonLine(obj: unknown): void {

@@ -56,14 +56,26 @@ export function captionOf(s: Pick<ShapeSpec, 'fg' | 'shape' | 'bg'>): string {
 /** Caption → CAPTION_LEN token ids; unknown words and malformed captions are errors naming the word. */
 export function tokenizeCaption(caption: string): Int32Array {
   if (typeof caption !== 'string') throw new SoupError('ERR_SOUP_INVALID_ARG', `caption must be a string, got ${typeof caption}`);
-  const words = caption.trim().toLowerCase().split(/\s+/).filter((w) => w.length > 0);
+  const words = caption
+    .trim()
+    .toLowerCase()
+    .split(/\s+/)
+    .filter((w) => w.length > 0);
   const out = new Int32Array(CAPTION_LEN);
   for (const [i, w] of words.entries()) {
     const id = SHAPES_VOCAB.indexOf(w);
-    if (id <= 0) throw new SoupError('ERR_SOUP_INVALID_ARG', `caption ${JSON.stringify(caption)}: unknown word ${JSON.stringify(w)} (the vocabulary: ${SHAPES_VOCAB.slice(1).join(', ')})`);
+    if (id <= 0)
+      throw new SoupError(
+        'ERR_SOUP_INVALID_ARG',
+        `caption ${JSON.stringify(caption)}: unknown word ${JSON.stringify(w)} (the vocabulary: ${SHAPES_VOCAB.slice(1).join(', ')})`,
+      );
     if (i < CAPTION_LEN) out[i] = id;
   }
-  if (words.length !== CAPTION_LEN) throw new SoupError('ERR_SOUP_INVALID_ARG', `caption ${JSON.stringify(caption)}: expected ${CAPTION_LEN} words ("<colour> <shape> on <colour>"), got ${words.length}`);
+  if (words.length !== CAPTION_LEN)
+    throw new SoupError(
+      'ERR_SOUP_INVALID_ARG',
+      `caption ${JSON.stringify(caption)}: expected ${CAPTION_LEN} words ("<colour> <shape> on <colour>"), got ${words.length}`,
+    );
   return out;
 }
 
@@ -85,15 +97,20 @@ export function parseCaption(caption: string): { fg: string; shape: ShapeName; b
 }
 
 function inside(shape: ShapeName, dx: number, dy: number, r: number): boolean {
-  const ax = Math.abs(dx), ay = Math.abs(dy);
+  const ax = Math.abs(dx),
+    ay = Math.abs(dy);
   switch (shape) {
-    case 'circle': return dx * dx + dy * dy <= r * r;
-    case 'square': return ax <= r * 0.85 && ay <= r * 0.85;
-    case 'diamond': return ax + ay <= r;
-    case 'cross': return (ax <= r * 0.33 && ay <= r) || (ay <= r * 0.33 && ax <= r);
+    case 'circle':
+      return dx * dx + dy * dy <= r * r;
+    case 'square':
+      return ax <= r * 0.85 && ay <= r * 0.85;
+    case 'diamond':
+      return ax + ay <= r;
+    case 'cross':
+      return (ax <= r * 0.33 && ay <= r) || (ay <= r * 0.33 && ax <= r);
     case 'ring': {
       const d2 = dx * dx + dy * dy;
-      return d2 <= r * r && d2 >= (r * 0.55) * (r * 0.55);
+      return d2 <= r * r && d2 >= r * 0.55 * (r * 0.55);
     }
     case 'triangle': // apex up: y from −r to +0.7r, half-width grows linearly
       return dy >= -r && dy <= 0.7 * r && ax <= ((dy + r) / (1.7 * r)) * r;
@@ -102,7 +119,8 @@ function inside(shape: ShapeName, dx: number, dy: number, r: number): boolean {
 
 /** Draws one image (RGB 0..255, HWC) of `size`×`size`. */
 export function drawShape(s: ShapeSpec, size = 16): RgbImage {
-  const fg = SHAPE_COLOURS[s.fg], bg = SHAPE_COLOURS[s.bg];
+  const fg = SHAPE_COLOURS[s.fg],
+    bg = SHAPE_COLOURS[s.bg];
   if (!fg || !bg) throw new SoupError('ERR_SOUP_INVALID_ARG', `unknown colour in ${JSON.stringify(captionOf(s))}`);
   const data = new Float32Array(size * size * 3);
   const SS = 4;
@@ -111,7 +129,8 @@ export function drawShape(s: ShapeSpec, size = 16): RgbImage {
       let cover = 0;
       for (let sy = 0; sy < SS; sy++) {
         for (let sx = 0; sx < SS; sx++) {
-          const px = x + (sx + 0.5) / SS, py = y + (sy + 0.5) / SS;
+          const px = x + (sx + 0.5) / SS,
+            py = y + (sy + 0.5) / SS;
           if (inside(s.shape, px - s.cx, py - s.cy, s.r)) cover++;
         }
       }
@@ -141,7 +160,7 @@ export function toModelInput(images: readonly RgbImage[]): Float32Array {
   const out = new Float32Array(images.length * 3 * H * W);
   images.forEach((im, b) => {
     if (im.width !== W || im.height !== H) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `image ${b} is ${im.width}×${im.height}, image 0 is ${W}×${H}`);
-    for (let c = 0; c < 3; c++) for (let p = 0; p < H * W; p++) out[((b * 3 + c) * H * W) + p] = im.data[p * 3 + c] / 127.5 - 1;
+    for (let c = 0; c < 3; c++) for (let p = 0; p < H * W; p++) out[(b * 3 + c) * H * W + p] = im.data[p * 3 + c] / 127.5 - 1;
   });
   return out;
 }

@@ -76,7 +76,10 @@ export function filmstripSvg(rows: FilmstripRow[], opts: FilmstripOptions = {}):
         const color = COLORS[c.body % COLORS.length];
         const sw = f2(Math.max(1, 2 * c.r * scale));
         if (c.ax === c.bx && c.az === c.bz) out.push(`<circle cx="${f2(X(c.ax))}" cy="${f2(Z(c.az))}" r="${f2(c.r * scale)}" fill="${color}"/>`);
-        else out.push(`<line x1="${f2(X(c.ax))}" y1="${f2(Z(c.az))}" x2="${f2(X(c.bx))}" y2="${f2(Z(c.bz))}" stroke="${color}" stroke-width="${sw}" stroke-linecap="round"/>`);
+        else
+          out.push(
+            `<line x1="${f2(X(c.ax))}" y1="${f2(Z(c.az))}" x2="${f2(X(c.bx))}" y2="${f2(Z(c.bz))}" stroke="${color}" stroke-width="${sw}" stroke-linecap="round"/>`,
+          );
       }
       const cap = fr.time !== undefined ? `t = ${fr.time.toFixed(2)} s` : `#${ci}`;
       out.push(`<text x="${x0 + 4}" y="${y0 + 11}" font-size="9" fill="#333">${esc(cap)}  x = ${fr.x.toFixed(1)} m</text>`);

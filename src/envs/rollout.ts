@@ -202,7 +202,11 @@ export function evaluateEpisodes(env: VecEnv, policy: PolicyFn, opts: { seed: nu
  * Records frames of env 0's first episode from `env.reset(seed)`: one frame every `every` steps
  * (and the first), at most `maxFrames`. Env 0 must be on the main thread (it always is).
  */
-export function recordEpisodeFrames(env: VecEnv, policy: PolicyFn, opts: { seed: number; every: number; maxFrames?: number; maxSteps?: number }): { frames: Frame[]; episode: EpisodeRecord | undefined } {
+export function recordEpisodeFrames(
+  env: VecEnv,
+  policy: PolicyFn,
+  opts: { seed: number; every: number; maxFrames?: number; maxSteps?: number },
+): { frames: Frame[]; episode: EpisodeRecord | undefined } {
   if (!Number.isInteger(opts.every) || opts.every < 1) {
     throw new SoupError('ERR_SOUP_INVALID_ARG', `Expected a positive integer for every but received ${String(opts.every)}`);
   }

@@ -282,7 +282,10 @@ export class EnvShard {
   setState(i: number, qpos: ArrayLike<number>, qvel: ArrayLike<number>): void {
     this.check(i);
     if (qpos.length !== this.model.nq || qvel.length !== this.model.nv) {
-      throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `setState: qpos has ${qpos.length} values and qvel ${qvel.length}; the model needs nq=${this.model.nq}, nv=${this.model.nv}`);
+      throw new SoupError(
+        'ERR_SOUP_SHAPE_MISMATCH',
+        `setState: qpos has ${qpos.length} values and qvel ${qvel.length}; the model needs nq=${this.model.nq}, nv=${this.model.nv}`,
+      );
     }
     const v = this.views[i - this.lo].fresh();
     v.qpos.set(qpos);

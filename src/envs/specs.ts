@@ -22,10 +22,10 @@ export type EnvName = (typeof ENV_NAMES)[number];
 const ALIASES: Record<string, EnvName> = {
   'mo-halfcheetah-v5': 'HalfCheetah-v5',
   'halfcheetah-v5': 'HalfCheetah-v5',
-  'halfcheetah': 'HalfCheetah-v5',
+  halfcheetah: 'HalfCheetah-v5',
   'mo-hopper-v5': 'Hopper-v5',
   'hopper-v5': 'Hopper-v5',
-  'hopper': 'Hopper-v5',
+  hopper: 'Hopper-v5',
 };
 
 export type Range = readonly [number, number];
@@ -142,7 +142,12 @@ export function resolveEnvName(env: unknown): EnvName {
   if ((ENV_NAMES as readonly string[]).includes(env)) return env as EnvName;
   const alias = ALIASES[env.toLowerCase()];
   if (alias) return alias;
-  throw new SoupError('ERR_SOUP_INVALID_ARG', `unknown env '${env}': expected one of ${ENV_NAMES.join(', ')} (or ${Object.keys(ALIASES).filter((k) => k.startsWith('mo-')).join(', ')})`);
+  throw new SoupError(
+    'ERR_SOUP_INVALID_ARG',
+    `unknown env '${env}': expected one of ${ENV_NAMES.join(', ')} (or ${Object.keys(ALIASES)
+      .filter((k) => k.startsWith('mo-'))
+      .join(', ')})`,
+  );
 }
 
 function describe(v: unknown): string {
@@ -206,6 +211,9 @@ export function resolveEnvConfig(opts: EnvOptions): EnvConfig {
     healthyStateRange: range('healthyStateRange', opts.healthyStateRange, [-100, 100]),
     obsVelClip: d.obsVelClip,
     rewardNames: [...d.rewardNames],
-    arenaBytes: opts.arenaBytes === undefined ? null : num('arenaBytes', opts.arenaBytes, 0, (x) => Number.isInteger(x) && x >= 65536, 'an integer number of bytes >= 65536'),
+    arenaBytes:
+      opts.arenaBytes === undefined
+        ? null
+        : num('arenaBytes', opts.arenaBytes, 0, (x) => Number.isInteger(x) && x >= 65536, 'an integer number of bytes >= 65536'),
   };
 }

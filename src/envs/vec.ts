@@ -123,7 +123,9 @@ export class VecEnv {
     const workers: WorkerSlot[] = [];
     try {
       for (let t = 1; t < threads; t++) {
-        workers.push(await startWorker(cfg, data as SharedArrayBuffer, dims, ctrlSab as SharedArrayBuffer, seedSab as SharedArrayBuffer, bound(t), bound(t + 1)));
+        workers.push(
+          await startWorker(cfg, data as SharedArrayBuffer, dims, ctrlSab as SharedArrayBuffer, seedSab as SharedArrayBuffer, bound(t), bound(t + 1)),
+        );
       }
     } catch (err) {
       for (const w of workers) void w.worker.terminate();
@@ -160,7 +162,10 @@ export class VecEnv {
     this.ensureOpen();
     const a = this.buffers.actions;
     if (!(actions instanceof Float32Array) || actions.length !== a.length) {
-      throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `actions must be a Float32Array of numEnvs·actDim = ${this.numEnvs}·${this.info.actDim} = ${a.length} values; received ${actions instanceof Float32Array ? `${actions.length} values` : describe(actions)}`);
+      throw new SoupError(
+        'ERR_SOUP_SHAPE_MISMATCH',
+        `actions must be a Float32Array of numEnvs·actDim = ${this.numEnvs}·${this.info.actDim} = ${a.length} values; received ${actions instanceof Float32Array ? `${actions.length} values` : describe(actions)}`,
+      );
     }
     for (let j = 0; j < actions.length; j++) {
       if (!Number.isFinite(actions[j])) {
@@ -201,10 +206,15 @@ export class VecEnv {
       Atomics.store(this.ctrl, C_CMD, CMD_CLOSE);
       Atomics.add(this.ctrl, C_GEN, 1);
       Atomics.notify(this.ctrl, C_GEN);
-      await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
-        w.worker.once('exit', () => resolve());
-        setTimeout(() => void w.worker.terminate(), 5000).unref();
-      })));
+      await Promise.all(
+        this.workers.map(
+          (w) =>
+            new Promise<void>((resolve) => {
+              w.worker.once('exit', () => resolve());
+              setTimeout(() => void w.worker.terminate(), 5000).unref();
+            }),
+        ),
+      );
       for (const w of this.workers) w.port.close();
     }
     this.shard.dispose();
@@ -273,12 +283,21 @@ function workerScript(): { script: URL | string; eval: boolean } {
   const pkg = JSON.parse(readFileSync(pkgFile, 'utf8')) as { exports: Record<string, { import: { default: string } }> };
   const api = pathToFileURL(join(dirname(pkgFile), pkg.exports['./esm/api'].import.default)).href;
   const target = new URL('./worker.ts', self).href;
-  const code = `import(${JSON.stringify(api)}).then((m) => m.tsImport(${JSON.stringify(target)}, ${JSON.stringify(self)}))` +
+  const code =
+    `import(${JSON.stringify(api)}).then((m) => m.tsImport(${JSON.stringify(target)}, ${JSON.stringify(self)}))` +
     `.catch((e) => { require('node:worker_threads').parentPort.postMessage({ type: 'error', message: String(e && e.stack || e) }); });`;
   return { script: code, eval: true };
 }
 
-function startWorker(cfg: EnvConfig, data: SharedArrayBuffer, dims: EnvDims, ctrl: SharedArrayBuffer, seed: SharedArrayBuffer, lo: number, hi: number): Promise<WorkerSlot> {
+function startWorker(
+  cfg: EnvConfig,
+  data: SharedArrayBuffer,
+  dims: EnvDims,
+  ctrl: SharedArrayBuffer,
+  seed: SharedArrayBuffer,
+  lo: number,
+  hi: number,
+): Promise<WorkerSlot> {
   const { port1, port2 } = new MessageChannel();
   const { script, eval: isEval } = workerScript();
   const worker = new Worker(script, { eval: isEval, workerData: { cfg, data, dims, ctrl, seed, lo, hi, port: port2 }, transferList: [port2] });

@@ -26,7 +26,6 @@ export interface TempFile {
 
 const TEMP_NAME = /^\.(.+)\.tmp-(.+)-(\d+)-[0-9a-f]{8}(?:\.old)?$/;
 
-
 /** Parses a temp file name made by tempPathFor (undefined for any other name). */
 export function parseTempName(dir: string, name: string): TempFile | undefined {
   const m = TEMP_NAME.exec(name);

@@ -79,7 +79,10 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
   const st = statSync(path);
   if (!st.isFile() && !st.isDirectory()) {
     const link = lstatSync(path).isSymbolicLink() ? ` (a symlink to '${realpathSync(path)}')` : '';
-    throw new SoupError('ERR_SOUP_IO', `'${path}'${link} is ${nodeKind(st)}, not a checkpoint: give a .safetensors file, a Hugging Face model dir or a PEFT adapter dir`);
+    throw new SoupError(
+      'ERR_SOUP_IO',
+      `'${path}'${link} is ${nodeKind(st)}, not a checkpoint: give a .safetensors file, a Hugging Face model dir or a PEFT adapter dir`,
+    );
   }
   const ck: Checkpoint = { path, kind: 'file', files: [], tensors: new Map(), metadata: {}, totalBytes: 0 };
   if (st.isFile()) {
@@ -95,7 +98,10 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
     const w = join(path, ADAPTER_WEIGHTS);
     if (!existsSync(w)) {
       const bin = existsSync(join(path, 'adapter_model.bin'));
-      throw new SoupError('ERR_SOUP_FORMAT', `${path}: no ${ADAPTER_WEIGHTS}${bin ? ' (pickled adapter_model.bin is not read: convert it to safetensors)' : ''}`);
+      throw new SoupError(
+        'ERR_SOUP_FORMAT',
+        `${path}: no ${ADAPTER_WEIGHTS}${bin ? ' (pickled adapter_model.bin is not read: convert it to safetensors)' : ''}`,
+      );
     }
     const h = await readHeader(w);
     ck.files = [w];
@@ -122,7 +128,8 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
       if (!existsSync(fp)) throw new SoupError('ERR_SOUP_IO', `${index}: shard '${file}' does not exist`);
       const h = await readHeader(fp);
       const present = new Set(h.entries.map((e) => e.name));
-      for (const n of names) if (!present.has(n)) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${index}: weight_map says '${n}' is in '${file}', but it is not there`);
+      for (const n of names)
+        if (!present.has(n)) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${index}: weight_map says '${n}' is in '${file}', but it is not there`);
       ck.files.push(fp);
       if (ck.files.length === 1) ck.metadata = h.metadata;
       addAll(ck, h, names);
@@ -130,11 +137,21 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
     return ck;
   }
   const single = join(path, 'model.safetensors');
-  const files = existsSync(single) ? [single] : readdirSync(path).filter((f) => f.endsWith('.safetensors')).sort().map((f) => join(path, f));
+  const files = existsSync(single)
+    ? [single]
+    : readdirSync(path)
+        .filter((f) => f.endsWith('.safetensors'))
+        .sort()
+        .map((f) => join(path, f));
   if (files.length === 0) {
-    const pickles = readdirSync(path).filter((f) => PICKLE_WEIGHTS.test(f)).sort();
+    const pickles = readdirSync(path)
+      .filter((f) => PICKLE_WEIGHTS.test(f))
+      .sort();
     if (pickles.length)
-      throw new SoupError('ERR_SOUP_FORMAT', `${path}: only PyTorch pickle weights (${pickles.slice(0, 3).join(', ')}${pickles.length > 3 ? ', …' : ''}), no .safetensors file; rsoup reads safetensors only (unpickling can run code): convert the model first, e.g. in Python: AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out, safe_serialization=True)`);
+      throw new SoupError(
+        'ERR_SOUP_FORMAT',
+        `${path}: only PyTorch pickle weights (${pickles.slice(0, 3).join(', ')}${pickles.length > 3 ? ', …' : ''}), no .safetensors file; rsoup reads safetensors only (unpickling can run code): convert the model first, e.g. in Python: AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out, safe_serialization=True)`,
+      );
     throw new SoupError('ERR_SOUP_FORMAT', `${path}: no .safetensors file, ${INDEX_NAME} or ${ADAPTER_CONFIG} found`);
   }
   if (files.length > 1) throw new SoupError('ERR_SOUP_FORMAT', `${path}: several .safetensors files but no ${INDEX_NAME}`);
@@ -166,7 +183,8 @@ export function loadTensors(ck: Checkpoint, opts: { names?: string[] } = {}): Te
 /** An HF model dir in memory: config.json and all tensors. */
 export async function loadModelDir(dir: string): Promise<{ config: Record<string, unknown>; tensors: TensorMap }> {
   const ck = await openCheckpoint(dir);
-  if (ck.kind !== 'hf') throw new SoupError('ERR_SOUP_FORMAT', `${dir}: expected a Hugging Face model dir, found a ${ck.kind === 'peft' ? 'PEFT adapter dir' : 'single file'}`);
+  if (ck.kind !== 'hf')
+    throw new SoupError('ERR_SOUP_FORMAT', `${dir}: expected a Hugging Face model dir, found a ${ck.kind === 'peft' ? 'PEFT adapter dir' : 'single file'}`);
   if (!ck.config) throw new SoupError('ERR_SOUP_FORMAT', `${dir}: no config.json`);
   return { config: ck.config, tensors: loadTensors(ck) };
 }
@@ -214,7 +232,10 @@ export function indexJson(shards: { file: string; names: string[] }[], totalSize
 
 /** Writes one safetensors file (not atomic by itself: callers write into a temporary directory). */
 async function writeTensorsFile(path: string, tensors: TensorMap, names: string[], metadata?: Record<string, string>): Promise<void> {
-  const { bytes } = buildHeader(names.map((n) => ({ name: n, dtype: tensors[n].dtype, shape: tensors[n].shape })), metadata);
+  const { bytes } = buildHeader(
+    names.map((n) => ({ name: n, dtype: tensors[n].dtype, shape: tensors[n].shape })),
+    metadata,
+  );
   const fh = await open(path, 'w');
   try {
     await writeAll(fh, bytes);
@@ -229,15 +250,27 @@ async function writeTensorsFile(path: string, tensors: TensorMap, names: string[
 }
 
 /** Writes an HF model dir atomically: model.safetensors, or shards + index when over `shardSize`. */
-export async function saveModelDir(dir: string, tensors: TensorMap, opts: { config?: Record<string, unknown>; shardSize?: number; metadata?: Record<string, string> } = {}): Promise<void> {
+export async function saveModelDir(
+  dir: string,
+  tensors: TensorMap,
+  opts: { config?: Record<string, unknown>; shardSize?: number; metadata?: Record<string, string> } = {},
+): Promise<void> {
   const names = Object.keys(tensors);
   for (const n of names) checkTensor(n, tensors[n]);
-  const shards = planShards(names.map((n) => ({ name: n, bytes: tensors[n].data.byteLength })), opts.shardSize ?? DEFAULT_SHARD_SIZE);
+  const shards = planShards(
+    names.map((n) => ({ name: n, bytes: tensors[n].data.byteLength })),
+    opts.shardSize ?? DEFAULT_SHARD_SIZE,
+  );
   const metadata = { format: 'pt', ...opts.metadata };
   await atomicWriteDir(dir, async (tmp) => {
     if (opts.config) await writeFile(join(tmp, 'config.json'), `${JSON.stringify(opts.config, null, 2)}\n`);
     if (shards.length === 1) {
-      await writeTensorsFile(join(tmp, 'model.safetensors'), tensors, shards[0].map((s) => s.name), metadata);
+      await writeTensorsFile(
+        join(tmp, 'model.safetensors'),
+        tensors,
+        shards[0].map((s) => s.name),
+        metadata,
+      );
       return;
     }
     const files: { file: string; names: string[] }[] = [];

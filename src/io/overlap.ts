@@ -47,7 +47,10 @@ export function checkOutputDisjoint(out: string, inputs: NamedInput[], outFlag =
       const what = p === inp.path ? `${inp.label} '${inp.path}'` : `${inp.label} '${inp.path}' (its file '${p}')`;
       const same = real === realOut || (outId !== undefined && identity(real) === outId);
       const fail = (relation: string) =>
-        new SoupError('ERR_SOUP_INVALID_ARG', `${outFlag} '${out}' ${relation} ${what}${real !== resolve(p) || realOut !== resolve(out) ? ` (real paths '${realOut}' and '${real}')` : ''}: writing it would destroy an input; choose another ${outFlag}`);
+        new SoupError(
+          'ERR_SOUP_INVALID_ARG',
+          `${outFlag} '${out}' ${relation} ${what}${real !== resolve(p) || realOut !== resolve(out) ? ` (real paths '${realOut}' and '${real}')` : ''}: writing it would destroy an input; choose another ${outFlag}`,
+        );
       if (same) throw fail('is');
       if (inside(realOut, real)) throw fail('is inside');
       if (inside(real, realOut)) throw fail('contains');

@@ -8,8 +8,17 @@ import { SoupError } from '../errors.js';
 import { coreAddon } from '../native/index.js';
 import { atomicWriteFile } from './atomic.js';
 import {
-  DTYPES, SAFETENSORS_DTYPE, SAFETENSORS_SIZES, dtypeFromSafetensors, dtypeSize, isDType, numelOf, viewAs,
-  type DType, type Tensor, type TensorMap,
+  DTYPES,
+  SAFETENSORS_DTYPE,
+  SAFETENSORS_SIZES,
+  dtypeFromSafetensors,
+  dtypeSize,
+  isDType,
+  numelOf,
+  viewAs,
+  type DType,
+  type Tensor,
+  type TensorMap,
 } from './tensor.js';
 
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -105,25 +114,25 @@ export function parseHeader(path: string, fileSize: number, headerBytes: Uint8Ar
     const [b, e] = offs as [number, number];
     if (e > dataLen) throw fmtErr(path, `${where}: data_offsets [${b}, ${e}] are beyond the data buffer (${dataLen} bytes)`);
     const need = numelOf(shape as number[]) * SAFETENSORS_SIZES[dtype];
-    if (e - b !== need)
-      throw fmtErr(path, `${where}: ${dtype} ${JSON.stringify(shape)} needs ${need} bytes but data_offsets span ${e - b}`);
+    if (e - b !== need) throw fmtErr(path, `${where}: ${dtype} ${JSON.stringify(shape)} needs ${need} bytes but data_offsets span ${e - b}`);
     entries.push({ name, stDtype: dtype, dtype: dtypeFromSafetensors(dtype), shape: shape as number[], offset: dataStart + b, byteLength: e - b });
   }
   const sorted = [...entries].sort((x, y) => x.offset - y.offset || x.byteLength - y.byteLength);
   for (let i = 1; i < sorted.length; i++) {
     const prev = sorted[i - 1];
-    if (sorted[i].offset < prev.offset + prev.byteLength)
-      throw fmtErr(path, `tensors '${prev.name}' and '${sorted[i].name}' overlap in the data buffer`);
+    if (sorted[i].offset < prev.offset + prev.byteLength) throw fmtErr(path, `tensors '${prev.name}' and '${sorted[i].name}' overlap in the data buffer`);
   }
   return { path, fileSize, dataStart, entries, metadata };
 }
 
-const CONVERT_HINT = 'rsoup reads safetensors only (unpickling can run code): convert it first, e.g. in Python: safetensors.torch.save_file(torch.load(path), "model.safetensors"), or for a Hugging Face model: from_pretrained(dir).save_pretrained(out, safe_serialization=True)';
+const CONVERT_HINT =
+  'rsoup reads safetensors only (unpickling can run code): convert it first, e.g. in Python: safetensors.torch.save_file(torch.load(path), "model.safetensors"), or for a Hugging Face model: from_pretrained(dir).save_pretrained(out, safe_serialization=True)';
 
 /** What a file whose first 8 bytes are no safetensors header length is, by its magic bytes. */
 export function sniffOtherFormat(head: Uint8Array): string | undefined {
   const b = head;
-  if (b[0] === 0x50 && b[1] === 0x4b && b[2] === 0x03 && b[3] === 0x04) return `this is a zip archive, as PyTorch's torch.save writes (a pickle / PyTorch checkpoint), not a safetensors file; ${CONVERT_HINT}`;
+  if (b[0] === 0x50 && b[1] === 0x4b && b[2] === 0x03 && b[3] === 0x04)
+    return `this is a zip archive, as PyTorch's torch.save writes (a pickle / PyTorch checkpoint), not a safetensors file; ${CONVERT_HINT}`;
   if (b[0] === 0x80 && b[1] >= 2 && b[1] <= 5) return `this is a Python pickle (a PyTorch checkpoint from torch.save), not a safetensors file; ${CONVERT_HINT}`;
   if (b[0] === 0x47 && b[1] === 0x47 && b[2] === 0x55 && b[3] === 0x46) return 'this is a GGUF file (llama.cpp), not a safetensors file';
   if (b[0] === 0x93 && String.fromCharCode(...b.subarray(1, 6)) === 'NUMPY') return 'this is a NumPy .npy file, not a safetensors file';
@@ -234,7 +243,10 @@ export function mapTensors(file: string, entries: SafetensorsEntry[], opts: Read
       const dtype = e.dtype!;
       const numel = numelOf(e.shape);
       const at = e.offset - w.start;
-      const data = !opts.copy && e.offset % dtypeSize(dtype) === 0 ? viewAs(dtype, buffers[k], at, numel) : viewAs(dtype, buffers[k].slice(at, at + e.byteLength), 0, numel);
+      const data =
+        !opts.copy && e.offset % dtypeSize(dtype) === 0
+          ? viewAs(dtype, buffers[k], at, numel)
+          : viewAs(dtype, buffers[k].slice(at, at + e.byteLength), 0, numel);
       views.set(e.name, { dtype, shape: [...e.shape], data });
     }
   });
@@ -284,20 +296,29 @@ export function buildHeader(entries: HeaderEntryInput[], metadata?: Record<strin
 export function isWellFormedTensor(t: Tensor): boolean {
   const d = t?.data;
   if (!d || !Array.isArray(t.shape) || d.length !== numelOf(t.shape)) return false;
-  return t.dtype === 'float32' ? d instanceof Float32Array : t.dtype === 'float64' ? d instanceof Float64Array : (t.dtype === 'bfloat16' || t.dtype === 'float16') && d instanceof Uint16Array;
+  return t.dtype === 'float32'
+    ? d instanceof Float32Array
+    : t.dtype === 'float64'
+      ? d instanceof Float64Array
+      : (t.dtype === 'bfloat16' || t.dtype === 'float16') && d instanceof Uint16Array;
 }
 
 /** Checks a tensor's shape, dtype and data length agree; names the tensor. Hot callers test
  *  isWellFormedTensor first and build the label only when it fails. */
 export function checkTensor(name: string, t: Tensor): void {
   if (isWellFormedTensor(t)) return;
-  if (!t || typeof t !== 'object') throw new SoupError('ERR_SOUP_INVALID_ARG', `tensor '${name}' must be an object { dtype, shape, data }, got ${t === null ? 'null' : typeof t}`);
-  if (!isDType(t.dtype)) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name}': unknown dtype ${JSON.stringify(t.dtype)} (expected one of ${DTYPES.join(', ')})`);
+  if (!t || typeof t !== 'object')
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `tensor '${name}' must be an object { dtype, shape, data }, got ${t === null ? 'null' : typeof t}`);
+  if (!isDType(t.dtype))
+    throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name}': unknown dtype ${JSON.stringify(t.dtype)} (expected one of ${DTYPES.join(', ')})`);
   if (!Array.isArray(t.shape) || !t.shape.every((x) => Number.isSafeInteger(x) && x >= 0))
     throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`);
   const want = t.dtype === 'float32' ? Float32Array : t.dtype === 'float64' ? Float64Array : Uint16Array;
   if (!(t.data instanceof want))
-    throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${name}': dtype ${t.dtype} needs a ${want.name}, got ${t.data === undefined || t.data === null ? String(t.data) : (t.data as object).constructor?.name ?? typeof t.data}`);
+    throw new SoupError(
+      'ERR_SOUP_DTYPE_MISMATCH',
+      `tensor '${name}': dtype ${t.dtype} needs a ${want.name}, got ${t.data === undefined || t.data === null ? String(t.data) : ((t.data as object).constructor?.name ?? typeof t.data)}`,
+    );
   const n = numelOf(t.shape);
   throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name}': shape ${JSON.stringify(t.shape)} has ${n} elements but data has ${t.data.length}`);
 }
@@ -306,7 +327,10 @@ export function checkTensor(name: string, t: Tensor): void {
 export async function writeSafetensors(path: string, tensors: TensorMap, opts: { metadata?: Record<string, string> } = {}): Promise<void> {
   const names = Object.keys(tensors);
   for (const n of names) checkTensor(n, tensors[n]);
-  const { bytes } = buildHeader(names.map((n) => ({ name: n, dtype: tensors[n].dtype, shape: tensors[n].shape })), opts.metadata);
+  const { bytes } = buildHeader(
+    names.map((n) => ({ name: n, dtype: tensors[n].dtype, shape: tensors[n].shape })),
+    opts.metadata,
+  );
   const chunks: Uint8Array[] = [bytes];
   for (const n of names) {
     const d = tensors[n].data;

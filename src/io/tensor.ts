@@ -16,8 +16,21 @@ export type TensorMap = Record<string, Tensor>;
 export const SAFETENSORS_DTYPE: Record<DType, string> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16', float64: 'F64' };
 /** Every dtype the safetensors format defines, with its element size in bytes. */
 export const SAFETENSORS_SIZES: Record<string, number> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  F64: 8,
+  I64: 8,
+  U64: 8,
 };
 const FROM_SAFETENSORS: Record<string, DType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', F64: 'float64' };
 
@@ -46,9 +59,12 @@ export function isDType(x: unknown): x is DType {
 /** A typed-array view of the right class for `dtype` over bytes [byteOffset, byteOffset + numel·size). */
 export function viewAs(dtype: DType, buffer: ArrayBufferLike, byteOffset: number, numel: number): TensorData {
   switch (dtype) {
-    case 'float32': return new Float32Array(buffer, byteOffset, numel);
-    case 'float64': return new Float64Array(buffer, byteOffset, numel);
-    default: return new Uint16Array(buffer, byteOffset, numel);
+    case 'float32':
+      return new Float32Array(buffer, byteOffset, numel);
+    case 'float64':
+      return new Float64Array(buffer, byteOffset, numel);
+    default:
+      return new Uint16Array(buffer, byteOffset, numel);
   }
 }
 

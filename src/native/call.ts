@@ -31,11 +31,7 @@ export interface NativeCallOptions {
  * Awaits `fn()`; a native error becomes a SoupError stamped with `callSite`'s stack (an Error made where
  * the user called, whose stack V8 formats only on failure). With `o`, `fn` gets the control slots.
  */
-export async function callNative<T>(
-  fn: (control: Float64Array) => Promise<T>,
-  o: NativeCallOptions = {},
-  callSite: Error = new Error(),
-): Promise<T> {
+export async function callNative<T>(fn: (control: Float64Array) => Promise<T>, o: NativeCallOptions = {}, callSite: Error = new Error()): Promise<T> {
   const { control, dispose } = controlFor(o.signal);
   if (o.signal?.aborted) throw abortedError(o.signal);
   try {

@@ -53,10 +53,14 @@ let torch: TorchAddon | undefined;
 export function coreAddon(): CoreAddon {
   // a build from source first (a checkout's `npm run build`, or an install without a matching prebuilt),
   // then the prebuilt that the package ships (scripts/prepack.mjs, scripts/install.mjs)
-  core ??= loadAddon<CoreAddon>('soup_core', ['build/Release', 'build/Debug', `prebuilds/${process.platform}-${process.arch}`], [
-    "an installed package: 'npx rsoup setup' builds it from source (needs g++, make and python3)",
-    "a checkout of the project: 'npm run build' (needs g++ and make)",
-  ]);
+  core ??= loadAddon<CoreAddon>(
+    'soup_core',
+    ['build/Release', 'build/Debug', `prebuilds/${process.platform}-${process.arch}`],
+    [
+      "an installed package: 'npx rsoup setup' builds it from source (needs g++, make and python3)",
+      "a checkout of the project: 'npm run build' (needs g++ and make)",
+    ],
+  );
   return core;
 }
 
@@ -67,10 +71,14 @@ export function torchAddon(): TorchAddon {
   process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
   // OpenBLAS keeps its own pool that torch::set_num_threads does not control.
   process.env.OPENBLAS_NUM_THREADS ??= String(cpus().length);
-  torch = loadAddon<TorchAddon>('soup_torch', ['build-torch/Release', 'build-torch/Debug', 'build-torch'], [
-    "build it: 'npx rsoup setup' (an installed package) or 'npm run build' (a checkout); both need cmake, g++ and libtorch: apt-get install -y cmake g++ libtorch-dev libopenblas0-pthread",
-    'a libtorch ABI mismatch shows as an undefined symbol: rebuild against the libtorch installed now',
-  ]);
+  torch = loadAddon<TorchAddon>(
+    'soup_torch',
+    ['build-torch/Release', 'build-torch/Debug', 'build-torch'],
+    [
+      "build it: 'npx rsoup setup' (an installed package) or 'npm run build' (a checkout); both need cmake, g++ and libtorch: apt-get install -y cmake g++ libtorch-dev libopenblas0-pthread",
+      'a libtorch ABI mismatch shows as an undefined symbol: rebuild against the libtorch installed now',
+    ],
+  );
   return torch;
 }
 

@@ -78,13 +78,26 @@ export interface TrainFunctions {
   lmGetTensors(h: ModelHandle, group: TensorGroup): Promise<NativeTensorMap>;
   lmSetTensors(h: ModelHandle, group: TensorGroup, t: NativeTensorMap): Promise<void>;
   lmOp(h: ModelHandle, op: 'merge' | 'unmerge' | 'enableAdapter' | 'disableAdapter' | 'snapshotRef' | 'dispose'): Promise<void>;
-  lmLossGrad(h: ModelHandle, tokens: Int32Array, B: number, T: number, mask: Int32Array | null, params: 'lora' | 'all'): Promise<{ loss: number; grads: NativeTensorMap }>;
+  lmLossGrad(
+    h: ModelHandle,
+    tokens: Int32Array,
+    B: number,
+    T: number,
+    mask: Int32Array | null,
+    params: 'lora' | 'all',
+  ): Promise<{ loss: number; grads: NativeTensorMap }>;
   lmTrainStep(h: ModelHandle, tokens: Int32Array, B: number, T: number, mask: Int32Array | null, o: AdamWBaton): Promise<{ loss: number; gradNorm: number }>;
-  ppoRollout(h: ModelHandle, tokens: Int32Array, B: number, P: number, mask: Int32Array | null, o: NativeGenOptions & { refIsAdapter: boolean; seed: number }): Promise<NativeGenResult & { logprobs: NativeTensor; refLogprobs: NativeTensor; values: NativeTensor }>;
+  ppoRollout(
+    h: ModelHandle,
+    tokens: Int32Array,
+    B: number,
+    P: number,
+    mask: Int32Array | null,
+    o: NativeGenOptions & { refIsAdapter: boolean; seed: number },
+  ): Promise<NativeGenResult & { logprobs: NativeTensor; refLogprobs: NativeTensor; values: NativeTensor }>;
   ppoUpdate(h: ModelHandle, scores: Float64Array, o: Record<string, unknown>): Promise<Record<string, number>>;
   ppoMath(o: Record<string, unknown>): Record<string, NativeTensor | number>;
 }
-
 
 // ---- continuous control (control.cc) ---------------------------------------------------------------
 /** Opaque handle of a native control policy. */
@@ -99,9 +112,34 @@ export interface ControlFunctions {
   ctlSetTensors(h: ControlHandle, t: NativeTensorMap): void;
   ctlRollout(h: ControlHandle): { obs?: Float64Array; actions?: Float64Array; logprobs?: Float64Array; values?: Float64Array };
   ctlLoss(h: ControlHandle, batch: ControlBatch, hyper: NativeHyper): ControlLoss;
-  ctlGae(b: { rewards: Float64Array; values: Float64Array; dones: Float64Array; lastValues: Float64Array; T: number; N: number; gamma: number; gaeLambda: number }): { advantages: Float64Array; returns: Float64Array };
-  ctlNormalizeRewards(b: { rewards: Float64Array; dones: Float64Array; T: number; N: number; gamma: number; clip: number }): { rewards: Float64Array; mean: number; var: number; count: number; acc: Float64Array };
-  ctlUpdate(h: ControlHandle, b: NativeHyper & { rewards: Float32Array; weights: Float64Array; terminated: Uint8Array; truncated: Uint8Array; finalObs: Float32Array; lastObs: Float32Array }): Promise<Record<string, number>>;
+  ctlGae(b: {
+    rewards: Float64Array;
+    values: Float64Array;
+    dones: Float64Array;
+    lastValues: Float64Array;
+    T: number;
+    N: number;
+    gamma: number;
+    gaeLambda: number;
+  }): { advantages: Float64Array; returns: Float64Array };
+  ctlNormalizeRewards(b: { rewards: Float64Array; dones: Float64Array; T: number; N: number; gamma: number; clip: number }): {
+    rewards: Float64Array;
+    mean: number;
+    var: number;
+    count: number;
+    acc: Float64Array;
+  };
+  ctlUpdate(
+    h: ControlHandle,
+    b: NativeHyper & {
+      rewards: Float32Array;
+      weights: Float64Array;
+      terminated: Uint8Array;
+      truncated: Uint8Array;
+      finalObs: Float32Array;
+      lastObs: Float32Array;
+    },
+  ): Promise<Record<string, number>>;
   ctlDispose(h: ControlHandle): void;
 }
 
@@ -144,7 +182,6 @@ export interface ControlLoss {
   /** d loss / d parameters, in the order of `ControlPolicy.paramNames()`, flattened. */
   grad: Float64Array;
 }
-
 
 // ---- diffusion (diffusion.cc) ----------------------------------------------------------------------
 export interface UNetConfig {
@@ -216,7 +253,6 @@ export interface DiffusionFunctions {
   dmNoise(seeds: Float64Array, C: number, H: number, W: number): NativeTensor;
 }
 
-
 // ---- serving engine (serve.cc) ---------------------------------------------------------------------
 /** Opaque handle of a native serving engine (its own thread). */
 export type EngineHandle = { readonly __brand: 'soup-serve-engine' };
@@ -244,7 +280,11 @@ export interface ServeSeqBaton {
   maxTokens: number;
 }
 
-export interface NativeSamples { ids: Int32Array; tokens: Int32Array; logits?: NativeTensor }
+export interface NativeSamples {
+  ids: Int32Array;
+  tokens: Int32Array;
+  logits?: NativeTensor;
+}
 export interface ServeFunctions {
   serveCreate(b: ServeCreateBaton): Promise<EngineHandle>;
   serveAdd(h: EngineHandle, seqs: ServeSeqBaton[], wantLogits: boolean): Promise<NativeSamples>;
@@ -253,7 +293,6 @@ export interface ServeFunctions {
   serveInfo(h: EngineHandle): Promise<{ sequences: number; rows: number; abUnavailable: string; maxRank: number }>;
   serveDispose(h: EngineHandle): Promise<void>;
 }
-
 
 // ---- CUDA kernels (cuda_binding.cc, when built with nvcc) ------------------------------------------
 /** Storage dtype codes shared with native code: 0=float32, 1=float16, 2=bfloat16, 3=float64. */
@@ -308,7 +347,11 @@ export interface MergeFilesCudaResult extends InterpolateCudaResult {
 
 export interface CudaFunctions {
   cudaInfo(): { compiled: boolean; devices: number; reason: string; device: string };
-  cudaResidentCreate(b: { sources: ArrayBufferView[][]; inDtypes: Int32Array; outDtypes: Int32Array }): Promise<{ id: number; deviceBytes: number; seconds: number }>;
+  cudaResidentCreate(b: {
+    sources: ArrayBufferView[][];
+    inDtypes: Int32Array;
+    outDtypes: Int32Array;
+  }): Promise<{ id: number; deviceBytes: number; seconds: number }>;
   cudaResidentRun(b: { id: number; weights: Float64Array; outs: ArrayBufferView[]; control?: Float64Array }): Promise<InterpolateCudaResult>;
   cudaResidentFree(id: number): boolean;
   interpolateCuda(b: InterpolateCudaBaton): Promise<InterpolateCudaResult>;
@@ -333,7 +376,8 @@ const AREAS = {
 export function torchFunctions(area: keyof typeof AREAS): TorchAddon {
   const t = torchAddon();
   const [probe, source] = AREAS[area];
-  if (typeof t[probe] !== 'function') throw new SoupError('ERR_SOUP_NATIVE_LOAD', `the torch addon was built without ${source}: rebuild it with \`npm run build\``);
+  if (typeof t[probe] !== 'function')
+    throw new SoupError('ERR_SOUP_NATIVE_LOAD', `the torch addon was built without ${source}: rebuild it with \`npm run build\``);
   return t;
 }
 

@@ -61,7 +61,8 @@ export function sampleSd(x: ArrayLike<number>, idx?: readonly number[]): number 
 /** Splits prompt indices 0..P-1 into validation (even) and test (odd) halves: interleaved, so an order
  *  in the prompt list cannot put different kinds of prompts on each side. */
 export function validationTestSplit(P: number): { validation: number[]; test: number[] } {
-  const validation: number[] = [], test: number[] = [];
+  const validation: number[] = [],
+    test: number[] = [];
   for (let p = 0; p < P; p++) (p % 2 === 0 ? validation : test).push(p);
   return { validation, test };
 }

@@ -101,11 +101,20 @@ const ExecutorSchema = z.strictObject({
   partition: z.string().min(1).optional(),
   account: z.string().min(1).optional(),
   /** Slurm's time limit of each job: minutes, [days-]hours:minutes[:seconds], or days-hours. */
-  time: z.string().regex(/^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)$/i, 'a Slurm time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS').optional(),
+  time: z
+    .string()
+    .regex(
+      /^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)$/i,
+      'a Slurm time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS',
+    )
+    .optional(),
   /** CPUs of each job (default: worker_threads, the libtorch threads each PPO run uses under either executor). */
   cpus_per_task: z.number().int().positive().optional(),
   /** Memory of each job, as sbatch --mem takes it (e.g. 64G). */
-  mem: z.string().regex(/^\d+[KMGT]?$/i, 'a size as sbatch --mem takes it, e.g. 16G or 4000M').optional(),
+  mem: z
+    .string()
+    .regex(/^\d+[KMGT]?$/i, 'a size as sbatch --mem takes it, e.g. 16G or 4000M')
+    .optional(),
   /** Generic resources of each job, e.g. gpu:1. */
   gres: z.string().min(1).optional(),
   /** At most this many array tasks at once (sbatch --array=…%k). */
@@ -130,11 +139,13 @@ export const ExperimentSchema = z.strictObject({
   /** `steps` PPO steps, or `epochs` passes over the training prompts (the paper's Table 1 "epochs";
    *  steps = ceil(epochs × prompts / batch_size)); ppo.ppo_epochs stays trl's optimisation epochs per batch. */
   experts: z.strictObject({ steps: z.number().int().positive().optional(), epochs: z.number().positive().optional() }),
-  morl: z.strictObject({
-    /** μ vectors (each on the simplex, one entry per reward); [] for no MORL baseline. */
-    mu: z.array(z.array(z.number())).default([[0.5, 0.5]]),
-    steps: z.number().int().positive().optional(),
-  }).prefault({}),
+  morl: z
+    .strictObject({
+      /** μ vectors (each on the simplex, one entry per reward); [] for no MORL baseline. */
+      mu: z.array(z.array(z.number())).default([[0.5, 0.5]]),
+      steps: z.number().int().positive().optional(),
+    })
+    .prefault({}),
   sweep: SweepSchema.prefault({}),
   report: ReportSchema.prefault({}),
   /** PPO runs side by side as single-thread worker processes: 'auto' = all at once, up to 2x the cores. */
@@ -196,7 +207,8 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
   };
 
   // base: exactly one of model / pretrain
-  if (!c.base.model === !c.base.pretrain) throw bad(where, 'base: give either `model` (a Hugging Face LLaMA dir) or `pretrain` (the built-in tiny pre-training), not both or neither');
+  if (!c.base.model === !c.base.pretrain)
+    throw bad(where, 'base: give either `model` (a Hugging Face LLaMA dir) or `pretrain` (the built-in tiny pre-training), not both or neither');
   if (c.base.model) {
     const dir = need('base.model', c.base.model, 'dir');
     files.push({ field: 'base.model/config.json', path: join(dir, 'config.json'), exists: existsSync(join(dir, 'config.json')), kind: 'file' });
@@ -204,13 +216,18 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
     if (!c.prompts.train || !c.prompts.eval) throw bad(where, 'prompts: a Hugging Face base needs prompt files `prompts.train` and `prompts.eval`');
   } else {
     c.base.pretrain!.corpus_dir = need('base.pretrain.corpus_dir', c.base.pretrain!.corpus_dir, 'dir');
-    if (c.base.pretrain!.hidden_size % c.base.pretrain!.num_heads !== 0) throw bad(where, `base.pretrain: hidden_size ${c.base.pretrain!.hidden_size} is not a multiple of num_heads ${c.base.pretrain!.num_heads}`);
+    if (c.base.pretrain!.hidden_size % c.base.pretrain!.num_heads !== 0)
+      throw bad(where, `base.pretrain: hidden_size ${c.base.pretrain!.hidden_size} is not a multiple of num_heads ${c.base.pretrain!.num_heads}`);
     // the run's own check, done here so that --dry-run refuses what the run refuses (a missing corpus
     // dir is listed as a missing file instead)
     if (files.at(-1)!.exists) {
       const held = readFortunes(c.base.pretrain!.corpus_dir, c.base.pretrain!.hold_every).heldOut.length;
       const needed = c.prompts.num_train + c.prompts.num_eval;
-      if (held < needed) throw bad(where, `prompts: ${needed} prompts asked (num_train + num_eval) but the corpus holds out only ${held} entries (lower hold_every or the counts)`);
+      if (held < needed)
+        throw bad(
+          where,
+          `prompts: ${needed} prompts asked (num_train + num_eval) but the corpus holds out only ${held} entries (lower hold_every or the counts)`,
+        );
     }
   }
   if (c.base.adapter) need('base.adapter', c.base.adapter, 'dir');
@@ -227,19 +244,30 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
     const known = [...REWARD_TYPES, LEXICON_TYPE, TOPIC_TYPE];
     if (typeof o.type !== 'string' || !known.includes(o.type)) {
       const near = typeof o.type === 'string' ? nearest(o.type, known) : undefined;
-      throw bad(where, `rewards[${i}].type: unknown reward type ${JSON.stringify(o.type)}${near ? `, did you mean '${near}'?` : ''} (valid types: ${known.join(', ')})`);
+      throw bad(
+        where,
+        `rewards[${i}].type: unknown reward type ${JSON.stringify(o.type)}${near ? `, did you mean '${near}'?` : ''} (valid types: ${known.join(', ')})`,
+      );
     }
     if (o.type === LEXICON_TYPE) {
-      for (const k of Object.keys(o)) if (!['type', 'name', 'words'].includes(k)) throw bad(where, `rewards[${i}].${k}: ${unknownKeyMessage(k, ['type', 'name', 'words'], ' for a lexicon reward')}`);
+      for (const k of Object.keys(o))
+        if (!['type', 'name', 'words'].includes(k))
+          throw bad(where, `rewards[${i}].${k}: ${unknownKeyMessage(k, ['type', 'name', 'words'], ' for a lexicon reward')}`);
       const w = o.words;
-      if (!Array.isArray(w) || w.length === 0 || w.some((x) => typeof x !== 'string' || !/^[a-z']+$/i.test(x))) throw bad(where, `rewards[${i}].words: a lexicon reward needs a non-empty list of words (letters and apostrophes)`);
+      if (!Array.isArray(w) || w.length === 0 || w.some((x) => typeof x !== 'string' || !/^[a-z']+$/i.test(x)))
+        throw bad(where, `rewards[${i}].words: a lexicon reward needs a non-empty list of words (letters and apostrophes)`);
     } else if (o.type === TOPIC_TYPE) {
-      for (const k of Object.keys(o)) if (!(TOPIC_KEYS as readonly string[]).includes(k)) throw bad(where, `rewards[${i}].${k}: ${unknownKeyMessage(k, TOPIC_KEYS, ' for a topic-classifier reward')}`);
+      for (const k of Object.keys(o))
+        if (!(TOPIC_KEYS as readonly string[]).includes(k))
+          throw bad(where, `rewards[${i}].${k}: ${unknownKeyMessage(k, TOPIC_KEYS, ' for a topic-classifier reward')}`);
       const t = o.topics;
-      if (!Array.isArray(t) || t.length === 0 || t.some((x) => typeof x !== 'string' || !x)) throw bad(where, `rewards[${i}].topics: a topic-classifier reward needs a non-empty list of fortune file names (e.g. [love, men-women])`);
-      for (const k of ['hold_every', 'min_count', 'epochs'] as const) if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) >= 1)) throw bad(where, `rewards[${i}].${k}: must be a positive integer`);
+      if (!Array.isArray(t) || t.length === 0 || t.some((x) => typeof x !== 'string' || !x))
+        throw bad(where, `rewards[${i}].topics: a topic-classifier reward needs a non-empty list of fortune file names (e.g. [love, men-women])`);
+      for (const k of ['hold_every', 'min_count', 'epochs'] as const)
+        if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) >= 1)) throw bad(where, `rewards[${i}].${k}: must be a positive integer`);
       if (o.l2 !== undefined && !(typeof o.l2 === 'number' && o.l2 >= 0)) throw bad(where, `rewards[${i}].l2: must be a non-negative number`);
-      if (o.score !== undefined && o.score !== 'logit' && o.score !== 'probability') throw bad(where, `rewards[${i}].score: must be 'logit' or 'probability', got ${JSON.stringify(o.score)}`);
+      if (o.score !== undefined && o.score !== 'logit' && o.score !== 'probability')
+        throw bad(where, `rewards[${i}].score: must be 'logit' or 'probability', got ${JSON.stringify(o.score)}`);
       // explicit, so it enters the stage hashes: a cached run scored otherwise is never reused
       o.score ??= 'logit';
       // trained on the base stage's pre-training split unless told otherwise
@@ -262,7 +290,8 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
   const N = names.length;
 
   const ppoConfig = parsePPOConfig({ ...c.ppo, seed: c.seed }, `${where}: ppo`);
-  if ((c.experts.steps === undefined) === (c.experts.epochs === undefined)) throw bad(where, 'experts: give exactly one of steps (PPO steps) and epochs (passes over the training prompts)');
+  if ((c.experts.steps === undefined) === (c.experts.epochs === undefined))
+    throw bad(where, 'experts: give exactly one of steps (PPO steps) and epochs (passes over the training prompts)');
   const numTrain = c.prompts.num_train;
   const expertSteps = c.experts.steps ?? Math.ceil((c.experts.epochs! * numTrain) / ppoConfig.batch_size);
 
@@ -284,7 +313,8 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
       const v = typeof l === 'number' ? (N === 2 ? [1 - l, l] : null) : l;
       if (v === null) throw bad(where, `sweep.lambdas[${j}] is the scalar ${l}, which stands for [1 - λ, λ] and needs 2 rewards, but there are ${N}`);
       if (v.length !== N) throw bad(where, `sweep.lambdas[${j}] has ${v.length} entries but there are ${N} experts (one per reward: ${names.join(', ')})`);
-      if (v.some((x) => !(x >= 0)) || Math.abs(v.reduce((a, b) => a + b, 0) - 1) > 1e-6) throw bad(where, `sweep.lambdas[${j}] = [${v.join(', ')}] is off the simplex (λᵢ >= 0, Σλ = 1); use sweep.extrapolate for λ outside [0, 1]`);
+      if (v.some((x) => !(x >= 0)) || Math.abs(v.reduce((a, b) => a + b, 0) - 1) > 1e-6)
+        throw bad(where, `sweep.lambdas[${j}] = [${v.join(', ')}] is off the simplex (λᵢ >= 0, Σλ = 1); use sweep.extrapolate for λ outside [0, 1]`);
       return v;
     });
   }
@@ -298,7 +328,8 @@ export function loadExperiment(src: string | ExperimentInput, opts: { output?: s
       lambdas.push([1 - t, t]);
     }
   }
-  if (c.sweep.interpolation === 'dense' && c.base.adapter) throw bad(where, 'sweep.interpolation: dense interpolation is not available with a starting adapter (base.adapter); use lora');
+  if (c.sweep.interpolation === 'dense' && c.base.adapter)
+    throw bad(where, 'sweep.interpolation: dense interpolation is not available with a starting adapter (base.adapter); use lora');
   for (const [j, mu] of (c.report.preferences ?? []).entries()) {
     if (mu.length !== N) throw bad(where, `report.preferences[${j}] has ${mu.length} entries for ${N} rewards`);
   }

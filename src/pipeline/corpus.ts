@@ -38,9 +38,15 @@ export function readFortunes(dir = FORTUNE_DIR, holdEvery = 25): Corpus {
   try {
     names = readdirSync(dir).sort();
   } catch (e) {
-    throw new SoupError('ERR_SOUP_IO', `corpus: cannot read ${dir} (${(e as Error).message}); install Debian's 'fortunes' and 'fortunes-min' packages (npm run bootstrap does)`);
+    throw new SoupError(
+      'ERR_SOUP_IO',
+      `corpus: cannot read ${dir} (${(e as Error).message}); install Debian's 'fortunes' and 'fortunes-min' packages (npm run bootstrap does)`,
+    );
   }
-  const files = names.filter((n) => !n.endsWith('.dat') && !n.endsWith('.u8') && !n.startsWith('.')).map((n) => join(dir, n)).filter((p) => statSync(p).isFile());
+  const files = names
+    .filter((n) => !n.endsWith('.dat') && !n.endsWith('.u8') && !n.startsWith('.'))
+    .map((n) => join(dir, n))
+    .filter((p) => statSync(p).isFile());
   const train: string[] = [];
   const heldOut: string[] = [];
   let chars = 0;
@@ -53,7 +59,8 @@ export function readFortunes(dir = FORTUNE_DIR, holdEvery = 25): Corpus {
       (fnv1a(e) % holdEvery === 0 ? heldOut : train).push(e);
     }
   }
-  if (train.length < 100) throw new SoupError('ERR_SOUP_IO', `corpus: ${dir} holds only ${train.length + heldOut.length} entries; install Debian's 'fortunes' package`);
+  if (train.length < 100)
+    throw new SoupError('ERR_SOUP_IO', `corpus: ${dir} holds only ${train.length + heldOut.length} entries; install Debian's 'fortunes' package`);
   return { files, train, heldOut, chars };
 }
 
@@ -71,8 +78,12 @@ export function trainTokenizer(trainFile: string, vocabSize: number, outFile: st
   // output: it runs in a child process whose stdout is discarded.
   const tmp = `${outFile}.raw.json`;
   const script = `const t = require(process.argv[1]); const k = new t.Tokenizer(t.BPE.empty()); k.setPreTokenizer(t.byteLevelPreTokenizer(false, true)); k.train([process.argv[2]]); k.save(process.argv[3]);`;
-  const r = spawnSync(process.execPath, ['-e', script, require.resolve('tokenizers'), trainFile, tmp], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-  if (r.status !== 0) throw new SoupError('ERR_SOUP_INTERNAL', `tokenizer training on ${trainFile} failed: ${r.stderr || r.error?.message || `exit ${r.status}`}`);
+  const r = spawnSync(process.execPath, ['-e', script, require.resolve('tokenizers'), trainFile, tmp], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    encoding: 'utf8',
+  });
+  if (r.status !== 0)
+    throw new SoupError('ERR_SOUP_INTERNAL', `tokenizer training on ${trainFile} failed: ${r.stderr || r.error?.message || `exit ${r.status}`}`);
   const j = JSON.parse(readFileSync(tmp, 'utf8'));
   rmSync(tmp, { force: true });
   const vocab: Record<string, number> = {};
@@ -92,7 +103,11 @@ export function trainTokenizer(trainFile: string, vocabSize: number, outFile: st
     vocab[tok] = Object.keys(vocab).length;
     merges.push([a, b]);
   }
-  if (merges.length < nMerges) throw new SoupError('ERR_SOUP_CONFIG', `tokenizer: the corpus gives only ${merges.length} merges, fewer than the ${nMerges} needed for vocab_size ${vocabSize}`);
+  if (merges.length < nMerges)
+    throw new SoupError(
+      'ERR_SOUP_CONFIG',
+      `tokenizer: the corpus gives only ${merges.length} merges, fewer than the ${nMerges} needed for vocab_size ${vocabSize}`,
+    );
   j.model.vocab = vocab;
   j.model.merges = typeof rawMerges[0] === 'string' ? merges.map((m) => m.join(' ')) : merges;
   j.added_tokens = SPECIAL_TOKENS.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));

@@ -12,7 +12,19 @@ export const DEMO_EXPERIMENT: ExperimentInput = {
   seed: 0,
   output: 'runs/demo',
   base: {
-    pretrain: { vocab_size: 2048, hidden_size: 128, intermediate_size: 344, num_layers: 4, num_heads: 4, steps: 450, batch_size: 32, seq_len: 128, learning_rate: 0.003, warmup_steps: 30, hold_every: 15 },
+    pretrain: {
+      vocab_size: 2048,
+      hidden_size: 128,
+      intermediate_size: 344,
+      num_layers: 4,
+      num_heads: 4,
+      steps: 450,
+      batch_size: 32,
+      seq_len: 128,
+      learning_rate: 0.003,
+      warmup_steps: 30,
+      hold_every: 15,
+    },
   },
   prompts: { prompt_tokens: 8, num_train: 384, num_eval: 512 },
   rewards: [
@@ -21,11 +33,25 @@ export const DEMO_EXPERIMENT: ExperimentInput = {
   ],
   lora: { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: ['q_proj', 'v_proj'] },
   ppo: {
-    learning_rate: 0.001, batch_size: 64, mini_batch_size: 16, ppo_epochs: 4, init_kl_coef: 0.05, adap_kl_ctrl: true, target: 4, horizon: 1000, save_every: 10,
+    learning_rate: 0.001,
+    batch_size: 64,
+    mini_batch_size: 16,
+    ppo_epochs: 4,
+    init_kl_coef: 0.05,
+    adap_kl_ctrl: true,
+    target: 4,
+    horizon: 1000,
+    save_every: 10,
     generation: { output_min_length: 16, output_max_length: 32 },
   },
   experts: { steps: 150 },
-  morl: { mu: [[0.75, 0.25], [0.5, 0.5], [0.25, 0.75]] },
+  morl: {
+    mu: [
+      [0.75, 0.25],
+      [0.5, 0.5],
+      [0.25, 0.75],
+    ],
+  },
   sweep: { lambdas: 11, max_new_tokens: 24, seed: 1234 },
 };
 

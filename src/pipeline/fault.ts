@@ -23,7 +23,12 @@ export function checkFaultEnv(): void {
   if (!f) return;
   const [stage, point] = f.split(':');
   if (!POINTS[stage]?.includes(point)) {
-    throw new SoupError('ERR_SOUP_CONFIG', `RSOUP_FAULT=${f}: unknown fault point (known: ${Object.entries(POINTS).flatMap(([s, ps]) => ps.map((p) => `${s}:${p}`)).join(', ')})`);
+    throw new SoupError(
+      'ERR_SOUP_CONFIG',
+      `RSOUP_FAULT=${f}: unknown fault point (known: ${Object.entries(POINTS)
+        .flatMap(([s, ps]) => ps.map((p) => `${s}:${p}`))
+        .join(', ')})`,
+    );
   }
 }
 

@@ -20,7 +20,10 @@ export function workerEnv(threads: number): NodeJS.ProcessEnv {
   };
 }
 
-export async function runJobs(jobs: PPOJob[], o: { parallel: number; onMessage?: (m: WorkerMessage) => void; onSpawn?: (name: string, pid: number) => void; signal?: AbortSignal }): Promise<void> {
+export async function runJobs(
+  jobs: PPOJob[],
+  o: { parallel: number; onMessage?: (m: WorkerMessage) => void; onSpawn?: (name: string, pid: number) => void; signal?: AbortSignal },
+): Promise<void> {
   const queue = [...jobs];
   const live = new Set<ChildProcess>();
   let failed: SoupError | undefined;
@@ -28,29 +31,30 @@ export async function runJobs(jobs: PPOJob[], o: { parallel: number; onMessage?:
     for (const c of live) c.kill('SIGTERM');
   };
   o.signal?.addEventListener('abort', onAbort, { once: true });
-  const one = (job: PPOJob) => new Promise<void>((resolve, reject) => {
-    const child = fork(WORKER, [], {
-      env: workerEnv(job.threads),
-      execArgv: WORKER.endsWith('.ts') ? ['--import', 'tsx'] : [],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  const one = (job: PPOJob) =>
+    new Promise<void>((resolve, reject) => {
+      const child = fork(WORKER, [], {
+        env: workerEnv(job.threads),
+        execArgv: WORKER.endsWith('.ts') ? ['--import', 'tsx'] : [],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      live.add(child);
+      if (child.pid !== undefined) o.onSpawn?.(job.name, child.pid);
+      let error: SoupError | undefined;
+      child.on('message', (m: WorkerMessage) => {
+        if (m.type === 'error') error = new SoupError(m.code as SoupErrorCode, `${job.name}: ${m.message}`);
+        else o.onMessage?.(m);
+      });
+      child.on('exit', (code, sig) => {
+        live.delete(child);
+        if (code === 0) {
+          o.onMessage?.({ type: 'done', name: job.name, step: job.steps });
+          resolve();
+        } else if (o.signal?.aborted) reject(new SoupError('ERR_SOUP_ABORTED', `${job.name}: aborted (its last checkpoint is kept; run again to resume)`));
+        else reject(error ?? new SoupError('ERR_SOUP_TRAIN', `${job.name}: worker exited with ${sig ?? `code ${code}`}`));
+      });
+      child.send(job);
     });
-    live.add(child);
-    if (child.pid !== undefined) o.onSpawn?.(job.name, child.pid);
-    let error: SoupError | undefined;
-    child.on('message', (m: WorkerMessage) => {
-      if (m.type === 'error') error = new SoupError(m.code as SoupErrorCode, `${job.name}: ${m.message}`);
-      else o.onMessage?.(m);
-    });
-    child.on('exit', (code, sig) => {
-      live.delete(child);
-      if (code === 0) {
-        o.onMessage?.({ type: 'done', name: job.name, step: job.steps });
-        resolve();
-      } else if (o.signal?.aborted) reject(new SoupError('ERR_SOUP_ABORTED', `${job.name}: aborted (its last checkpoint is kept; run again to resume)`));
-      else reject(error ?? new SoupError('ERR_SOUP_TRAIN', `${job.name}: worker exited with ${sig ?? `code ${code}`}`));
-    });
-    child.send(job);
-  });
   const lane = async () => {
     while (queue.length && !failed && !o.signal?.aborted) {
       const job = queue.shift()!;

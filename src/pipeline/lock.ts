@@ -27,7 +27,10 @@ const TAKEOVER_STALE_MS = 10_000;
 
 export type LockStage = 'base' | 'experts' | 'morl' | 'sweep';
 
-export interface LockKey { stage: LockStage; run?: string }
+export interface LockKey {
+  stage: LockStage;
+  run?: string;
+}
 
 export interface LockInfo extends LockKey {
   host: string;
@@ -192,7 +195,10 @@ export class RunLock {
   /** Called once if the lock is found taken over by another process (this one was judged dead). */
   onLost?: (by: LockInfo | undefined) => void;
   private released = false;
-  constructor(readonly path: string, public info: LockInfo) {
+  constructor(
+    readonly path: string,
+    public info: LockInfo,
+  ) {
     track(this);
   }
 
@@ -247,8 +253,14 @@ export function tryLock(runDir: string, k: LockKey, o: { leaseS?: number; onWarn
     const now = new Date().toISOString();
     const st = procStat(process.pid);
     const info: LockInfo = {
-      stage: k.stage, ...(k.run ? { run: k.run } : {}), host: hostname(), pid: process.pid, ...(st ? { pidStart: st.start } : {}),
-      startedAt: now, heartbeatAt: now, token: randomBytes(8).toString('hex'),
+      stage: k.stage,
+      ...(k.run ? { run: k.run } : {}),
+      host: hostname(),
+      pid: process.pid,
+      ...(st ? { pidStart: st.start } : {}),
+      startedAt: now,
+      heartbeatAt: now,
+      token: randomBytes(8).toString('hex'),
     };
     if (createExclusive(path, info)) return { lock: new RunLock(path, info) };
     const cur = readLock(path);
@@ -286,8 +298,15 @@ export function liveHolders(runDir: string, except: Set<string> = new Set(), o: 
 
 /** A run dir whose remaining work is locked by live processes (`rsoup run` exits with 75 on it). */
 export class RunDirBusyError extends SoupError {
-  constructor(readonly runDir: string, readonly holders: LockInfo[], why: string) {
-    super('ERR_SOUP_BUSY', `run dir ${runDir} is busy: ${why}: ${holders.map((h) => describeHolder(h)).join('; ')}. Run again when they finish (a dead holder's lock is taken over: on its host once its pid is gone, from another host after ${LOCK_LEASE_S} s without a heartbeat)`);
+  constructor(
+    readonly runDir: string,
+    readonly holders: LockInfo[],
+    why: string,
+  ) {
+    super(
+      'ERR_SOUP_BUSY',
+      `run dir ${runDir} is busy: ${why}: ${holders.map((h) => describeHolder(h)).join('; ')}. Run again when they finish (a dead holder's lock is taken over: on its host once its pid is gone, from another host after ${LOCK_LEASE_S} s without a heartbeat)`,
+    );
     this.name = 'SoupError';
   }
 }

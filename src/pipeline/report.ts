@@ -67,7 +67,10 @@ export function buildReport(r: ReportInput) {
   const P = paired ? init.perPrompt![0].length : 0;
   const contrast = (k: number, terms: Array<[number, EvalEntry]>, idx?: number[]): Paired =>
     paired
-      ? pairedContrast(terms.map(([c, e]) => [c, e.perPrompt![k]]), idx)
+      ? pairedContrast(
+          terms.map(([c, e]) => [c, e.perPrompt![k]]),
+          idx,
+        )
       : (() => {
           const mean = terms.reduce((a, [c, e]) => a + c * e.rewards[k], 0);
           const se = Math.sqrt(terms.reduce((a, [c, e]) => a + (c * e.stderr[k]) ** 2, 0));
@@ -78,16 +81,37 @@ export function buildReport(r: ReportInput) {
   // Learned: each expert's own reward against the initialisation's, in paired standard errors and in
   // standard deviations of that reward over the initialisation's responses (an effect, not only a small s.e.).
   const learned = experts.map((e, i) => {
-    const d = contrast(i, [[1, e], [-1, init]]);
+    const d = contrast(i, [
+      [1, e],
+      [-1, init],
+    ]);
     const sd = paired ? sampleSd(init.perPrompt![i]) : init.stderr[i] * Math.sqrt(r.evalPrompts);
     const effect = sd > 0 ? d.mean / sd : d.mean > 0 ? Infinity : 0;
-    return { expert: e.name, reward: r.rewardNames[i], init: init.rewards[i], expert_value: e.rewards[i], gain: d.mean, se: d.se, z: d.z, effect_sd: effect, clear: d.z >= LEARN_Z && effect >= LEARN_EFFECT };
+    return {
+      expert: e.name,
+      reward: r.rewardNames[i],
+      init: init.rewards[i],
+      expert_value: e.rewards[i],
+      gain: d.mean,
+      se: d.se,
+      z: d.z,
+      effect_sd: effect,
+      clear: d.z >= LEARN_Z && effect >= LEARN_EFFECT,
+    };
   });
   // Conflict: every expert beats every other expert on its own reward by at least 2 paired s.e.
-  const pairs = experts.flatMap((e, i) => experts.map((o, j) => ({ i, j, o })).filter((x) => x.j !== i).map(({ j, o }) => {
-    const d = contrast(i, [[1, e], [-1, o]]);
-    return { expert: e.name, other: o.name, reward: r.rewardNames[i], diff: d.mean, se: d.se, z: d.z, beats: d.z >= 2 };
-  }));
+  const pairs = experts.flatMap((e, i) =>
+    experts
+      .map((o, j) => ({ i, j, o }))
+      .filter((x) => x.j !== i)
+      .map(({ j, o }) => {
+        const d = contrast(i, [
+          [1, e],
+          [-1, o],
+        ]);
+        return { expert: e.name, other: o.name, reward: r.rewardNames[i], diff: d.mean, se: d.se, z: d.z, beats: d.z >= 2 };
+      }),
+  );
   const conflict = pairs.every((x) => x.beats);
   // Distance and fluency: KL to the initialisation on sampled responses, distinct-2 against the init's.
   const fluency = r.entries.map((e) => {
@@ -116,11 +140,22 @@ export function buildReport(r: ReportInput) {
   const front = paretoFront(soupPts).indices.map((i) => soups[i].lambda!);
 
   // LMC (Working Hypothesis 1): R_k(θ(λ)) − Σ λᵢ R_k(θᵢ), strictly and against 2 (paired) standard errors.
-  const lmc = lmcGaps(soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards, name: e.name })), experts.map((e) => e.rewards));
+  const lmc = lmcGaps(
+    soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards, name: e.name })),
+    experts.map((e) => e.rewards),
+  );
   const rows = lmc.rows.map((row, j) => {
     const s = soups[j];
     const se = row.gaps.map((_, k) => contrast(k, [[1, s], ...experts.map((e, i): [number, EvalEntry] => [-row.lambda[i], e])]).se);
-    return { lambda: row.lambda, rewards: row.rewards, baseline: row.baseline, gaps: row.gaps, se, holds: row.holds, significantViolation: row.gaps.map((g, k) => g < -2 * se[k]) };
+    return {
+      lambda: row.lambda,
+      rewards: row.rewards,
+      baseline: row.baseline,
+      gaps: row.gaps,
+      se,
+      holds: row.holds,
+      significantViolation: row.gaps.map((g, k) => g < -2 * se[k]),
+    };
   });
   const interior = rows.filter((x) => x.lambda.every((v) => v > 1e-9));
   const interiorPairs = interior.length * N;
@@ -131,20 +166,57 @@ export function buildReport(r: ReportInput) {
 
   // Soups against MORL at the same weighting: θ(λ = μ) − MORL(μ), per reward (nearest grid λ when μ is not on it).
   const nearestSoup = (mu: number[]) => soups.reduce((b, e) => (dist(e.lambda!, mu) < dist(b.lambda!, mu) ? e : b), soups[0]);
-  const versusMorl = soups.length ? morl.map((m) => {
-    const s = nearestSoup(m.mu!);
-    return { morl: m.name, mu: m.mu, soup_lambda: s.lambda, exact: dist(s.lambda!, m.mu!) < 1e-9, diff: r.rewardNames.map((name, k) => ({ reward: name, ...contrast(k, [[1, s], [-1, m]]) })) };
-  }) : [];
+  const versusMorl = soups.length
+    ? morl.map((m) => {
+        const s = nearestSoup(m.mu!);
+        return {
+          morl: m.name,
+          mu: m.mu,
+          soup_lambda: s.lambda,
+          exact: dist(s.lambda!, m.mu!) < 1e-9,
+          diff: r.rewardNames.map((name, k) => ({
+            reward: name,
+            ...contrast(k, [
+              [1, s],
+              [-1, m],
+            ]),
+          })),
+        };
+      })
+    : [];
 
   // Prediction ensembling (Fig. 4c): the λ-weighted ensemble of the experts against the soup at the same λ.
-  const ensembles = r.entries.filter((e) => e.kind === 'ensemble').map((en) => {
-    const s = soups.find((x) => dist(x.lambda!, en.lambda!) < 1e-9);
-    return { lambda: en.lambda, rewards: en.rewards, stderr: en.stderr, soup_minus_ensemble: s ? r.rewardNames.map((name, k) => ({ reward: name, ...contrast(k, [[1, s], [-1, en]]) })) : undefined };
-  });
+  const ensembles = r.entries
+    .filter((e) => e.kind === 'ensemble')
+    .map((en) => {
+      const s = soups.find((x) => dist(x.lambda!, en.lambda!) < 1e-9);
+      return {
+        lambda: en.lambda,
+        rewards: en.rewards,
+        stderr: en.stderr,
+        soup_minus_ensemble: s
+          ? r.rewardNames.map((name, k) => ({
+              reward: name,
+              ...contrast(k, [
+                [1, s],
+                [-1, en],
+              ]),
+            }))
+          : undefined,
+      };
+    });
 
   // λ selection as the paper's Fig. 4a: rewards normalised per reward on the validation prompts
   // (initialisation → best expert = 0 → 1), λ chosen on validation, scored on the test prompts beside λ = μ̂.
-  const prefs = r.preferences ?? (N === 2 ? [[0.75, 0.25], [0.5, 0.5], [0.25, 0.75]] : [Array(N).fill(1 / N)]);
+  const prefs =
+    r.preferences ??
+    (N === 2
+      ? [
+          [0.75, 0.25],
+          [0.5, 0.5],
+          [0.25, 0.75],
+        ]
+      : [Array(N).fill(1 / N)]);
   let selection;
   if (paired && P >= 4 && soups.length) {
     const { validation, test } = validationTestSplit(P);
@@ -153,10 +225,12 @@ export function buildReport(r: ReportInput) {
     const scale = r.rewardNames.map((_, k) => Math.max(...experts.map((e) => meanOn(e, k, validation))) - zero[k]);
     const ok = scale.every((x) => x > 0);
     // utility Σₖ μ̂ₖ (R_k − zero_k) / scale_k is linear in the per-prompt rewards: its contrasts are paired too
-    const utilityTerms = (mu: number[], e: EvalEntry, sign = 1) => r.rewardNames.map((_, k) => [sign * mu[k] / scale[k], e.perPrompt![k]] as [number, number[]]);
+    const utilityTerms = (mu: number[], e: EvalEntry, sign = 1) =>
+      r.rewardNames.map((_, k) => [(sign * mu[k]) / scale[k], e.perPrompt![k]] as [number, number[]]);
     const utility = (mu: number[], e: EvalEntry, idx: number[]) => r.rewardNames.reduce((a, _, k) => a + (mu[k] * (meanOn(e, k, idx) - zero[k])) / scale[k], 0);
     selection = prefs.map((mu) => {
-      if (!ok) return { preference: mu, error: 'an expert does not beat the initialisation on its reward on the validation prompts: the normalisation is undefined' };
+      if (!ok)
+        return { preference: mu, error: 'an expert does not beat the initialisation on its reward on the validation prompts: the normalisation is undefined' };
       const chosen = soups.reduce((b, e) => (utility(mu, e, validation) > utility(mu, b, validation) ? e : b), soups[0]);
       const muSoup = nearestSoup(mu);
       const diff = pairedContrast([...utilityTerms(mu, chosen), ...utilityTerms(mu, muSoup, -1)], test);
@@ -167,13 +241,24 @@ export function buildReport(r: ReportInput) {
         test_difference: diff,
       };
     });
-    selection = { split: `${validation.length} validation / ${test.length} test prompts (even / odd positions)`, normalisation: { zero, scale, rule: 'validation means: initialisation = 0, best expert on that reward = 1' }, rows: selection };
+    selection = {
+      split: `${validation.length} validation / ${test.length} test prompts (even / odd positions)`,
+      normalisation: { zero, scale, rule: 'validation means: initialisation = 0, best expert on that reward = 1' },
+      rows: selection,
+    };
   } else {
     selection = {
       split: 'none (no per-prompt scores): λ chosen and scored on the same prompts',
       rows: prefs.map((mu) => {
-        const sel = selectLambda(soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards })), mu);
-        return { preference: mu, best: { lambda: sel.best.lambda, rewards: sel.best.rewards, utility: sel.best.utility }, lambdaEqualsMu: sel.muRule ? { lambda: sel.muRule.lambda, utility: sel.muRule.utility, regret: sel.muRule.regret } : undefined };
+        const sel = selectLambda(
+          soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards })),
+          mu,
+        );
+        return {
+          preference: mu,
+          best: { lambda: sel.best.lambda, rewards: sel.best.rewards, utility: sel.best.utility },
+          lambdaEqualsMu: sel.muRule ? { lambda: sel.muRule.lambda, utility: sel.muRule.utility, regret: sel.muRule.regret } : undefined,
+        };
       }),
     };
   }
@@ -181,35 +266,73 @@ export function buildReport(r: ReportInput) {
   const costOf = (kind: 'expert' | 'morl') => {
     const rs = r.runs.filter((x) => x.kind === kind);
     const cpu = rs.every((x) => x.cpuSeconds !== undefined) ? rs.reduce((a, x) => a + x.cpuSeconds!, 0) : undefined;
-    return { runs: rs.length, ppo_steps: rs.reduce((a, x) => a + x.steps, 0), seconds: rs.reduce((a, x) => a + x.seconds, 0), ...(cpu !== undefined ? { cpu_seconds: cpu } : {}) };
+    return {
+      runs: rs.length,
+      ppo_steps: rs.reduce((a, x) => a + x.steps, 0),
+      seconds: rs.reduce((a, x) => a + x.seconds, 0),
+      ...(cpu !== undefined ? { cpu_seconds: cpu } : {}),
+    };
   };
-  const cost = { soups: { ...costOf('expert'), note: 'N experts; every λ afterwards is inference only' }, morl: { ...costOf('morl'), note: 'the MORL runs listed (plus the experts, its μ = eᵢ endpoints)' } };
+  const cost = {
+    soups: { ...costOf('expert'), note: 'N experts; every λ afterwards is inference only' },
+    morl: { ...costOf('morl'), note: 'the MORL runs listed (plus the experts, its μ = eᵢ endpoints)' },
+  };
 
   const h1Counts = allLearned;
-  const verdictH1 = interiorPairs === 0
-    ? 'not tested (no interior λ)'
-    : significant === 0 && interiorHold === interiorPairs
-      ? 'holds: every interior soup is at least as good as the experts\' linear interpolation on every reward'
-      : significant === 0
-        ? `holds within noise: ${interiorHold}/${interiorPairs} (λ, reward) gaps are ≥ 0 and no negative gap exceeds 2 standard errors`
-        : `does not hold: ${significant}/${interiorPairs} (λ, reward) gaps are negative by more than 2 standard errors (${withinNoise}/${interiorPairs} within noise, ${interiorHold}/${interiorPairs} ≥ 0)`;
+  const verdictH1 =
+    interiorPairs === 0
+      ? 'not tested (no interior λ)'
+      : significant === 0 && interiorHold === interiorPairs
+        ? "holds: every interior soup is at least as good as the experts' linear interpolation on every reward"
+        : significant === 0
+          ? `holds within noise: ${interiorHold}/${interiorPairs} (λ, reward) gaps are ≥ 0 and no negative gap exceeds 2 standard errors`
+          : `does not hold: ${significant}/${interiorPairs} (λ, reward) gaps are negative by more than 2 standard errors (${withinNoise}/${interiorPairs} within noise, ${interiorHold}/${interiorPairs} ≥ 0)`;
   const ratio = hvMorl > 0 ? hvSoups / hvMorl : Infinity;
   const fmtZ = (z: number) => (Number.isFinite(z) ? z.toFixed(1) : z > 0 ? '∞' : '−∞');
   const reading = [
-    ...learned.map((l) => `${l.expert} ${l.clear ? 'learned' : 'did not clearly learn'}: ${l.reward} ${f(l.init)} at the initialisation → ${f(l.expert_value)} (${l.gain >= 0 ? '+' : ''}${f(l.gain)}, ${fmtZ(l.z)} ${paired ? 'paired ' : ''}standard errors, ${Number.isFinite(l.effect_sd) ? l.effect_sd.toFixed(2) : '∞'} standard deviations; learned means ≥ ${LEARN_Z} s.e. and ≥ ${LEARN_EFFECT} s.d.).`),
-    conflict ? `The rewards conflict: each expert beats the other expert${N > 2 ? 's' : ''} on its own reward by ≥ 2 standard errors.` : `The rewards do not clearly conflict: ${pairs.filter((x) => !x.beats).map((x) => `${x.expert} vs ${x.other} on ${x.reward} ${fmtZ(x.z)} s.e.`).join('; ')}.`,
-    ...fluency.filter((x) => 'klPerResponse' in x && (x.kind === 'expert' || x.kind === 'morl' || x.kind === 'init')).map((x) => {
-      const fl = x as Fluency & { name: string; reward_hacking?: boolean };
-      return `${fl.name}: KL to the initialisation ${f(fl.klPerResponse, 2)} nats per response (${f(fl.klPerToken, 3)} per token, ${fl.meanLength.toFixed(1)} tokens), distinct-2 ${fl.distinct2.toFixed(3)}, base NLL ${fl.baseNllPerToken.toFixed(2)} nats/token${fl.reward_hacking ? ' — REWARD HACKING (KL > 8 nats or distinct-2 < 0.8 × the initialisation\'s)' : ''}.`;
-    }),
-    `Working Hypothesis 1 (LMC): ${verdictH1}; mean gap per reward ${r.rewardNames.map((n, k) => `${n} ${f(meanGap[k])}`).join(', ')}${h1Counts ? '.' : ' — not counted as evidence: not every expert learned, and when nothing moves the soups trivially sit on the experts\' segment.'}`,
-    `Hypervolume (higher is better, reference point ${vec(ref, 4)}): soups ${f(hvSoups, 4)}, MORL ${f(hvMorl, 4)}; ratio soups/MORL = ${Number.isFinite(ratio) ? ratio.toFixed(3) : '∞'} (${ratio >= 1 ? 'the soups\' front covers at least as much' : 'MORL\'s front covers more'}).` + (paper ? ` Paper's convention (lower is better, box utopia ${vec(paper.utopia, 4)}, lower ${vec(paper.lower, 4)}): soups ${f(paper.soups, 4)}, MORL ${f(paper.morl, 4)}.` : ''),
-    ...ensembles.filter((x) => x.soup_minus_ensemble && x.lambda!.every((v) => Math.abs(v - 1 / N) < 1e-9)).map((x) => `Soup minus the prediction ensemble at λ = ${vec(x.lambda!)}: ${x.soup_minus_ensemble!.map((d) => `${d.reward} ${d.mean >= 0 ? '+' : ''}${f(d.mean)} (${fmtZ(d.z)} s.e.)`).join(', ')} (the ensemble costs N forward passes per token).`),
-    ...versusMorl.map((v) => `Soup at ${v.exact ? 'λ = μ' : 'the nearest grid λ'} ${vec(v.soup_lambda!)} minus ${v.morl}: ${v.diff.map((d) => `${d.reward} ${d.mean >= 0 ? '+' : ''}${f(d.mean)} (${fmtZ(d.z)} s.e.)`).join(', ')}.`),
+    ...learned.map(
+      (l) =>
+        `${l.expert} ${l.clear ? 'learned' : 'did not clearly learn'}: ${l.reward} ${f(l.init)} at the initialisation → ${f(l.expert_value)} (${l.gain >= 0 ? '+' : ''}${f(l.gain)}, ${fmtZ(l.z)} ${paired ? 'paired ' : ''}standard errors, ${Number.isFinite(l.effect_sd) ? l.effect_sd.toFixed(2) : '∞'} standard deviations; learned means ≥ ${LEARN_Z} s.e. and ≥ ${LEARN_EFFECT} s.d.).`,
+    ),
+    conflict
+      ? `The rewards conflict: each expert beats the other expert${N > 2 ? 's' : ''} on its own reward by ≥ 2 standard errors.`
+      : `The rewards do not clearly conflict: ${pairs
+          .filter((x) => !x.beats)
+          .map((x) => `${x.expert} vs ${x.other} on ${x.reward} ${fmtZ(x.z)} s.e.`)
+          .join('; ')}.`,
+    ...fluency
+      .filter((x) => 'klPerResponse' in x && (x.kind === 'expert' || x.kind === 'morl' || x.kind === 'init'))
+      .map((x) => {
+        const fl = x as Fluency & { name: string; reward_hacking?: boolean };
+        return `${fl.name}: KL to the initialisation ${f(fl.klPerResponse, 2)} nats per response (${f(fl.klPerToken, 3)} per token, ${fl.meanLength.toFixed(1)} tokens), distinct-2 ${fl.distinct2.toFixed(3)}, base NLL ${fl.baseNllPerToken.toFixed(2)} nats/token${fl.reward_hacking ? " — REWARD HACKING (KL > 8 nats or distinct-2 < 0.8 × the initialisation's)" : ''}.`;
+      }),
+    `Working Hypothesis 1 (LMC): ${verdictH1}; mean gap per reward ${r.rewardNames.map((n, k) => `${n} ${f(meanGap[k])}`).join(', ')}${h1Counts ? '.' : " — not counted as evidence: not every expert learned, and when nothing moves the soups trivially sit on the experts' segment."}`,
+    `Hypervolume (higher is better, reference point ${vec(ref, 4)}): soups ${f(hvSoups, 4)}, MORL ${f(hvMorl, 4)}; ratio soups/MORL = ${Number.isFinite(ratio) ? ratio.toFixed(3) : '∞'} (${ratio >= 1 ? "the soups' front covers at least as much" : "MORL's front covers more"}).` +
+      (paper
+        ? ` Paper's convention (lower is better, box utopia ${vec(paper.utopia, 4)}, lower ${vec(paper.lower, 4)}): soups ${f(paper.soups, 4)}, MORL ${f(paper.morl, 4)}.`
+        : ''),
+    ...ensembles
+      .filter((x) => x.soup_minus_ensemble && x.lambda!.every((v) => Math.abs(v - 1 / N) < 1e-9))
+      .map(
+        (x) =>
+          `Soup minus the prediction ensemble at λ = ${vec(x.lambda!)}: ${x.soup_minus_ensemble!.map((d) => `${d.reward} ${d.mean >= 0 ? '+' : ''}${f(d.mean)} (${fmtZ(d.z)} s.e.)`).join(', ')} (the ensemble costs N forward passes per token).`,
+      ),
+    ...versusMorl.map(
+      (v) =>
+        `Soup at ${v.exact ? 'λ = μ' : 'the nearest grid λ'} ${vec(v.soup_lambda!)} minus ${v.morl}: ${v.diff.map((d) => `${d.reward} ${d.mean >= 0 ? '+' : ''}${f(d.mean)} (${fmtZ(d.z)} s.e.)`).join(', ')}.`,
+    ),
     ...('rows' in selection ? (selection.rows as Array<Record<string, unknown>>) : []).map((s) => {
-      const x = s as { preference: number[]; error?: string; validation_choice?: { lambda: number[]; test_utility: number }; lambda_equals_mu?: { lambda: number[]; exact: boolean; test_utility: number }; test_difference?: Paired; best?: { lambda: number[] } };
+      const x = s as {
+        preference: number[];
+        error?: string;
+        validation_choice?: { lambda: number[]; test_utility: number };
+        lambda_equals_mu?: { lambda: number[]; exact: boolean; test_utility: number };
+        test_difference?: Paired;
+        best?: { lambda: number[] };
+      };
       if (x.error) return `For μ̂ = ${vec(x.preference)}: ${x.error}.`;
-      if (x.validation_choice) return `For μ̂ = ${vec(x.preference)}: validation chose λ = ${vec(x.validation_choice.lambda)}, normalised test utility ${f(x.validation_choice.test_utility)}; ${x.lambda_equals_mu!.exact ? 'λ = μ̂' : `the nearest grid λ ${vec(x.lambda_equals_mu!.lambda)}`} ${f(x.lambda_equals_mu!.test_utility)}; difference ${f(x.test_difference!.mean)} ± ${f(x.test_difference!.se)} (paired s.e. on the test prompts).`;
+      if (x.validation_choice)
+        return `For μ̂ = ${vec(x.preference)}: validation chose λ = ${vec(x.validation_choice.lambda)}, normalised test utility ${f(x.validation_choice.test_utility)}; ${x.lambda_equals_mu!.exact ? 'λ = μ̂' : `the nearest grid λ ${vec(x.lambda_equals_mu!.lambda)}`} ${f(x.lambda_equals_mu!.test_utility)}; difference ${f(x.test_difference!.mean)} ± ${f(x.test_difference!.se)} (paired s.e. on the test prompts).`;
       return `For μ̂ = ${vec(x.preference)}: best evaluated λ = ${vec(x.best!.lambda)}.`;
     }),
     `Training cost: soups ${cost.soups.runs} PPO runs (${cost.soups.ppo_steps} steps, ${cost.soups.seconds.toFixed(0)} s) for ${soups.length} points; MORL ${cost.morl.runs} extra run${cost.morl.runs === 1 ? '' : 's'} (${cost.morl.ppo_steps} steps, ${cost.morl.seconds.toFixed(0)} s) for ${morl.length} point${morl.length === 1 ? '' : 's'}.`,
@@ -237,13 +360,25 @@ export function buildReport(r: ReportInput) {
     versus_morl: versusMorl,
     ensembles,
     hypervolume: {
-      ref, ref_rule: r.ref ? 'given in the config' : 'nadir of every evaluated model minus 10% of the range',
-      soups: hvSoups, morl: hvMorl, ratio,
+      ref,
+      ref_rule: r.ref ? 'given in the config' : 'nadir of every evaluated model minus 10% of the range',
+      soups: hvSoups,
+      morl: hvMorl,
+      ratio,
       sets: { soups: 'soups with λ on the simplex (λ = eᵢ are the experts)', morl: 'experts (μ = eᵢ) and the MORL runs' },
       paper,
       soups_front_lambdas: front,
     },
-    lmc: { holds: verdictH1.startsWith('holds'), verdict: verdictH1, strict_holds: lmc.holds, fraction_holds: lmc.fractionHolds, min_gap: lmc.minGap, mean_interior_gap: meanGap, significant_violations: significant, rows },
+    lmc: {
+      holds: verdictH1.startsWith('holds'),
+      verdict: verdictH1,
+      strict_holds: lmc.holds,
+      fraction_holds: lmc.fractionHolds,
+      min_gap: lmc.minGap,
+      mean_interior_gap: meanGap,
+      significant_violations: significant,
+      rows,
+    },
     selection,
     cost,
     extrapolation: soupsAll.filter((e) => !soups.includes(e)).map((e) => ({ lambda: e.lambda, rewards: e.rewards })),
@@ -277,7 +412,10 @@ async function trainingPlot(r: ReportInput): Promise<Plot> {
   const rows: Array<{ run: string; step: number; reward: string; value: number }> = [];
   for (const [run, h] of Object.entries(r.histories)) {
     for (const name of r.rewardNames) {
-      const ma = movingAverage(h.map((x) => x.rewards[name] ?? NaN), 10);
+      const ma = movingAverage(
+        h.map((x) => x.rewards[name] ?? NaN),
+        10,
+      );
       h.forEach((x, i) => Number.isFinite(ma[i]) && rows.push({ run, step: x.step, reward: name, value: ma[i] }));
     }
   }
@@ -289,9 +427,14 @@ async function trainingPlot(r: ReportInput): Promise<Plot> {
     facet: { column: { field: 'reward', type: 'nominal', title: null, sort: r.rewardNames } },
     resolve: { scale: { y: 'independent' } },
     spec: {
-      width: 300, height: 220,
+      width: 300,
+      height: 220,
       mark: { type: 'line', strokeWidth: 2 },
-      encoding: { x: { field: 'step', type: 'quantitative', title: 'PPO step' }, y: { field: 'value', type: 'quantitative', title: 'mean rollout reward', scale: { zero: false } }, color: { field: 'run', type: 'nominal', title: 'run', scale: { domain: runs, range: runs.map(runColor) } } },
+      encoding: {
+        x: { field: 'step', type: 'quantitative', title: 'PPO step' },
+        y: { field: 'value', type: 'quantitative', title: 'mean rollout reward', scale: { zero: false } },
+        color: { field: 'run', type: 'nominal', title: 'run', scale: { domain: runs, range: runs.map(runColor) } },
+      },
     },
   };
   return renderSpec(spec, { png: true });
@@ -300,7 +443,12 @@ async function trainingPlot(r: ReportInput): Promise<Plot> {
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 /** Writes report.json, the plots (SVG + PNG) and report.html into `dir`; returns the report. */
-export async function writeReport(dir: string, r: ReportInput, timings: Record<string, number>, computed: Record<string, number> = {}): Promise<{ report: Report; files: string[] }> {
+export async function writeReport(
+  dir: string,
+  r: ReportInput,
+  timings: Record<string, number>,
+  computed: Record<string, number> = {},
+): Promise<{ report: Report; files: string[] }> {
   const report = buildReport(r);
   const files: string[] = [];
   const N = r.rewardNames.length;
@@ -317,26 +465,76 @@ export async function writeReport(dir: string, r: ReportInput, timings: Record<s
   const plots: Array<[string, Plot, string]> = [];
   const se = (e: EvalEntry) => two(e.stderr);
   const lambdaText = lambdaNotation(N === 2 ? experts.map((e) => e.name) : undefined);
-  plots.push(['front', await frontPlot({
-    objectives: r.rewardNames.slice(0, 2),
-    soups: soups.map((e) => ({ lambda: N === 2 ? e.lambda![1] : e.lambda!, rewards: two(e.rewards), stderr: se(e) })),
-    morl: morl.map((e) => ({ mu: N === 2 ? e.mu![1] : e.mu!, rewards: two(e.rewards), stderr: se(e) })),
-    experts: experts.map((e) => ({ rewards: two(e.rewards), stderr: se(e), name: e.name })),
-    init: { rewards: two(init.rewards), stderr: se(init), name: 'init' },
-  }, { png: true, title: `Rewarded soups vs MORL: mean ${r.rewardNames[0]} vs mean ${r.rewardNames[1]}` }), `The front (paper Fig. 1b): mean rewards on the evaluation prompts, ±1 s.e. bars; soups θ(λ) labelled by ${N === 2 ? lambdaText : 'λ'}, MORL labelled by μ (weight of the second reward), the experts and the initialisation; the dashed segment is the LMC lower bound.`]);
-  if (N === 2) plots.push(['rewards-vs-lambda', await rewardVsLambdaPlot({ objectives: r.rewardNames, experts: experts.map((e) => e.name), colors: experts.map((e) => colorOf(r, e.name)), soups: soups.map((e) => ({ lambda: e.lambda![1], rewards: e.rewards, stderr: e.stderr })) }, { png: true, normalize: true }), `Each reward's mean on the evaluation prompts against ${lambdaText}, ±1 s.e. bars, min-max normalised over the soups (paper Fig. 4b); each reward in its expert's colour.`]);
-  if (N >= 3) plots.push(['spider', await spiderPlot({ objectives: r.rewardNames, series: [...experts, ...morl, ...soups.filter((e) => e.lambda!.every((v) => Math.abs(v - 1 / N) < 1e-6))].map((e) => ({ name: e.name, rewards: e.rewards, color: colorOf(r, e.name) })) }, { png: true }), 'Spider map (paper Fig. 2f).']);
-  if (Object.keys(r.histories).length) plots.push(['training', await trainingPlot(r), 'Each reward during PPO: the mean over each step\'s rollouts (10-step moving average), one colour per run as in the other plots.']);
+  plots.push([
+    'front',
+    await frontPlot(
+      {
+        objectives: r.rewardNames.slice(0, 2),
+        soups: soups.map((e) => ({ lambda: N === 2 ? e.lambda![1] : e.lambda!, rewards: two(e.rewards), stderr: se(e) })),
+        morl: morl.map((e) => ({ mu: N === 2 ? e.mu![1] : e.mu!, rewards: two(e.rewards), stderr: se(e) })),
+        experts: experts.map((e) => ({ rewards: two(e.rewards), stderr: se(e), name: e.name })),
+        init: { rewards: two(init.rewards), stderr: se(init), name: 'init' },
+      },
+      { png: true, title: `Rewarded soups vs MORL: mean ${r.rewardNames[0]} vs mean ${r.rewardNames[1]}` },
+    ),
+    `The front (paper Fig. 1b): mean rewards on the evaluation prompts, ±1 s.e. bars; soups θ(λ) labelled by ${N === 2 ? lambdaText : 'λ'}, MORL labelled by μ (weight of the second reward), the experts and the initialisation; the dashed segment is the LMC lower bound.`,
+  ]);
+  if (N === 2)
+    plots.push([
+      'rewards-vs-lambda',
+      await rewardVsLambdaPlot(
+        {
+          objectives: r.rewardNames,
+          experts: experts.map((e) => e.name),
+          colors: experts.map((e) => colorOf(r, e.name)),
+          soups: soups.map((e) => ({ lambda: e.lambda![1], rewards: e.rewards, stderr: e.stderr })),
+        },
+        { png: true, normalize: true },
+      ),
+      `Each reward's mean on the evaluation prompts against ${lambdaText}, ±1 s.e. bars, min-max normalised over the soups (paper Fig. 4b); each reward in its expert's colour.`,
+    ]);
+  if (N >= 3)
+    plots.push([
+      'spider',
+      await spiderPlot(
+        {
+          objectives: r.rewardNames,
+          series: [...experts, ...morl, ...soups.filter((e) => e.lambda!.every((v) => Math.abs(v - 1 / N) < 1e-6))].map((e) => ({
+            name: e.name,
+            rewards: e.rewards,
+            color: colorOf(r, e.name),
+          })),
+        },
+        { png: true },
+      ),
+      'Spider map (paper Fig. 2f).',
+    ]);
+  if (Object.keys(r.histories).length)
+    plots.push([
+      'training',
+      await trainingPlot(r),
+      "Each reward during PPO: the mean over each step's rollouts (10-step moving average), one colour per run as in the other plots.",
+    ]);
   for (const [name, p] of plots) {
     put(`${name}.svg`, p.svg);
     if (p.png) put(`${name}.png`, p.png);
   }
   const table = `<table><caption>Every evaluated model: mean reward ± standard error</caption><tr><th scope="col">model</th><th scope="col">λ</th><th scope="col">μ</th>${r.rewardNames.map((n) => `<th scope="col">${esc(n)}</th>`).join('')}</tr>${report.models.map((m) => `<tr><td>${esc(m.name)}</td><td>${m.lambda ? vec(m.lambda) : ''}</td><td>${m.mu ? vec(m.mu) : ''}</td>${m.rewards.map((v, k) => `<td>${f(v, 4)} ± ${f(m.stderr[k], 4)}</td>`).join('')}</tr>`).join('')}</table>`;
   const onFront = new Set(report.hypervolume.soups_front_lambdas.map((l) => vec(l, 6)));
-  const lmcTable = `<table><caption>Working Hypothesis 1: LMC gap R(θ(λ)) − Σ λᵢ R(θᵢ) per soup and reward (± ${report.evaluation.standard_errors.startsWith('paired') ? 'paired ' : ''}s.e.); ★ = on the soups' Pareto front</caption><tr><th scope="col">λ (${r.entries.filter((e) => e.kind === 'expert').map((e) => esc(e.name)).join(', ')})</th>${r.rewardNames.map((n) => `<th scope="col">gap on ${esc(n)}</th>`).join('')}</tr>${report.lmc.rows.map((row) => `<tr><td>${vec(row.lambda)}${onFront.has(vec(row.lambda, 6)) ? ' ★' : ''}</td>${row.gaps.map((g, k) => `<td${row.significantViolation[k] ? ' class="bad"' : ''}>${g >= 0 ? '+' : ''}${f(g, 4)} ± ${f(row.se[k], 4)}</td>`).join('')}</tr>`).join('')}</table>`;
+  const lmcTable = `<table><caption>Working Hypothesis 1: LMC gap R(θ(λ)) − Σ λᵢ R(θᵢ) per soup and reward (± ${report.evaluation.standard_errors.startsWith('paired') ? 'paired ' : ''}s.e.); ★ = on the soups' Pareto front</caption><tr><th scope="col">λ (${r.entries
+    .filter((e) => e.kind === 'expert')
+    .map((e) => esc(e.name))
+    .join(
+      ', ',
+    )})</th>${r.rewardNames.map((n) => `<th scope="col">gap on ${esc(n)}</th>`).join('')}</tr>${report.lmc.rows.map((row) => `<tr><td>${vec(row.lambda)}${onFront.has(vec(row.lambda, 6)) ? ' ★' : ''}</td>${row.gaps.map((g, k) => `<td${row.significantViolation[k] ? ' class="bad"' : ''}>${g >= 0 ? '+' : ''}${f(g, 4)} ± ${f(row.se[k], 4)}</td>`).join('')}</tr>`).join('')}</table>`;
   const fluencyRows = report.fluency.filter((x) => 'klPerResponse' in x) as Array<Fluency & { name: string; kind: string; reward_hacking?: boolean }>;
-  const fluencyTable = fluencyRows.length ? `<table><caption>Distance from the initialisation (KL on sampled responses) and fluency</caption><tr><th scope="col">model</th><th scope="col">KL nats/response</th><th scope="col">KL nats/token</th><th scope="col">mean length (tokens)</th><th scope="col">distinct-1</th><th scope="col">distinct-2</th><th scope="col">base NLL nats/token</th></tr>${fluencyRows.map((x) => `<tr${x.reward_hacking ? ' class="bad"' : ''}><td>${esc(x.name)}${x.reward_hacking ? ' (reward hacking)' : ''}</td><td>${f(x.klPerResponse, 2)} ± ${f(x.klPerResponseStderr, 2)}</td><td>${f(x.klPerToken, 3)}</td><td>${x.meanLength.toFixed(1)}</td><td>${x.distinct1.toFixed(3)}</td><td>${x.distinct2.toFixed(3)}</td><td>${x.baseNllPerToken.toFixed(2)}</td></tr>`).join('')}</table>` : '';
-  const samples = report.samples.filter((s) => !s.name.startsWith('soup') || /λ=\[0\.5, 0\.5\]/.test(s.name)).map((s) => `<h3>${esc(s.name)}</h3><ul class="samples">${s.samples.map((x) => `<li><b>${esc(x.prompt)}</b>${esc(x.response)}</li>`).join('')}</ul>`).join('');
+  const fluencyTable = fluencyRows.length
+    ? `<table><caption>Distance from the initialisation (KL on sampled responses) and fluency</caption><tr><th scope="col">model</th><th scope="col">KL nats/response</th><th scope="col">KL nats/token</th><th scope="col">mean length (tokens)</th><th scope="col">distinct-1</th><th scope="col">distinct-2</th><th scope="col">base NLL nats/token</th></tr>${fluencyRows.map((x) => `<tr${x.reward_hacking ? ' class="bad"' : ''}><td>${esc(x.name)}${x.reward_hacking ? ' (reward hacking)' : ''}</td><td>${f(x.klPerResponse, 2)} ± ${f(x.klPerResponseStderr, 2)}</td><td>${f(x.klPerToken, 3)}</td><td>${x.meanLength.toFixed(1)}</td><td>${x.distinct1.toFixed(3)}</td><td>${x.distinct2.toFixed(3)}</td><td>${x.baseNllPerToken.toFixed(2)}</td></tr>`).join('')}</table>`
+    : '';
+  const samples = report.samples
+    .filter((s) => !s.name.startsWith('soup') || /λ=\[0\.5, 0\.5\]/.test(s.name))
+    .map((s) => `<h3>${esc(s.name)}</h3><ul class="samples">${s.samples.map((x) => `<li><b>${esc(x.prompt)}</b>${esc(x.response)}</li>`).join('')}</ul>`)
+    .join('');
   const v = report.verdict;
   const verdictBlock = `<section class="verdict" aria-label="verdict"><h2>Verdict</h2><ul>
 <li>Experts learned (≥ ${LEARN_Z} paired s.e. and ≥ ${LEARN_EFFECT} s.d. on their own reward): <b>${v.experts_learned ? 'yes' : 'no'}</b>${report.learned.map((l) => ` · ${esc(l.expert)} ${l.gain >= 0 ? '+' : ''}${f(l.gain)} (${Number.isFinite(l.z) ? l.z.toFixed(1) : '∞'} s.e.)`).join('')}</li>
@@ -347,7 +545,13 @@ export async function writeReport(dir: string, r: ReportInput, timings: Record<s
 </ul></section>`;
   const expertNames = experts.map((e) => e.name);
   const notation = `Notation: λ = (${expertNames.map((n) => `λ[${n}]`).join(', ')}) weights the experts, θ(λ) = ${expertNames.map((n) => `λ[${n}]·θ[${n}]`).join(' + ')}; μ weights the rewards (${r.rewardNames.join(', ')}) of a MORL run${N === 2 ? `; plots label a soup by its second weight, ${lambdaText}` : ''}.`;
-  const settings = r.settings ? `<section aria-label="settings"><h2>Settings</h2><dl>${Object.entries(r.settings).map(([k, x]) => `<dt>${esc(k)}</dt><dd>${esc(x)}</dd>`).join('')}</dl><p>${esc(notation)}</p><p>Numbers: <a href="report.json">report.json</a> · stage times: <a href="timings.json">timings.json</a></p></section>` : '<p>Numbers: <a href="report.json">report.json</a> · stage times: <a href="timings.json">timings.json</a></p>';
+  const settings = r.settings
+    ? `<section aria-label="settings"><h2>Settings</h2><dl>${Object.entries(r.settings)
+        .map(([k, x]) => `<dt>${esc(k)}</dt><dd>${esc(x)}</dd>`)
+        .join(
+          '',
+        )}</dl><p>${esc(notation)}</p><p>Numbers: <a href="report.json">report.json</a> · stage times: <a href="timings.json">timings.json</a></p></section>`
+    : '<p>Numbers: <a href="report.json">report.json</a> · stage times: <a href="timings.json">timings.json</a></p>';
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(r.name)}: rewarded soups report</title>
 <style>body{font-family:'DejaVu Sans',sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;overflow-wrap:anywhere}table{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%;margin:1em 0}caption{text-align:left;font-weight:bold;padding:4px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.bad{background:#fde2e2}figure{margin:1.5em 0;max-width:100%;overflow-x:auto}figure svg{max-width:100%;height:auto}.verdict{border:2px solid #444;padding:0 1em;margin:0.5em 0}.samples li{white-space:pre-wrap}dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px}dd{margin:0}</style></head><body>
 <h1>${esc(r.name)}: rewarded soups vs MORL</h1>
@@ -359,7 +563,11 @@ ${plots.map(([name, p, cap]) => `<figure role="img" aria-label="${esc(cap)}">${p
 ${fluencyTable}
 <h2>Every evaluated model</h2><p>${r.evalPrompts} held-out prompts; ${esc(report.evaluation.note)}; standard errors: ${esc(report.evaluation.standard_errors)}.</p>${table}
 <h2>Samples</h2>${samples}
-<h2>Stage times</h2><p>This run (cached stages take 0 s): ${Object.entries(timings).map(([k, t]) => `${esc(k)} ${t.toFixed(1)} s`).join(', ')}.</p><p>When computed (the PPO runs ran side by side): ${Object.entries(computed).map(([k, t]) => `${esc(k)} ${t.toFixed(1)} s`).join(', ')}.</p>
+<h2>Stage times</h2><p>This run (cached stages take 0 s): ${Object.entries(timings)
+    .map(([k, t]) => `${esc(k)} ${t.toFixed(1)} s`)
+    .join(', ')}.</p><p>When computed (the PPO runs ran side by side): ${Object.entries(computed)
+    .map(([k, t]) => `${esc(k)} ${t.toFixed(1)} s`)
+    .join(', ')}.</p>
 </body></html>
 `;
   put('report.html', html);

@@ -18,14 +18,24 @@ export function lexiconReward(name: string, words: string[]): Reward {
 
 /** The rewards in config order; `specs` were checked by loadExperiment. */
 export async function buildRewards(specs: unknown[], baseDir: string, where = 'experiment'): Promise<Reward[]> {
-  return Promise.all(specs.map(async (r, i) => {
-    const o = r as Record<string, unknown>;
-    if (o.type === LEXICON_TYPE) return lexiconReward(typeof o.name === 'string' ? o.name : LEXICON_TYPE, o.words as string[]);
-    if (o.type === TOPIC_TYPE) {
-      const num = (k: string) => (typeof o[k] === 'number' ? (o[k] as number) : undefined);
-      const opts: TopicOptions = { topics: o.topics as string[], corpus_dir: typeof o.corpus_dir === 'string' ? o.corpus_dir : undefined, hold_every: num('hold_every'), min_count: num('min_count'), l2: num('l2'), epochs: num('epochs'), score: o.score as TopicOptions['score'] };
-      return topicReward(typeof o.name === 'string' ? o.name : TOPIC_TYPE, opts);
-    }
-    return rewardFromConfig(o, { baseDir, path: `${where}: rewards[${i}]` });
-  }));
+  return Promise.all(
+    specs.map(async (r, i) => {
+      const o = r as Record<string, unknown>;
+      if (o.type === LEXICON_TYPE) return lexiconReward(typeof o.name === 'string' ? o.name : LEXICON_TYPE, o.words as string[]);
+      if (o.type === TOPIC_TYPE) {
+        const num = (k: string) => (typeof o[k] === 'number' ? (o[k] as number) : undefined);
+        const opts: TopicOptions = {
+          topics: o.topics as string[],
+          corpus_dir: typeof o.corpus_dir === 'string' ? o.corpus_dir : undefined,
+          hold_every: num('hold_every'),
+          min_count: num('min_count'),
+          l2: num('l2'),
+          epochs: num('epochs'),
+          score: o.score as TopicOptions['score'],
+        };
+        return topicReward(typeof o.name === 'string' ? o.name : TOPIC_TYPE, opts);
+      }
+      return rewardFromConfig(o, { baseDir, path: `${where}: rewards[${i}]` });
+    }),
+  );
 }

@@ -46,7 +46,12 @@ export interface RunOptions {
  */
 export type StageSelection = { stage: 'base' } | { stage: 'runs'; index: number } | { stage: 'sweep' };
 
-export interface RunResult { report: Report; reportPath: string; htmlPath: string; timings: Record<string, number> }
+export interface RunResult {
+  report: Report;
+  reportPath: string;
+  htmlPath: string;
+  timings: Record<string, number>;
+}
 
 /** Threads of a stage whose config leaves them open: the job's allocation under Slurm, else every core. */
 const hostThreads = () => Number(process.env.SLURM_CPUS_PER_TASK) || cpus().length;
@@ -55,14 +60,28 @@ const hostThreads = () => Number(process.env.SLURM_CPUS_PER_TASK) || cpus().leng
 export function hashOf(v: unknown): string {
   const norm = (x: unknown): unknown => {
     if (Array.isArray(x)) return x.map(norm);
-    if (x && typeof x === 'object') return Object.fromEntries(Object.keys(x as object).sort().map((k) => [k, norm((x as Record<string, unknown>)[k])]));
+    if (x && typeof x === 'object')
+      return Object.fromEntries(
+        Object.keys(x as object)
+          .sort()
+          .map((k) => [k, norm((x as Record<string, unknown>)[k])]),
+      );
     return x;
   };
-  return createHash('sha256').update(JSON.stringify(norm(v))).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify(norm(v)))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** `files`: paths (relative to the stage dir) that the marker vouches for; done with one missing = not done. */
-interface Marker { hash: string; done: boolean; seconds?: number; info?: unknown; files?: string[] }
+interface Marker {
+  hash: string;
+  done: boolean;
+  seconds?: number;
+  info?: unknown;
+  files?: string[];
+}
 
 function readMarker(dir: string): Marker | undefined {
   const p = join(dir, '.stage.json');
@@ -162,11 +181,23 @@ const REQUIRED = {
   sweep: ['evals.json'],
 };
 
-export interface PlannedRun { kind: 'experts' | 'morl'; name: string; rewardIndex?: number; mu: number[]; steps: number }
+export interface PlannedRun {
+  kind: 'experts' | 'morl';
+  name: string;
+  rewardIndex?: number;
+  mu: number[];
+  steps: number;
+}
 
 export function plannedRuns(x: Experiment): PlannedRun[] {
   const N = x.rewardNames.length;
-  const runs: PlannedRun[] = x.rewardNames.map((n, i) => ({ kind: 'experts', name: `expert-${n}`, rewardIndex: i, mu: Array.from({ length: N }, (_, k) => (k === i ? 1 : 0)), steps: x.experts.steps }));
+  const runs: PlannedRun[] = x.rewardNames.map((n, i) => ({
+    kind: 'experts',
+    name: `expert-${n}`,
+    rewardIndex: i,
+    mu: Array.from({ length: N }, (_, k) => (k === i ? 1 : 0)),
+    steps: x.experts.steps,
+  }));
   for (const mu of x.morl.mu) runs.push({ kind: 'morl', name: `morl-${mu.map((v) => +v.toFixed(3)).join('-')}`, mu, steps: x.morl.steps ?? x.experts.steps });
   return runs;
 }
@@ -184,14 +215,20 @@ function fileStamp(p: string): unknown {
 export function stageHashes(x: Experiment) {
   const paths = runPaths(x);
   const base = hashOf({
-    base: x.base, prompts: x.prompts, seed: x.seed,
-    files: x.base.model ? [fileStamp(join(paths.model, 'config.json')), fileStamp(join(paths.model, 'tokenizer.json')), ...(x.base.adapter ? [fileStamp(x.base.adapter)] : [])] : [],
+    base: x.base,
+    prompts: x.prompts,
+    seed: x.seed,
+    files: x.base.model
+      ? [fileStamp(join(paths.model, 'config.json')), fileStamp(join(paths.model, 'tokenizer.json')), ...(x.base.adapter ? [fileStamp(x.base.adapter)] : [])]
+      : [],
     promptFiles: [x.prompts.train, x.prompts.eval].filter(Boolean).map((p) => fileStamp(join(x.baseDir, p!))),
   });
-  const runs = Object.fromEntries(plannedRuns(x).map((r) => {
-    const rewards = r.rewardIndex !== undefined ? [x.rewards[r.rewardIndex]] : x.rewards;
-    return [r.name, hashOf({ base, lora: x.lora, ppo: x.ppoConfig, rewards, mu: r.rewardIndex !== undefined ? [1] : r.mu, steps: r.steps })];
-  }));
+  const runs = Object.fromEntries(
+    plannedRuns(x).map((r) => {
+      const rewards = r.rewardIndex !== undefined ? [x.rewards[r.rewardIndex]] : x.rewards;
+      return [r.name, hashOf({ base, lora: x.lora, ppo: x.ppoConfig, rewards, mu: r.rewardIndex !== undefined ? [1] : r.mu, steps: r.steps })];
+    }),
+  );
   const sweep = hashOf({ runs, sweep: { ...x.sweep, threads: undefined }, lambdas: x.lambdas, rewards: x.rewards, base });
   return { base, runs, sweep };
 }
@@ -215,12 +252,37 @@ export function planExperiment(x: Experiment) {
     rewards: x.rewardNames,
     files: x.files,
     stages: [
-      { stage: 'base', what: x.base.pretrain ? `pre-train a ${x.base.pretrain.num_layers}-layer d=${x.base.pretrain.hidden_size} LLaMA (vocab ${x.base.pretrain.vocab_size}) for ${x.base.pretrain.steps} steps of ${x.base.pretrain.batch_size}×${x.base.pretrain.seq_len} tokens` : `load ${paths.model}${x.base.adapter ? ` + adapter ${x.base.adapter}` : ''}`, cost: x.base.pretrain ? { tokens: x.base.pretrain.steps * x.base.pretrain.batch_size * x.base.pretrain.seq_len } : {}, cached: cached(paths.base, h.base, REQUIRED.base(x)) },
-      ...runs.map((r) => ({ stage: r.kind, what: `${r.name}: PPO on ${r.rewardIndex !== undefined ? x.rewardNames[r.rewardIndex] : `Σ μᵢRᵢ with μ = [${r.mu.join(', ')}]`} for ${r.steps} steps of ${x.ppoConfig.batch_size} samples`, cost: { ppo_steps: r.steps, samples: r.steps * x.ppoConfig.batch_size, generated_tokens: Math.round(r.steps * x.ppoConfig.batch_size * meanLen) }, cached: cached(paths.runs(r.kind, r.name), h.runs[r.name], REQUIRED.run) })),
-      { stage: 'sweep', what: `${evals} evaluations (init, ${x.rewardNames.length} experts, ${x.morl.mu.length} MORL, ${x.lambdas.length} soups) on the evaluation prompts, ${x.sweep.max_new_tokens} tokens each`, cost: { evaluations: evals }, cached: cached(paths.sweep, h.sweep, REQUIRED.sweep) },
+      {
+        stage: 'base',
+        what: x.base.pretrain
+          ? `pre-train a ${x.base.pretrain.num_layers}-layer d=${x.base.pretrain.hidden_size} LLaMA (vocab ${x.base.pretrain.vocab_size}) for ${x.base.pretrain.steps} steps of ${x.base.pretrain.batch_size}×${x.base.pretrain.seq_len} tokens`
+          : `load ${paths.model}${x.base.adapter ? ` + adapter ${x.base.adapter}` : ''}`,
+        cost: x.base.pretrain ? { tokens: x.base.pretrain.steps * x.base.pretrain.batch_size * x.base.pretrain.seq_len } : {},
+        cached: cached(paths.base, h.base, REQUIRED.base(x)),
+      },
+      ...runs.map((r) => ({
+        stage: r.kind,
+        what: `${r.name}: PPO on ${r.rewardIndex !== undefined ? x.rewardNames[r.rewardIndex] : `Σ μᵢRᵢ with μ = [${r.mu.join(', ')}]`} for ${r.steps} steps of ${x.ppoConfig.batch_size} samples`,
+        cost: { ppo_steps: r.steps, samples: r.steps * x.ppoConfig.batch_size, generated_tokens: Math.round(r.steps * x.ppoConfig.batch_size * meanLen) },
+        cached: cached(paths.runs(r.kind, r.name), h.runs[r.name], REQUIRED.run),
+      })),
+      {
+        stage: 'sweep',
+        what: `${evals} evaluations (init, ${x.rewardNames.length} experts, ${x.morl.mu.length} MORL, ${x.lambdas.length} soups) on the evaluation prompts, ${x.sweep.max_new_tokens} tokens each`,
+        cost: { evaluations: evals },
+        cached: cached(paths.sweep, h.sweep, REQUIRED.sweep),
+      },
       { stage: 'report', what: 'report.json, front/rewards-vs-λ plots (SVG, PNG), report.html', cost: {}, cached: false },
     ],
-    total: { ppo_runs: runs.length, ppo_steps: ppoSteps, samples: ppoSteps * x.ppoConfig.batch_size, generated_tokens: Math.round(ppoSteps * x.ppoConfig.batch_size * meanLen), evaluations: evals, soups_cost_runs: x.rewardNames.length, morl_cost_runs: x.morl.mu.length },
+    total: {
+      ppo_runs: runs.length,
+      ppo_steps: ppoSteps,
+      samples: ppoSteps * x.ppoConfig.batch_size,
+      generated_tokens: Math.round(ppoSteps * x.ppoConfig.batch_size * meanLen),
+      evaluations: evals,
+      soups_cost_runs: x.rewardNames.length,
+      morl_cost_runs: x.morl.mu.length,
+    },
   };
 }
 
@@ -240,14 +302,23 @@ function ensureRunDir(dir: string): void {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EEXIST' || code === 'ENOTDIR') {
-      throw new SoupError('ERR_SOUP_INVALID_ARG', `run dir '${dir}' is not a directory: ${code === 'EEXIST' ? 'a file of that name exists' : 'part of its path is a file'} (--out, or the config's \`output\`, names a directory)`);
+      throw new SoupError(
+        'ERR_SOUP_INVALID_ARG',
+        `run dir '${dir}' is not a directory: ${code === 'EEXIST' ? 'a file of that name exists' : 'part of its path is a file'} (--out, or the config's \`output\`, names a directory)`,
+      );
     }
     throw new SoupError('ERR_SOUP_IO', `cannot create the run dir '${dir}': ${(e as Error).message}`, { cause: e });
   }
 }
 
 /** One piece of work, locked on its own: the base, one PPO run, or the tail (sweep + report). */
-interface Piece { stage: LockStage; run?: string; dir: string; hash: string; required: string[] }
+interface Piece {
+  stage: LockStage;
+  run?: string;
+  dir: string;
+  hash: string;
+  required: string[];
+}
 
 /**
  * Runs every stage (reusing what is cached) and writes the report into the run dir. Each piece of work
@@ -258,9 +329,14 @@ interface Piece { stage: LockStage; run?: string; dir: string; hash: string; req
 function reportSettings(x: Experiment, base?: Partial<PretrainResult>): Record<string, string> {
   const p = x.base.pretrain;
   const ppo = x.ppoConfig;
-  const fit = base?.heldOutBitsPerChar !== undefined && Number.isFinite(base.heldOutBitsPerChar) ? `; held-out ${base.heldOutBitsPerChar.toFixed(2)} bits/char (training ${base.bitsPerChar?.toFixed(2)})` : '';
+  const fit =
+    base?.heldOutBitsPerChar !== undefined && Number.isFinite(base.heldOutBitsPerChar)
+      ? `; held-out ${base.heldOutBitsPerChar.toFixed(2)} bits/char (training ${base.bitsPerChar?.toFixed(2)})`
+      : '';
   return {
-    model: x.base.model ? `${x.base.model}${x.base.adapter ? ` + adapter ${x.base.adapter}` : ''} (${x.base.dtype})` : `LLaMA-architecture, ${p!.num_layers} layers, d = ${p!.hidden_size}, vocab ${p!.vocab_size}, pre-trained here for ${p!.steps} steps${fit}`,
+    model: x.base.model
+      ? `${x.base.model}${x.base.adapter ? ` + adapter ${x.base.adapter}` : ''} (${x.base.dtype})`
+      : `LLaMA-architecture, ${p!.num_layers} layers, d = ${p!.hidden_size}, vocab ${p!.vocab_size}, pre-trained here for ${p!.steps} steps${fit}`,
     corpus: p ? `${p.corpus_dir} (1 entry in ${p.hold_every} held out for prompts)` : 'prompt files',
     prompts: `${x.prompts.num_train} training, ${x.prompts.num_eval} evaluation`,
     rewards: x.rewards.map((r, i) => `${x.rewardNames[i]} (${(r as { type: string }).type})`).join(', '),
@@ -283,7 +359,12 @@ export async function runExperiment(x: Experiment, o: RunOptions = {}): Promise<
 export async function runStage(x: Experiment, only: StageSelection, o: RunOptions = {}): Promise<RunResult | undefined> {
   const n = plannedRuns(x).length;
   if (only.stage === 'runs' && !(Number.isInteger(only.index) && only.index >= 0 && only.index < n)) {
-    throw new SoupError('ERR_SOUP_INVALID_ARG', `--index ${only.index}: the experiment has ${n} PPO runs (indices 0-${n - 1}: ${plannedRuns(x).map((r, i) => `${i} ${r.name}`).join(', ')})`);
+    throw new SoupError(
+      'ERR_SOUP_INVALID_ARG',
+      `--index ${only.index}: the experiment has ${n} PPO runs (indices 0-${n - 1}: ${plannedRuns(x)
+        .map((r, i) => `${i} ${r.name}`)
+        .join(', ')})`,
+    );
   }
   return runPieces(x, o, only);
 }
@@ -298,7 +379,11 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
   if (x.base.pretrain) {
     const c = readFortunes(x.base.pretrain.corpus_dir, x.base.pretrain.hold_every);
     const needed = x.prompts.num_train + x.prompts.num_eval;
-    if (c.heldOut.length < needed) throw new SoupError('ERR_SOUP_CONFIG', `${x.path || 'experiment'}: prompts: ${needed} prompts asked (num_train + num_eval) but the corpus holds out only ${c.heldOut.length} entries (lower hold_every or the counts)`);
+    if (c.heldOut.length < needed)
+      throw new SoupError(
+        'ERR_SOUP_CONFIG',
+        `${x.path || 'experiment'}: prompts: ${needed} prompts asked (num_train + num_eval) but the corpus holds out only ${c.heldOut.length} entries (lower hold_every or the counts)`,
+      );
   }
   ensureRunDir(x.runDir);
   const h = stageHashes(x);
@@ -306,7 +391,9 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
   const timings: Record<string, number> = {};
   const runs = plannedRuns(x);
   const basePiece: Piece = { stage: 'base', dir: paths.base, hash: h.base, required: REQUIRED.base(x) };
-  const runPiece = new Map<string, Piece>(runs.map((r) => [r.name, { stage: r.kind, run: r.name, dir: paths.runs(r.kind, r.name), hash: h.runs[r.name], required: REQUIRED.run }]));
+  const runPiece = new Map<string, Piece>(
+    runs.map((r) => [r.name, { stage: r.kind, run: r.name, dir: paths.runs(r.kind, r.name), hash: h.runs[r.name], required: REQUIRED.run }]),
+  );
   const pieceOf = (r: PlannedRun) => runPiece.get(r.name)!;
   const tailPiece: Piece = { stage: 'sweep', dir: paths.sweep, hash: h.sweep, required: REQUIRED.sweep };
   const state = (p: Piece) => stageState(p.dir, p.hash, p.required);
@@ -335,7 +422,10 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
       return false;
     }
     r.lock.onLost = (by) => {
-      lost = new SoupError('ERR_SOUP_BUSY', `lost the lock of ${lockLabel(p)} in ${x.runDir}${by ? ` to pid ${by.pid} on host ${by.host}` : ''}: this process was taken for dead (no heartbeat for ${LOCK_LEASE_S} s); stopped`);
+      lost = new SoupError(
+        'ERR_SOUP_BUSY',
+        `lost the lock of ${lockLabel(p)} in ${x.runDir}${by ? ` to pid ${by.pid} on host ${by.host}` : ''}: this process was taken for dead (no heartbeat for ${LOCK_LEASE_S} s); stopped`,
+      );
       ac.abort(lost);
     };
     locks.set(p, r.lock);
@@ -346,12 +436,21 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
     locks.get(p)?.release();
     locks.delete(p);
   };
-  const busyError = (ps: Piece[], why: string) => new RunDirBusyError(x.runDir, ps.filter((p) => busy.has(p)).map((p) => busy.get(p)!), why);
+  const busyError = (ps: Piece[], why: string) =>
+    new RunDirBusyError(
+      x.runDir,
+      ps.filter((p) => busy.has(p)).map((p) => busy.get(p)!),
+      why,
+    );
   /** Wipes a piece to recompute (a done marker with missing files says so); returns its state. */
   const open = async (p: Piece): Promise<StageState['state']> => {
     const s = state(p);
     if (s.state === 'fresh') {
-      if (s.missing) emit({ event: 'warning', message: `${join(relative(x.runDir, p.dir), '.stage.json')} says done but ${s.missing.join(', ')} ${s.missing.length > 1 ? 'are' : 'is'} missing: recomputing ${lockLabel(p)}` });
+      if (s.missing)
+        emit({
+          event: 'warning',
+          message: `${join(relative(x.runDir, p.dir), '.stage.json')} says done but ${s.missing.join(', ')} ${s.missing.length > 1 ? 'are' : 'is'} missing: recomputing ${lockLabel(p)}`,
+        });
       await openFresh(p.dir, p.hash);
     }
     return s.state;
@@ -367,21 +466,36 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
     }
     // one stage only (a Slurm job or array task): what it needs must be done, and a done piece is left
     const mineOnly = only?.stage === 'runs' ? [runs[only.index]] : only ? [] : runs;
-    if (only && only.stage !== 'base' && state(basePiece).state !== 'done') throw new SoupError('ERR_SOUP_CONFIG', `--stage ${only.stage}: the base stage of ${x.runDir} is not done (run --stage base first)`);
+    if (only && only.stage !== 'base' && state(basePiece).state !== 'done')
+      throw new SoupError('ERR_SOUP_CONFIG', `--stage ${only.stage}: the base stage of ${x.runDir} is not done (run --stage base first)`);
     if (only?.stage === 'sweep') {
       const missing = runs.filter((r) => state(pieceOf(r)).state !== 'done');
-      if (missing.length) throw new SoupError('ERR_SOUP_CONFIG', `--stage sweep: the sweep needs every PPO run, and ${missing.map((r) => r.name).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not done in ${x.runDir}`);
+      if (missing.length)
+        throw new SoupError(
+          'ERR_SOUP_CONFIG',
+          `--stage sweep: the sweep needs every PPO run, and ${missing.map((r) => r.name).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not done in ${x.runDir}`,
+        );
     }
     const onlyPiece = only?.stage === 'base' ? basePiece : only?.stage === 'runs' ? pieceOf(runs[only.index]) : undefined;
     if (onlyPiece && state(onlyPiece).state === 'done') {
-      emit({ event: 'stage', stage: onlyPiece === basePiece ? 'base' : runs[(only as { index: number }).index].kind, status: 'cached', detail: onlyPiece === basePiece ? paths.base : onlyPiece.run });
+      emit({
+        event: 'stage',
+        stage: onlyPiece === basePiece ? 'base' : runs[(only as { index: number }).index].kind,
+        status: 'cached',
+        detail: onlyPiece === basePiece ? paths.base : onlyPiece.run,
+      });
       return undefined;
     }
-    if ((!only || only.stage === 'base') && state(basePiece).state !== 'done' && !claim(basePiece) && busy.has(basePiece)) throw busyError([basePiece], 'the base is being built, and every other piece needs it');
+    if ((!only || only.stage === 'base') && state(basePiece).state !== 'done' && !claim(basePiece) && busy.has(basePiece))
+      throw busyError([basePiece], 'the base is being built, and every other piece needs it');
     for (const r of mineOnly) if (state(pieceOf(r)).state !== 'done') claim(pieceOf(r));
     // the tail needs every run: it is claimed now only when no other process trains one
     if ((!only || only.stage === 'sweep') && !runs.some((r) => busy.has(pieceOf(r)))) claim(tailPiece, { evenIfDone: true });
-    if (!locks.size) throw busyError([...busy.keys()], busy.has(tailPiece) ? 'the sweep and report are being written' : 'every run left is being trained, and the sweep needs them all');
+    if (!locks.size)
+      throw busyError(
+        [...busy.keys()],
+        busy.has(tailPiece) ? 'the sweep and report are being written' : 'every run left is being trained, and the sweep needs them all',
+      );
     // a config that recomputes a piece wipes its folder: never while another process may be reading it
     const wiping = [...locks.keys()].filter((p) => {
       const s = state(p);
@@ -389,8 +503,15 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
     });
     if (wiping.length) {
       // an array task wipes only its own run, which no other task reads: only the base and tail matter
-      const others = liveHolders(x.runDir, new Set([...locks.values()].map((l) => l.path))).filter((l) => only?.stage !== 'runs' || l.stage === 'base' || l.stage === 'sweep');
-      if (others.length) throw new RunDirBusyError(x.runDir, others, `this config recomputes ${wiping.map(lockLabel).join(', ')}, which the processes holding other pieces (another config on this run dir?) may be reading`);
+      const others = liveHolders(x.runDir, new Set([...locks.values()].map((l) => l.path))).filter(
+        (l) => only?.stage !== 'runs' || l.stage === 'base' || l.stage === 'sweep',
+      );
+      if (others.length)
+        throw new RunDirBusyError(
+          x.runDir,
+          others,
+          `this config recomputes ${wiping.map(lockLabel).join(', ')}, which the processes holding other pieces (another config on this run dir?) may be reading`,
+        );
     }
     await atomicWriteFile(join(x.runDir, 'experiment.json'), [Buffer.from(`${JSON.stringify({ ...x, files: undefined }, null, 2)}\n`)]);
 
@@ -401,7 +522,12 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
     } else {
       // the base always restarts from scratch (pre-training a small model; nothing to resume)
       if ((await open(basePiece)) === 'resume') await openFresh(paths.base, h.base);
-      emit({ event: 'stage', stage: 'base', status: 'start', detail: x.base.pretrain ? `pre-training ${x.base.pretrain.steps} steps` : `prompts from ${x.prompts.train}` });
+      emit({
+        event: 'stage',
+        stage: 'base',
+        status: 'start',
+        detail: x.base.pretrain ? `pre-training ${x.base.pretrain.steps} steps` : `prompts from ${x.prompts.train}`,
+      });
       let info: unknown = {};
       if (x.base.pretrain) {
         const p = x.base.pretrain;
@@ -411,30 +537,54 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
         let next = Math.max(1, Math.round(p.steps / 10));
         let t1 = 0;
         const res = await pretrainTiny(spec, paths.model, {
-          corpus, signal: ac.signal,
+          corpus,
+          signal: ac.signal,
           onProgress: (step, loss) => {
             // the first step also pays for the tokenizer: the ETA counts from its end
             if (step === 1) t1 = performance.now();
             if (step >= next || step === p.steps) {
               next = step + Math.max(1, Math.round(p.steps / 10));
               const now = performance.now();
-              emit({ event: 'progress', stage: 'base', done: step, total: p.steps, elapsed: (now - tp) / 1000, eta: ((now - t1) / 1000 / Math.max(1, step - 1)) * (p.steps - step), detail: `loss ${loss.toFixed(3)}` });
+              emit({
+                event: 'progress',
+                stage: 'base',
+                done: step,
+                total: p.steps,
+                elapsed: (now - tp) / 1000,
+                eta: ((now - t1) / 1000 / Math.max(1, step - 1)) * (p.steps - step),
+                detail: `loss ${loss.toFixed(3)}`,
+              });
             }
           },
         });
         info = res;
         const tok = loadTokenizer(join(paths.model, 'tokenizer.json'));
         const encs = await tok.encodeBatch(corpus.heldOut);
-        const eligible = encs.map((e) => e.getIds()).filter((ids) => ids.length >= x.prompts.prompt_tokens + 4).map((ids) => [1, ...ids.slice(0, x.prompts.prompt_tokens)]);
+        const eligible = encs
+          .map((e) => e.getIds())
+          .filter((ids) => ids.length >= x.prompts.prompt_tokens + 4)
+          .map((ids) => [1, ...ids.slice(0, x.prompts.prompt_tokens)]);
         const evalP = eligible.slice(0, x.prompts.num_eval);
         const trainP = eligible.slice(x.prompts.num_eval, x.prompts.num_eval + x.prompts.num_train);
-        if (trainP.length < x.prompts.num_train) throw new SoupError('ERR_SOUP_CONFIG', `prompts: only ${eligible.length} held-out entries have ${x.prompts.prompt_tokens + 4}+ tokens; ask for fewer prompts`);
+        if (trainP.length < x.prompts.num_train)
+          throw new SoupError(
+            'ERR_SOUP_CONFIG',
+            `prompts: only ${eligible.length} held-out entries have ${x.prompts.prompt_tokens + 4}+ tokens; ask for fewer prompts`,
+          );
         writeFileSync(paths.prompts, JSON.stringify({ train: trainP, eval: evalP }));
       } else {
         const tok = loadTokenizer(join(paths.model, 'tokenizer.json'));
-        const read = (f: string, n: number) => readFileSync(join(x.baseDir, f), 'utf8').split('\n').filter((l) => l.trim()).slice(0, n).map((l) => (f.endsWith('.jsonl') ? String(JSON.parse(l).prompt) : l));
+        const read = (f: string, n: number) =>
+          readFileSync(join(x.baseDir, f), 'utf8')
+            .split('\n')
+            .filter((l) => l.trim())
+            .slice(0, n)
+            .map((l) => (f.endsWith('.jsonl') ? String(JSON.parse(l).prompt) : l));
         const enc = async (ls: string[]) => (await tok.encodeBatch(ls)).map((e) => e.getIds());
-        writeFileSync(paths.prompts, JSON.stringify({ train: await enc(read(x.prompts.train!, x.prompts.num_train)), eval: await enc(read(x.prompts.eval!, x.prompts.num_eval)) }));
+        writeFileSync(
+          paths.prompts,
+          JSON.stringify({ train: await enc(read(x.prompts.train!, x.prompts.num_train)), eval: await enc(read(x.prompts.eval!, x.prompts.num_eval)) }),
+        );
       }
       faultPoint('base', 'after-prompts');
       const sec = (performance.now() - t0) / 1000;
@@ -442,21 +592,38 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
       await finishStage(paths.base, { hash: h.base, seconds: sec, info });
       faultPoint('base', 'after-marker');
       release(basePiece);
-      emit({ event: 'stage', stage: 'base', status: 'done', seconds: sec, detail: x.base.pretrain ? `final loss ${(info as PretrainResult).finalLoss.toFixed(3)} (${(info as PretrainResult).bitsPerChar.toFixed(2)} bits/char; held-out ${(info as PretrainResult).heldOutBitsPerChar.toFixed(2)} bits/char)` : '' });
+      emit({
+        event: 'stage',
+        stage: 'base',
+        status: 'done',
+        seconds: sec,
+        detail: x.base.pretrain
+          ? `final loss ${(info as PretrainResult).finalLoss.toFixed(3)} (${(info as PretrainResult).bitsPerChar.toFixed(2)} bits/char; held-out ${(info as PretrainResult).heldOutBitsPerChar.toFixed(2)} bits/char)`
+          : '',
+      });
     }
     timings.base = (performance.now() - t0) / 1000;
     if (only?.stage === 'base') return undefined;
 
     // ---- experts + MORL: one pool of single-thread workers ------------------------------------------------
     t0 = performance.now();
-    for (const r of only?.stage === 'runs' ? [] : runs) if (!locks.has(pieceOf(r)) && !busy.has(pieceOf(r))) emit({ event: 'stage', stage: r.kind, status: 'cached', detail: r.name });
+    for (const r of only?.stage === 'runs' ? [] : runs)
+      if (!locks.has(pieceOf(r)) && !busy.has(pieceOf(r))) emit({ event: 'stage', stage: r.kind, status: 'cached', detail: r.name });
     let mine = runs.filter((r) => locks.has(pieceOf(r)));
     const ran = new Set<string>();
     for (;;) {
-      if (mine.length) await runPool(x, paths, h, mine, { signal: ac.signal, emit, locks: (r) => locks.get(pieceOf(r)), open: (r) => open(pieceOf(r)), release: (r) => release(pieceOf(r)) });
+      if (mine.length)
+        await runPool(x, paths, h, mine, {
+          signal: ac.signal,
+          emit,
+          locks: (r) => locks.get(pieceOf(r)),
+          open: (r) => open(pieceOf(r)),
+          release: (r) => release(pieceOf(r)),
+        });
       for (const r of mine) ran.add(r.name);
       if (only?.stage === 'runs') {
-        if (state(pieceOf(runs[only.index])).state !== 'done') throw new SoupError('ERR_SOUP_INTERNAL', `${runs[only.index].name}: finished, but not marked done`);
+        if (state(pieceOf(runs[only.index])).state !== 'done')
+          throw new SoupError('ERR_SOUP_INTERNAL', `${runs[only.index].name}: finished, but not marked done`);
         return undefined;
       }
       const left = runs.filter((r) => state(pieceOf(r)).state !== 'done');
@@ -468,17 +635,33 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
       const others = left.filter((r) => busy.has(pieceOf(r)));
       if (!mine.length && others.length) {
         const did = [...ran];
-        throw busyError(others.map(pieceOf), `${did.length ? `this process trained ${did.join(', ')}; ` : ''}the sweep needs ${others.map((r) => r.name).join(', ')}, which other processes are training (the last of them writes the sweep and report)`);
+        throw busyError(
+          others.map(pieceOf),
+          `${did.length ? `this process trained ${did.join(', ')}; ` : ''}the sweep needs ${others.map((r) => r.name).join(', ')}, which other processes are training (the last of them writes the sweep and report)`,
+        );
       }
     }
     const costs: RunCost[] = [];
     for (const r of runs) {
       // the cost of a run is the sum of its steps' times (history.jsonl), so a resumed run counts once
       const hp = join(paths.runs(r.kind, r.name), 'history.jsonl');
-      const h = existsSync(hp) ? readFileSync(hp, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as { seconds: number; cpu_seconds?: number }) : [];
+      const h = existsSync(hp)
+        ? readFileSync(hp, 'utf8')
+            .split('\n')
+            .filter((l) => l.trim())
+            .map((l) => JSON.parse(l) as { seconds: number; cpu_seconds?: number })
+        : [];
       const seconds = h.reduce((a, l) => a + l.seconds, 0);
       const cpu = h.every((l) => l.cpu_seconds !== undefined) ? h.reduce((a, l) => a + l.cpu_seconds!, 0) : undefined;
-      costs.push({ name: r.name, kind: r.kind === 'experts' ? 'expert' : 'morl', reward: r.rewardIndex !== undefined ? x.rewardNames[r.rewardIndex] : undefined, mu: r.mu, steps: r.steps, seconds, ...(cpu !== undefined ? { cpuSeconds: cpu } : {}) });
+      costs.push({
+        name: r.name,
+        kind: r.kind === 'experts' ? 'expert' : 'morl',
+        reward: r.rewardIndex !== undefined ? x.rewardNames[r.rewardIndex] : undefined,
+        mu: r.mu,
+        steps: r.steps,
+        seconds,
+        ...(cpu !== undefined ? { cpuSeconds: cpu } : {}),
+      });
     }
     timings['experts+morl'] = (performance.now() - t0) / 1000;
 
@@ -496,15 +679,32 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
       const load = async (r: PlannedRun) => (await readPeftAdapter(join(paths.runs(r.kind, r.name), 'adapter'))).tensors;
       const ts = performance.now();
       entries = await runSweep({
-        model: paths.model, adapter: x.base.adapter ? join(x.baseDir, x.base.adapter) : undefined, lora: x.lora, dtype: x.base.dtype,
-        threads: x.sweep.threads ?? hostThreads(), seed: x.seed, prompts: prompts.eval, rewards,
+        model: paths.model,
+        adapter: x.base.adapter ? join(x.baseDir, x.base.adapter) : undefined,
+        lora: x.lora,
+        dtype: x.base.dtype,
+        threads: x.sweep.threads ?? hostThreads(),
+        seed: x.seed,
+        prompts: prompts.eval,
+        rewards,
         gen: { maxNewTokens: x.sweep.max_new_tokens, doSample: x.sweep.do_sample, seed: x.sweep.seed, stopAtEos: x.sweep.stop_at_eos },
         experts: await Promise.all(runs.filter((r) => r.kind === 'experts').map(async (r) => ({ name: r.name, tensors: await load(r) }))),
         morl: await Promise.all(runs.filter((r) => r.kind === 'morl').map(async (r) => ({ name: r.name, mu: r.mu, tensors: await load(r) }))),
-        lambdas: x.lambdas, interpolation: x.sweep.interpolation, ensemble: x.sweep.ensemble, signal: ac.signal,
+        lambdas: x.lambdas,
+        interpolation: x.sweep.interpolation,
+        ensemble: x.sweep.ensemble,
+        signal: ac.signal,
         onProgress: (done, total, e) => {
           const el = (performance.now() - ts) / 1000;
-          emit({ event: 'progress', stage: 'sweep', done, total, elapsed: el, eta: (el / done) * (total - done), detail: `${e.name}: ${e.rewards.map((v, k) => `${x.rewardNames[k]} ${v.toFixed(4)}`).join(', ')}` });
+          emit({
+            event: 'progress',
+            stage: 'sweep',
+            done,
+            total,
+            elapsed: el,
+            eta: (el / done) * (total - done),
+            detail: `${e.name}: ${e.rewards.map((v, k) => `${x.rewardNames[k]} ${v.toFixed(4)}`).join(', ')}`,
+          });
         },
       });
       writeFileSync(join(paths.sweep, 'evals.json'), JSON.stringify(entries, null, 1));
@@ -520,7 +720,11 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
     const histories: Record<string, Array<{ step: number; rewards: Record<string, number>; kl: number }>> = {};
     for (const r of runs) {
       const p = join(paths.runs(r.kind, r.name), 'history.jsonl');
-      if (existsSync(p)) histories[r.name] = readFileSync(p, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+      if (existsSync(p))
+        histories[r.name] = readFileSync(p, 'utf8')
+          .split('\n')
+          .filter((l) => l.trim())
+          .map((l) => JSON.parse(l));
     }
     timings.report = 0;
     timings.total = (performance.now() - t00) / 1000;
@@ -531,12 +735,25 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
       if (c.cpuSeconds !== undefined) computed[`${c.name} (CPU s)`] = c.cpuSeconds;
     }
     computed.sweep = readMarker(paths.sweep)?.seconds ?? 0;
-    const { report } = await writeReport(x.runDir, {
-      name: x.name, seed: x.seed, rewardNames: x.rewardNames, entries, runs: costs, histories,
-      ref: x.report.ref, preferences: x.report.preferences, evalPrompts: prompts.eval.length, maxNewTokens: x.sweep.max_new_tokens,
-      evalNote: `${x.sweep.do_sample ? 'sampled (temperature 1, top-p 1)' : 'greedy'}, up to ${x.sweep.max_new_tokens} new tokens${x.sweep.stop_at_eos ? ', stopping at EOS' : ' (fixed length)'}, one seed shared by every model`,
-      settings: reportSettings(x, readMarker(paths.base)?.info as Partial<PretrainResult> | undefined),
-    }, timings, computed);
+    const { report } = await writeReport(
+      x.runDir,
+      {
+        name: x.name,
+        seed: x.seed,
+        rewardNames: x.rewardNames,
+        entries,
+        runs: costs,
+        histories,
+        ref: x.report.ref,
+        preferences: x.report.preferences,
+        evalPrompts: prompts.eval.length,
+        maxNewTokens: x.sweep.max_new_tokens,
+        evalNote: `${x.sweep.do_sample ? 'sampled (temperature 1, top-p 1)' : 'greedy'}, up to ${x.sweep.max_new_tokens} new tokens${x.sweep.stop_at_eos ? ', stopping at EOS' : ' (fixed length)'}, one seed shared by every model`,
+        settings: reportSettings(x, readMarker(paths.base)?.info as Partial<PretrainResult> | undefined),
+      },
+      timings,
+      computed,
+    );
     timings.report = (performance.now() - t0) / 1000;
     timings.total = (performance.now() - t00) / 1000;
     writeFileSync(join(x.runDir, 'timings.json'), `${JSON.stringify({ this_run: timings, computed }, null, 2)}\n`);
@@ -556,8 +773,17 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
 
 /** Trains the given runs (locked by this process) in one pool of workers; marks each done as it ends. */
 async function runPool(
-  x: Experiment, paths: Paths, h: ReturnType<typeof stageHashes>, runs: PlannedRun[],
-  o: { signal: AbortSignal; emit: (e: RunEvent) => void; locks: (r: PlannedRun) => RunLock | undefined; open: (r: PlannedRun) => Promise<unknown>; release: (r: PlannedRun) => void },
+  x: Experiment,
+  paths: Paths,
+  h: ReturnType<typeof stageHashes>,
+  runs: PlannedRun[],
+  o: {
+    signal: AbortSignal;
+    emit: (e: RunEvent) => void;
+    locks: (r: PlannedRun) => RunLock | undefined;
+    open: (r: PlannedRun) => Promise<unknown>;
+    release: (r: PlannedRun) => void;
+  },
 ): Promise<void> {
   const emit = o.emit;
   const jobs: PPOJob[] = [];
@@ -567,9 +793,20 @@ async function runPool(
     await o.open(r);
     pending.set(r.name, r);
     jobs.push({
-      name: r.name, model: paths.model, adapter: x.base.adapter ? join(x.baseDir, x.base.adapter) : undefined, lora: x.lora, dtype: x.base.dtype,
-      ppo: x.ppoConfig, rewards: r.rewardIndex !== undefined ? [x.rewards[r.rewardIndex]] : x.rewards, weights: r.rewardIndex !== undefined ? [1] : r.mu,
-      baseDir: x.baseDir, promptsFile: paths.prompts, steps: r.steps, out: join(dir, 'adapter'), history: join(dir, 'history.jsonl'), threads: x.worker_threads,
+      name: r.name,
+      model: paths.model,
+      adapter: x.base.adapter ? join(x.baseDir, x.base.adapter) : undefined,
+      lora: x.lora,
+      dtype: x.base.dtype,
+      ppo: x.ppoConfig,
+      rewards: r.rewardIndex !== undefined ? [x.rewards[r.rewardIndex]] : x.rewards,
+      weights: r.rewardIndex !== undefined ? [1] : r.mu,
+      baseDir: x.baseDir,
+      promptsFile: paths.prompts,
+      steps: r.steps,
+      out: join(dir, 'adapter'),
+      history: join(dir, 'history.jsonl'),
+      threads: x.worker_threads,
     });
   }
   const parallel = parallelism(x, jobs.length);
@@ -598,7 +835,15 @@ async function runPool(
     if (m.type === 'start') {
       stepOf.set(m.name, m.step);
       started.set(m.name, performance.now());
-      if (m.step > 0) emit({ event: 'progress', stage: pending.get(m.name)!.kind, done: m.step, total: pending.get(m.name)!.steps, elapsed: 0, detail: `${m.name}: resumed at step ${m.step}` });
+      if (m.step > 0)
+        emit({
+          event: 'progress',
+          stage: pending.get(m.name)!.kind,
+          done: m.step,
+          total: pending.get(m.name)!.steps,
+          elapsed: 0,
+          detail: `${m.name}: resumed at step ${m.step}`,
+        });
     } else if (m.type === 'step') {
       stepOf.set(m.name, m.step);
       emit({ event: 'run', name: m.name, step: m.step, steps: m.steps, rewards: m.rewards, kl: m.kl });

@@ -80,7 +80,6 @@ export interface SweepInput {
   onProgress?: (done: number, total: number, e: EvalEntry) => void;
 }
 
-
 /** distinct-n over responses: unique word n-grams / n-grams, pooled over every response. */
 export function distinctN(texts: string[], n: number): number {
   const seen = new Set<string>();
@@ -124,9 +123,15 @@ interface Pending {
   texts: string[];
 }
 
-export async function evaluateModel(model: CausalLM, prompts: number[][], rewards: Reward[], gen: EvalGen, signal?: AbortSignal): Promise<Pick<EvalEntry, 'rewards' | 'stderr' | 'samples' | 'perPrompt'> & { pending: Pending }> {
+export async function evaluateModel(
+  model: CausalLM,
+  prompts: number[][],
+  rewards: Reward[],
+  gen: EvalGen,
+  signal?: AbortSignal,
+): Promise<Pick<EvalEntry, 'rewards' | 'stderr' | 'samples' | 'perPrompt'> & { pending: Pending }> {
   const tok = model.requireTokenizer();
-  const eos = gen.stopAtEos === false ? -1 : model.config.eosTokenId ?? -1;
+  const eos = gen.stopAtEos === false ? -1 : (model.config.eosTokenId ?? -1);
   const opts = { maxNewTokens: gen.maxNewTokens, seed: gen.seed, eosTokenId: eos, topK: 0, topP: 1, temperature: 1 };
   const out = await model.generate(prompts, { ...opts, doSample: gen.doSample });
   // KL is estimated on samples of the policy, whatever the evaluation's decoding
@@ -139,7 +144,11 @@ export async function evaluateModel(model: CausalLM, prompts: number[][], reward
 }
 
 /** Every reward on every sample: means, standard errors and the per-prompt scores. */
-async function scoreSamples(rewards: Reward[], samples: Array<{ prompt: string; response: string }>, signal?: AbortSignal): Promise<Pick<EvalEntry, 'rewards' | 'stderr' | 'perPrompt'>> {
+async function scoreSamples(
+  rewards: Reward[],
+  samples: Array<{ prompt: string; response: string }>,
+  signal?: AbortSignal,
+): Promise<Pick<EvalEntry, 'rewards' | 'stderr' | 'perPrompt'>> {
   const out = { rewards: [] as number[], stderr: [] as number[], perPrompt: [] as number[][] };
   for (const r of rewards) {
     const scores = await r.score(samples, { signal });
@@ -233,7 +242,12 @@ export async function runSweep(s: SweepInput): Promise<EvalEntry[]> {
     lora = { ...l, r: N * l.r, lora_alpha: l.use_rslora ? l.lora_alpha * Math.sqrt(N) : l.lora_alpha * N };
   }
   const load = (list: TensorMap[], w: number[], out?: TensorMap) => (dense ? catLora(list, w, out) : list[w.indexOf(1)]);
-  const model = await CausalLM.fromPretrained(s.model, { dtype: s.dtype === 'float16' ? 'float32' : s.dtype, lora, seed: s.seed, ...(s.threads ? { threads: s.threads } : {}) });
+  const model = await CausalLM.fromPretrained(s.model, {
+    dtype: s.dtype === 'float16' ? 'float32' : s.dtype,
+    lora,
+    seed: s.seed,
+    ...(s.threads ? { threads: s.threads } : {}),
+  });
   const ensembleLambdas = s.ensemble ? s.lambdas.filter((l) => l.every((v) => v >= 0 && v <= 1)) : [];
   const total = 1 + N + s.morl.length + s.lambdas.length + ensembleLambdas.length;
   const entries: EvalEntry[] = [];
@@ -259,7 +273,15 @@ export async function runSweep(s: SweepInput): Promise<EvalEntry[]> {
       await evaluate({ kind: 'expert', name: e.name, lambda: unit(N, i), mu: unit(N, i) });
     }
     for (const m of s.morl) {
-      await model.setTensors('lora', dense ? catLora(ex.map(() => m.tensors), unit(N, 0)) : m.tensors);
+      await model.setTensors(
+        'lora',
+        dense
+          ? catLora(
+              ex.map(() => m.tensors),
+              unit(N, 0),
+            )
+          : m.tensors,
+      );
       await evaluate({ kind: 'morl', name: m.name, mu: m.mu });
     }
     let buf: TensorMap | undefined;
@@ -290,11 +312,17 @@ async function* evaluateEnsembles(s: SweepInput, loraConfig: Record<string, unkn
   const { SoupEngine, adapterModules } = await import('../serve/engine.js');
   const { config: raw, tensors } = await loadModelDir(s.model);
   const config = llamaConfigFromHF(raw, s.model);
-  const engine = await SoupEngine.create(config, tensors, s.experts.map((e) => adapterModules(e.name, loraConfig, e.tensors)), {
-    dtype: s.dtype === 'float16' ? 'float32' : s.dtype, ...(s.threads ? { threads: s.threads } : {}),
-  });
+  const engine = await SoupEngine.create(
+    config,
+    tensors,
+    s.experts.map((e) => adapterModules(e.name, loraConfig, e.tensors)),
+    {
+      dtype: s.dtype === 'float16' ? 'float32' : s.dtype,
+      ...(s.threads ? { threads: s.threads } : {}),
+    },
+  );
   const tokenizer = loadTokenizer(join(s.model, 'tokenizer.json'));
-  const eos = s.gen.stopAtEos === false ? -1 : config.eosTokenId ?? -1;
+  const eos = s.gen.stopAtEos === false ? -1 : (config.eosTokenId ?? -1);
   try {
     for (const lam of lambdas) {
       if (s.signal?.aborted) throw new SoupError('ERR_SOUP_ABORTED', 'the sweep was cancelled');
@@ -310,14 +338,32 @@ async function* evaluateEnsembles(s: SweepInput, loraConfig: Record<string, unkn
         for (const id of done) active.delete(id);
         if (done.length) await engine.remove(done);
       };
-      await take(await engine.add(s.prompts.map((tokens, i) => ({
-        id: i, tokens, lambda: lam, mode: 'ensemble' as const, temperature: s.gen.doSample ? 1 : 0, topP: 1, topK: 0, seed: s.gen.seed + i, maxTokens: s.gen.maxNewTokens,
-      }))));
+      await take(
+        await engine.add(
+          s.prompts.map((tokens, i) => ({
+            id: i,
+            tokens,
+            lambda: lam,
+            mode: 'ensemble' as const,
+            temperature: s.gen.doSample ? 1 : 0,
+            topP: 1,
+            topK: 0,
+            seed: s.gen.seed + i,
+            maxTokens: s.gen.maxNewTokens,
+          })),
+        ),
+      );
       while (active.size) await take(await engine.step());
       const texts = await tokenizer.decodeBatch(out, true);
       const ptexts = await tokenizer.decodeBatch(s.prompts, true);
       const samples = texts.map((response, i) => ({ prompt: ptexts[i], response }));
-      yield { kind: 'ensemble', name: `ensemble λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`, lambda: lam, ...(await scoreSamples(s.rewards, samples, s.signal)), samples: samples.slice(0, 4) };
+      yield {
+        kind: 'ensemble',
+        name: `ensemble λ=[${lam.map((v) => +v.toFixed(3)).join(', ')}]`,
+        lambda: lam,
+        ...(await scoreSamples(s.rewards, samples, s.signal)),
+        samples: samples.slice(0, 4),
+      };
     }
   } finally {
     await engine.dispose();

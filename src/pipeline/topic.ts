@@ -33,7 +33,7 @@ export interface TopicOptions {
 
 /** Lower-cased word tokens (letters and inner apostrophes), each counted once per text. */
 export function wordSet(text: string): Set<string> {
-  return new Set((text.toLowerCase().match(/[a-z]+(?:'[a-z]+)*/g) ?? []));
+  return new Set(text.toLowerCase().match(/[a-z]+(?:'[a-z]+)*/g) ?? []);
 }
 
 export interface TopicModel {
@@ -72,12 +72,18 @@ const sigmoid = (z: number) => (z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / 
 /** ROC AUC by the rank-sum formula (ties count half). */
 export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): number {
   const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
-  let pos = 0, neg = 0, rankSum = 0;
+  let pos = 0,
+    neg = 0,
+    rankSum = 0;
   for (let i = 0; i < idx.length; ) {
     let j = i;
     while (j + 1 < idx.length && scores[idx[j + 1]] === scores[idx[i]]) j++;
     const rank = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++) if (labels[idx[k]]) { rankSum += rank; pos++; } else neg++;
+    for (let k = i; k <= j; k++)
+      if (labels[idx[k]]) {
+        rankSum += rank;
+        pos++;
+      } else neg++;
     i = j + 1;
   }
   return pos && neg ? (rankSum - (pos * (pos + 1)) / 2) / (pos * neg) : NaN;
@@ -90,7 +96,11 @@ export function trainTopicModel(o: TopicOptions): TopicModel {
   const all = entriesByFile(dir);
   const files = new Set(all.map((e) => e.file));
   const missing = o.topics.filter((t) => !files.has(t));
-  if (missing.length) throw new SoupError('ERR_SOUP_CONFIG', `${TOPIC_TYPE}: no fortune file ${missing.map((m) => `'${m}'`).join(', ')} in ${dir} (files: ${[...files].join(', ')})`);
+  if (missing.length)
+    throw new SoupError(
+      'ERR_SOUP_CONFIG',
+      `${TOPIC_TYPE}: no fortune file ${missing.map((m) => `'${m}'`).join(', ')} in ${dir} (files: ${[...files].join(', ')})`,
+    );
   const topics = new Set(o.topics);
   const train = all.filter((e) => fnv1a(e.text) % hold !== 0);
   const held = all.filter((e) => fnv1a(e.text) % hold === 0);
@@ -104,12 +114,17 @@ export function trainTopicModel(o: TopicOptions): TopicModel {
   const nPos = y.reduce((a, b) => a + b, 0);
   if (nPos === 0 || nPos === y.length) throw new SoupError('ERR_SOUP_CONFIG', `${TOPIC_TYPE}: topics ${[...topics].join(', ')} leave one class empty`);
   // balanced: each class carries half the loss
-  const wPos = 0.5 / nPos, wNeg = 0.5 / (y.length - nPos);
-  const D = vocab.size, l2 = o.l2 ?? 1e-4;
+  const wPos = 0.5 / nPos,
+    wNeg = 0.5 / (y.length - nPos);
+  const D = vocab.size,
+    l2 = o.l2 ?? 1e-4;
   const w = new Float64Array(D + 1); // last = bias
-  const m = new Float64Array(D + 1), v = new Float64Array(D + 1);
+  const m = new Float64Array(D + 1),
+    v = new Float64Array(D + 1);
   const g = new Float64Array(D + 1);
-  const lr = 0.05, b1 = 0.9, b2 = 0.999;
+  const lr = 0.05,
+    b1 = 0.9,
+    b2 = 0.999;
   for (let t = 1; t <= (o.epochs ?? 300); t++) {
     g.fill(0);
     for (let i = 0; i < X.length; i++) {
@@ -126,7 +141,14 @@ export function trainTopicModel(o: TopicOptions): TopicModel {
       w[j] -= (lr * (m[j] / (1 - b1 ** t))) / (Math.sqrt(v[j] / (1 - b2 ** t)) + 1e-8);
     }
   }
-  const model: TopicModel = { vocab, weights: w.subarray(0, D), bias: w[D], trainEntries: train.length, trainPositives: nPos, heldOut: { entries: held.length, positives: 0, accuracy: NaN, auc: NaN } };
+  const model: TopicModel = {
+    vocab,
+    weights: w.subarray(0, D),
+    bias: w[D],
+    trainEntries: train.length,
+    trainPositives: nPos,
+    heldOut: { entries: held.length, positives: 0, accuracy: NaN, auc: NaN },
+  };
   const hs = held.map((e) => topicProbability(model, e.text));
   const hy = held.map((e) => (topics.has(e.file) ? 1 : 0));
   model.heldOut = {
@@ -165,5 +187,8 @@ export function topicReward(name: string, o: TopicOptions): Reward & { model: To
   }
   const m = model;
   const scoreOf = score === 'probability' ? topicProbability : topicLogit;
-  return Object.assign(custom(name, (s: Sample) => scoreOf(m, s.response), { cacheSize: 4096 }), { model: m });
+  return Object.assign(
+    custom(name, (s: Sample) => scoreOf(m, s.response), { cacheSize: 4096 }),
+    { model: m },
+  );
 }

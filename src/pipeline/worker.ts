@@ -39,14 +39,23 @@ export type WorkerMessage =
 /** Keeps the history lines up to `step` (after a resume, steps past the checkpoint are redone). */
 export function truncateHistory(file: string, step: number): void {
   if (!existsSync(file)) return;
-  const keep = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').filter((l) => (JSON.parse(l) as { step: number }).step <= step);
+  const keep = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .filter((l) => (JSON.parse(l) as { step: number }).step <= step);
   writeFileSync(file, keep.map((l) => `${l}\n`).join(''));
 }
 
 export async function runPPOJob(job: PPOJob, send: (m: WorkerMessage) => void, signal?: AbortSignal): Promise<void> {
   const prompts = (JSON.parse(readFileSync(job.promptsFile, 'utf8')) as { train: number[][] }).train;
   const rewards = await buildRewards(job.rewards, job.baseDir);
-  const model = await CausalLM.fromPretrained(job.model, { dtype: job.dtype === 'float16' ? 'float32' : job.dtype, lora: job.adapter ?? job.lora, valueHead: true, seed: job.ppo.seed, threads: job.threads });
+  const model = await CausalLM.fromPretrained(job.model, {
+    dtype: job.dtype === 'float16' ? 'float32' : job.dtype,
+    lora: job.adapter ?? job.lora,
+    valueHead: true,
+    seed: job.ppo.seed,
+    threads: job.threads,
+  });
   try {
     const trainer = new PPOTrainer(model, job.ppo, { rewards, weights: job.weights, checkpointDir: job.out });
     if (existsSync(join(job.out, 'trainer_state.json'))) await trainer.load(job.out);
@@ -59,7 +68,10 @@ export async function runPPOJob(job: PPOJob, send: (m: WorkerMessage) => void, s
     const record = (s: PPOStats) => {
       const d = process.cpuUsage(cpu);
       cpu = process.cpuUsage();
-      appendFileSync(job.history, `${JSON.stringify({ step: s.step, score: s.score, rewards: s.rewards, kl: s.kl, kl_coef: s.klCoef, entropy: s.entropy, seconds: s.seconds.total, cpu_seconds: (d.user + d.system) / 1e6 })}\n`);
+      appendFileSync(
+        job.history,
+        `${JSON.stringify({ step: s.step, score: s.score, rewards: s.rewards, kl: s.kl, kl_coef: s.klCoef, entropy: s.entropy, seconds: s.seconds.total, cpu_seconds: (d.user + d.system) / 1e6 })}\n`,
+      );
     };
     for await (const s of trainer.train({ prompts, steps: job.steps, signal, record })) {
       send({ type: 'step', name: job.name, step: s.step, steps: job.steps, score: s.score, rewards: s.rewards, kl: s.kl, seconds: s.seconds.total });

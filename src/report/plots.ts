@@ -14,7 +14,11 @@ export interface PlotOptions extends RenderOptions {
 export type Coefficients = number | ArrayLike<number>;
 
 /** Mean rewards of one evaluated model, with their standard errors when known (drawn as ±1 s.e. bars). */
-interface Point { rewards: ArrayLike<number>; stderr?: ArrayLike<number>; name?: string }
+interface Point {
+  rewards: ArrayLike<number>;
+  stderr?: ArrayLike<number>;
+  name?: string;
+}
 
 export interface FrontPlotData {
   /** The two reward names: x axis, y axis. */
@@ -106,7 +110,19 @@ function checkObjectives(objectives: unknown, n: number | undefined, what: strin
 export async function frontPlot(data: FrontPlotData, opts: PlotOptions = {}): Promise<Plot> {
   const [xName, yName] = checkObjectives(data?.objectives, 2, 'frontPlot data');
   if (!Array.isArray(data.soups)) throw bad('frontPlot data.soups must be an array');
-  type Row = { x: number; y: number; series: string; label: string; order: number; group: string; side: string; x0?: number; x1?: number; y0?: number; y1?: number };
+  type Row = {
+    x: number;
+    y: number;
+    series: string;
+    label: string;
+    order: number;
+    group: string;
+    side: string;
+    x0?: number;
+    x1?: number;
+    y0?: number;
+    y1?: number;
+  };
   const withSe = (row: Row, p: Point, what: string): Row => {
     if (p.stderr === undefined) return row;
     const [sx, sy] = xy(p.stderr, `${what}.stderr`);
@@ -127,7 +143,11 @@ export async function frontPlot(data: FrontPlotData, opts: PlotOptions = {}): Pr
   const named = (data.experts ?? []).length > 0 && (data.experts ?? []).every((e) => e.name);
   const expertSeries = (i: number, name: string) => (named ? name : SERIES.expert);
   const experts = (data.experts ?? []).map((e, i) => ({ xy: xy(e.rewards, `experts[${i}].rewards`), name: e.name ?? `θ${i + 1}`, point: e }));
-  experts.forEach((e, i) => rows.push(withSe({ x: e.xy[0], y: e.xy[1], series: expertSeries(i, e.name), label: e.name, order: i, group: 'expert', side: '' }, e.point, `experts[${i}]`)));
+  experts.forEach((e, i) =>
+    rows.push(
+      withSe({ x: e.xy[0], y: e.xy[1], series: expertSeries(i, e.name), label: e.name, order: i, group: 'expert', side: '' }, e.point, `experts[${i}]`),
+    ),
+  );
   if (data.init) {
     const [x, y] = xy(data.init.rewards, 'init.rewards');
     rows.push(withSe({ x, y, series: SERIES.init, label: data.init.name ?? 'init', order: 0, group: 'init', side: '' }, data.init, 'init'));
@@ -148,7 +168,12 @@ export async function frontPlot(data: FrontPlotData, opts: PlotOptions = {}): Pr
   }
   const order = [SERIES.soup, SERIES.morl, ...(named ? experts.map((e) => e.name) : [SERIES.expert]), SERIES.init, SERIES.lmc] as string[];
   const present = order.filter((s) => rows.some((r) => r.series === s));
-  const colorOf = (s: string) => STYLE[s]?.color ?? modelColor('expert', experts.findIndex((e) => e.name === s));
+  const colorOf = (s: string) =>
+    STYLE[s]?.color ??
+    modelColor(
+      'expert',
+      experts.findIndex((e) => e.name === s),
+    );
   const shapeOf = (s: string) => (STYLE[s] ?? STYLE[SERIES.expert]).shape;
   const color = { field: 'series', type: 'nominal', title: null, scale: { domain: present, range: present.map(colorOf) } };
   const shape = { field: 'series', type: 'nominal', title: null, scale: { domain: present, range: present.map(shapeOf) } };
@@ -176,10 +201,20 @@ export async function frontPlot(data: FrontPlotData, opts: PlotOptions = {}): Pr
         encoding: { color, detail: { field: 'group' }, order: { field: 'order' } },
       },
       // ±1 standard error of each mean, horizontal (x reward) and vertical (y reward)
-      ...(hasSe ? [
-        { transform: [{ filter: 'isValid(datum.x0)' }], mark: { type: 'rule', strokeWidth: 1, opacity: 0.55 }, encoding: { x: { field: 'x0', type: 'quantitative' }, x2: { field: 'x1' }, color } },
-        { transform: [{ filter: 'isValid(datum.y0)' }], mark: { type: 'rule', strokeWidth: 1, opacity: 0.55 }, encoding: { y: { field: 'y0', type: 'quantitative' }, y2: { field: 'y1' }, color } },
-      ] : []),
+      ...(hasSe
+        ? [
+            {
+              transform: [{ filter: 'isValid(datum.x0)' }],
+              mark: { type: 'rule', strokeWidth: 1, opacity: 0.55 },
+              encoding: { x: { field: 'x0', type: 'quantitative' }, x2: { field: 'x1' }, color },
+            },
+            {
+              transform: [{ filter: 'isValid(datum.y0)' }],
+              mark: { type: 'rule', strokeWidth: 1, opacity: 0.55 },
+              encoding: { y: { field: 'y0', type: 'quantitative' }, y2: { field: 'y1' }, color },
+            },
+          ]
+        : []),
       {
         transform: [{ filter: { not: { field: 'series', equal: SERIES.lmc } } }],
         mark: { type: 'point', filled: false, strokeWidth: 2, size: 70, opacity: 1 },
@@ -257,7 +292,11 @@ export async function rewardVsLambdaPlot(data: RewardVsLambdaData, opts: PlotOpt
       throw bad(`soups[${i}].rewards has ${s.rewards?.length} entries but objectives names ${names.length}`);
     }
     if (s.stderr && s.stderr.length !== names.length) throw bad(`soups[${i}].stderr has ${s.stderr.length} entries but objectives names ${names.length}`);
-    return { t, r: Array.from(s.rewards, (v, k) => finite(v, `soups[${i}].rewards[${k}]`)), se: s.stderr ? Array.from(s.stderr, (v, k) => finite(v, `soups[${i}].stderr[${k}]`)) : undefined };
+    return {
+      t,
+      r: Array.from(s.rewards, (v, k) => finite(v, `soups[${i}].rewards[${k}]`)),
+      se: s.stderr ? Array.from(s.stderr, (v, k) => finite(v, `soups[${i}].stderr[${k}]`)) : undefined,
+    };
   });
   const rows: Array<{ lambda: number; reward: string; value: number; lo?: number; hi?: number }> = [];
   names.forEach((name, k) => {
@@ -273,7 +312,13 @@ export async function rewardVsLambdaPlot(data: RewardVsLambdaData, opts: PlotOpt
       rows.push({ lambda: p.t, reward: name, value: v, ...(p.se ? { lo: v - p.se[k] * scale, hi: v + p.se[k] * scale } : {}) });
     }
   });
-  const color = { field: 'reward', type: 'nominal', title: 'reward', sort: names, ...(data.colors?.length === names.length ? { scale: { domain: names, range: data.colors } } : {}) };
+  const color = {
+    field: 'reward',
+    type: 'nominal',
+    title: 'reward',
+    sort: names,
+    ...(data.colors?.length === names.length ? { scale: { domain: names, range: data.colors } } : {}),
+  };
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: opts.title ?? 'Rewards of the soups against λ',
@@ -282,12 +327,19 @@ export async function rewardVsLambdaPlot(data: RewardVsLambdaData, opts: PlotOpt
     config: PLOT_CONFIG,
     data: { values: rows },
     encoding: {
-      x: { field: 'lambda', type: 'quantitative', title: lambdaAxisTitle(data.experts), scale: { domain: [Math.min(0, ...pts.map((p) => p.t)), Math.max(1, ...pts.map((p) => p.t))] } },
+      x: {
+        field: 'lambda',
+        type: 'quantitative',
+        title: lambdaAxisTitle(data.experts),
+        scale: { domain: [Math.min(0, ...pts.map((p) => p.t)), Math.max(1, ...pts.map((p) => p.t))] },
+      },
       y: { field: 'value', type: 'quantitative', title: opts.normalize ? 'mean reward (min-max over the soups)' : 'mean reward', scale: { zero: false } },
       color,
     },
     layer: [
-      ...(pts.some((p) => p.se) ? [{ mark: { type: 'rule', strokeWidth: 1.2, opacity: 0.6 }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } }] : []),
+      ...(pts.some((p) => p.se)
+        ? [{ mark: { type: 'rule', strokeWidth: 1.2, opacity: 0.6 }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } }]
+        : []),
       { mark: { type: 'line', strokeWidth: 2 }, encoding: { order: { field: 'lambda' } } },
       { mark: { type: 'point', filled: true, size: 45 } },
     ],
@@ -341,7 +393,13 @@ export async function spiderPlot(data: SpiderPlotData, opts: PlotOptions = {}): 
     for (let k = 0; k <= K; k++) polys.push({ ...at(radius(vals[i][k % K], k % K), k % K), series: s.name, order: k });
   });
   const colored = data.series.every((x) => x.color);
-  const seriesColor = { field: 'series', type: 'nominal', title: 'model', sort: data.series.map((x) => x.name), ...(colored ? { scale: { domain: data.series.map((x) => x.name), range: data.series.map((x) => x.color) } } : {}) };
+  const seriesColor = {
+    field: 'series',
+    type: 'nominal',
+    title: 'model',
+    sort: data.series.map((x) => x.name),
+    ...(colored ? { scale: { domain: data.series.map((x) => x.name), range: data.series.map((x) => x.color) } } : {}),
+  };
   const size = opts.width ?? 420;
   // Equal units on both axes; the y range hugs the labels (an odd number of axes leaves the bottom empty).
   const xDomain = [-1.55, 1.55];
@@ -358,8 +416,16 @@ export async function spiderPlot(data: SpiderPlotData, opts: PlotOptions = {}): 
     height,
     config: { ...PLOT_CONFIG, view: { stroke: null } },
     layer: [
-      { data: { values: grid }, mark: { type: 'line', color: '#d0d0d0', strokeWidth: 1 }, encoding: { ...axisOff, detail: { field: 'ring' }, order: { field: 'order' } } },
-      { data: { values: spokes }, mark: { type: 'line', color: '#bdbdbd', strokeWidth: 1 }, encoding: { ...axisOff, detail: { field: 'spoke' }, order: { field: 'order' } } },
+      {
+        data: { values: grid },
+        mark: { type: 'line', color: '#d0d0d0', strokeWidth: 1 },
+        encoding: { ...axisOff, detail: { field: 'ring' }, order: { field: 'order' } },
+      },
+      {
+        data: { values: spokes },
+        mark: { type: 'line', color: '#bdbdbd', strokeWidth: 1 },
+        encoding: { ...axisOff, detail: { field: 'spoke' }, order: { field: 'order' } },
+      },
       ...(['left', 'center', 'right'] as const).map((align) => ({
         data: { values: labels.filter((l) => l.align === align) },
         mark: { type: 'text', fontSize: 12, fontWeight: 'bold', baseline: 'middle', align },

@@ -25,10 +25,7 @@ export interface RenderOptions {
 /** The font every plot asks for; DejaVu Sans ships with Debian's fonts-dejavu-core. */
 export const PLOT_FONT = 'DejaVu Sans';
 
-const FONT_FILES = [
-  '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf',
-  '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf',
-].filter((f) => existsSync(f));
+const FONT_FILES = ['/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf'].filter((f) => existsSync(f));
 
 /** Shared look: readable font sizes, white background. */
 export const PLOT_CONFIG = {

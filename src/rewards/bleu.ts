@@ -173,7 +173,8 @@ export function computeBleu(
   opts: Pick<BleuOptions, 'smoothMethod' | 'smoothValue' | 'effectiveOrder' | 'maxNgramOrder'> = {},
 ): BleuResult {
   const method = opts.smoothMethod ?? 'none';
-  if (!(method in SMOOTH_DEFAULTS)) throw new SoupError('ERR_SOUP_INVALID_ARG', `unknown smoothMethod '${method}' (expected one of ${Object.keys(SMOOTH_DEFAULTS).join(', ')})`);
+  if (!(method in SMOOTH_DEFAULTS))
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `unknown smoothMethod '${method}' (expected one of ${Object.keys(SMOOTH_DEFAULTS).join(', ')})`);
   const maxN = opts.maxNgramOrder ?? 4;
   const value = opts.smoothValue ?? SMOOTH_DEFAULTS[method] ?? 0;
   const correct = correctIn.slice();
@@ -209,7 +210,8 @@ export function computeBleu(
 
 function resolve(opts: BleuOptions, sentence: boolean) {
   const tokenize = opts.tokenize ?? '13a';
-  if (tokenize !== '13a' && tokenize !== 'none') throw new SoupError('ERR_SOUP_INVALID_ARG', `unknown BLEU tokenize '${String(tokenize)}' (expected '13a' or 'none')`);
+  if (tokenize !== '13a' && tokenize !== 'none')
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `unknown BLEU tokenize '${String(tokenize)}' (expected '13a' or 'none')`);
   const maxN = opts.maxNgramOrder ?? 4;
   if (!(Number.isInteger(maxN) && maxN >= 1)) throw new SoupError('ERR_SOUP_INVALID_ARG', `maxNgramOrder must be an integer >= 1, got ${maxN}`);
   return {
@@ -228,19 +230,28 @@ function resolve(opts: BleuOptions, sentence: boolean) {
  */
 export function corpusBleu(hyps: string[], refs: string[][], opts: BleuOptions = {}): BleuResult {
   const o = resolve(opts, false);
-  if (!Array.isArray(hyps) || hyps.some((h) => typeof h !== 'string')) throw new SoupError('ERR_SOUP_INVALID_ARG', 'corpusBleu: hyps must be an array of strings');
+  if (!Array.isArray(hyps) || hyps.some((h) => typeof h !== 'string'))
+    throw new SoupError('ERR_SOUP_INVALID_ARG', 'corpusBleu: hyps must be an array of strings');
   if (!Array.isArray(refs) || refs.length === 0 || refs.some((s) => !Array.isArray(s))) {
     throw new SoupError('ERR_SOUP_INVALID_ARG', 'corpusBleu: refs must be a non-empty array of reference streams (string[][])');
   }
   refs.forEach((stream, k) => {
-    if (stream.length !== hyps.length) throw new SoupError('ERR_SOUP_INVALID_ARG', `corpusBleu: reference stream ${k} has ${stream.length} sentences but there are ${hyps.length} hypotheses`);
+    if (stream.length !== hyps.length)
+      throw new SoupError('ERR_SOUP_INVALID_ARG', `corpusBleu: reference stream ${k} has ${stream.length} sentences but there are ${hyps.length} hypotheses`);
   });
   const maxN = o.maxNgramOrder;
   const sum = new Array<number>(2 + 2 * maxN).fill(0);
   for (let i = 0; i < hyps.length; i++) {
     const rs = refs.map((s) => s[i]).filter((r) => r !== null && r !== undefined && r !== '');
     if (rs.length === 0) throw new SoupError('ERR_SOUP_INVALID_ARG', `corpusBleu: hypothesis ${i} has only empty references`);
-    const st = segmentStats(preprocess(hyps[i], o), refInfo(rs.map((r) => preprocess(r, o)), maxN), maxN);
+    const st = segmentStats(
+      preprocess(hyps[i], o),
+      refInfo(
+        rs.map((r) => preprocess(r, o)),
+        maxN,
+      ),
+      maxN,
+    );
     for (let j = 0; j < st.length; j++) sum[j] += st[j];
   }
   return computeBleu(sum.slice(2, 2 + maxN), sum.slice(2 + maxN), sum[0], sum[1], o);
@@ -250,7 +261,11 @@ export function corpusBleu(hyps: string[], refs: string[][], opts: BleuOptions =
 export function sentenceBleu(hyp: string, refs: string[], opts: BleuOptions = {}): BleuResult {
   if (typeof hyp !== 'string') throw new SoupError('ERR_SOUP_INVALID_ARG', 'sentenceBleu: hyp must be a string');
   if (!Array.isArray(refs) || refs.length === 0) throw new SoupError('ERR_SOUP_INVALID_ARG', 'sentenceBleu: refs must be a non-empty array of strings');
-  return corpusBleu([hyp], refs.map((r) => [r]), { ...opts, effectiveOrder: opts.effectiveOrder ?? true });
+  return corpusBleu(
+    [hyp],
+    refs.map((r) => [r]),
+    { ...opts, effectiveOrder: opts.effectiveOrder ?? true },
+  );
 }
 
 /** Pre-tokenizes references once, for per-sample rewards that score many hypotheses against the same references. */
@@ -267,7 +282,10 @@ export class SentenceBleuScorer {
     const key = refs.join('\u0000');
     let info = this.cache.get(key);
     if (!info) {
-      info = refInfo(refs.filter((r) => r !== '').map((r) => preprocess(r, this.o)), this.o.maxNgramOrder);
+      info = refInfo(
+        refs.filter((r) => r !== '').map((r) => preprocess(r, this.o)),
+        this.o.maxNgramOrder,
+      );
       if (this.cache.size >= this.capacity) this.cache.delete(this.cache.keys().next().value as string);
       this.cache.set(key, info);
     }

@@ -42,7 +42,10 @@ export function ptbLite(s: string): string {
     .replace(/\s+/g, ' ')
     .replace(/([^\s\w'-]|(?<=\s|^)['-]+|['-]+(?=\s|$))/g, ' $1 ')
     .replace(/(\w)('s|'re|'ve|'ll|'d|'m|n't)\b/g, '$1 $2');
-  return t.split(/\s+/).filter((w) => w !== '' && !PTB_PUNCT.has(w) && !/^[^\w]+$/.test(w)).join(' ');
+  return t
+    .split(/\s+/)
+    .filter((w) => w !== '' && !PTB_PUNCT.has(w) && !/^[^\w]+$/.test(w))
+    .join(' ');
 }
 
 // s.split() as Python does it (the scorers' precook).
@@ -73,7 +76,8 @@ function checkInputs(hyps: Record<string, string>, refs: Record<string, string[]
   for (const id of ids) {
     if (typeof hyps[id] !== 'string') throw new SoupError('ERR_SOUP_INVALID_ARG', `cocoCaptionScores: hyps['${id}'] must be one caption string`);
     const r = refs[id];
-    if (!refIds.has(id) || !Array.isArray(r) || r.length === 0) throw new SoupError('ERR_SOUP_INVALID_ARG', `cocoCaptionScores: refs['${id}'] is missing or empty (every image needs >= 1 reference)`);
+    if (!refIds.has(id) || !Array.isArray(r) || r.length === 0)
+      throw new SoupError('ERR_SOUP_INVALID_ARG', `cocoCaptionScores: refs['${id}'] is missing or empty (every image needs >= 1 reference)`);
     refIds.delete(id);
   }
   if (refIds.size > 0) throw new SoupError('ERR_SOUP_INVALID_ARG', `cocoCaptionScores: refs has ids with no hypothesis: ${[...refIds].slice(0, 5).join(', ')}`);
@@ -224,10 +228,12 @@ export function cocoCaptionScores(hyps: Record<string, string>, refs: Record<str
     throw new SoupError('ERR_SOUP_INVALID_ARG', `cocoCaptionScores: unknown tokenize '${String(opts.tokenize)}' (expected 'none' or 'ptb')`);
   }
   const hStr = ids.map((id) => tok(hyps[id]));
-  const rStr = ids.map((id) => refs[id].map((r) => {
-    if (typeof r !== 'string') throw new SoupError('ERR_SOUP_INVALID_ARG', `cocoCaptionScores: refs['${id}'] must contain strings`);
-    return tok(r);
-  }));
+  const rStr = ids.map((id) =>
+    refs[id].map((r) => {
+      if (typeof r !== 'string') throw new SoupError('ERR_SOUP_INVALID_ARG', `cocoCaptionScores: refs['${id}'] must contain strings`);
+      return tok(r);
+    }),
+  );
   const hW = hStr.map(words);
   const rW = rStr.map((rs) => rs.map(words));
   const bleu = cocoBleu(hW, rW);

@@ -2,7 +2,18 @@
 // Combinators: MORL scalarisation Σ μᵢ Rᵢ / Σ μᵢ (the paper's code renormalises by the weights' sum),
 // running normalisation, clipping and user-defined rewards.
 import { SoupError } from '../errors.js';
-import { BatchedReward, FnReward, checkBatch, checkFinite, rewardError, throwIfAborted, type BatchingOptions, type Reward, type Sample, type ScoreOptions } from './types.js';
+import {
+  BatchedReward,
+  FnReward,
+  checkBatch,
+  checkFinite,
+  rewardError,
+  throwIfAborted,
+  type BatchingOptions,
+  type Reward,
+  type Sample,
+  type ScoreOptions,
+} from './types.js';
 
 export interface WeightedOptions {
   name?: string;
@@ -26,7 +37,8 @@ class WeightedReward implements Reward {
     const out = new Float64Array(batch.length);
     let wsum = 0;
     for (let k = 0; k < parts.length; k++) {
-      if (parts[k].length !== batch.length) throw rewardError(this.name, `component '${this.rewards[k].name}' returned ${parts[k].length} scores for ${batch.length} samples`);
+      if (parts[k].length !== batch.length)
+        throw rewardError(this.name, `component '${this.rewards[k].name}' returned ${parts[k].length} scores for ${batch.length} samples`);
       const w = this.weights[k];
       wsum += w;
       for (let i = 0; i < out.length; i++) out[i] += w * parts[k][i];
@@ -44,7 +56,8 @@ export function weighted(rewards: Reward[], mu: number[], opts: WeightedOptions 
     throw new SoupError('ERR_SOUP_INVALID_ARG', `weighted: ${rewards.length} rewards but ${Array.isArray(mu) ? mu.length : 'no'} weights`);
   }
   mu.forEach((w, i) => {
-    if (typeof w !== 'number' || !Number.isFinite(w)) throw new SoupError('ERR_SOUP_INVALID_ARG', `weighted: weight ${i} is not a finite number (${String(w)})`);
+    if (typeof w !== 'number' || !Number.isFinite(w))
+      throw new SoupError('ERR_SOUP_INVALID_ARG', `weighted: weight ${i} is not a finite number (${String(w)})`);
   });
   const normalize = opts.normalize ?? true;
   const sum = mu.reduce((a, b) => a + b, 0);
@@ -85,7 +98,10 @@ export class RunningNorm implements Reward {
   mean = 0;
   m2 = 0;
   frozen: boolean;
-  constructor(readonly inner: Reward, private readonly opts: RunningNormOptions = {}) {
+  constructor(
+    readonly inner: Reward,
+    private readonly opts: RunningNormOptions = {},
+  ) {
     this.name = opts.name ?? `norm(${inner.name})`;
     this.frozen = opts.frozen ?? false;
   }
@@ -110,7 +126,7 @@ export class RunningNorm implements Reward {
     const center = this.opts.center ?? true;
     const sd = this.std;
     const out = new Float64Array(s.length);
-    for (let i = 0; i < s.length; i++) out[i] = ((center ? s[i] - this.mean : s[i])) / (sd + eps);
+    for (let i = 0; i < s.length; i++) out[i] = (center ? s[i] - this.mean : s[i]) / (sd + eps);
     checkFinite(this.name, out);
     return out;
   }
@@ -126,7 +142,11 @@ export interface CustomOptions extends BatchingOptions {
 }
 
 class CustomBatched extends BatchedReward {
-  constructor(name: string, private readonly fn: (batch: Sample[], opts: ScoreOptions) => ArrayLike<number> | Promise<ArrayLike<number>>, opts: BatchingOptions) {
+  constructor(
+    name: string,
+    private readonly fn: (batch: Sample[], opts: ScoreOptions) => ArrayLike<number> | Promise<ArrayLike<number>>,
+    opts: BatchingOptions,
+  ) {
     super(name, opts);
   }
   protected async scoreBatch(batch: Sample[], _offsets: number[], opts: ScoreOptions): Promise<ArrayLike<number>> {

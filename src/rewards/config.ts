@@ -28,20 +28,88 @@ const batching = {
 const field = z.enum(['response', 'prompt+response']).optional();
 
 const leaf = {
-  bleu: z.strictObject({ type: z.literal('bleu'), ...batching, tokenize: z.enum(['13a', 'none']).optional(), smooth_method: z.enum(['exp', 'floor', 'add-k', 'none']).optional(), smooth_value: z.number().optional(), lowercase: z.boolean().optional(), max_ngram_order: z.number().int().positive().optional(), effective_order: z.boolean().optional(), scale: z.enum(['unit', 'percent']).optional() }),
-  'coco-bleu': z.strictObject({ type: z.literal('coco-bleu'), ...batching, n: z.number().int().min(1).max(4).optional(), tokenize: z.enum(['none', 'ptb']).optional() }),
-  rouge: z.strictObject({ type: z.literal('rouge'), ...batching, variant: z.string().regex(/^rouge([1-9]|L|Lsum)$/, 'expected rouge1..rouge9, rougeL or rougeLsum').optional(), stemmer: z.boolean().optional(), measure: z.enum(['fmeasure', 'precision', 'recall']).optional() }),
+  bleu: z.strictObject({
+    type: z.literal('bleu'),
+    ...batching,
+    tokenize: z.enum(['13a', 'none']).optional(),
+    smooth_method: z.enum(['exp', 'floor', 'add-k', 'none']).optional(),
+    smooth_value: z.number().optional(),
+    lowercase: z.boolean().optional(),
+    max_ngram_order: z.number().int().positive().optional(),
+    effective_order: z.boolean().optional(),
+    scale: z.enum(['unit', 'percent']).optional(),
+  }),
+  'coco-bleu': z.strictObject({
+    type: z.literal('coco-bleu'),
+    ...batching,
+    n: z.number().int().min(1).max(4).optional(),
+    tokenize: z.enum(['none', 'ptb']).optional(),
+  }),
+  rouge: z.strictObject({
+    type: z.literal('rouge'),
+    ...batching,
+    variant: z
+      .string()
+      .regex(/^rouge([1-9]|L|Lsum)$/, 'expected rouge1..rouge9, rougeL or rougeLsum')
+      .optional(),
+    stemmer: z.boolean().optional(),
+    measure: z.enum(['fmeasure', 'precision', 'recall']).optional(),
+  }),
   'coco-rouge': z.strictObject({ type: z.literal('coco-rouge'), ...batching, tokenize: z.enum(['none', 'ptb']).optional() }),
   cider: z.strictObject({ type: z.literal('cider'), ...batching, tokenize: z.enum(['none', 'ptb']).optional(), sigma: z.number().positive().optional() }),
-  meteor: z.strictObject({ type: z.literal('meteor'), ...batching, alpha: z.number().optional(), beta: z.number().optional(), gamma: z.number().optional(), wordnet_dir: z.string().optional() }),
+  meteor: z.strictObject({
+    type: z.literal('meteor'),
+    ...batching,
+    alpha: z.number().optional(),
+    beta: z.number().optional(),
+    gamma: z.number().optional(),
+    wordnet_dir: z.string().optional(),
+  }),
   vader: z.strictObject({ type: z.literal('vader'), ...batching, field }),
   afinn: z.strictObject({ type: z.literal('afinn'), ...batching, field, measure: z.enum(['score', 'comparative']).optional() }),
   readability: z.strictObject({ type: z.literal('readability'), ...batching, field, metric: z.enum(READABILITY_METRICS).optional() }),
   toxicity: z.strictObject({ type: z.literal('toxicity'), ...batching, field, words: z.array(z.string()).optional() }),
-  length: z.strictObject({ type: z.literal('length'), ...batching, field, target: z.number().positive(), unit: z.enum(['words', 'chars']).optional(), shape: z.enum(['linear', 'gaussian']).optional(), width: z.number().positive().optional() }),
-  onnx: z.strictObject({ type: z.literal('onnx'), ...batching, model: z.string().min(1), tokenizer: z.string().optional(), format: z.union([z.string(), z.number()]).optional(), input: z.string().optional(), response: z.enum(['full', 'first-sentence']).optional(), max_length: z.number().int().positive().optional(), output: z.string().optional(), pad_id: z.number().int().nonnegative().optional(), threads: z.number().int().positive().optional(), special_tokens: z.strictObject({ sep: z.string().optional(), bos: z.string().optional(), eos: z.string().optional() }).optional() }),
-  http: z.strictObject({ type: z.literal('http'), ...batching, url: z.string().url(), timeout_ms: z.number().positive().optional(), retries: z.number().int().nonnegative().optional(), backoff_ms: z.number().nonnegative().optional(), max_backoff_ms: z.number().nonnegative().optional(), headers: z.record(z.string(), z.string()).optional() }),
-  locomotion: z.strictObject({ type: z.literal('locomotion'), ...batching, alpha: z.number().nonnegative(), forward_weight: z.number().optional(), healthy_reward: z.number().optional(), always_healthy: z.boolean().optional() }),
+  length: z.strictObject({
+    type: z.literal('length'),
+    ...batching,
+    field,
+    target: z.number().positive(),
+    unit: z.enum(['words', 'chars']).optional(),
+    shape: z.enum(['linear', 'gaussian']).optional(),
+    width: z.number().positive().optional(),
+  }),
+  onnx: z.strictObject({
+    type: z.literal('onnx'),
+    ...batching,
+    model: z.string().min(1),
+    tokenizer: z.string().optional(),
+    format: z.union([z.string(), z.number()]).optional(),
+    input: z.string().optional(),
+    response: z.enum(['full', 'first-sentence']).optional(),
+    max_length: z.number().int().positive().optional(),
+    output: z.string().optional(),
+    pad_id: z.number().int().nonnegative().optional(),
+    threads: z.number().int().positive().optional(),
+    special_tokens: z.strictObject({ sep: z.string().optional(), bos: z.string().optional(), eos: z.string().optional() }).optional(),
+  }),
+  http: z.strictObject({
+    type: z.literal('http'),
+    ...batching,
+    url: z.string().url(),
+    timeout_ms: z.number().positive().optional(),
+    retries: z.number().int().nonnegative().optional(),
+    backoff_ms: z.number().nonnegative().optional(),
+    max_backoff_ms: z.number().nonnegative().optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+  }),
+  locomotion: z.strictObject({
+    type: z.literal('locomotion'),
+    ...batching,
+    alpha: z.number().nonnegative(),
+    forward_weight: z.number().optional(),
+    healthy_reward: z.number().optional(),
+    always_healthy: z.boolean().optional(),
+  }),
 };
 
 export const REWARD_TYPES = [...Object.keys(leaf), 'weighted', 'clip', 'normalize'] as const;
@@ -61,9 +129,21 @@ function configError(path: string, msg: string): SoupError {
 }
 
 const combinators = {
-  weighted: z.strictObject({ type: z.literal('weighted'), name: z.string().optional(), weights: z.array(z.number()).min(1), rewards: z.array(z.unknown()).min(1), normalize: z.boolean().optional() }),
+  weighted: z.strictObject({
+    type: z.literal('weighted'),
+    name: z.string().optional(),
+    weights: z.array(z.number()).min(1),
+    rewards: z.array(z.unknown()).min(1),
+    normalize: z.boolean().optional(),
+  }),
   clip: z.strictObject({ type: z.literal('clip'), name: z.string().optional(), min: z.number(), max: z.number(), reward: z.unknown() }),
-  normalize: z.strictObject({ type: z.literal('normalize'), name: z.string().optional(), reward: z.unknown(), eps: z.number().positive().optional(), center: z.boolean().optional() }),
+  normalize: z.strictObject({
+    type: z.literal('normalize'),
+    name: z.string().optional(),
+    reward: z.unknown(),
+    eps: z.number().positive().optional(),
+    center: z.boolean().optional(),
+  }),
 };
 
 /** Checks one reward config against its type's strict schema (not the rewards it nests). */
@@ -73,7 +153,10 @@ function parseOne(cfg: unknown, path: string): { type: string; c: Record<string,
   const type = raw.type;
   if (typeof type !== 'string' || !(REWARD_TYPES as readonly string[]).includes(type)) {
     const near = typeof type === 'string' ? nearest(type, REWARD_TYPES) : undefined;
-    throw configError(`${path}.type`, `unknown reward type ${JSON.stringify(type)}${near ? `, did you mean '${near}'?` : ''} (valid types: ${REWARD_TYPES.join(', ')})`);
+    throw configError(
+      `${path}.type`,
+      `unknown reward type ${JSON.stringify(type)}${near ? `, did you mean '${near}'?` : ''} (valid types: ${REWARD_TYPES.join(', ')})`,
+    );
   }
   const schema: z.ZodType = type in combinators ? combinators[type as keyof typeof combinators] : leaf[type as keyof typeof leaf];
   return { type, c: parseStrict(schema, raw, '', { prefix: path, all: true }) as Record<string, unknown> };
@@ -109,7 +192,12 @@ function abs(p: string | undefined, base: string | undefined): string | undefine
 export async function rewardFromConfig(cfg: unknown, ctx: RewardConfigContext = {}): Promise<Reward> {
   const path = ctx.path ?? 'reward';
   const { type, c: parsed } = parseOne(cfg, path);
-  const b = (c: { name?: string; batch_size?: number; concurrency?: number; cache_size?: number }) => ({ name: c.name, batchSize: c.batch_size, concurrency: c.concurrency, cacheSize: c.cache_size });
+  const b = (c: { name?: string; batch_size?: number; concurrency?: number; cache_size?: number }) => ({
+    name: c.name,
+    batchSize: c.batch_size,
+    concurrency: c.concurrency,
+    cacheSize: c.cache_size,
+  });
   if (type === 'weighted' || type === 'clip' || type === 'normalize') {
     const c = parsed;
     if (type === 'weighted') {
@@ -126,7 +214,16 @@ export async function rewardFromConfig(cfg: unknown, ctx: RewardConfigContext = 
   const c = parsed as z.output<(typeof leaf)[keyof typeof leaf]>;
   switch (c.type) {
     case 'bleu':
-      return bleuReward({ ...b(c), tokenize: c.tokenize, smoothMethod: c.smooth_method, smoothValue: c.smooth_value, lowercase: c.lowercase, maxNgramOrder: c.max_ngram_order, effectiveOrder: c.effective_order, scale: c.scale });
+      return bleuReward({
+        ...b(c),
+        tokenize: c.tokenize,
+        smoothMethod: c.smooth_method,
+        smoothValue: c.smooth_value,
+        lowercase: c.lowercase,
+        maxNgramOrder: c.max_ngram_order,
+        effectiveOrder: c.effective_order,
+        scale: c.scale,
+      });
     case 'coco-bleu':
       return cocoBleuReward({ ...b(c), n: c.n, tokenize: c.tokenize });
     case 'rouge':
@@ -150,9 +247,29 @@ export async function rewardFromConfig(cfg: unknown, ctx: RewardConfigContext = 
     case 'length':
       return lengthReward({ ...b(c), field: c.field, target: c.target, unit: c.unit, shape: c.shape, width: c.width });
     case 'onnx':
-      return onnxReward({ ...b(c), model: abs(c.model, ctx.baseDir) as string, tokenizer: abs(c.tokenizer, ctx.baseDir), format: c.format, input: c.input, response: c.response, maxLength: c.max_length, output: c.output, padId: c.pad_id, threads: c.threads, specialTokens: c.special_tokens });
+      return onnxReward({
+        ...b(c),
+        model: abs(c.model, ctx.baseDir) as string,
+        tokenizer: abs(c.tokenizer, ctx.baseDir),
+        format: c.format,
+        input: c.input,
+        response: c.response,
+        maxLength: c.max_length,
+        output: c.output,
+        padId: c.pad_id,
+        threads: c.threads,
+        specialTokens: c.special_tokens,
+      });
     case 'http':
-      return httpReward({ ...b(c), url: c.url, timeoutMs: c.timeout_ms, retries: c.retries, backoffMs: c.backoff_ms, maxBackoffMs: c.max_backoff_ms, headers: c.headers });
+      return httpReward({
+        ...b(c),
+        url: c.url,
+        timeoutMs: c.timeout_ms,
+        retries: c.retries,
+        backoffMs: c.backoff_ms,
+        maxBackoffMs: c.max_backoff_ms,
+        headers: c.headers,
+      });
     case 'locomotion':
       return locomotionReward({ ...b(c), alpha: c.alpha, forwardWeight: c.forward_weight, healthyReward: c.healthy_reward, alwaysHealthy: c.always_healthy });
   }

@@ -30,7 +30,8 @@ export interface ControlTerms {
 
 export function controlTerms(info: ControlInfo, opts: ControlRewardOptions): ControlTerms {
   const { alpha } = opts;
-  if (!(typeof alpha === 'number' && Number.isFinite(alpha) && alpha >= 0)) throw new SoupError('ERR_SOUP_INVALID_ARG', `control reward: 'alpha' must be a finite number >= 0, got ${String(alpha)}`);
+  if (!(typeof alpha === 'number' && Number.isFinite(alpha) && alpha >= 0))
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `control reward: 'alpha' must be a finite number >= 0, got ${String(alpha)}`);
   let sq = 0;
   for (let i = 0; i < info.action.length; i++) sq += info.action[i] * info.action[i];
   const forward = (opts.forwardWeight ?? 1) * info.xVelocity;
@@ -51,13 +52,17 @@ export function controlReward(info: ControlInfo, opts: ControlRewardOptions): nu
 export function locomotionReward(opts: ControlRewardOptions & BatchingOptions & { name?: string }): FnReward {
   controlTerms({ xVelocity: 0, action: [] }, opts); // validate alpha now
   const name = opts.name ?? `locomotion(alpha=${opts.alpha})`;
-  return new FnReward(name, (s, i) => {
-    const m = s.meta ?? {};
-    const v = m.x_velocity ?? m.xVelocity;
-    const a = m.action;
-    if (typeof v !== 'number') throw rewardError(name, `sample ${i}: meta.x_velocity must be a number`);
-    if (!Array.isArray(a) || a.some((x) => typeof x !== 'number')) throw rewardError(name, `sample ${i}: meta.action must be an array of numbers`);
-    const h = m.is_healthy ?? m.healthy;
-    return controlReward({ xVelocity: v, action: a as number[], healthy: typeof h === 'boolean' ? h : undefined }, opts);
-  }, opts);
+  return new FnReward(
+    name,
+    (s, i) => {
+      const m = s.meta ?? {};
+      const v = m.x_velocity ?? m.xVelocity;
+      const a = m.action;
+      if (typeof v !== 'number') throw rewardError(name, `sample ${i}: meta.x_velocity must be a number`);
+      if (!Array.isArray(a) || a.some((x) => typeof x !== 'number')) throw rewardError(name, `sample ${i}: meta.action must be an array of numbers`);
+      const h = m.is_healthy ?? m.healthy;
+      return controlReward({ xVelocity: v, action: a as number[], healthy: typeof h === 'boolean' ? h : undefined }, opts);
+    },
+    opts,
+  );
 }

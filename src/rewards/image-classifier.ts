@@ -31,7 +31,9 @@ export function classifierProbs(c: ShapeClassifier, img: RgbImageLike): Float64A
 
 /** The forward pass on normalised inputs x: hidden activations into h, class probabilities into p. */
 function forwardInto(c: ShapeClassifier, x: ArrayLike<number>, h: Float64Array, p: Float64Array): void {
-  const D = c.inputs, H = c.hidden, C = c.classes.length;
+  const D = c.inputs,
+    H = c.hidden,
+    C = c.classes.length;
   for (let j = 0; j < H; j++) {
     let v = c.b1[j];
     for (let i = 0; i < D; i++) v += c.w1[j * D + i] * x[i];
@@ -45,7 +47,7 @@ function forwardInto(c: ShapeClassifier, x: ArrayLike<number>, h: Float64Array, 
     mx = Math.max(mx, v);
   }
   let sum = 0;
-  for (let k = 0; k < C; k++) sum += (p[k] = Math.exp(p[k] - mx));
+  for (let k = 0; k < C; k++) sum += p[k] = Math.exp(p[k] - mx);
   for (let k = 0; k < C; k++) p[k] /= sum;
 }
 
@@ -62,23 +64,36 @@ export interface TrainClassifierOptions {
 
 /** Trains the shape classifier on seeded shapes; returns it with its held-out accuracy. */
 export function trainShapeClassifier(o: TrainClassifierOptions = {}): { classifier: ShapeClassifier; accuracy: number; loss: number } {
-  const size = o.size ?? 16, n = o.samples ?? 3000, H = o.hidden ?? 48, epochs = o.epochs ?? 12, lr = o.lr ?? 0.02, bs = o.batchSize ?? 32;
+  const size = o.size ?? 16,
+    n = o.samples ?? 3000,
+    H = o.hidden ?? 48,
+    epochs = o.epochs ?? 12,
+    lr = o.lr ?? 0.02,
+    bs = o.batchSize ?? 32;
   const classes = [...SHAPE_NAMES];
-  const C = classes.length, D = size * size * 3;
+  const C = classes.length,
+    D = size * size * 3;
   const seed = o.seed ?? 0;
-  const train = shapesBatch(seed * 2 + 1, n, size), test = shapesBatch(seed * 2 + 2, o.heldOut ?? 600, size);
+  const train = shapesBatch(seed * 2 + 1, n, size),
+    test = shapesBatch(seed * 2 + 2, o.heldOut ?? 600, size);
   const X = train.images.map((im) => Float64Array.from(im.data, (v) => v / 127.5 - 1));
   const Y = train.captions.map((cap) => classes.indexOf(parseCaption(cap).shape));
   const r = seededStream(seed + 99);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const c: ShapeClassifier = {
-    classes, inputs: D, hidden: H,
-    w1: Float64Array.from({ length: H * D }, () => gauss() * Math.sqrt(2 / D)), b1: new Float64Array(H),
-    w2: Float64Array.from({ length: C * H }, () => gauss() * Math.sqrt(1 / H)), b2: new Float64Array(C),
+    classes,
+    inputs: D,
+    hidden: H,
+    w1: Float64Array.from({ length: H * D }, () => gauss() * Math.sqrt(2 / D)),
+    b1: new Float64Array(H),
+    w2: Float64Array.from({ length: C * H }, () => gauss() * Math.sqrt(1 / H)),
+    b2: new Float64Array(C),
   };
   const vel = [c.w1, c.b1, c.w2, c.b2].map((p) => new Float64Array(p.length));
   const g = [c.w1, c.b1, c.w2, c.b2].map((p) => new Float64Array(p.length));
-  const h = new Float64Array(H), dh = new Float64Array(H), p = new Float64Array(C);
+  const h = new Float64Array(H),
+    dh = new Float64Array(H),
+    p = new Float64Array(C);
   const order = Array.from({ length: n }, (_, i) => i);
   let loss = 0;
   for (let ep = 0; ep < epochs; ep++) {
@@ -91,7 +106,8 @@ export function trainShapeClassifier(o: TrainClassifierOptions = {}): { classifi
       g.forEach((x) => x.fill(0));
       const m = Math.min(bs, n - s);
       for (let b = 0; b < m; b++) {
-        const x = X[order[s + b]], y = Y[order[s + b]];
+        const x = X[order[s + b]],
+          y = Y[order[s + b]];
         forwardInto(c, x, h, p);
         loss -= Math.log(Math.max(p[y], 1e-300));
         dh.fill(0);
@@ -130,21 +146,26 @@ export function trainShapeClassifier(o: TrainClassifierOptions = {}): { classifi
 
 /** Reward: p(caption's shape | image) from a trained classifier; the caption is `sample.prompt`. */
 export function shapeClassifierReward(c: ShapeClassifier, opts: BatchingOptions & { name?: string } = {}): FnReward {
-  if (!c || !(c.w1 instanceof Float64Array) || c.w1.length !== c.hidden * c.inputs) throw new SoupError('ERR_SOUP_INVALID_ARG', 'shapeClassifierReward: not a trained ShapeClassifier');
+  if (!c || !(c.w1 instanceof Float64Array) || c.w1.length !== c.hidden * c.inputs)
+    throw new SoupError('ERR_SOUP_INVALID_ARG', 'shapeClassifierReward: not a trained ShapeClassifier');
   const name = opts.name ?? 'shape-classifier';
-  return new FnReward(name, (s, i) => {
-    const img = s.meta?.image as RgbImageLike | undefined;
-    if (!img || typeof img !== 'object') throw rewardError(name, `sample ${i}: meta.image must be { width, height, data } (RGB 0..255)`);
-    let shape: string;
-    try {
-      shape = parseCaption(s.prompt).shape;
-    } catch (e) {
-      throw rewardError(name, `sample ${i}: ${(e as Error).message}`, e);
-    }
-    try {
-      return classifierProbs(c, img)[c.classes.indexOf(shape)];
-    } catch (e) {
-      throw rewardError(name, `sample ${i}: ${(e as Error).message}`, e);
-    }
-  }, opts);
+  return new FnReward(
+    name,
+    (s, i) => {
+      const img = s.meta?.image as RgbImageLike | undefined;
+      if (!img || typeof img !== 'object') throw rewardError(name, `sample ${i}: meta.image must be { width, height, data } (RGB 0..255)`);
+      let shape: string;
+      try {
+        shape = parseCaption(s.prompt).shape;
+      } catch (e) {
+        throw rewardError(name, `sample ${i}: ${(e as Error).message}`, e);
+      }
+      try {
+        return classifierProbs(c, img)[c.classes.indexOf(shape)];
+      } catch (e) {
+        throw rewardError(name, `sample ${i}: ${(e as Error).message}`, e);
+      }
+    },
+    opts,
+  );
 }

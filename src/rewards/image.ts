@@ -22,7 +22,8 @@ const ALIASES: Record<string, ImageRewardKind> = { colorfulness: 'colourfulness'
 function check(img: RgbImageLike, what = 'image'): number {
   if (!img || typeof img !== 'object') throw new TypeError(`${what}: expected { width, height, data }`);
   const { width: w, height: h, data } = img;
-  if (!Number.isInteger(w) || !Number.isInteger(h) || w < 1 || h < 1) throw new RangeError(`${what}: width and height must be positive integers, got ${w}×${h}`);
+  if (!Number.isInteger(w) || !Number.isInteger(h) || w < 1 || h < 1)
+    throw new RangeError(`${what}: width and height must be positive integers, got ${w}×${h}`);
   if (!data || data.length !== w * h * 3) throw new RangeError(`${what}: expected ${w}×${h}×3 = ${w * h * 3} RGB values, got ${data?.length}`);
   return w * h;
 }
@@ -47,13 +48,17 @@ function meanVar(x: ArrayLike<number>): [number, number] {
 export function colourfulness(img: RgbImageLike): number {
   const n = check(img);
   const d = img.data;
-  const rg = new Float64Array(n), yb = new Float64Array(n);
+  const rg = new Float64Array(n),
+    yb = new Float64Array(n);
   for (let p = 0; p < n; p++) {
-    const r = d[3 * p], g = d[3 * p + 1], b = d[3 * p + 2];
+    const r = d[3 * p],
+      g = d[3 * p + 1],
+      b = d[3 * p + 2];
     rg[p] = r - g;
     yb[p] = 0.5 * (r + g) - b;
   }
-  const [mrg, vrg] = meanVar(rg), [myb, vyb] = meanVar(yb);
+  const [mrg, vrg] = meanVar(rg),
+    [myb, vyb] = meanVar(yb);
   return Math.sqrt(vrg + vyb) + 0.3 * Math.sqrt(mrg * mrg + myb * myb);
 }
 
@@ -96,13 +101,17 @@ export function imageReward(kind: string, opts: BatchingOptions & { name?: strin
   const k = imageRewardKind(kind);
   const fn = FNS[k];
   const name = opts.name ?? k;
-  return new FnReward(name, (s, i) => {
-    const img = s.meta?.image as RgbImageLike | undefined;
-    if (!img || typeof img !== 'object') throw rewardError(name, `sample ${i}: meta.image must be { width, height, data } (RGB 0..255)`);
-    try {
-      return fn(img);
-    } catch (e) {
-      throw rewardError(name, `sample ${i}: ${(e as Error).message}`, e);
-    }
-  }, opts);
+  return new FnReward(
+    name,
+    (s, i) => {
+      const img = s.meta?.image as RgbImageLike | undefined;
+      if (!img || typeof img !== 'object') throw rewardError(name, `sample ${i}: meta.image must be { width, height, data } (RGB 0..255)`);
+      try {
+        return fn(img);
+      } catch (e) {
+        throw rewardError(name, `sample ${i}: ${(e as Error).message}`, e);
+      }
+    },
+    opts,
+  );
 }

@@ -72,7 +72,8 @@ export function singleMeteor(reference: string[], hypothesis: string[], opts: Me
 /** METEOR of one hypothesis string against several references: the best single-reference score. */
 export function meteor(hypothesis: string, references: string[], opts: MeteorOptions = {}): number {
   if (typeof hypothesis !== 'string') throw new SoupError('ERR_SOUP_INVALID_ARG', 'meteor: hypothesis must be a string');
-  if (!Array.isArray(references) || references.length === 0) throw new SoupError('ERR_SOUP_INVALID_ARG', 'meteor: references must be a non-empty array of strings');
+  if (!Array.isArray(references) || references.length === 0)
+    throw new SoupError('ERR_SOUP_INVALID_ARG', 'meteor: references must be a non-empty array of strings');
   const tok = opts.tokenize ?? defaultTokenize;
   const h = tok(hypothesis);
   let best = 0;

@@ -110,7 +110,11 @@ async function loadOrt(name: string): Promise<typeof Ort> {
   try {
     ortModule = (await import('onnxruntime-node')) as typeof Ort;
   } catch (err) {
-    throw new SoupError('ERR_SOUP_NATIVE_LOAD', `reward '${name}': ONNX reward models need the optional dependency onnxruntime-node, which is not installed or does not load here (${(err as Error).message.split('\n')[0]}). Install it: npm install onnxruntime-node (ONNXRUNTIME_NODE_INSTALL=skip keeps its install script from fetching CUDA binaries)`, { cause: err });
+    throw new SoupError(
+      'ERR_SOUP_NATIVE_LOAD',
+      `reward '${name}': ONNX reward models need the optional dependency onnxruntime-node, which is not installed or does not load here (${(err as Error).message.split('\n')[0]}). Install it: npm install onnxruntime-node (ONNXRUNTIME_NODE_INSTALL=skip keeps its install script from fetching CUDA binaries)`,
+      { cause: err },
+    );
   }
   return ortModule;
 }
@@ -159,20 +163,34 @@ export class OnnxReward extends BatchedReward {
     for (const meta of session.inputMetadata) {
       const where = `ONNX model ${modelPath} input '${meta.name}'`;
       if (!(SUPPORTED_INPUTS as readonly string[]).includes(meta.name)) {
-        throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `reward '${name}': ${where} does not match the tokenizer ${tokPath}, which provides ${SUPPORTED_INPUTS.join(', ')} (model inputs: ${session.inputNames.join(', ')})`);
+        throw new SoupError(
+          'ERR_SOUP_SHAPE_MISMATCH',
+          `reward '${name}': ${where} does not match the tokenizer ${tokPath}, which provides ${SUPPORTED_INPUTS.join(', ')} (model inputs: ${session.inputNames.join(', ')})`,
+        );
       }
       if (!meta.isTensor || (meta.type !== 'int64' && meta.type !== 'int32')) {
-        throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `reward '${name}': ${where} has type ${meta.isTensor ? meta.type : 'non-tensor'}, expected int64 or int32 token ids`);
+        throw new SoupError(
+          'ERR_SOUP_DTYPE_MISMATCH',
+          `reward '${name}': ${where} has type ${meta.isTensor ? meta.type : 'non-tensor'}, expected int64 or int32 token ids`,
+        );
       }
       if (meta.shape.length !== 2) {
-        throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `reward '${name}': ${where} has rank ${meta.shape.length} [${meta.shape.join(', ')}], expected [batch, sequence]`);
+        throw new SoupError(
+          'ERR_SOUP_SHAPE_MISMATCH',
+          `reward '${name}': ${where} has rank ${meta.shape.length} [${meta.shape.join(', ')}], expected [batch, sequence]`,
+        );
       }
       const seq = meta.shape[1];
       inputs.push({ name: meta.name, type: meta.type, fixedLen: typeof seq === 'number' && seq > 0 ? seq : undefined });
     }
-    if (!inputs.some((i) => i.name === 'input_ids')) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `reward '${name}': ONNX model ${modelPath} has no 'input_ids' input (inputs: ${session.inputNames.join(', ')})`);
+    if (!inputs.some((i) => i.name === 'input_ids'))
+      throw new SoupError(
+        'ERR_SOUP_SHAPE_MISMATCH',
+        `reward '${name}': ONNX model ${modelPath} has no 'input_ids' input (inputs: ${session.inputNames.join(', ')})`,
+      );
     const outputName = opts.output ?? (session.outputNames.includes('logits') ? 'logits' : session.outputNames[0]);
-    if (!session.outputNames.includes(outputName)) throw rewardError(name, `ONNX model ${modelPath} has no output '${outputName}' (outputs: ${session.outputNames.join(', ')})`);
+    if (!session.outputNames.includes(outputName))
+      throw rewardError(name, `ONNX model ${modelPath} has no output '${outputName}' (outputs: ${session.outputNames.join(', ')})`);
     const special = {
       sep: opts.specialTokens?.sep ?? firstExisting(tok, ['[SEP]', '</s>']) ?? '',
       bos: opts.specialTokens?.bos ?? firstExisting(tok, ['<s>', '[CLS]', '<|endoftext|>']) ?? '',
@@ -202,10 +220,12 @@ export class OnnxReward extends BatchedReward {
   /** Token ids, attention mask and type ids for a batch (right-padded, truncated to maxLength). */
   async encode(batch: Sample[]): Promise<{ ids: number[][]; mask: number[][]; types: number[][]; len: number }> {
     const maxLen = this.o.maxLength ?? 512;
-    const encs = await Promise.all(batch.map((s) => {
-      const [a, b] = this.formatInput(s);
-      return this.tok.encode(a, b);
-    }));
+    const encs = await Promise.all(
+      batch.map((s) => {
+        const [a, b] = this.formatInput(s);
+        return this.tok.encode(a, b);
+      }),
+    );
     let ids = encs.map((e) => e.getIds());
     let types = encs.map((e) => e.getTypeIds());
     ids = ids.map((x) => x.slice(0, maxLen));
@@ -224,16 +244,34 @@ export class OnnxReward extends BatchedReward {
     const ort = this.ort;
     const feeds: Record<string, Ort.Tensor> = {};
     for (const inp of this.inputs) {
-      const rows = inp.name === 'input_ids' ? ids : inp.name === 'attention_mask' ? mask : inp.name === 'token_type_ids' ? types : ids.map(() => Array.from({ length: len }, (_, j) => j));
+      const rows =
+        inp.name === 'input_ids'
+          ? ids
+          : inp.name === 'attention_mask'
+            ? mask
+            : inp.name === 'token_type_ids'
+              ? types
+              : ids.map(() => Array.from({ length: len }, (_, j) => j));
       const flat = rows.flat();
-      feeds[inp.name] = inp.type === 'int64' ? new ort.Tensor('int64', BigInt64Array.from(flat, (v) => BigInt(v)), [B, len]) : new ort.Tensor('int32', Int32Array.from(flat), [B, len]);
+      feeds[inp.name] =
+        inp.type === 'int64'
+          ? new ort.Tensor(
+              'int64',
+              BigInt64Array.from(flat, (v) => BigInt(v)),
+              [B, len],
+            )
+          : new ort.Tensor('int32', Int32Array.from(flat), [B, len]);
     }
     let result: Ort.InferenceSession.OnnxValueMapType;
     try {
       result = await this.session.run(feeds);
     } catch (err) {
       const maxId = Math.max(...ids.flat());
-      throw rewardError(this.name, `ONNX model ${this.modelPath} failed on samples ${offsets[0]}..${offsets[offsets.length - 1]} (largest token id ${maxId} from ${this.tokenizerPath}; does the model's vocabulary match the tokenizer?): ${(err as Error).message}`, err);
+      throw rewardError(
+        this.name,
+        `ONNX model ${this.modelPath} failed on samples ${offsets[0]}..${offsets[offsets.length - 1]} (largest token id ${maxId} from ${this.tokenizerPath}; does the model's vocabulary match the tokenizer?): ${(err as Error).message}`,
+        err,
+      );
     }
     const out = result[this.outputName] as Ort.Tensor;
     const dims = out.dims;

@@ -150,7 +150,11 @@ export function rouge(target: string, prediction: string, opts: RougeOptions): R
   if (typeof target !== 'string' || typeof prediction !== 'string') throw new SoupError('ERR_SOUP_INVALID_ARG', 'rouge: target and prediction must be strings');
   const stem = opts.stemmer ?? false;
   if (type === 'rougeLsum') {
-    const sents = (text: string) => text.split('\n').filter((x) => x.length > 0).map((s) => rougeTokenize(s, stem));
+    const sents = (text: string) =>
+      text
+        .split('\n')
+        .filter((x) => x.length > 0)
+        .map((s) => rougeTokenize(s, stem));
     return summaryLevelLcs(sents(target), sents(prediction));
   }
   const t = rougeTokenize(target, stem);

@@ -70,11 +70,65 @@ export function readabilityReward(opts: TextRewardOptions & { metric?: Readabili
 // A small list of insults, slurs-free profanity and violent words: a crude, transparent proxy for
 // toxicity when no classifier is available. Users pass their own list for real use.
 export const DEFAULT_TOXIC_WORDS: readonly string[] = [
-  'idiot', 'idiots', 'idiotic', 'stupid', 'dumb', 'moron', 'morons', 'moronic', 'imbecile', 'fool', 'fools', 'foolish',
-  'loser', 'losers', 'jerk', 'jerks', 'scum', 'trash', 'garbage', 'pathetic', 'worthless', 'useless', 'disgusting',
-  'hate', 'hated', 'hateful', 'kill', 'killing', 'die', 'shut', 'ugly', 'freak', 'crap', 'crappy', 'damn', 'damned',
-  'hell', 'suck', 'sucks', 'bastard', 'bastards', 'ass', 'asshole', 'assholes', 'shit', 'shitty', 'bullshit', 'fuck',
-  'fucking', 'fucked', 'bitch', 'bitches', 'piss', 'pissed', 'dick', 'dickhead', 'prick', 'screw', 'screwed',
+  'idiot',
+  'idiots',
+  'idiotic',
+  'stupid',
+  'dumb',
+  'moron',
+  'morons',
+  'moronic',
+  'imbecile',
+  'fool',
+  'fools',
+  'foolish',
+  'loser',
+  'losers',
+  'jerk',
+  'jerks',
+  'scum',
+  'trash',
+  'garbage',
+  'pathetic',
+  'worthless',
+  'useless',
+  'disgusting',
+  'hate',
+  'hated',
+  'hateful',
+  'kill',
+  'killing',
+  'die',
+  'shut',
+  'ugly',
+  'freak',
+  'crap',
+  'crappy',
+  'damn',
+  'damned',
+  'hell',
+  'suck',
+  'sucks',
+  'bastard',
+  'bastards',
+  'ass',
+  'asshole',
+  'assholes',
+  'shit',
+  'shitty',
+  'bullshit',
+  'fuck',
+  'fucking',
+  'fucked',
+  'bitch',
+  'bitches',
+  'piss',
+  'pissed',
+  'dick',
+  'dickhead',
+  'prick',
+  'screw',
+  'screwed',
 ];
 
 /** Fraction of word tokens (lower-cased, letters and apostrophes) on the list; 0 for an empty text.
@@ -116,9 +170,13 @@ export function lengthReward(opts: LengthOptions): FnReward {
   const shape = opts.shape ?? 'linear';
   const width = opts.width ?? target / 2;
   if (!(width > 0)) throw new SoupError('ERR_SOUP_INVALID_ARG', `length reward: 'width' must be > 0, got ${width}`);
-  return new FnReward(opts.name ?? 'length', (s) => {
-    const len = textLength(textOf(s, opts.field), opts.unit);
-    const d = len - target;
-    return shape === 'linear' ? 0 - Math.abs(d) / target : Math.exp(-(d * d) / (2 * width * width));
-  }, opts);
+  return new FnReward(
+    opts.name ?? 'length',
+    (s) => {
+      const len = textLength(textOf(s, opts.field), opts.unit);
+      const d = len - target;
+      return shape === 'linear' ? 0 - Math.abs(d) / target : Math.exp(-(d * d) / (2 * width * width));
+    },
+    opts,
+  );
 }

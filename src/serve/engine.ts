@@ -13,8 +13,15 @@ export type SoupMode = 'soup' | 'soup-ab' | 'ensemble';
 export const SOUP_MODES: readonly SoupMode[] = ['soup', 'soup-ab', 'ensemble'];
 
 /** One LoRA module of an expert: peft factors and its scaling sᵢ (lora_alpha / r, or / √r with rsLoRA). */
-export interface ExpertModule { A: Tensor; B: Tensor; scaling: number }
-export interface ExpertAdapter { name: string; modules: Record<string, ExpertModule> }
+export interface ExpertModule {
+  A: Tensor;
+  B: Tensor;
+  scaling: number;
+}
+export interface ExpertAdapter {
+  name: string;
+  modules: Record<string, ExpertModule>;
+}
 
 // the engine's functions and batons are declared in src/native/torch.ts
 const call = callTorch;
@@ -37,7 +44,8 @@ function patternValue(pattern: unknown, module: string): number | undefined {
  */
 export function adapterModules(name: string, config: Record<string, unknown>, tensors: TensorMap): ExpertAdapter {
   const where = `expert '${name}'`;
-  if (config.peft_type !== undefined && config.peft_type !== 'LORA') throw new SoupError('ERR_SOUP_CONFIG', `${where}: peft_type ${JSON.stringify(config.peft_type)} is not supported (LORA)`);
+  if (config.peft_type !== undefined && config.peft_type !== 'LORA')
+    throw new SoupError('ERR_SOUP_CONFIG', `${where}: peft_type ${JSON.stringify(config.peft_type)} is not supported (LORA)`);
   if (config.use_dora === true) throw new SoupError('ERR_SOUP_CONFIG', `${where}: DoRA adapters are not supported`);
   if (config.fan_in_fan_out === true) throw new SoupError('ERR_SOUP_CONFIG', `${where}: fan_in_fan_out adapters do not fit LLaMA's Linear layers`);
   const alphaRaw = config.lora_alpha ?? config.r ?? 8;
@@ -129,7 +137,12 @@ export class SoupEngine {
       experts: experts.map((e) => ({ name: e.name, modules: e.modules })),
     });
     const info = await call('serveInfo', h);
-    return new SoupEngine(h, config, experts.map((e) => e.name), info.abUnavailable);
+    return new SoupEngine(
+      h,
+      config,
+      experts.map((e) => e.name),
+      info.abUnavailable,
+    );
   }
 
   /** A Hugging Face base dir and PEFT adapter dirs (names default to the dirs' last component). */
@@ -147,10 +160,22 @@ export class SoupEngine {
 
   /** Prefills new sequences and samples the first token of each. */
   async add(seqs: SeqSpec[], wantLogits = false): Promise<StepResult> {
-    const r = await call('serveAdd', this.handle, seqs.map((s) => ({
-      id: s.id, tokens: Int32Array.from(s.tokens), lambda: Float64Array.from(s.lambda), mode: s.mode ?? 'soup',
-      temperature: s.temperature ?? 1, topP: s.topP ?? 1, topK: s.topK ?? 0, seed: s.seed ?? 0, maxTokens: s.maxTokens,
-    })), wantLogits);
+    const r = await call(
+      'serveAdd',
+      this.handle,
+      seqs.map((s) => ({
+        id: s.id,
+        tokens: Int32Array.from(s.tokens),
+        lambda: Float64Array.from(s.lambda),
+        mode: s.mode ?? 'soup',
+        temperature: s.temperature ?? 1,
+        topP: s.topP ?? 1,
+        topK: s.topK ?? 0,
+        seed: s.seed ?? 0,
+        maxTokens: s.maxTokens,
+      })),
+      wantLogits,
+    );
     return { ids: r.ids, tokens: r.tokens, ...(r.logits ? { logits: r.logits.data as Float32Array } : {}) };
   }
 

@@ -9,7 +9,13 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { SoupError } from '../errors.js';
 import type { SoupMode } from './engine.js';
 
-export interface FrontPoint { name: string; kind: string; lambda?: number[]; mu?: number[]; rewards: number[] }
+export interface FrontPoint {
+  name: string;
+  kind: string;
+  lambda?: number[];
+  mu?: number[];
+  rewards: number[];
+}
 
 export interface RunDirInfo {
   runDir: string;
@@ -41,7 +47,11 @@ export function readRunDir(dir: string): RunDirInfo {
   const runDir = resolve(dir);
   if (!existsSync(runDir)) throw new SoupError('ERR_SOUP_IO', `run dir '${dir}' does not exist`);
   const xp = join(runDir, 'experiment.json');
-  if (!existsSync(xp)) throw new SoupError('ERR_SOUP_CONFIG', `'${dir}' is not a run dir: it has no experiment.json (made by \`rsoup run\` / \`rsoup demo\`); to serve a model and adapters directly use --base DIR --experts A B …`);
+  if (!existsSync(xp))
+    throw new SoupError(
+      'ERR_SOUP_CONFIG',
+      `'${dir}' is not a run dir: it has no experiment.json (made by \`rsoup run\` / \`rsoup demo\`); to serve a model and adapters directly use --base DIR --experts A B …`,
+    );
   let x: Record<string, unknown>;
   try {
     x = JSON.parse(readFileSync(xp, 'utf8')) as Record<string, unknown>;
@@ -53,12 +63,19 @@ export function readRunDir(dir: string): RunDirInfo {
   const rewardNames = Array.isArray(x.rewardNames) ? (x.rewardNames as string[]) : [];
   if (rewardNames.length < 2) throw new SoupError('ERR_SOUP_FORMAT', `${xp}: no rewardNames (a run dir of an older version?)`);
   const baseStage = join(runDir, 'base');
-  if (!stageDone(baseStage)) throw new SoupError('ERR_SOUP_CONFIG', `run dir '${dir}': stage 'base' is not finished (${join(baseStage, '.stage.json')} missing or not done): finish the run with \`rsoup run\` first`);
+  if (!stageDone(baseStage))
+    throw new SoupError(
+      'ERR_SOUP_CONFIG',
+      `run dir '${dir}': stage 'base' is not finished (${join(baseStage, '.stage.json')} missing or not done): finish the run with \`rsoup run\` first`,
+    );
   const base = baseCfg.model ? (isAbsolute(baseCfg.model) ? baseCfg.model : join(baseDir, baseCfg.model)) : join(baseStage, 'model');
   const experts = rewardNames.map((n) => {
     const d = join(runDir, 'experts', `expert-${n}`);
     if (!stageDone(d) || !existsSync(join(d, 'adapter', 'adapter_config.json')))
-      throw new SoupError('ERR_SOUP_CONFIG', `run dir '${dir}': stage 'experts' is not finished: expert-${n} (${join(d, '.stage.json')} missing or not done): finish the run with \`rsoup run\` first`);
+      throw new SoupError(
+        'ERR_SOUP_CONFIG',
+        `run dir '${dir}': stage 'experts' is not finished: expert-${n} (${join(d, '.stage.json')} missing or not done): finish the run with \`rsoup run\` first`,
+      );
     return { name: `expert-${n}`, dir: join(d, 'adapter') };
   });
   const sweep = (x.sweep ?? {}) as { interpolation?: string };
@@ -73,8 +90,14 @@ export function readRunDir(dir: string): RunDirInfo {
     }
   }
   return {
-    runDir, name: typeof x.name === 'string' ? x.name : 'run', base, experts, rewardNames,
-    rewardSpecs: Array.isArray(x.rewards) ? (x.rewards as unknown[]) : [], baseDir,
-    defaultMode: sweep.interpolation === 'dense' ? 'soup' : 'soup-ab', front,
+    runDir,
+    name: typeof x.name === 'string' ? x.name : 'run',
+    base,
+    experts,
+    rewardNames,
+    rewardSpecs: Array.isArray(x.rewards) ? (x.rewards as unknown[]) : [],
+    baseDir,
+    defaultMode: sweep.interpolation === 'dense' ? 'soup' : 'soup-ab',
+    front,
   };
 }

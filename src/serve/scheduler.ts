@@ -65,7 +65,13 @@ class Req {
   t0 = performance.now();
   tFirst = 0;
   rows: number;
-  constructor(id: number, readonly p: GenParams, readonly onText: ((delta: string) => void) | undefined, readonly resolve: (r: GenResult) => void, readonly reject: (e: unknown) => void) {
+  constructor(
+    id: number,
+    readonly p: GenParams,
+    readonly onText: ((delta: string) => void) | undefined,
+    readonly resolve: (r: GenResult) => void,
+    readonly reject: (e: unknown) => void,
+  ) {
     this.id = id;
     this.rows = p.mode === 'ensemble' ? Math.max(1, p.lambda.filter((v) => v > 0).length) : 1;
   }
@@ -81,15 +87,27 @@ export class Scheduler {
   #holdback: number;
   #stopped = false;
 
-  constructor(readonly engine: SoupEngine, readonly codec: TextCodec, readonly opts: SchedulerOptions = {}) {
+  constructor(
+    readonly engine: SoupEngine,
+    readonly codec: TextCodec,
+    readonly opts: SchedulerOptions = {},
+  ) {
     this.maxBatch = opts.maxBatch ?? 64;
     this.maxQueue = opts.maxQueue ?? 256;
     this.#holdback = 0;
   }
 
-  get queued(): number { return this.#queue.length; }
-  get active(): number { return this.#active.size; }
-  get rows(): number { let n = 0; for (const r of this.#active.values()) n += r.rows; return n; }
+  get queued(): number {
+    return this.#queue.length;
+  }
+  get active(): number {
+    return this.#active.size;
+  }
+  get rows(): number {
+    let n = 0;
+    for (const r of this.#active.values()) n += r.rows;
+    return n;
+  }
 
   /** Generates; rejects QueueFullError at once when the queue is full. `signal` aborts (client gone). */
   generate(p: GenParams, o: { onText?: (delta: string) => void; signal?: AbortSignal } = {}): Promise<GenResult> {
@@ -154,7 +172,14 @@ export class Scheduler {
     if (r.onText && r.text.length > r.emitted && why !== 'cancelled') r.onText(r.text.slice(r.emitted));
     r.emitted = r.text.length;
     const now = performance.now();
-    r.resolve({ text: r.text, tokens: r.out, finishReason: why, promptTokens: r.p.tokens.length, ttft: r.tFirst ? (r.tFirst - r.t0) / 1000 : 0, seconds: (now - r.t0) / 1000 });
+    r.resolve({
+      text: r.text,
+      tokens: r.out,
+      finishReason: why,
+      promptTokens: r.p.tokens.length,
+      ttft: r.tFirst ? (r.tFirst - r.t0) / 1000 : 0,
+      seconds: (now - r.t0) / 1000,
+    });
   }
 
   async #deliver(res: StepResult): Promise<void> {
@@ -227,7 +252,18 @@ export class Scheduler {
         this.#state();
         try {
           const t = performance.now();
-          const res = await this.engine.add(adds.map((r) => ({ id: r.id, tokens: r.p.tokens, lambda: r.p.lambda, mode: r.p.mode, temperature: r.p.temperature, topP: r.p.topP, seed: r.p.seed, maxTokens: r.p.maxTokens })));
+          const res = await this.engine.add(
+            adds.map((r) => ({
+              id: r.id,
+              tokens: r.p.tokens,
+              lambda: r.p.lambda,
+              mode: r.p.mode,
+              temperature: r.p.temperature,
+              topP: r.p.topP,
+              seed: r.p.seed,
+              maxTokens: r.p.maxTokens,
+            })),
+          );
           this.opts.metrics?.onStep?.((performance.now() - t) / 1000, adds.length);
           await this.#deliver(res);
         } catch (e) {

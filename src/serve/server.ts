@@ -71,25 +71,44 @@ export interface RunningServer {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly param: string | null = null, readonly type = 'invalid_request_error') {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly param: string | null = null,
+    readonly type = 'invalid_request_error',
+  ) {
     super(message);
   }
 }
 
 const bad = (param: string, msg: string) => new HttpError(400, `${param}: ${msg}`, param);
 
-const Prompt = z.union([z.string(), z.array(z.number().int().min(0)).min(1), z.array(z.string()).length(1), z.array(z.array(z.number().int().min(0)).min(1)).length(1)]);
+const Prompt = z.union([
+  z.string(),
+  z.array(z.number().int().min(0)).min(1),
+  z.array(z.string()).length(1),
+  z.array(z.array(z.number().int().min(0)).min(1)).length(1),
+]);
 
 function completionSchema(cap: number) {
   return z.strictObject({
     model: z.string().min(1).max(256),
     prompt: Prompt,
-    max_tokens: z.number().int().min(1).max(cap, { message: `must be at most ${cap} (the server's --max-tokens-cap)` }).nullable().optional(),
+    max_tokens: z
+      .number()
+      .int()
+      .min(1)
+      .max(cap, { message: `must be at most ${cap} (the server's --max-tokens-cap)` })
+      .nullable()
+      .optional(),
     temperature: z.number().min(0).max(2).nullable().optional(),
     top_p: z.number().gt(0).max(1).nullable().optional(),
     seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().optional(),
     stream: z.boolean().nullable().optional(),
-    stop: z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)]).nullable().optional(),
+    stop: z
+      .union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)])
+      .nullable()
+      .optional(),
     lambda: z.array(z.number()).max(1024).optional(),
     mode: z.enum(SOUP_MODES as [SoupMode, ...SoupMode[]]).optional(),
     // OpenAI fields accepted at their defaults only
@@ -107,7 +126,11 @@ function completionSchema(cap: number) {
 }
 
 const ScoreSchema = z.strictObject({
-  samples: z.array(z.strictObject({ prompt: z.string().max(100_000), response: z.string().max(100_000) })).min(1).max(256).optional(),
+  samples: z
+    .array(z.strictObject({ prompt: z.string().max(100_000), response: z.string().max(100_000) }))
+    .min(1)
+    .max(256)
+    .optional(),
   texts: z.array(z.string().max(100_000)).min(1).max(256).optional(),
 });
 
@@ -124,7 +147,8 @@ function zodError(e: z.ZodError): HttpError {
 
 function keyOk(header: string | undefined, key: string): boolean {
   if (!header || !header.startsWith('Bearer ')) return false;
-  const a = Buffer.from(header.slice(7)), b = Buffer.from(key);
+  const a = Buffer.from(header.slice(7)),
+    b = Buffer.from(key);
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
@@ -163,7 +187,11 @@ export async function serve(o: ServeOptions = {}): Promise<RunningServer> {
     } else if (o.base && o.experts?.length) {
       const names = o.expertNames ?? uniqueNames(o.experts);
       if (names.length !== o.experts.length) throw new SoupError('ERR_SOUP_INVALID_ARG', `${names.length} expert names for ${o.experts.length} experts`);
-      engine = await SoupEngine.load(o.base, o.experts.map((d, i) => ({ name: names[i], dir: d })), eo);
+      engine = await SoupEngine.load(
+        o.base,
+        o.experts.map((d, i) => ({ name: names[i], dir: d })),
+        eo,
+      );
       codec ??= codecFor(o.base, engine);
     } else {
       throw new SoupError('ERR_SOUP_INVALID_ARG', 'serve: give a run dir, or a base model dir and expert adapter dirs');
@@ -194,12 +222,25 @@ export async function serve(o: ServeOptions = {}): Promise<RunningServer> {
   });
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     if (err instanceof HttpError) return reply.code(err.status).send({ error: { message: err.message, type: err.type, param: err.param, code: null } });
-    if (err instanceof QueueFullError) return reply.code(429).header('retry-after', '1').send({ error: { message: err.message, type: 'rate_limit_error', param: null, code: 'queue_full' } });
+    if (err instanceof QueueFullError)
+      return reply
+        .code(429)
+        .header('retry-after', '1')
+        .send({ error: { message: err.message, type: 'rate_limit_error', param: null, code: 'queue_full' } });
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) process.stderr.write(`rsoup serve: internal error: ${err.stack ?? err.message}\n`);
-    return reply.code(status).send({ error: { message: status >= 500 ? `internal error: ${err.message}` : err.message, type: status >= 500 ? 'server_error' : 'invalid_request_error', param: null, code: err.code ?? null } });
+    return reply.code(status).send({
+      error: {
+        message: status >= 500 ? `internal error: ${err.message}` : err.message,
+        type: status >= 500 ? 'server_error' : 'invalid_request_error',
+        param: null,
+        code: err.code ?? null,
+      },
+    });
   });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { message: `no route ${req.method} ${req.url}`, type: 'invalid_request_error', param: null, code: 'not_found' } }));
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: { message: `no route ${req.method} ${req.url}`, type: 'invalid_request_error', param: null, code: 'not_found' } }),
+  );
 
   app.get('/healthz', async () => ({ status: draining ? 'draining' : 'ok', experts: N, active: scheduler.active, queued: scheduler.queued }));
   app.get('/metrics', async (_req, reply) => {
@@ -211,13 +252,27 @@ export async function serve(o: ServeOptions = {}): Promise<RunningServer> {
   app.get('/v1/models', async () => ({
     object: 'list',
     data: [
-      { id: 'soup', object: 'model', created, owned_by: 'rsoup', experts: engine.experts, modes: SOUP_MODES.filter((m) => m !== 'soup-ab' || !engine.abUnavailable), default_mode: defaultMode },
+      {
+        id: 'soup',
+        object: 'model',
+        created,
+        owned_by: 'rsoup',
+        experts: engine.experts,
+        modes: SOUP_MODES.filter((m) => m !== 'soup-ab' || !engine.abUnavailable),
+        default_mode: defaultMode,
+      },
       ...engine.experts.map((e) => ({ id: e, object: 'model', created, owned_by: 'rsoup' })),
     ],
   }));
   app.get('/v1/info', async () => ({
-    name, experts: engine.experts, rewards: rewardNames, front: front ?? null, default_mode: defaultMode,
-    modes: SOUP_MODES.filter((m) => m !== 'soup-ab' || !engine.abUnavailable), allow_extrapolation: o.allowExtrapolation ?? false, max_tokens_cap: cap,
+    name,
+    experts: engine.experts,
+    rewards: rewardNames,
+    front: front ?? null,
+    default_mode: defaultMode,
+    modes: SOUP_MODES.filter((m) => m !== 'soup-ab' || !engine.abUnavailable),
+    allow_extrapolation: o.allowExtrapolation ?? false,
+    max_tokens_cap: cap,
   }));
 
   app.post('/v1/score', async (req) => {
@@ -248,8 +303,16 @@ export async function serve(o: ServeOptions = {}): Promise<RunningServer> {
       const sum = b.lambda.reduce((a, v) => a + v, 0);
       const extrap = (o.allowExtrapolation ?? false) && mode !== 'ensemble';
       if (!extrap) {
-        if (b.lambda.some((v) => v < 0)) throw bad('lambda', `entries must be >= 0${mode === 'ensemble' ? " in mode 'ensemble' (mixture weights)" : ' (start the server with --allow-extrapolation to leave the simplex)'}`);
-        if (Math.abs(sum - 1) > 1e-6) throw bad('lambda', `must sum to 1 (sums to ${sum}); λ lies on the simplex${mode === 'ensemble' ? '' : ' unless the server was started with --allow-extrapolation'}`);
+        if (b.lambda.some((v) => v < 0))
+          throw bad(
+            'lambda',
+            `entries must be >= 0${mode === 'ensemble' ? " in mode 'ensemble' (mixture weights)" : ' (start the server with --allow-extrapolation to leave the simplex)'}`,
+          );
+        if (Math.abs(sum - 1) > 1e-6)
+          throw bad(
+            'lambda',
+            `must sum to 1 (sums to ${sum}); λ lies on the simplex${mode === 'ensemble' ? '' : ' unless the server was started with --allow-extrapolation'}`,
+          );
       } else if (b.lambda.some((v) => Math.abs(v) > 100)) {
         throw bad('lambda', 'entries must lie in [-100, 100]');
       }
@@ -276,7 +339,16 @@ export async function serve(o: ServeOptions = {}): Promise<RunningServer> {
     const stop = b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop;
     return {
       // below 1e-4 the scaled logits overflow float32: that is greedy decoding (OpenAI's temperature 0)
-      p: { tokens, lambda, mode, temperature: (b.temperature ?? 1) < 1e-4 ? 0 : (b.temperature ?? 1), topP: b.top_p ?? 1, seed: b.seed ?? randomInt(2 ** 47), maxTokens: b.max_tokens ?? 16, stop },
+      p: {
+        tokens,
+        lambda,
+        mode,
+        temperature: (b.temperature ?? 1) < 1e-4 ? 0 : (b.temperature ?? 1),
+        topP: b.top_p ?? 1,
+        seed: b.seed ?? randomInt(2 ** 47),
+        maxTokens: b.max_tokens ?? 16,
+        stop,
+      },
       stream: b.stream === true,
       model: b.model,
       usage: b.stream_options?.include_usage === true,
@@ -303,17 +375,33 @@ export async function serve(o: ServeOptions = {}): Promise<RunningServer> {
       finished = true;
       metrics.completions.inc({ mode: p.mode, finish_reason: r.finishReason });
       metrics.latency.observe({ mode: p.mode }, (performance.now() - t0) / 1000);
-      return { ...base, choices: [{ index: 0, text: r.text, logprobs: null, finish_reason: r.finishReason }], usage: usageOf(r.tokens.length), lambda: p.lambda, mode: p.mode };
+      return {
+        ...base,
+        choices: [{ index: 0, text: r.text, logprobs: null, finish_reason: r.finishReason }],
+        usage: usageOf(r.tokens.length),
+        lambda: p.lambda,
+        mode: p.mode,
+      };
     }
     // server-sent events: one chunk per piece of text, a last chunk with finish_reason, then [DONE]
     reply.hijack();
     const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
     res.flushHeaders();
     const send = (obj: unknown) => {
       if (!res.destroyed) res.write(`data: ${JSON.stringify(obj)}\n\n`);
     };
-    const chunk = (text: string, fr: string | null) => ({ ...base, choices: [{ index: 0, text, logprobs: null, finish_reason: fr }], lambda: p.lambda, mode: p.mode });
+    const chunk = (text: string, fr: string | null) => ({
+      ...base,
+      choices: [{ index: 0, text, logprobs: null, finish_reason: fr }],
+      lambda: p.lambda,
+      mode: p.mode,
+    });
     try {
       const r = await scheduler.generate(p, { signal: ac.signal, onText: (d) => send(chunk(d, null)) });
       metrics.completions.inc({ mode: p.mode, finish_reason: r.finishReason });

@@ -8,10 +8,18 @@ import { parseStrict, readConfigFile, schemaFields } from '../util/config.js';
 import type { MergeOptions } from './merge.js';
 
 export const DTYPE_ALIASES: Record<string, DType> = {
-  float32: 'float32', fp32: 'float32', f32: 'float32',
-  float16: 'float16', fp16: 'float16', f16: 'float16', half: 'float16',
-  bfloat16: 'bfloat16', bf16: 'bfloat16',
-  float64: 'float64', fp64: 'float64', f64: 'float64',
+  float32: 'float32',
+  fp32: 'float32',
+  f32: 'float32',
+  float16: 'float16',
+  fp16: 'float16',
+  f16: 'float16',
+  half: 'float16',
+  bfloat16: 'bfloat16',
+  bf16: 'bfloat16',
+  float64: 'float64',
+  fp64: 'float64',
+  f64: 'float64',
 };
 
 export function parseDtype(s: string | undefined, field: string): DType | undefined {
@@ -26,28 +34,59 @@ export function parseSize(s: string, field: string): number {
   const m = /^\s*([0-9.e+]+)\s*([kmgt]i?b?|b)?\s*$/i.exec(s);
   if (!m || !Number.isFinite(Number(m[1]))) throw new SoupError('ERR_SOUP_CONFIG', `${field}: cannot read size '${s}' (e.g. 5GB, 500MB, 2GiB)`);
   const unit = (m[2] ?? '').toLowerCase();
-  const mult: Record<string, number> = { '': 1, b: 1e9, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30 };
+  const mult: Record<string, number> = {
+    '': 1,
+    b: 1e9,
+    k: 1e3,
+    kb: 1e3,
+    m: 1e6,
+    mb: 1e6,
+    g: 1e9,
+    gb: 1e9,
+    t: 1e12,
+    tb: 1e12,
+    kib: 2 ** 10,
+    mib: 2 ** 20,
+    gib: 2 ** 30,
+    tib: 2 ** 40,
+    ki: 2 ** 10,
+    mi: 2 ** 20,
+    gi: 2 ** 30,
+  };
   if (!(unit in mult)) throw new SoupError('ERR_SOUP_CONFIG', `${field}: unknown size unit in '${s}'`);
   return Math.round(Number(m[1]) * mult[unit]);
 }
 
 export const dtypeNames = (): string =>
-  [...new Set(Object.values(DTYPE_ALIASES))].map((d) => `${d} (${Object.keys(DTYPE_ALIASES).filter((a) => a !== d && DTYPE_ALIASES[a] === d).join(', ')})`).join(', ');
+  [...new Set(Object.values(DTYPE_ALIASES))]
+    .map(
+      (d) =>
+        `${d} (${Object.keys(DTYPE_ALIASES)
+          .filter((a) => a !== d && DTYPE_ALIASES[a] === d)
+          .join(', ')})`,
+    )
+    .join(', ');
 
 /** mergekit's config, as far as a linear merge uses it, plus the LoRA fields of this library. Strict:
  *  an unknown key is an error naming it (docs/ARCHITECTURE.md "Strict configs"). Each field's
  *  description is what `rsoup merge --help` and docs/merge.md list. */
 export const MergeConfigSchema = z.strictObject({
   merge_method: z.enum(['linear']).default('linear').describe("'linear', the only method: θ = Σ λᵢ θᵢ (default)"),
-  models: z.array(z.strictObject({
-    model: z.string().min(1).describe('a source: .safetensors file, Hugging Face model dir or PEFT adapter dir'),
-    parameters: z.strictObject({ weight: z.number().describe("the source's weight λᵢ") }),
-  })).min(1),
+  models: z
+    .array(
+      z.strictObject({
+        model: z.string().min(1).describe('a source: .safetensors file, Hugging Face model dir or PEFT adapter dir'),
+        parameters: z.strictObject({ weight: z.number().describe("the source's weight λᵢ") }),
+      }),
+    )
+    .min(1),
   dtype: z.string().optional().describe('output dtype when out_dtype is not given (merging always accumulates in fp32)'),
-  out_dtype: z.string().optional().describe('output dtype (default: the sources\'); names as for --dtype'),
-  parameters: z.strictObject({
-    normalize: z.boolean().optional().describe('divide the weights by their sum (default true; = --no-normalize when false)'),
-  }).optional(),
+  out_dtype: z.string().optional().describe("output dtype (default: the sources'); names as for --dtype"),
+  parameters: z
+    .strictObject({
+      normalize: z.boolean().optional().describe('divide the weights by their sum (default true; = --no-normalize when false)'),
+    })
+    .optional(),
   base_model: z.string().optional().describe('with lora: dense, the base model to merge the adapters into (= --base)'),
   lora: z.enum(['params', 'dense']).optional().describe('PEFT sources: params (A and B separately) or dense (exact Σ λᵢ sᵢ BᵢAᵢ) (= --lora)'),
   allow_extrapolation: z.boolean().optional().describe('use the weights as given, λ may leave the simplex (= --allow-extrapolation)'),
@@ -73,7 +112,7 @@ export function configToOptions(path: string, out: string): MergeOptions {
     lora: c.lora,
     base: c.base_model,
     allowExtrapolation: c.allow_extrapolation,
-    shardSize: c.out_shard_size === undefined ? undefined : typeof c.out_shard_size === 'number' ? c.out_shard_size : parseSize(c.out_shard_size, 'out_shard_size'),
+    shardSize:
+      c.out_shard_size === undefined ? undefined : typeof c.out_shard_size === 'number' ? c.out_shard_size : parseSize(c.out_shard_size, 'out_shard_size'),
   };
 }
-

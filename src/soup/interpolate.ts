@@ -50,17 +50,21 @@ function gatherTensors(sources: TensorMap[], label: (i: number) => string = (i) 
     const s = sources[i];
     const list: Tensor[] = new Array(names.length);
     for (let k = 0; k < names.length; k++) {
-      const n = names[k], a = first[k], b = s[n];
+      const n = names[k],
+        a = first[k],
+        b = s[n];
       if (b === undefined) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${label(i)} has no tensor '${n}' (present in ${label(0)})`);
       if (b?.data?.length !== a.data.length || b.dtype !== a.dtype || b.data.constructor !== a.data.constructor || !sameShape(a.shape, b.shape)) {
         checkTensor(`${label(i)}['${n}']`, b);
-        if (!sameShape(a.shape, b.shape)) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `${label(i)}['${n}'] shape ${JSON.stringify(b.shape)} != ${JSON.stringify(a.shape)} in ${label(0)}`);
+        if (!sameShape(a.shape, b.shape))
+          throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `${label(i)}['${n}'] shape ${JSON.stringify(b.shape)} != ${JSON.stringify(a.shape)} in ${label(0)}`);
         if (a.dtype !== b.dtype) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `${label(i)}['${n}'] dtype ${b.dtype} != ${a.dtype} in ${label(0)}`);
       }
       list[k] = b;
     }
     if (Object.keys(s).length !== names.length)
-      for (const n of Object.keys(s)) if (!(n in sources[0])) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${label(i)} has tensor '${n}' that ${label(0)} lacks`);
+      for (const n of Object.keys(s))
+        if (!(n in sources[0])) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${label(i)} has tensor '${n}' that ${label(0)} lacks`);
     lists.push(list);
   }
   return { names, lists };
@@ -101,9 +105,13 @@ export function allocateTensors(specs: { name: string; dtype: DType; shape: numb
 }
 
 /** Validates sources against each other and `opts.out` (or allocates the outputs). */
-function prepareOutputs(sources: TensorMap[], opts: Pick<InterpolateOptions, 'out' | 'dtype'>): { names: string[]; lists: Tensor[][]; out: TensorMap; outs: Tensor[] } {
+function prepareOutputs(
+  sources: TensorMap[],
+  opts: Pick<InterpolateOptions, 'out' | 'dtype'>,
+): { names: string[]; lists: Tensor[][]; out: TensorMap; outs: Tensor[] } {
   const { names, lists } = gatherTensors(sources);
-  if (opts.dtype !== undefined && !isDType(opts.dtype)) throw new SoupError('ERR_SOUP_INVALID_ARG', `dtype must be one of float32, float16, bfloat16, float64; got ${JSON.stringify(opts.dtype)}`);
+  if (opts.dtype !== undefined && !isDType(opts.dtype))
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `dtype must be one of float32, float16, bfloat16, float64; got ${JSON.stringify(opts.dtype)}`);
   const first = lists[0];
   const outDtype = (k: number): DType => opts.dtype ?? first[k].dtype;
   if (!opts.out) {
@@ -118,7 +126,8 @@ function prepareOutputs(sources: TensorMap[], opts: Pick<InterpolateOptions, 'ou
     if (t === undefined) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `out has no tensor '${n}'`);
     if (!isWellFormedTensor(t)) checkTensor(`out['${n}']`, t);
     if (t.dtype !== outDtype(k)) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `out['${n}'] dtype ${t.dtype} != output dtype ${outDtype(k)}`);
-    if (t.data.length !== first[k].data.length) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `out['${n}'] has ${t.data.length} elements, sources have ${first[k].data.length}`);
+    if (t.data.length !== first[k].data.length)
+      throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `out['${n}'] has ${t.data.length} elements, sources have ${first[k].data.length}`);
     outs[k] = t;
   }
   return { names, lists, out, outs };
@@ -127,10 +136,12 @@ function prepareOutputs(sources: TensorMap[], opts: Pick<InterpolateOptions, 'ou
 /** What the native side resolves to pointers: per-source tensor lists, outputs, dtype codes, options. */
 function nativeBaton(lists: Tensor[][], outs: Tensor[], opts: InterpolateOptions): InterpolatePlanBaton {
   const ch = opts.chunkElems;
-  if (ch !== undefined && !(Number.isSafeInteger(ch) && ch > 0)) throw new SoupError('ERR_SOUP_INVALID_ARG', `chunkElems must be a positive integer, got ${ch}`);
+  if (ch !== undefined && !(Number.isSafeInteger(ch) && ch > 0))
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `chunkElems must be a positive integer, got ${ch}`);
   // loops, not Int32Array.from(list, fn) (the iterator protocol, per tensor, on every call); the
   // arrays of arrays stay map()s: packed arrays, which N-API reads faster than new Array(t)'s holey ones
-  const inDtypes = new Int32Array(outs.length), outDtypes = new Int32Array(outs.length);
+  const inDtypes = new Int32Array(outs.length),
+    outDtypes = new Int32Array(outs.length);
   for (let k = 0; k < outs.length; k++) {
     inDtypes[k] = DTYPE_CODE[lists[0][k].dtype];
     outDtypes[k] = DTYPE_CODE[outs[k].dtype];

@@ -8,7 +8,17 @@
 // sᵢ = lora_alpha / r (or / √r with use_rslora), per source, honouring rank_pattern/alpha_pattern.
 import { join } from 'node:path';
 import { SoupError } from '../errors.js';
-import { openCheckpoint, loadTensors, planShards, shardName, INDEX_NAME, SIDECAR_FILES, ADAPTER_CONFIG, type Checkpoint, type TensorLocation } from '../io/checkpoint.js';
+import {
+  openCheckpoint,
+  loadTensors,
+  planShards,
+  shardName,
+  INDEX_NAME,
+  SIDECAR_FILES,
+  ADAPTER_CONFIG,
+  type Checkpoint,
+  type TensorLocation,
+} from '../io/checkpoint.js';
 import { buildHeader } from '../io/safetensors.js';
 import { DTYPE_CODE, dtypeSize, numelOf, elementAt, f64ToBf16, f64ToF16, type DType, type Tensor, type TensorMap } from '../io/tensor.js';
 import type { FilePlan, NativeTensor } from './merge.js';
@@ -49,7 +59,8 @@ export function parseAdapter(ck: Checkpoint): ParsedAdapter {
   const where = `${ck.path}/${ADAPTER_CONFIG}`;
   const num = (k: string, d?: number): number => {
     const v = cfg[k] ?? d;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new SoupError('ERR_SOUP_FORMAT', `${where}: '${k}' must be a number, got ${JSON.stringify(cfg[k])}`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new SoupError('ERR_SOUP_FORMAT', `${where}: '${k}' must be a number, got ${JSON.stringify(cfg[k])}`);
     return v;
   };
   const alpha = num('lora_alpha', 8);
@@ -60,7 +71,8 @@ export function parseAdapter(ck: Checkpoint): ParsedAdapter {
   for (const [name, loc] of ck.tensors) {
     const m = LORA_KEY.exec(name);
     if (!m) {
-      if (/lora_embedding_[AB]|lora_magnitude/.test(name)) throw new SoupError('ERR_SOUP_FORMAT', `${ck.path}: tensor '${name}' (embedding LoRA or DoRA) is not supported in dense mode`);
+      if (/lora_embedding_[AB]|lora_magnitude/.test(name))
+        throw new SoupError('ERR_SOUP_FORMAT', `${ck.path}: tensor '${name}' (embedding LoRA or DoRA) is not supported in dense mode`);
       others.set(name, loc);
       continue;
     }
@@ -70,9 +82,13 @@ export function parseAdapter(ck: Checkpoint): ParsedAdapter {
   }
   const modules = new Map<string, LoraModule>();
   for (const [module, p] of parts) {
-    if (!p.A || !p.B) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${ck.path}: LoRA module '${module}' has lora_${p.A ? 'A' : 'B'} but no lora_${p.A ? 'B' : 'A'}`);
+    if (!p.A || !p.B)
+      throw new SoupError('ERR_SOUP_MISSING_TENSOR', `${ck.path}: LoRA module '${module}' has lora_${p.A ? 'A' : 'B'} but no lora_${p.A ? 'B' : 'A'}`);
     if (p.A.shape.length !== 2 || p.B.shape.length !== 2 || p.A.shape[0] !== p.B.shape[1])
-      throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `${ck.path}: LoRA module '${module}': lora_A ${JSON.stringify(p.A.shape)} and lora_B ${JSON.stringify(p.B.shape)} do not form B·A`);
+      throw new SoupError(
+        'ERR_SOUP_SHAPE_MISMATCH',
+        `${ck.path}: LoRA module '${module}': lora_A ${JSON.stringify(p.A.shape)} and lora_B ${JSON.stringify(p.B.shape)} do not form B·A`,
+      );
     if (!p.A.dtype || !p.B.dtype) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `${ck.path}: LoRA module '${module}' is not a float tensor`);
     const rank = p.A.shape[0];
     const a = patternValue(cfg.alpha_pattern, module) ?? alpha;
@@ -104,7 +120,10 @@ export function catAdapters(adapters: ParsedAdapter[], weights: Float64Array, ou
     const [outDim] = first.B.shape;
     for (const p of parts) {
       if (p.mod!.A.shape[1] !== inDim || p.mod!.B.shape[0] !== outDim)
-        throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `LoRA module '${m}': sources[${p.i}] maps ${p.mod!.A.shape[1]}→${p.mod!.B.shape[0]}, another source ${inDim}→${outDim}`);
+        throw new SoupError(
+          'ERR_SOUP_SHAPE_MISMATCH',
+          `LoRA module '${m}': sources[${p.i}] maps ${p.mod!.A.shape[1]}→${p.mod!.B.shape[0]}, another source ${inDim}→${outDim}`,
+        );
     }
     const total = parts.reduce((a, p) => a + p.mod!.rank, 0);
     const dt = outDtype ?? first.A.dtype!;
@@ -113,12 +132,11 @@ export function catAdapters(adapters: ParsedAdapter[], weights: Float64Array, ou
     let k0 = 0;
     for (const p of parts) {
       const mod = p.mod!;
-      const a = loaded[p.i][mod.A.name], b = loaded[p.i][mod.B.name];
+      const a = loaded[p.i][mod.A.name],
+        b = loaded[p.i][mod.B.name];
       const c = weights[p.i] * mod.scaling;
-      for (let k = 0; k < mod.rank; k++)
-        for (let j = 0; j < inDim; j++) A.data[(k0 + k) * inDim + j] = roundTo(dt, c * elementAt(a, k * inDim + j));
-      for (let o = 0; o < outDim; o++)
-        for (let k = 0; k < mod.rank; k++) B.data[o * total + k0 + k] = roundTo(dt, elementAt(b, o * mod.rank + k));
+      for (let k = 0; k < mod.rank; k++) for (let j = 0; j < inDim; j++) A.data[(k0 + k) * inDim + j] = roundTo(dt, c * elementAt(a, k * inDim + j));
+      for (let o = 0; o < outDim; o++) for (let k = 0; k < mod.rank; k++) B.data[o * total + k0 + k] = roundTo(dt, elementAt(b, o * mod.rank + k));
       k0 += mod.rank;
     }
     tensors[`${m}.lora_A.weight`] = A;
@@ -186,7 +204,8 @@ export interface DensePlan {
 }
 
 export async function planDenseLora(
-  cks: Checkpoint[], weights: Float64Array,
+  cks: Checkpoint[],
+  weights: Float64Array,
   opts: { base?: string; outDtype?: DType; shardSize: number; singleFile: boolean },
 ): Promise<DensePlan> {
   const adapters = cks.map(parseAdapter);
@@ -219,14 +238,15 @@ export async function planDenseLora(
       const o = adapters[i].others.get(name);
       const o0 = adapters[0].others.get(name)!;
       if (!o) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `sources[${i}] '${cks[i].path}' has no tensor '${name}'`);
-      if (o.stDtype !== o0.stDtype || o.shape.join() !== o0.shape.join()) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name}': dtype/shape differ across sources`);
+      if (o.stDtype !== o0.stDtype || o.shape.join() !== o0.shape.join())
+        throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${name}': dtype/shape differ across sources`);
     }
     replaced.set(bn, name);
   }
 
   const order = [...base.tensors.keys()];
   for (const bn of replaced.keys()) if (!base.tensors.has(bn)) order.push(bn);
-  const outDtypeOf = (bn: string): DType => opts.outDtype ?? (base.tensors.get(bn)?.dtype ?? adapters[0].others.get(replaced.get(bn)!)!.dtype!);
+  const outDtypeOf = (bn: string): DType => opts.outDtype ?? base.tensors.get(bn)?.dtype ?? adapters[0].others.get(replaced.get(bn)!)!.dtype!;
   const shapeOf = (bn: string): number[] => (replaced.has(bn) ? adapters[0].others.get(replaced.get(bn)!)!.shape : base.tensors.get(bn)!.shape);
 
   const tensorPlan = (bn: string): NativeTensor => {
@@ -235,9 +255,15 @@ export async function planDenseLora(
       const an = replaced.get(bn)!;
       const loc0 = adapters[0].others.get(an)!;
       if (base.tensors.has(bn) && base.tensors.get(bn)!.shape.join() !== loc0.shape.join())
-        throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `adapter tensor '${an}' ${JSON.stringify(loc0.shape)} does not match base '${bn}' ${JSON.stringify(base.tensors.get(bn)!.shape)}`);
+        throw new SoupError(
+          'ERR_SOUP_SHAPE_MISMATCH',
+          `adapter tensor '${an}' ${JSON.stringify(loc0.shape)} does not match base '${bn}' ${JSON.stringify(base.tensors.get(bn)!.shape)}`,
+        );
       return {
-        name: bn, numel: numelOf(loc0.shape), inDtype: DTYPE_CODE[loc0.dtype!], outDtype,
+        name: bn,
+        numel: numelOf(loc0.shape),
+        inDtype: DTYPE_CODE[loc0.dtype!],
+        outDtype,
         srcFile: Int32Array.from(adapters, (a) => fileIndex.get(a.others.get(an)!.file)!),
         srcOffset: Float64Array.from(adapters, (a) => a.others.get(an)!.offset),
       };
@@ -246,7 +272,15 @@ export async function planDenseLora(
     if (!loc.dtype) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `base tensor '${bn}' has dtype ${loc.stDtype}; only float tensors are supported`);
     const ups = updates.get(bn);
     if (!ups) {
-      return { name: bn, numel: numelOf(loc.shape), inDtype: DTYPE_CODE[loc.dtype], outDtype, weights: Float64Array.of(1), srcFile: Int32Array.of(fileIndex.get(loc.file)!), srcOffset: Float64Array.of(loc.offset) };
+      return {
+        name: bn,
+        numel: numelOf(loc.shape),
+        inDtype: DTYPE_CODE[loc.dtype],
+        outDtype,
+        weights: Float64Array.of(1),
+        srcFile: Int32Array.of(fileIndex.get(loc.file)!),
+        srcOffset: Float64Array.of(loc.offset),
+      };
     }
     if (loc.shape.length !== 2) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `base tensor '${bn}' ${JSON.stringify(loc.shape)} is not a matrix`);
     const fifo = adapters[ups[0].i].fanInFanOut;
@@ -261,8 +295,12 @@ export async function planDenseLora(
       const outDim = mod.B.shape[0];
       const want = fifo ? [inDim, outDim] : [outDim, inDim];
       if (rows !== want[0] || cols !== want[1])
-        throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `sources[${i}]: LoRA module '${mod.module}' (${inDim}→${outDim}${fifo ? ', fan_in_fan_out' : ''}) needs base '${bn}' of shape ${JSON.stringify(want)}, found ${JSON.stringify(loc.shape)}`);
-      const A = loaded[i][mod.A.name], B = loaded[i][mod.B.name];
+        throw new SoupError(
+          'ERR_SOUP_SHAPE_MISMATCH',
+          `sources[${i}]: LoRA module '${mod.module}' (${inDim}→${outDim}${fifo ? ', fan_in_fan_out' : ''}) needs base '${bn}' of shape ${JSON.stringify(want)}, found ${JSON.stringify(loc.shape)}`,
+        );
+      const A = loaded[i][mod.A.name],
+        B = loaded[i][mod.B.name];
       const c = weights[i] * mod.scaling;
       if (!fifo) {
         for (let o = 0; o < outDim; o++) for (let k = 0; k < r; k++) L[o * K + k0 + k] = c * elementAt(B, o * r + k);
@@ -273,14 +311,28 @@ export async function planDenseLora(
       }
       k0 += r;
     }
-    return { name: bn, numel: rows * cols, inDtype: DTYPE_CODE[loc.dtype], outDtype, lowRank: { baseFile: fileIndex.get(loc.file)!, baseOffset: loc.offset, rows, cols, rank: K, L, R } };
+    return {
+      name: bn,
+      numel: rows * cols,
+      inDtype: DTYPE_CODE[loc.dtype],
+      outDtype,
+      lowRank: { baseFile: fileIndex.get(loc.file)!, baseOffset: loc.offset, rows, cols, rank: K, L, R },
+    };
   };
 
   const items = order.map((bn) => ({ name: bn, bytes: numelOf(shapeOf(bn)) * dtypeSize(outDtypeOf(bn)) }));
   const shards = opts.singleFile ? [items] : planShards(items, opts.shardSize);
   const plans: FilePlan[] = shards.map((shard, si) => {
-    const { bytes, dataBytes } = buildHeader(shard.map((it) => ({ name: it.name, dtype: outDtypeOf(it.name), shape: shapeOf(it.name) })), { format: 'pt' });
-    return { file: opts.singleFile ? '' : shards.length === 1 ? 'model.safetensors' : shardName(si, shards.length), header: bytes, tensors: shard.map((it) => tensorPlan(it.name)), dataBytes };
+    const { bytes, dataBytes } = buildHeader(
+      shard.map((it) => ({ name: it.name, dtype: outDtypeOf(it.name), shape: shapeOf(it.name) })),
+      { format: 'pt' },
+    );
+    return {
+      file: opts.singleFile ? '' : shards.length === 1 ? 'model.safetensors' : shardName(si, shards.length),
+      header: bytes,
+      tensors: shard.map((it) => tensorPlan(it.name)),
+      dataBytes,
+    };
   });
   const extraFiles: DensePlan['extraFiles'] = [];
   if (statSync(opts.base).isDirectory()) {

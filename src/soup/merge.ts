@@ -11,7 +11,18 @@ import { atomicWriteDir, tempPathFor, fsyncDir, ioError, removeStaleTemps } from
 import { buildHeader, writeSafetensors } from '../io/safetensors.js';
 import { writePeftAdapter } from '../io/checkpoint.js';
 import { checkOutputDisjoint } from '../io/overlap.js';
-import { openCheckpoint, planShards, shardName, indexJson, DEFAULT_SHARD_SIZE, INDEX_NAME, SIDECAR_FILES, ADAPTER_CONFIG, ADAPTER_WEIGHTS, type Checkpoint } from '../io/checkpoint.js';
+import {
+  openCheckpoint,
+  planShards,
+  shardName,
+  indexJson,
+  DEFAULT_SHARD_SIZE,
+  INDEX_NAME,
+  SIDECAR_FILES,
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  type Checkpoint,
+} from '../io/checkpoint.js';
 import { DTYPE_CODE, dtypeSize, isDType, numelOf, type DType, type TensorMap } from '../io/tensor.js';
 import { resolveWeights, controlFor, abortedError } from './weights.js';
 import { checkDevice, cudaFunctions } from './device.js';
@@ -85,10 +96,14 @@ function checkOptions(o: MergeOptions): void {
   if (!Array.isArray(o.sources) || o.sources.length === 0 || !o.sources.every((s) => typeof s === 'string' && s.length > 0))
     throw new SoupError('ERR_SOUP_INVALID_ARG', 'sources must be a non-empty array of paths');
   if (typeof o.out !== 'string' || !o.out) throw new SoupError('ERR_SOUP_INVALID_ARG', 'out must be a path');
-  if (o.dtype !== undefined && !isDType(o.dtype)) throw new SoupError('ERR_SOUP_INVALID_ARG', `dtype must be one of float32, float16, bfloat16, float64; got ${JSON.stringify(o.dtype)}`);
-  if (o.lora !== undefined && o.lora !== 'params' && o.lora !== 'dense') throw new SoupError('ERR_SOUP_INVALID_ARG', `lora must be 'params' or 'dense', got ${JSON.stringify(o.lora)}`);
-  if (o.shardSize !== undefined && !(Number.isFinite(o.shardSize) && o.shardSize > 0)) throw new SoupError('ERR_SOUP_INVALID_ARG', `shardSize must be a positive number of bytes, got ${o.shardSize}`);
-  if (o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads >= 1)) throw new SoupError('ERR_SOUP_INVALID_ARG', `threads must be a positive integer, got ${o.threads}`);
+  if (o.dtype !== undefined && !isDType(o.dtype))
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `dtype must be one of float32, float16, bfloat16, float64; got ${JSON.stringify(o.dtype)}`);
+  if (o.lora !== undefined && o.lora !== 'params' && o.lora !== 'dense')
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `lora must be 'params' or 'dense', got ${JSON.stringify(o.lora)}`);
+  if (o.shardSize !== undefined && !(Number.isFinite(o.shardSize) && o.shardSize > 0))
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `shardSize must be a positive number of bytes, got ${o.shardSize}`);
+  if (o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads >= 1))
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `threads must be a positive integer, got ${o.threads}`);
 }
 
 /** Checks that all sources hold the same float tensors with the same shapes and dtypes. */
@@ -96,19 +111,29 @@ export function checkSameLayout(cks: Checkpoint[]): string[] {
   const first = cks[0];
   const names = [...first.tensors.keys()];
   for (const [n, loc] of first.tensors) {
-    if (!loc.dtype) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `${loc.file}: tensor '${n}' has dtype ${loc.stDtype}; only F32/F16/BF16/F64 tensors can be interpolated`);
+    if (!loc.dtype)
+      throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `${loc.file}: tensor '${n}' has dtype ${loc.stDtype}; only F32/F16/BF16/F64 tensors can be interpolated`);
   }
   for (let i = 1; i < cks.length; i++) {
     const ck = cks[i];
-    if (ck.kind !== first.kind) throw new SoupError('ERR_SOUP_FORMAT', `sources[${i}] '${ck.path}' is a ${ck.kind} checkpoint but sources[0] '${first.path}' is a ${first.kind} checkpoint`);
+    if (ck.kind !== first.kind)
+      throw new SoupError(
+        'ERR_SOUP_FORMAT',
+        `sources[${i}] '${ck.path}' is a ${ck.kind} checkpoint but sources[0] '${first.path}' is a ${first.kind} checkpoint`,
+      );
     for (const [n, a] of first.tensors) {
       const b = ck.tensors.get(n);
       if (!b) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `sources[${i}] '${ck.path}' has no tensor '${n}' (present in '${first.path}')`);
       if (a.shape.length !== b.shape.length || a.shape.some((d, k) => d !== b.shape[k]))
-        throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tensor '${n}': shape ${JSON.stringify(b.shape)} in '${b.file}' != ${JSON.stringify(a.shape)} in '${a.file}'`);
-      if (a.stDtype !== b.stDtype) throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${n}': dtype ${b.stDtype} in '${b.file}' != ${a.stDtype} in '${a.file}'`);
+        throw new SoupError(
+          'ERR_SOUP_SHAPE_MISMATCH',
+          `tensor '${n}': shape ${JSON.stringify(b.shape)} in '${b.file}' != ${JSON.stringify(a.shape)} in '${a.file}'`,
+        );
+      if (a.stDtype !== b.stDtype)
+        throw new SoupError('ERR_SOUP_DTYPE_MISMATCH', `tensor '${n}': dtype ${b.stDtype} in '${b.file}' != ${a.stDtype} in '${a.file}'`);
     }
-    for (const n of ck.tensors.keys()) if (!first.tensors.has(n)) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `sources[${i}] '${ck.path}' has tensor '${n}' that '${first.path}' lacks`);
+    for (const n of ck.tensors.keys())
+      if (!first.tensors.has(n)) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `sources[${i}] '${ck.path}' has tensor '${n}' that '${first.path}' lacks`);
   }
   return names;
 }
@@ -121,7 +146,10 @@ function checkSameKind(cks: Checkpoint[]): void {
   if (p < 0 || f < 0) return;
   const full = cks[f];
   if (full.kind === 'file' && [...full.tensors.keys()].some((n) => /\.lora_[AB]\b/.test(n)))
-    throw new SoupError('ERR_SOUP_FORMAT', `sources[${f}] '${full.path}' holds LoRA tensors but is a bare .safetensors file, while sources[${p}] '${cks[p].path}' is a PEFT adapter dir: give every adapter as its dir (${ADAPTER_CONFIG} + ${ADAPTER_WEIGHTS}), which holds its scaling`);
+    throw new SoupError(
+      'ERR_SOUP_FORMAT',
+      `sources[${f}] '${full.path}' holds LoRA tensors but is a bare .safetensors file, while sources[${p}] '${cks[p].path}' is a PEFT adapter dir: give every adapter as its dir (${ADAPTER_CONFIG} + ${ADAPTER_WEIGHTS}), which holds its scaling`,
+    );
   const what = full.kind === 'hf' ? 'a full model (Hugging Face model dir)' : 'a full model (.safetensors file)';
   throw new SoupError(
     'ERR_SOUP_FORMAT',
@@ -136,10 +164,14 @@ function checkSameScaling(cks: Checkpoint[]): void {
   const norm = (v: unknown) => JSON.stringify(v ?? null);
   for (let i = 1; i < cks.length; i++) {
     for (const k of keys) {
-      const a = cks[0].adapterConfig?.[k], b = cks[i].adapterConfig?.[k];
+      const a = cks[0].adapterConfig?.[k],
+        b = cks[i].adapterConfig?.[k];
       const empty = (v: unknown) => v === undefined || v === null || (typeof v === 'object' && Object.keys(v as object).length === 0) || v === false;
       if (norm(a) !== norm(b) && !(empty(a) && empty(b)))
-        throw new SoupError('ERR_SOUP_FORMAT', `lora 'params' interpolates A and B under one scaling, but adapter_config.json '${k}' is ${norm(b)} in sources[${i}] '${cks[i].path}' and ${norm(a)} in sources[0]: use lora 'dense' for adapters with different scalings`);
+        throw new SoupError(
+          'ERR_SOUP_FORMAT',
+          `lora 'params' interpolates A and B under one scaling, but adapter_config.json '${k}' is ${norm(b)} in sources[${i}] '${cks[i].path}' and ${norm(a)} in sources[0]: use lora 'dense' for adapters with different scalings`,
+        );
     }
   }
 }
@@ -150,7 +182,10 @@ function planPlain(cks: Checkpoint[], names: string[], files: string[], outDtype
   const items = names.map((n) => ({ name: n, bytes: numelOf(cks[0].tensors.get(n)!.shape) * dtypeSize(outDtype(n)) }));
   const shards = single ? [items] : planShards(items, shardSize);
   return shards.map((shard, si) => {
-    const { bytes, dataBytes } = buildHeader(shard.map((it) => ({ name: it.name, dtype: outDtype(it.name), shape: cks[0].tensors.get(it.name)!.shape })), { format: 'pt' });
+    const { bytes, dataBytes } = buildHeader(
+      shard.map((it) => ({ name: it.name, dtype: outDtype(it.name), shape: cks[0].tensors.get(it.name)!.shape })),
+      { format: 'pt' },
+    );
     const tensors: NativeTensor[] = shard.map((it) => {
       const loc0 = cks[0].tensors.get(it.name)!;
       return {
@@ -167,7 +202,13 @@ function planPlain(cks: Checkpoint[], names: string[], files: string[], outDtype
 }
 
 /** Writes a result computed in memory (the dense "cat" adapter), atomically. */
-async function writeInMemory(opts: MergeOptions, m: { tensors: TensorMap; config: Record<string, unknown> }, singleFile: boolean, weights: Float64Array, t0: number): Promise<MergeReport> {
+async function writeInMemory(
+  opts: MergeOptions,
+  m: { tensors: TensorMap; config: Record<string, unknown> },
+  singleFile: boolean,
+  weights: Float64Array,
+  t0: number,
+): Promise<MergeReport> {
   if (opts.signal?.aborted) throw abortedError(opts.signal);
   if (singleFile) await writeSafetensors(opts.out, m.tensors, { metadata: { format: 'pt' } });
   else await writePeftAdapter(opts.out, m.tensors, m.config);
@@ -175,9 +216,20 @@ async function writeInMemory(opts: MergeOptions, m: { tensors: TensorMap; config
   const seconds = (performance.now() - t0) / 1000;
   opts.onProgress?.({ bytesDone: bytes, bytesTotal: bytes, fraction: 1 });
   return {
-    out: opts.out, layout: singleFile ? 'file' : 'peft', files: singleFile ? [basename(opts.out)] : [ADAPTER_CONFIG, ADAPTER_WEIGHTS],
-    tensors: Object.keys(m.tensors).length, bytesRead: 0, bytesWritten: bytes, seconds, gbps: bytes / seconds / 1e9,
-    kernel: 'js-cat', readSeconds: 0, kernelSeconds: 0, writeSeconds: seconds, weights: Array.from(weights), lora: 'dense',
+    out: opts.out,
+    layout: singleFile ? 'file' : 'peft',
+    files: singleFile ? [basename(opts.out)] : [ADAPTER_CONFIG, ADAPTER_WEIGHTS],
+    tensors: Object.keys(m.tensors).length,
+    bytesRead: 0,
+    bytesWritten: bytes,
+    seconds,
+    gbps: bytes / seconds / 1e9,
+    kernel: 'js-cat',
+    readSeconds: 0,
+    kernelSeconds: 0,
+    writeSeconds: seconds,
+    weights: Array.from(weights),
+    lora: 'dense',
   };
 }
 
@@ -204,8 +256,10 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
   ]);
   checkSameKind(cks);
   const kind = cks[0].kind;
-  if (opts.lora && kind !== 'peft') throw new SoupError('ERR_SOUP_INVALID_ARG', `lora '${opts.lora}' needs PEFT adapter dirs as sources; sources[0] '${cks[0].path}' is a ${kind} checkpoint`);
-  if (opts.base && opts.lora !== 'dense') throw new SoupError('ERR_SOUP_INVALID_ARG', "base is only used with lora 'dense' (it is the model the adapters are merged into)");
+  if (opts.lora && kind !== 'peft')
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `lora '${opts.lora}' needs PEFT adapter dirs as sources; sources[0] '${cks[0].path}' is a ${kind} checkpoint`);
+  if (opts.base && opts.lora !== 'dense')
+    throw new SoupError('ERR_SOUP_INVALID_ARG', "base is only used with lora 'dense' (it is the model the adapters are merged into)");
   const loraMode: LoraMode | undefined = kind === 'peft' ? (opts.lora ?? 'params') : undefined;
   const cuda = device === 'cuda' ? cudaFunctions() : undefined;
 
@@ -240,7 +294,13 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
   }
   if (!singleFile && layout === 'hf' && plans.length > 1) {
     const total = plans.reduce((a, p) => a + p.dataBytes, 0);
-    extraFiles.push({ name: INDEX_NAME, text: indexJson(plans.map((p) => ({ file: p.file, names: p.tensors.map((t) => t.name) })), total) });
+    extraFiles.push({
+      name: INDEX_NAME,
+      text: indexJson(
+        plans.map((p) => ({ file: p.file, names: p.tensors.map((t) => t.name) })),
+        total,
+      ),
+    });
   }
 
   const bytesTotal = plans.reduce((a, p) => a + p.dataBytes, 0);
@@ -248,10 +308,25 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
   let timer: NodeJS.Timeout | undefined;
   const report = () => opts.onProgress?.({ bytesDone: control[1], bytesTotal, fraction: bytesTotal ? control[1] / bytesTotal : 1 });
   if (opts.onProgress) timer = setInterval(report, 100);
-  let bytesRead = 0, bytesWritten = 0, kernel = '', readSeconds = 0, kernelSeconds = 0, writeSeconds = 0;
+  let bytesRead = 0,
+    bytesWritten = 0,
+    kernel = '',
+    readSeconds = 0,
+    kernelSeconds = 0,
+    writeSeconds = 0;
   // path: where the native writer writes (a temp name); final: what the user asked for, which errors name
   const runOne = async (plan: FilePlan, path: string, final: string) => {
-    const baton: MergeFilesBaton = { files, out: path, header: plan.header, weights, tensors: plan.tensors, windowBytes: opts.windowBytes, threads: opts.threads, simd: opts.simd, control };
+    const baton: MergeFilesBaton = {
+      files,
+      out: path,
+      header: plan.header,
+      weights,
+      tensors: plan.tensors,
+      windowBytes: opts.windowBytes,
+      threads: opts.threads,
+      simd: opts.simd,
+      control,
+    };
     const fn = (b: MergeFilesBaton): Promise<MergeFilesResult> => (cuda ? cuda.mergeFilesCuda(b) : coreAddon().mergeFiles(b));
     try {
       const r = await fn(baton);
@@ -265,7 +340,9 @@ export async function merge(opts: MergeOptions): Promise<MergeReport> {
       const err = fromNative(e, stack);
       if (err.code === 'ERR_SOUP_ABORTED' || opts.signal?.aborted) throw abortedError(opts.signal);
       if (!err.message.includes(path)) throw err;
-      throw new SoupError(err.code, `writing '${final}': ${err.message.split(`'${path}'`).join('its temporary file').split(path).join('its temporary file')}`, { cause: err });
+      throw new SoupError(err.code, `writing '${final}': ${err.message.split(`'${path}'`).join('its temporary file').split(path).join('its temporary file')}`, {
+        cause: err,
+      });
     }
   };
   const written: string[] = [];

@@ -12,7 +12,10 @@ export interface WeightRules {
 export function resolveWeights(weights: readonly number[], nSources: number, rules: WeightRules = {}): Float64Array {
   if (!Array.isArray(weights) && !(weights instanceof Float64Array)) throw new SoupError('ERR_SOUP_WEIGHTS', 'weights must be an array of numbers');
   if (weights.length !== nSources)
-    throw new SoupError('ERR_SOUP_WEIGHTS', `got ${weights.length} weight${weights.length === 1 ? '' : 's'} for ${nSources} source${nSources === 1 ? '' : 's'}: give one weight per source`);
+    throw new SoupError(
+      'ERR_SOUP_WEIGHTS',
+      `got ${weights.length} weight${weights.length === 1 ? '' : 's'} for ${nSources} source${nSources === 1 ? '' : 's'}: give one weight per source`,
+    );
   if (nSources === 0) throw new SoupError('ERR_SOUP_WEIGHTS', 'at least one source is needed');
   weights.forEach((w, i) => {
     if (typeof w !== 'number' || !Number.isFinite(w)) throw new SoupError('ERR_SOUP_WEIGHTS', `weights[${i}] is ${w}: weights must be finite numbers`);
@@ -21,12 +24,16 @@ export function resolveWeights(weights: readonly number[], nSources: number, rul
   if (rules.allowExtrapolation) return w;
   if (rules.normalize ?? true) {
     const sum = w.reduce((a, b) => a + b, 0);
-    if (!(Math.abs(sum) > 0)) throw new SoupError('ERR_SOUP_WEIGHTS', `weights sum to ${sum}: cannot normalize (use allowExtrapolation to pass weights as given)`);
+    if (!(Math.abs(sum) > 0))
+      throw new SoupError('ERR_SOUP_WEIGHTS', `weights sum to ${sum}: cannot normalize (use allowExtrapolation to pass weights as given)`);
     for (let i = 0; i < w.length; i++) w[i] /= sum;
   }
   const neg = w.findIndex((x) => x < 0);
   if (neg >= 0)
-    throw new SoupError('ERR_SOUP_WEIGHTS', `weights[${neg}] = ${weights[neg]} puts λ off the simplex (λᵢ ≥ 0, Σλ = 1); pass allowExtrapolation to extrapolate`);
+    throw new SoupError(
+      'ERR_SOUP_WEIGHTS',
+      `weights[${neg}] = ${weights[neg]} puts λ off the simplex (λᵢ ≥ 0, Σλ = 1); pass allowExtrapolation to extrapolate`,
+    );
   const sum = w.reduce((a, b) => a + b, 0);
   if (Math.abs(sum - 1) > 1e-6)
     throw new SoupError('ERR_SOUP_WEIGHTS', `weights sum to ${sum}, not 1: λ is off the simplex; normalize them or pass allowExtrapolation`);

@@ -8,7 +8,16 @@ import { z } from 'zod';
 import { SoupError, fromNative } from '../errors.js';
 import { parseStrict } from '../util/config.js';
 import { readSafetensors, writeSafetensors, type Tensor, type TensorMap } from '../io/index.js';
-import { callTorchSync, torchFunctions, type ControlBatch, type ControlFunctions, type ControlHandle, type ControlLoss, type NativeHyper, type TorchAddon } from '../native/torch.js';
+import {
+  callTorchSync,
+  torchFunctions,
+  type ControlBatch,
+  type ControlFunctions,
+  type ControlHandle,
+  type ControlLoss,
+  type NativeHyper,
+  type TorchAddon,
+} from '../native/torch.js';
 import { checkPolicyFits, RolloutCollector, type EnvInfo, type EpisodeRecord, type PolicyFn, type VecEnv } from '../envs/index.js';
 
 // ---- native face: declared with its batons in src/native/torch.ts ---------------------------------
@@ -45,7 +54,8 @@ export interface ControlPolicyOptions {
 }
 
 function posInt(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new SoupError('ERR_SOUP_INVALID_ARG', `Expected a positive integer for ${what} but received ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `Expected a positive integer for ${what} but received ${String(v)}`);
   return v;
 }
 
@@ -53,12 +63,14 @@ function posInt(v: unknown, what: string): number {
 export function policyShape(t: TensorMap, source: string): { obsDim: number; actDim: number; hidden: number[] } {
   const need = (n: string): Tensor => {
     const x = t[n];
-    if (!x) throw new SoupError('ERR_SOUP_MISSING_TENSOR', `policy ${source} has no tensor '${n}' (expected a control policy: actor_mean.*, critic.*, actor_logstd)`);
+    if (!x)
+      throw new SoupError('ERR_SOUP_MISSING_TENSOR', `policy ${source} has no tensor '${n}' (expected a control policy: actor_mean.*, critic.*, actor_logstd)`);
     return x;
   };
   const hidden: number[] = [];
   const w0 = need('actor_mean.0.weight');
-  if (w0.shape.length !== 2) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `policy ${source}: 'actor_mean.0.weight' has shape ${JSON.stringify(w0.shape)}, expected [hidden, obsDim]`);
+  if (w0.shape.length !== 2)
+    throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `policy ${source}: 'actor_mean.0.weight' has shape ${JSON.stringify(w0.shape)}, expected [hidden, obsDim]`);
   const obsDim = w0.shape[1];
   let l = 0;
   while (t[`actor_mean.${2 * (l + 1)}.weight`]) {
@@ -97,8 +109,10 @@ export class ControlPolicy {
     };
     if (!Array.isArray(o.hidden) || o.hidden.length === 0) throw new SoupError('ERR_SOUP_INVALID_ARG', 'Expected a non-empty array of layer sizes for hidden');
     o.hidden.forEach((x, i) => posInt(x, `hidden[${i}]`));
-    if (o.dtype !== 'float32' && o.dtype !== 'float64') throw new SoupError('ERR_SOUP_INVALID_ARG', `Expected 'float32' or 'float64' for dtype but received ${String(o.dtype)}`);
-    if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new SoupError('ERR_SOUP_INVALID_ARG', `Expected a non-negative integer for seed but received ${String(o.seed)}`);
+    if (o.dtype !== 'float32' && o.dtype !== 'float64')
+      throw new SoupError('ERR_SOUP_INVALID_ARG', `Expected 'float32' or 'float64' for dtype but received ${String(o.dtype)}`);
+    if (!Number.isSafeInteger(o.seed) || o.seed < 0)
+      throw new SoupError('ERR_SOUP_INVALID_ARG', `Expected a non-negative integer for seed but received ${String(o.seed)}`);
     return new ControlPolicy(call('ctlCreate', o), o);
   }
 
@@ -195,11 +209,22 @@ export class ControlPolicy {
    * One PPO update on the stored rollout (off the JS thread): scalarise the reward vectors with
    * `weights`, normalise, bootstrap truncations, GAE, then epochs of minibatch Adam steps.
    */
-  async update(rollout: { rewards: Float32Array; terminated: Uint8Array; truncated: Uint8Array; finalObs: Float32Array; lastObs: Float32Array }, weights: Float64Array, hyper: Partial<NativeHyper> = {}): Promise<Record<string, number>> {
+  async update(
+    rollout: { rewards: Float32Array; terminated: Uint8Array; truncated: Uint8Array; finalObs: Float32Array; lastObs: Float32Array },
+    weights: Float64Array,
+    hyper: Partial<NativeHyper> = {},
+  ): Promise<Record<string, number>> {
     const stack = new Error().stack;
     try {
       return await addon().ctlUpdate(this.handle, {
-        ...nativeHyper(), ...hyper, rewards: rollout.rewards, weights, terminated: rollout.terminated, truncated: rollout.truncated, finalObs: rollout.finalObs, lastObs: rollout.lastObs,
+        ...nativeHyper(),
+        ...hyper,
+        rewards: rollout.rewards,
+        weights,
+        terminated: rollout.terminated,
+        truncated: rollout.truncated,
+        finalObs: rollout.finalObs,
+        lastObs: rollout.lastObs,
       });
     } catch (e) {
       throw fromNative(e, stack);
@@ -228,26 +253,28 @@ export class ControlPolicy {
 
 // ---- PPO --------------------------------------------------------------------------------------------
 /** CleanRL ppo_continuous_action.py arguments (its names), with its defaults except the env split. */
-export const ControlPPOConfigSchema = z.object({
-  learning_rate: z.number().positive().default(3e-4),
-  anneal_lr: z.boolean().default(true),
-  /** Steps per env per rollout; num_envs · num_steps = 2048 samples per update as in CleanRL. */
-  num_steps: z.number().int().positive().default(256),
-  gamma: z.number().min(0).max(1).default(0.99),
-  gae_lambda: z.number().min(0).max(1).default(0.95),
-  num_minibatches: z.number().int().positive().default(32),
-  update_epochs: z.number().int().positive().default(10),
-  norm_adv: z.boolean().default(true),
-  clip_coef: z.number().positive().default(0.2),
-  clip_vloss: z.boolean().default(true),
-  ent_coef: z.number().min(0).default(0),
-  vf_coef: z.number().min(0).default(0.5),
-  max_grad_norm: z.number().positive().default(0.5),
-  /** gym NormalizeReward on the scalarised reward, then clip to ±reward_clip. */
-  norm_reward: z.boolean().default(true),
-  reward_clip: z.number().positive().default(10),
-  adam_eps: z.number().positive().default(1e-5),
-}).strict();
+export const ControlPPOConfigSchema = z
+  .object({
+    learning_rate: z.number().positive().default(3e-4),
+    anneal_lr: z.boolean().default(true),
+    /** Steps per env per rollout; num_envs · num_steps = 2048 samples per update as in CleanRL. */
+    num_steps: z.number().int().positive().default(256),
+    gamma: z.number().min(0).max(1).default(0.99),
+    gae_lambda: z.number().min(0).max(1).default(0.95),
+    num_minibatches: z.number().int().positive().default(32),
+    update_epochs: z.number().int().positive().default(10),
+    norm_adv: z.boolean().default(true),
+    clip_coef: z.number().positive().default(0.2),
+    clip_vloss: z.boolean().default(true),
+    ent_coef: z.number().min(0).default(0),
+    vf_coef: z.number().min(0).default(0.5),
+    max_grad_norm: z.number().positive().default(0.5),
+    /** gym NormalizeReward on the scalarised reward, then clip to ±reward_clip. */
+    norm_reward: z.boolean().default(true),
+    reward_clip: z.number().positive().default(10),
+    adam_eps: z.number().positive().default(1e-5),
+  })
+  .strict();
 
 export type ControlPPOConfig = z.output<typeof ControlPPOConfigSchema>;
 export type ControlPPOConfigInput = z.input<typeof ControlPPOConfigSchema>;
@@ -255,9 +282,19 @@ export type ControlPPOConfigInput = z.input<typeof ControlPPOConfigSchema>;
 /** The native update's hyper-parameters of a config (CleanRL's defaults when none is given): the one source of them. */
 export function nativeHyper(c: ControlPPOConfig = ControlPPOConfigSchema.parse({})): NativeHyper {
   return {
-    gamma: c.gamma, gaeLambda: c.gae_lambda, clipCoef: c.clip_coef, vfCoef: c.vf_coef, entCoef: c.ent_coef,
-    maxGradNorm: c.max_grad_norm, learningRate: c.learning_rate, adamEps: c.adam_eps, rewardClip: c.reward_clip,
-    updateEpochs: c.update_epochs, numMinibatches: c.num_minibatches, clipVloss: c.clip_vloss, normAdv: c.norm_adv,
+    gamma: c.gamma,
+    gaeLambda: c.gae_lambda,
+    clipCoef: c.clip_coef,
+    vfCoef: c.vf_coef,
+    entCoef: c.ent_coef,
+    maxGradNorm: c.max_grad_norm,
+    learningRate: c.learning_rate,
+    adamEps: c.adam_eps,
+    rewardClip: c.reward_clip,
+    updateEpochs: c.update_epochs,
+    numMinibatches: c.num_minibatches,
+    clipVloss: c.clip_vloss,
+    normAdv: c.norm_adv,
     normReward: c.norm_reward,
   };
 }
@@ -307,12 +344,18 @@ export class ControlTrainer {
     checkPolicyFits(env.info, policy, 'being trained');
     const w = opts.rewardWeights;
     if (!Array.isArray(w) || w.length !== env.info.rewardDim || w.some((x) => typeof x !== 'number' || !Number.isFinite(x))) {
-      throw new SoupError('ERR_SOUP_INVALID_ARG', `Expected ${env.info.rewardDim} finite rewardWeights (${env.info.rewardNames.join(', ')}) but received ${JSON.stringify(w)}`);
+      throw new SoupError(
+        'ERR_SOUP_INVALID_ARG',
+        `Expected ${env.info.rewardDim} finite rewardWeights (${env.info.rewardNames.join(', ')}) but received ${JSON.stringify(w)}`,
+      );
     }
     this.weights = Float64Array.from(w);
     const B = this.config.num_steps * env.numEnvs;
     if (Math.floor(B / this.config.num_minibatches) < 2) {
-      throw new SoupError('ERR_SOUP_CONFIG', `num_envs·num_steps = ${B} gives minibatches of fewer than 2 samples with num_minibatches = ${this.config.num_minibatches}`);
+      throw new SoupError(
+        'ERR_SOUP_CONFIG',
+        `num_envs·num_steps = ${B} gives minibatches of fewer than 2 samples with num_minibatches = ${this.config.num_minibatches}`,
+      );
     }
     this.collector = new RolloutCollector(env, this.config.num_steps);
     policy.setRollout(this.config.num_steps, env.numEnvs);
@@ -349,7 +392,11 @@ export class ControlTrainer {
       const stats = await this.policy.update(r, this.weights, { ...hyper, learningRate: lr });
       const learn = (performance.now() - tl) / 1000;
       const s: ControlUpdateStats = {
-        update: u, step: this.collector.totalSteps, learningRate: lr, episodes: r.episodes, stats,
+        update: u,
+        step: this.collector.totalSteps,
+        learningRate: lr,
+        episodes: r.episodes,
+        stats,
         seconds: { env: r.timing.envS, act: r.timing.policyS, learn },
       };
       tot.env += s.seconds.env;

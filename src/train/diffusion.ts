@@ -9,15 +9,34 @@ import { join } from 'node:path';
 import { SoupError, fromNative } from '../errors.js';
 import { readSafetensors, writeSafetensors, type Tensor, type TensorMap } from '../io/index.js';
 import { callNative, callNativeSync } from '../native/call.js';
-import { torchFunctions, type DiffusionHandle, type DiffusionSampleOptions, type DiffusionStepOptions, type ParamGroup, type ParamSet, type TorchAddon, type UNetConfig, type UNetInfo } from '../native/torch.js';
+import {
+  torchFunctions,
+  type DiffusionHandle,
+  type DiffusionSampleOptions,
+  type DiffusionStepOptions,
+  type ParamGroup,
+  type ParamSet,
+  type TorchAddon,
+  type UNetConfig,
+  type UNetInfo,
+} from '../native/torch.js';
 import { CAPTION_LEN, SHAPES_VOCAB, fromModelOutput, seededStream, shapesBatch, toModelInput, tokenizeCaptions, type RgbImage } from '../data/shapes.js';
 
 export type { UNetConfig, UNetInfo, ParamSet, ParamGroup, DiffusionSampleOptions, DiffusionStepOptions } from '../native/torch.js';
 
 /** The miniature of docs/diffusion.md: channels (32, 64), attention at 8×8, the shapes vocabulary. */
 export const DEFAULT_UNET: UNetConfig = {
-  imageSize: 16, channels: 3, ch0: 32, ch1: 64, tembDim: 128, textDim: 64,
-  vocab: SHAPES_VOCAB.length, captionLen: CAPTION_LEN, heads: 4, groups: 8, T: 1000,
+  imageSize: 16,
+  channels: 3,
+  ch0: 32,
+  ch1: 64,
+  tembDim: 128,
+  textDim: 64,
+  vocab: SHAPES_VOCAB.length,
+  captionLen: CAPTION_LEN,
+  heads: 4,
+  groups: 8,
+  T: 1000,
 };
 
 export const UNET_ARCHITECTURE = 'rsoup-cond-unet';
@@ -29,7 +48,15 @@ const addon = (): TorchAddon => torchFunctions('diffusion');
 
 // Native reads every option as given: these are the defaults (docs/diffusion.md).
 const DIFFUSION_STEP_DEFAULTS: Required<DiffusionStepOptions> & { eps: number } = {
-  lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, emaDecay: 0.995, captionDropout: 0.1, maxGradNorm: 1, finetune: false,
+  lr: 1e-3,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0,
+  emaDecay: 0.995,
+  captionDropout: 0.1,
+  maxGradNorm: 1,
+  finetune: false,
 };
 const DIFFUSION_SAMPLE_DEFAULTS = { steps: 20, guidance: 1, clip: true, useEma: true };
 const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
@@ -51,7 +78,8 @@ export function ddimTimesteps(T: number, steps: number): Int32Array {
 }
 /** Initial noise [n, C, S, S]: image i from its own generator seeded with seeds[i]. */
 export function noiseFromSeeds(seeds: readonly number[], config: Pick<UNetConfig, 'channels' | 'imageSize'> = DEFAULT_UNET): Float32Array {
-  for (const s of seeds) if (!Number.isSafeInteger(s) || s < 0) throw new SoupError('ERR_SOUP_INVALID_ARG', `noise seeds must be non-negative integers, got ${s}`);
+  for (const s of seeds)
+    if (!Number.isSafeInteger(s) || s < 0) throw new SoupError('ERR_SOUP_INVALID_ARG', `noise seeds must be non-negative integers, got ${s}`);
   return callSync(() => addon().dmNoise(Float64Array.from(seeds), config.channels, config.imageSize, config.imageSize)).data as Float32Array;
 }
 
@@ -66,11 +94,16 @@ function checkConfig(c: UNetConfig, src: string): UNetConfig {
 /** A conditional UNet in native memory. Dispose it (or use `await using`). */
 export class DiffusionModel {
   private disposed = false;
-  private constructor(private readonly h: Handle, readonly config: UNetConfig) {}
+  private constructor(
+    private readonly h: Handle,
+    readonly config: UNetConfig,
+  ) {}
 
   static async create(o: { config?: Partial<UNetConfig>; seed?: number; threads?: number; weights?: TensorMap } = {}): Promise<DiffusionModel> {
     const config = checkConfig({ ...DEFAULT_UNET, ...(o.config ?? {}) }, 'config');
-    const h = await call(() => addon().dmCreate({ config, seed: o.seed ?? 0, ...(o.threads ? { threads: o.threads } : {}), ...(o.weights ? { weights: o.weights } : {}) }));
+    const h = await call(() =>
+      addon().dmCreate({ config, seed: o.seed ?? 0, ...(o.threads ? { threads: o.threads } : {}), ...(o.weights ? { weights: o.weights } : {}) }),
+    );
     return new DiffusionModel(h, config);
   }
 
@@ -85,7 +118,8 @@ export class DiffusionModel {
       throw new SoupError('ERR_SOUP_FORMAT', `${cfgPath}: not valid JSON (${(e as Error).message})`);
     }
     const arch = Array.isArray(raw.architectures) ? String(raw.architectures[0]) : String(raw.model_type ?? 'unknown');
-    if (raw.model_type !== UNET_ARCHITECTURE) throw new SoupError('ERR_SOUP_CONFIG', `${cfgPath}: architecture ${JSON.stringify(arch)} is not a ${UNET_ARCHITECTURE} diffusion checkpoint`);
+    if (raw.model_type !== UNET_ARCHITECTURE)
+      throw new SoupError('ERR_SOUP_CONFIG', `${cfgPath}: architecture ${JSON.stringify(arch)} is not a ${UNET_ARCHITECTURE} diffusion checkpoint`);
     const config = checkConfig({ ...DEFAULT_UNET, ...(raw.unet as Partial<UNetConfig>) }, `${cfgPath}: unet`);
     const wPath = join(dir, 'model.safetensors');
     if (!existsSync(wPath)) throw new SoupError('ERR_SOUP_IO', `${wPath}: no such file`);
@@ -103,7 +137,10 @@ export class DiffusionModel {
     mkdirSync(dir, { recursive: true });
     const t = await this.getTensors({ set: o.set ?? 'ema' });
     await writeSafetensors(join(dir, 'model.safetensors'), t, { metadata: { format: 'pt' } });
-    writeFileSync(join(dir, 'config.json'), `${JSON.stringify({ model_type: UNET_ARCHITECTURE, architectures: ['RsoupCondUNet'], unet: this.config, vocab: SHAPES_VOCAB, ...(o.meta ?? {}) }, null, 2)}\n`);
+    writeFileSync(
+      join(dir, 'config.json'),
+      `${JSON.stringify({ model_type: UNET_ARCHITECTURE, architectures: ['RsoupCondUNet'], unet: this.config, vocab: SHAPES_VOCAB, ...(o.meta ?? {}) }, null, 2)}\n`,
+    );
   }
 
   private handle(): Handle {
@@ -125,7 +162,8 @@ export class DiffusionModel {
     const per = this.config.channels * this.config.imageSize ** 2;
     if (!Number.isInteger(B) || B < 1) throw new SoupError('ERR_SOUP_INVALID_ARG', `batch must be a positive integer, got ${B}`);
     if (x && x.length !== B * per) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `images: expected ${B}×${per} values, got ${x.length}`);
-    if (tokens.length !== B * this.config.captionLen) throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tokens: expected ${B}×${this.config.captionLen} ids, got ${tokens.length}`);
+    if (tokens.length !== B * this.config.captionLen)
+      throw new SoupError('ERR_SOUP_SHAPE_MISMATCH', `tokens: expected ${B}×${this.config.captionLen} ids, got ${tokens.length}`);
   }
   /** ε_θ(x_t, t, c) (no gradient). */
   async eps(x: Float32Array, t: Int32Array, tokens: Int32Array, B: number, useEma = true): Promise<Float32Array> {
@@ -153,7 +191,9 @@ export class DiffusionModel {
     if (seeds.length !== captions.length) throw new SoupError('ERR_SOUP_INVALID_ARG', `${captions.length} captions but ${seeds.length} seeds`);
     const tokens = tokenizeCaptions(captions);
     const bs = o.batchSize ?? 64;
-    const S = this.config.imageSize, L = this.config.captionLen, per = 3 * S * S;
+    const S = this.config.imageSize,
+      L = this.config.captionLen,
+      per = 3 * S * S;
     const out: RgbImage[] = [];
     for (let i = 0; i < captions.length; i += bs) {
       const n = Math.min(bs, captions.length - i);
@@ -196,7 +236,8 @@ export function topHalfWeights(scores: ArrayLike<number>): { indices: number[]; 
   for (let i = 0; i < n; i++) if (!Number.isFinite(scores[i])) throw new SoupError('ERR_SOUP_REWARD', `score ${i} is not finite (${scores[i]})`);
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
   const indices = order.slice(0, Math.ceil(n / 2));
-  let min = Infinity, mean = 0;
+  let min = Infinity,
+    mean = 0;
   for (const i of indices) {
     min = Math.min(min, scores[i]);
     mean += scores[i];
@@ -235,7 +276,8 @@ export function controlWeights(n: number, seed: number): { indices: number[]; we
   }
   const indices = idx.slice(0, Math.ceil(n / 2));
   const raw = indices.map(() => rand());
-  const min = Math.min(...raw), mean = raw.reduce((a, b) => a + b, 0) / raw.length;
+  const min = Math.min(...raw),
+    mean = raw.reduce((a, b) => a + b, 0) / raw.length;
   return { indices, weights: Float64Array.from(raw, (r) => (r - min) / (mean - min)) };
 }
 
@@ -268,13 +310,22 @@ export class DiffusionTrainer {
 
   /** Pre-training on fresh shapes batches (seed + step), all parameters, caption dropout 10%, EMA 0.995. */
   async pretrain(o: DiffusionPretrainOptions): Promise<number[]> {
-    const B = o.batchSize ?? 64, seed = o.seed ?? 0, S = this.model.config.imageSize;
+    const B = o.batchSize ?? 64,
+      seed = o.seed ?? 0,
+      S = this.model.config.imageSize;
     const losses: number[] = [];
     await this.model.seed(seed);
     for (let step = 0; step < o.steps; step++) {
       aborted(o.signal);
       const { captions, images } = shapesBatch(seed * 1_000_003 + step, B, S);
-      const loss = await this.model.trainStep(toModelInput(images), tokenizeCaptions(captions), B, null, { lr: 1e-3, weightDecay: 0.01, emaDecay: 0.995, captionDropout: 0.1, ...o, finetune: false });
+      const loss = await this.model.trainStep(toModelInput(images), tokenizeCaptions(captions), B, null, {
+        lr: 1e-3,
+        weightDecay: 0.01,
+        emaDecay: 0.995,
+        captionDropout: 0.1,
+        ...o,
+        finetune: false,
+      });
       losses.push(loss);
       o.onStep?.(step, loss);
     }
@@ -287,17 +338,25 @@ export class DiffusionTrainer {
    */
   async finetune(images: readonly RgbImage[], captions: readonly string[], weights: ArrayLike<number>, o: DiffusionFinetuneOptions): Promise<number[]> {
     const n = images.length;
-    if (captions.length !== n || weights.length !== n) throw new SoupError('ERR_SOUP_INVALID_ARG', `${n} images, ${captions.length} captions and ${weights.length} weights: expected one of each per sample`);
+    if (captions.length !== n || weights.length !== n)
+      throw new SoupError('ERR_SOUP_INVALID_ARG', `${n} images, ${captions.length} captions and ${weights.length} weights: expected one of each per sample`);
     if (n === 0) throw new SoupError('ERR_SOUP_INVALID_ARG', 'fine-tuning needs at least one image');
-    for (let i = 0; i < n; i++) if (!(Number.isFinite(weights[i]) && weights[i] >= 0)) throw new SoupError('ERR_SOUP_INVALID_ARG', `weight ${i} must be finite and >= 0, got ${weights[i]}`);
+    for (let i = 0; i < n; i++)
+      if (!(Number.isFinite(weights[i]) && weights[i] >= 0))
+        throw new SoupError('ERR_SOUP_INVALID_ARG', `weight ${i} must be finite and >= 0, got ${weights[i]}`);
     const x = toModelInput(images);
     const tok = tokenizeCaptions(captions);
-    const B = Math.min(o.batchSize ?? 32, n), seed = o.seed ?? 0, per = x.length / n, L = this.model.config.captionLen;
+    const B = Math.min(o.batchSize ?? 32, n),
+      seed = o.seed ?? 0,
+      per = x.length / n,
+      L = this.model.config.captionLen;
     const rand = seededStream(seed);
     await this.model.seed(seed);
     await this.model.resetOptimizer();
     const losses: number[] = [];
-    const xb = new Float32Array(B * per), tb = new Int32Array(B * L), wb = new Float64Array(B);
+    const xb = new Float32Array(B * per),
+      tb = new Int32Array(B * L),
+      wb = new Float64Array(B);
     for (let step = 0; step < o.steps; step++) {
       aborted(o.signal);
       for (let b = 0; b < B; b++) {

@@ -67,10 +67,14 @@ export function llamaConfigFromHF(c: Record<string, unknown>, src = 'config.json
   const arch = Array.isArray(c.architectures) ? (c.architectures as unknown[]).map(String) : [];
   const type = typeof c.model_type === 'string' ? c.model_type : undefined;
   if (type !== 'llama' && !arch.includes('LlamaForCausalLM')) {
-    throw new SoupError('ERR_SOUP_CONFIG', `${src}: unsupported architecture ${JSON.stringify(arch[0] ?? type ?? 'unknown')} (model_type ${JSON.stringify(type)}): only LlamaForCausalLM (model_type "llama") is supported`);
+    throw new SoupError(
+      'ERR_SOUP_CONFIG',
+      `${src}: unsupported architecture ${JSON.stringify(arch[0] ?? type ?? 'unknown')} (model_type ${JSON.stringify(type)}): only LlamaForCausalLM (model_type "llama") is supported`,
+    );
   }
   if (c.rope_scaling !== undefined && c.rope_scaling !== null) throw new SoupError('ERR_SOUP_CONFIG', `${src}: rope_scaling is not supported`);
-  if (c.hidden_act !== undefined && c.hidden_act !== 'silu') throw new SoupError('ERR_SOUP_CONFIG', `${src}: hidden_act ${JSON.stringify(c.hidden_act)} is not supported (silu)`);
+  if (c.hidden_act !== undefined && c.hidden_act !== 'silu')
+    throw new SoupError('ERR_SOUP_CONFIG', `${src}: hidden_act ${JSON.stringify(c.hidden_act)} is not supported (silu)`);
   const heads = num(c, 'num_attention_heads', src);
   const eos = c.eos_token_id;
   return {
@@ -146,7 +150,8 @@ export function peftAdapterConfig(l: Required<Omit<LoraOptions, 'bias'>>, baseMo
 /** Validates a peft LoRA config (from adapter_config.json or user options) against LLaMA's modules. */
 export function normalizeLora(l: LoraOptions | Record<string, unknown>, src = 'lora'): Required<Omit<LoraOptions, 'bias'>> {
   const o = l as Record<string, unknown>;
-  if (o.peft_type !== undefined && o.peft_type !== 'LORA') throw new SoupError('ERR_SOUP_CONFIG', `${src}: peft_type ${JSON.stringify(o.peft_type)} is not supported (LORA)`);
+  if (o.peft_type !== undefined && o.peft_type !== 'LORA')
+    throw new SoupError('ERR_SOUP_CONFIG', `${src}: peft_type ${JSON.stringify(o.peft_type)} is not supported (LORA)`);
   if (o.fan_in_fan_out === true) throw new SoupError('ERR_SOUP_CONFIG', `${src}: fan_in_fan_out adapters (GPT-2 Conv1D) do not fit LLaMA's Linear layers`);
   if (o.use_dora === true) throw new SoupError('ERR_SOUP_CONFIG', `${src}: DoRA adapters are not supported`);
   if (o.bias !== undefined && o.bias !== 'none') throw new SoupError('ERR_SOUP_CONFIG', `${src}: bias ${JSON.stringify(o.bias)} is not supported (none)`);
@@ -155,7 +160,10 @@ export function normalizeLora(l: LoraOptions | Record<string, unknown>, src = 'l
   if (!Array.isArray(targets)) throw new SoupError('ERR_SOUP_CONFIG', `${src}: target_modules must be a list of module names`);
   for (const t of targets) {
     if (!(LLAMA_LORA_MODULES as readonly string[]).includes(String(t))) {
-      throw new SoupError('ERR_SOUP_CONFIG', `${src}: target_modules entry ${JSON.stringify(t)} matches no module of LlamaForCausalLM (${LLAMA_LORA_MODULES.join(', ')})`);
+      throw new SoupError(
+        'ERR_SOUP_CONFIG',
+        `${src}: target_modules entry ${JSON.stringify(t)} matches no module of LlamaForCausalLM (${LLAMA_LORA_MODULES.join(', ')})`,
+      );
     }
   }
   if (!Number.isInteger(r) || r < 1) throw new SoupError('ERR_SOUP_CONFIG', `${src}: r must be a positive integer`);
@@ -212,9 +220,14 @@ export { mulberry32 };
 /** The architecture fields the torch addon's model builders read (lmCreate, serveCreate). */
 export function nativeLlamaConfig(c: LlamaConfig): NativeLlamaConfig {
   return {
-    vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize,
-    numHiddenLayers: c.numHiddenLayers, numAttentionHeads: c.numAttentionHeads,
-    numKeyValueHeads: c.numKeyValueHeads, rmsNormEps: c.rmsNormEps, ropeTheta: c.ropeTheta,
+    vocabSize: c.vocabSize,
+    hiddenSize: c.hiddenSize,
+    intermediateSize: c.intermediateSize,
+    numHiddenLayers: c.numHiddenLayers,
+    numAttentionHeads: c.numAttentionHeads,
+    numKeyValueHeads: c.numKeyValueHeads,
+    rmsNormEps: c.rmsNormEps,
+    ropeTheta: c.ropeTheta,
     tieWordEmbeddings: c.tieWordEmbeddings,
   };
 }
@@ -265,7 +278,8 @@ export class CausalLM {
   static async fromTensors(config: LlamaConfig, tensors: TensorMap | null, opts: Omit<LoadOptions, 'lora'> & { lora?: LoraOptions } = {}): Promise<CausalLM> {
     checkDevice(opts.device);
     const dtype = opts.dtype ?? 'float32';
-    if (dtype === 'float16') throw new SoupError('ERR_SOUP_CONFIG', "float16 compute is not supported by libtorch on CPU: load float16 weights with dtype 'float32' or 'bfloat16'");
+    if (dtype === 'float16')
+      throw new SoupError('ERR_SOUP_CONFIG', "float16 compute is not supported by libtorch on CPU: load float16 weights with dtype 'float32' or 'bfloat16'");
     const lora = opts.lora ? normalizeLora(opts.lora) : undefined;
     const h = await callNative('lmCreate', {
       config: nativeLlamaConfig(config),
@@ -273,7 +287,9 @@ export class CausalLM {
       dtype,
       seed: opts.seed ?? 0,
       ...(opts.threads ? { threads: opts.threads } : {}),
-      lora: lora ? { r: lora.r, loraAlpha: lora.lora_alpha, loraDropout: lora.lora_dropout, targetModules: lora.target_modules, useRslora: lora.use_rslora } : null,
+      lora: lora
+        ? { r: lora.r, loraAlpha: lora.lora_alpha, loraDropout: lora.lora_dropout, targetModules: lora.target_modules, useRslora: lora.use_rslora }
+        : null,
       valueHead: opts.valueHead ?? false,
       device: opts.device ?? 'cpu',
       autocast: opts.autocast ?? true,
@@ -341,7 +357,10 @@ export class CausalLM {
     const a = await readPeftAdapter(dir);
     const l = normalizeLora(a.config, join(dir, 'adapter_config.json'));
     if (!this.lora || l.r !== this.lora.r || l.target_modules.join() !== this.lora.target_modules.join()) {
-      throw new SoupError('ERR_SOUP_CONFIG', `${dir}: adapter (r=${l.r}, target_modules ${l.target_modules.join(',')}) does not match this model's LoRA config`);
+      throw new SoupError(
+        'ERR_SOUP_CONFIG',
+        `${dir}: adapter (r=${l.r}, target_modules ${l.target_modules.join(',')}) does not match this model's LoRA config`,
+      );
     }
     await this.setTensors('lora', a.tensors);
   }
@@ -351,12 +370,22 @@ export class CausalLM {
     await saveModelDir(dir, await this.getTensors('base'), { config: llamaConfigToHF(this.config, this.dtype) });
   }
 
-  merge(): Promise<void> { return callNative('lmOp', this.handle, 'merge'); }
-  unmerge(): Promise<void> { return callNative('lmOp', this.handle, 'unmerge'); }
-  enableAdapter(): Promise<void> { return callNative('lmOp', this.handle, 'enableAdapter'); }
-  disableAdapter(): Promise<void> { return callNative('lmOp', this.handle, 'disableAdapter'); }
+  merge(): Promise<void> {
+    return callNative('lmOp', this.handle, 'merge');
+  }
+  unmerge(): Promise<void> {
+    return callNative('lmOp', this.handle, 'unmerge');
+  }
+  enableAdapter(): Promise<void> {
+    return callNative('lmOp', this.handle, 'enableAdapter');
+  }
+  disableAdapter(): Promise<void> {
+    return callNative('lmOp', this.handle, 'disableAdapter');
+  }
   /** Freezes a copy of the current adapter as the PPO reference (instead of the adapter-disabled base). */
-  snapshotReference(): Promise<void> { return callNative('lmOp', this.handle, 'snapshotRef'); }
+  snapshotReference(): Promise<void> {
+    return callNative('lmOp', this.handle, 'snapshotRef');
+  }
 
   /** Mean next-token loss and its gradients (LoRA + value head, or every base weight), no dropout. */
   lossAndGrad(tokens: number[][], params: 'lora' | 'all' = 'lora'): Promise<{ loss: number; grads: TensorMap }> {
@@ -366,11 +395,25 @@ export class CausalLM {
   }
 
   /** One AdamW step on the next-token loss: pre-training ('all') or supervised adapter tuning ('lora'). */
-  trainStep(tokens: Int32Array, B: number, T: number, o: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number; params?: 'all' | 'lora'; mask?: Int32Array }): Promise<{ loss: number; gradNorm: number }> {
+  trainStep(
+    tokens: Int32Array,
+    B: number,
+    T: number,
+    o: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number; params?: 'all' | 'lora'; mask?: Int32Array },
+  ): Promise<{ loss: number; gradNorm: number }> {
     const { mask, ...rest } = o;
     // native reads every setting as given (torch.optim.AdamW's defaults; no clipping, every weight)
     const given = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined));
-    return callNative('lmTrainStep', this.handle, tokens, B, T, mask ?? null, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0, params: 'all', ...given, lr: o.lr });
+    return callNative('lmTrainStep', this.handle, tokens, B, T, mask ?? null, {
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0,
+      maxGradNorm: 0,
+      params: 'all',
+      ...given,
+      lr: o.lr,
+    });
   }
 
   async dispose(): Promise<void> {

@@ -14,55 +14,61 @@ import { callNative, callNativeSync } from './native.js';
 import { CausalLM, leftPad, mulberry32, peftAdapterConfig } from './llama.js';
 
 // ---- config: trl's field names -------------------------------------------------------------------
-export const GenerationConfigSchema = z.object({
-  /** The paper's fixed-length mode: no EOS stop, length uniform in [output_min_length, output_max_length). */
-  fixed_length: z.boolean().default(true),
-  output_min_length: z.number().int().positive().default(16),
-  output_max_length: z.number().int().positive().default(32),
-  /** Used when fixed_length is false: stop at EOS or after max_new_tokens. */
-  max_new_tokens: z.number().int().positive().default(32),
-  min_new_tokens: z.number().int().nonnegative().default(0),
-  temperature: z.number().positive().default(1),
-  top_k: z.number().int().nonnegative().default(0),
-  top_p: z.number().positive().max(1).default(1),
-}).strict();
+export const GenerationConfigSchema = z
+  .object({
+    /** The paper's fixed-length mode: no EOS stop, length uniform in [output_min_length, output_max_length). */
+    fixed_length: z.boolean().default(true),
+    output_min_length: z.number().int().positive().default(16),
+    output_max_length: z.number().int().positive().default(32),
+    /** Used when fixed_length is false: stop at EOS or after max_new_tokens. */
+    max_new_tokens: z.number().int().positive().default(32),
+    min_new_tokens: z.number().int().nonnegative().default(0),
+    temperature: z.number().positive().default(1),
+    top_k: z.number().int().nonnegative().default(0),
+    top_p: z.number().positive().max(1).default(1),
+  })
+  .strict();
 
-export const PPOConfigSchema = z.object({
-  learning_rate: z.number().positive().default(1.41e-5),
-  batch_size: z.number().int().positive().default(128),
-  mini_batch_size: z.number().int().positive().default(4),
-  ppo_epochs: z.number().int().positive().default(4),
-  init_kl_coef: z.number().nonnegative().default(0.2),
-  adap_kl_ctrl: z.boolean().default(true),
-  target: z.number().positive().default(6),
-  horizon: z.number().positive().default(10000),
-  gamma: z.number().min(0).max(1).default(1),
-  lam: z.number().min(0).max(1).default(0.95),
-  cliprange: z.number().positive().default(0.2),
-  cliprange_value: z.number().positive().default(0.2),
-  vf_coef: z.number().nonnegative().default(0.1),
-  max_grad_norm: z.number().positive().nullable().default(null),
-  kl_penalty: z.enum(['kl', 'abs', 'mse', 'k3']).default('kl'),
-  /** 'base': the policy with its adapter disabled (trl 0.4.x, what the paper ran); 'adapter': a frozen
-   *  copy of the starting adapter (the fix asked for in trl #495/#1340). */
-  ref_model: z.enum(['base', 'adapter']).default('base'),
-  adam_beta1: z.number().min(0).max(1).default(0.9),
-  adam_beta2: z.number().min(0).max(1).default(0.999),
-  adam_epsilon: z.number().positive().default(1e-8),
-  seed: z.number().int().nonnegative().default(0),
-  /** Checkpoint every N steps (0: only at the end). */
-  save_every: z.number().int().nonnegative().default(10),
-  generation: GenerationConfigSchema.prefault({}),
-}).strict();
+export const PPOConfigSchema = z
+  .object({
+    learning_rate: z.number().positive().default(1.41e-5),
+    batch_size: z.number().int().positive().default(128),
+    mini_batch_size: z.number().int().positive().default(4),
+    ppo_epochs: z.number().int().positive().default(4),
+    init_kl_coef: z.number().nonnegative().default(0.2),
+    adap_kl_ctrl: z.boolean().default(true),
+    target: z.number().positive().default(6),
+    horizon: z.number().positive().default(10000),
+    gamma: z.number().min(0).max(1).default(1),
+    lam: z.number().min(0).max(1).default(0.95),
+    cliprange: z.number().positive().default(0.2),
+    cliprange_value: z.number().positive().default(0.2),
+    vf_coef: z.number().nonnegative().default(0.1),
+    max_grad_norm: z.number().positive().nullable().default(null),
+    kl_penalty: z.enum(['kl', 'abs', 'mse', 'k3']).default('kl'),
+    /** 'base': the policy with its adapter disabled (trl 0.4.x, what the paper ran); 'adapter': a frozen
+     *  copy of the starting adapter (the fix asked for in trl #495/#1340). */
+    ref_model: z.enum(['base', 'adapter']).default('base'),
+    adam_beta1: z.number().min(0).max(1).default(0.9),
+    adam_beta2: z.number().min(0).max(1).default(0.999),
+    adam_epsilon: z.number().positive().default(1e-8),
+    seed: z.number().int().nonnegative().default(0),
+    /** Checkpoint every N steps (0: only at the end). */
+    save_every: z.number().int().nonnegative().default(10),
+    generation: GenerationConfigSchema.prefault({}),
+  })
+  .strict();
 
 export type PPOConfig = z.output<typeof PPOConfigSchema>;
 export type PPOConfigInput = z.input<typeof PPOConfigSchema>;
 
 export function parsePPOConfig(x: unknown, src = 'ppo config'): PPOConfig {
   const r = { data: parseStrict(PPOConfigSchema, x ?? {}, src) };
-  if (r.data.mini_batch_size > r.data.batch_size) throw new SoupError('ERR_SOUP_CONFIG', `${src}: mini_batch_size ${r.data.mini_batch_size} > batch_size ${r.data.batch_size}`);
+  if (r.data.mini_batch_size > r.data.batch_size)
+    throw new SoupError('ERR_SOUP_CONFIG', `${src}: mini_batch_size ${r.data.mini_batch_size} > batch_size ${r.data.batch_size}`);
   const g = r.data.generation;
-  if (g.fixed_length && g.output_max_length <= g.output_min_length) throw new SoupError('ERR_SOUP_CONFIG', `${src}: generation.output_max_length must exceed output_min_length (the range is [min, max))`);
+  if (g.fixed_length && g.output_max_length <= g.output_min_length)
+    throw new SoupError('ERR_SOUP_CONFIG', `${src}: generation.output_max_length must exceed output_min_length (the range is [min, max))`);
   return r.data;
 }
 
@@ -73,7 +79,11 @@ export interface KLController {
 }
 
 export class AdaptiveKLController implements KLController {
-  constructor(public value: number, readonly target: number, readonly horizon: number) {}
+  constructor(
+    public value: number,
+    readonly target: number,
+    readonly horizon: number,
+  ) {}
   update(currentKl: number, nSteps: number): void {
     const e = Math.min(Math.max(currentKl / this.target - 1, -0.2), 0.2);
     this.value *= 1 + (e * nSteps) / this.horizon;
@@ -158,14 +168,19 @@ export class PPOTrainer {
   lastCheckpoint = -1;
   #refReady = false;
 
-  constructor(readonly model: CausalLM, config: PPOConfigInput, readonly opts: PPOTrainerOptions) {
+  constructor(
+    readonly model: CausalLM,
+    config: PPOConfigInput,
+    readonly opts: PPOTrainerOptions,
+  ) {
     this.config = parsePPOConfig(config);
     if (!model.lora) throw new SoupError('ERR_SOUP_CONFIG', 'PPOTrainer needs a model with a LoRA adapter (fromPretrained(dir, { lora }))');
     if (!model.hasValueHead) throw new SoupError('ERR_SOUP_CONFIG', 'PPOTrainer needs a model with a value head (valueHead: true)');
     if (!opts.rewards?.length) throw new SoupError('ERR_SOUP_CONFIG', 'PPOTrainer needs at least one reward');
     const w = opts.weights ?? opts.rewards.map(() => 1);
     if (w.length !== opts.rewards.length) throw new SoupError('ERR_SOUP_CONFIG', `weights has ${w.length} entries for ${opts.rewards.length} rewards`);
-    if (w.some((x) => !(x >= 0)) || !(w.reduce((a, b) => a + b, 0) > 0)) throw new SoupError('ERR_SOUP_CONFIG', 'reward weights must be >= 0 with a positive sum');
+    if (w.some((x) => !(x >= 0)) || !(w.reduce((a, b) => a + b, 0) > 0))
+      throw new SoupError('ERR_SOUP_CONFIG', 'reward weights must be >= 0 with a positive sum');
     const sum = w.reduce((a, b) => a + b, 0);
     this.weights = w.map((x) => x / sum);
     this.rewards = opts.rewards;
@@ -188,9 +203,10 @@ export class PPOTrainer {
         stats = await this.#step(prompts, o.signal);
       } catch (e) {
         if (e instanceof SoupError && e.code === 'ERR_SOUP_TRAIN') {
-          const kept = this.lastCheckpoint >= 0 && this.opts.checkpointDir
-            ? `; the last good checkpoint (step ${this.lastCheckpoint}) is kept in ${this.opts.checkpointDir}`
-            : '; no checkpoint was written yet';
+          const kept =
+            this.lastCheckpoint >= 0 && this.opts.checkpointDir
+              ? `; the last good checkpoint (step ${this.lastCheckpoint}) is kept in ${this.opts.checkpointDir}`
+              : '; no checkpoint was written yet';
           throw new SoupError('ERR_SOUP_TRAIN', `step ${this.step + 1}: ${e.message}${kept}`, { cause: e });
         }
         throw e;
@@ -212,7 +228,8 @@ export class PPOTrainer {
   }
 
   async #step(prompts: number[][], signal?: AbortSignal): Promise<PPOStats> {
-    const c = this.config, g = c.generation;
+    const c = this.config,
+      g = c.generation;
     const seed = hash2(c.seed, this.step);
     const rnd = mulberry32(seed);
     const B = c.batch_size;
@@ -241,27 +258,30 @@ export class PPOTrainer {
       temperature: g.temperature,
       topK: g.top_k,
       topP: g.top_p,
-      eosTokenId: fixed ? -1 : this.model.config.eosTokenId ?? -1,
+      eosTokenId: fixed ? -1 : (this.model.config.eosTokenId ?? -1),
       padTokenId: pad,
       seed,
       refIsAdapter: c.ref_model === 'adapter',
     });
     const t1 = performance.now();
     const tok = this.model.tokenizer;
-    const samples: TrainSample[] = await Promise.all(batch.map(async (q, b) => {
-      const r = Array.from(roll.tokens.subarray(b * roll.width, b * roll.width + roll.lengths[b]));
-      return {
-        prompt: tok ? await tok.decode(q, true) : q.join(' '),
-        response: tok ? await tok.decode(r, true) : r.join(' '),
-        meta: { promptTokens: q, responseTokens: r, index: idx[b] },
-      };
-    }));
+    const samples: TrainSample[] = await Promise.all(
+      batch.map(async (q, b) => {
+        const r = Array.from(roll.tokens.subarray(b * roll.width, b * roll.width + roll.lengths[b]));
+        return {
+          prompt: tok ? await tok.decode(q, true) : q.join(' '),
+          response: tok ? await tok.decode(r, true) : r.join(' '),
+          meta: { promptTokens: q, responseTokens: r, index: idx[b] },
+        };
+      }),
+    );
     const per: Record<string, number> = {};
     const scores = new Float64Array(B);
     for (let k = 0; k < this.rewards.length; k++) {
       const rw = this.rewards[k];
       const s = await rw.score(samples, { signal });
-      if (!(s instanceof Float64Array) || s.length !== B) throw new SoupError('ERR_SOUP_REWARD', `reward '${rw.name}' returned ${s?.length} scores for ${B} samples (expected a Float64Array)`);
+      if (!(s instanceof Float64Array) || s.length !== B)
+        throw new SoupError('ERR_SOUP_REWARD', `reward '${rw.name}' returned ${s?.length} scores for ${B} samples (expected a Float64Array)`);
       let sum = 0;
       for (let i = 0; i < B; i++) {
         if (Number.isNaN(s[i])) throw new SoupError('ERR_SOUP_REWARD', `reward '${rw.name}' returned NaN for sample ${i}`);
@@ -275,9 +295,18 @@ export class PPOTrainer {
     const raw = await callNative('ppoUpdate', this.model.handle, scores, {
       beta: this.kl.value,
       seed: hash2(seed, 1),
-      gamma: c.gamma, lam: c.lam, cliprange: c.cliprange, cliprangeValue: c.cliprange_value, vfCoef: c.vf_coef,
-      ppoEpochs: c.ppo_epochs, miniBatchSize: c.mini_batch_size, learningRate: c.learning_rate,
-      beta1: c.adam_beta1, beta2: c.adam_beta2, adamEps: c.adam_epsilon, maxGradNorm: c.max_grad_norm ?? 0,
+      gamma: c.gamma,
+      lam: c.lam,
+      cliprange: c.cliprange,
+      cliprangeValue: c.cliprange_value,
+      vfCoef: c.vf_coef,
+      ppoEpochs: c.ppo_epochs,
+      miniBatchSize: c.mini_batch_size,
+      learningRate: c.learning_rate,
+      beta1: c.adam_beta1,
+      beta2: c.adam_beta2,
+      adamEps: c.adam_epsilon,
+      maxGradNorm: c.max_grad_norm ?? 0,
       klPenalty: c.kl_penalty,
     });
     const t3 = performance.now();
@@ -361,16 +390,45 @@ export class PPOTrainer {
 
 /** The pure PPO math of one minibatch in float64 (native), for checks against hand computation. */
 export function ppoMath(o: {
-  B: number; T: number; logp: Float64Array; ref: Float64Array; oldLogp: Float64Array; oldValues: Float64Array;
-  vpred: Float64Array; mask: Float64Array; score: Float64Array; beta: number; klPenalty?: 'kl' | 'abs' | 'mse' | 'k3';
-  gamma?: number; lam?: number; cliprange?: number; cliprangeValue?: number; vfCoef?: number;
-}): { rewards: Float64Array; kl: Float64Array; advantages: Float64Array; returns: Float64Array; loss: number; pgLoss: number; vfLoss: number; pgClipfrac: number; vfClipfrac: number; approxKl: number; policyKl: number } {
+  B: number;
+  T: number;
+  logp: Float64Array;
+  ref: Float64Array;
+  oldLogp: Float64Array;
+  oldValues: Float64Array;
+  vpred: Float64Array;
+  mask: Float64Array;
+  score: Float64Array;
+  beta: number;
+  klPenalty?: 'kl' | 'abs' | 'mse' | 'k3';
+  gamma?: number;
+  lam?: number;
+  cliprange?: number;
+  cliprangeValue?: number;
+  vfCoef?: number;
+}): {
+  rewards: Float64Array;
+  kl: Float64Array;
+  advantages: Float64Array;
+  returns: Float64Array;
+  loss: number;
+  pgLoss: number;
+  vfLoss: number;
+  pgClipfrac: number;
+  vfClipfrac: number;
+  approxKl: number;
+  policyKl: number;
+} {
   // native reads every setting as given: the defaults are PPOConfigSchema's
   const d = PPOConfigSchema.parse({});
   const r = callNativeSync('ppoMath', {
     ...o,
     klPenalty: o.klPenalty ?? d.kl_penalty,
-    gamma: o.gamma ?? d.gamma, lam: o.lam ?? d.lam, cliprange: o.cliprange ?? d.cliprange, cliprangeValue: o.cliprangeValue ?? d.cliprange_value, vfCoef: o.vfCoef ?? d.vf_coef,
+    gamma: o.gamma ?? d.gamma,
+    lam: o.lam ?? d.lam,
+    cliprange: o.cliprange ?? d.cliprange,
+    cliprangeValue: o.cliprangeValue ?? d.cliprange_value,
+    vfCoef: o.vfCoef ?? d.vf_coef,
   }) as Record<string, { data: Float64Array } | number>;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(r)) out[k] = typeof v === 'number' ? v : v.data;

@@ -42,14 +42,20 @@ export function cosineLr(s: number, steps: number, lr: number, minLr: number, wa
 
 /** AdamW on every base weight (MINIATURES defaults: lr 3e-3, betas 0.9/0.95, wd 0.1, cosine). */
 export async function* pretrain(model: CausalLM, o: PretrainOptions): AsyncGenerator<PretrainStats, void, void> {
-  const T = o.seqLen, B = o.batchSize;
-  if (!(T >= 2) || !(B >= 1) || !Number.isInteger(T) || !Number.isInteger(B)) throw new SoupError('ERR_SOUP_INVALID_ARG', 'pretrain: seqLen >= 2 and batchSize >= 1 must be integers');
-  if (o.tokens.length < T + 1) throw new SoupError('ERR_SOUP_INVALID_ARG', `pretrain: the token stream (${o.tokens.length} tokens) is shorter than one window (${T})`);
+  const T = o.seqLen,
+    B = o.batchSize;
+  if (!(T >= 2) || !(B >= 1) || !Number.isInteger(T) || !Number.isInteger(B))
+    throw new SoupError('ERR_SOUP_INVALID_ARG', 'pretrain: seqLen >= 2 and batchSize >= 1 must be integers');
+  if (o.tokens.length < T + 1)
+    throw new SoupError('ERR_SOUP_INVALID_ARG', `pretrain: the token stream (${o.tokens.length} tokens) is shorter than one window (${T})`);
   const V = model.config.vocabSize;
   for (let i = 0; i < o.tokens.length; i++) {
-    if (o.tokens[i] < 0 || o.tokens[i] >= V) throw new SoupError('ERR_SOUP_INVALID_ARG', `pretrain: token ${o.tokens[i]} at ${i} is outside the vocabulary [0, ${V})`);
+    if (o.tokens[i] < 0 || o.tokens[i] >= V)
+      throw new SoupError('ERR_SOUP_INVALID_ARG', `pretrain: token ${o.tokens[i]} at ${i} is outside the vocabulary [0, ${V})`);
   }
-  const lr = o.lr ?? 3e-3, minLr = o.minLr ?? lr / 10, warm = o.warmupSteps ?? Math.min(100, Math.floor(o.steps / 10));
+  const lr = o.lr ?? 3e-3,
+    minLr = o.minLr ?? lr / 10,
+    warm = o.warmupSteps ?? Math.min(100, Math.floor(o.steps / 10));
   const rnd = mulberry32(o.seed ?? 0);
   const batch = new Int32Array(B * T);
   for (let s = 0; s < o.steps; s++) {
@@ -61,7 +67,12 @@ export async function* pretrain(model: CausalLM, o: PretrainOptions): AsyncGener
     const cur = cosineLr(s, o.steps, lr, minLr, warm);
     const t0 = performance.now();
     const r = await model.trainStep(batch, B, T, {
-      lr: cur, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.95, weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 1, params: 'all',
+      lr: cur,
+      beta1: o.beta1 ?? 0.9,
+      beta2: o.beta2 ?? 0.95,
+      weightDecay: o.weightDecay ?? 0.1,
+      maxGradNorm: o.maxGradNorm ?? 1,
+      params: 'all',
     });
     yield { step: s + 1, loss: r.loss, lr: cur, gradNorm: r.gradNorm, tokensPerSecond: (B * T) / ((performance.now() - t0) / 1000) };
   }
@@ -74,11 +85,17 @@ export interface EvaluateOptions extends GenerateOptions {
 
 /** Generates one response per prompt (seeded, so every model sees the same draws) and scores them:
  *  the mean of each reward, plus the samples and per-sample scores. */
-export async function evaluate(model: CausalLM, prompts: number[][] | string[], rewards: RewardLike[], o: EvaluateOptions): Promise<{ means: Record<string, number>; scores: Record<string, Float64Array>; samples: TrainSample[] }> {
+export async function evaluate(
+  model: CausalLM,
+  prompts: number[][] | string[],
+  rewards: RewardLike[],
+  o: EvaluateOptions,
+): Promise<{ means: Record<string, number>; scores: Record<string, Float64Array>; samples: TrainSample[] }> {
   const tok = model.tokenizer;
-  const ids: number[][] = typeof prompts[0] === 'string'
-    ? await Promise.all((prompts as string[]).map(async (p) => (await model.requireTokenizer().encode(p)).getIds()))
-    : (prompts as number[][]);
+  const ids: number[][] =
+    typeof prompts[0] === 'string'
+      ? await Promise.all((prompts as string[]).map(async (p) => (await model.requireTokenizer().encode(p)).getIds()))
+      : (prompts as number[][]);
   const bs = o.batchSize ?? 64;
   const samples: TrainSample[] = [];
   for (let i = 0; i < ids.length; i += bs) {
@@ -92,7 +109,8 @@ export async function evaluate(model: CausalLM, prompts: number[][] | string[], 
       });
     }
   }
-  const means: Record<string, number> = {}, scores: Record<string, Float64Array> = {};
+  const means: Record<string, number> = {},
+    scores: Record<string, Float64Array> = {};
   for (const r of rewards) {
     const s = await r.score(samples);
     if (s.length !== samples.length) throw new SoupError('ERR_SOUP_REWARD', `reward '${r.name}' returned ${s.length} scores for ${samples.length} samples`);

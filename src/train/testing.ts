@@ -6,7 +6,9 @@ import type { LlamaConfig } from './llama.js';
 import { mulberry32 } from './llama.js';
 
 export function llamaShapes(c: LlamaConfig): [string, number[]][] {
-  const H = c.hiddenSize, D = H / c.numAttentionHeads, I = c.intermediateSize;
+  const H = c.hiddenSize,
+    D = H / c.numAttentionHeads,
+    I = c.intermediateSize;
   const out: [string, number[]][] = [['model.embed_tokens.weight', [c.vocabSize, H]]];
   for (let l = 0; l < c.numHiddenLayers; l++) {
     const p = `model.layers.${l}.`;

@@ -11,7 +11,8 @@ import { SoupError } from '../errors.js';
 
 /** Optimal-string-alignment distance: Levenshtein plus adjacent transpositions (`dtpye` → `dtype` is 1). */
 export function editDistance(a: string, b: string): number {
-  const m = a.length, n = b.length;
+  const m = a.length,
+    n = b.length;
   const d: number[][] = Array.from({ length: m + 1 }, (_, i) => Array.from({ length: n + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= m; i++) {
     for (let j = 1; j <= n; j++) {
@@ -113,7 +114,20 @@ export function schemaFields(schema: z.ZodType, prefix = ''): { key: string; des
       for (const [k, v] of Object.entries(d.shape ?? {})) {
         const p = prefix ? `${prefix}.${k}` : k;
         const sub = schemaFields(v, p);
-        out.push(...(sub.length ? sub : [{ key: p, description: v.description ?? unwrap(v).map((x) => x.description).find(Boolean) }]));
+        out.push(
+          ...(sub.length
+            ? sub
+            : [
+                {
+                  key: p,
+                  description:
+                    v.description ??
+                    unwrap(v)
+                      .map((x) => x.description)
+                      .find(Boolean),
+                },
+              ]),
+        );
       }
     } else if (d.type === 'array' && d.element && prefix) {
       out.push(...schemaFields(d.element, `${prefix}[]`));
@@ -136,7 +150,9 @@ export function zodIssues(err: z.ZodError, schema: z.ZodType, prefix = ''): stri
         let msg = unknownKeyMessage(k, accepted);
         // not near anything here, but near a key of another level (`normalize` under models[].parameters)
         if (!accepted || nearest(k, accepted) === undefined) {
-          const elsewhere = schemaFields(schema).map((f) => f.key).filter((key) => nearest(k, [key.replace(/^.*[.\]]/, '')]) !== undefined);
+          const elsewhere = schemaFields(schema)
+            .map((f) => f.key)
+            .filter((key) => nearest(k, [key.replace(/^.*[.\]]/, '')]) !== undefined);
           if (elsewhere.length) msg += `; did you mean ${elsewhere.map((e) => `'${fieldPath([], prefix) ? `${prefix}.${e}` : e}'`).join(' or ')}?`;
         }
         unknown.push(`${fieldPath([...i.path, k], prefix)}: ${msg}`);

@@ -30,7 +30,12 @@ function rotl(x: number, k: number): number {
 
 /** xoshiro128** (Blackman & Vigna) over a 128-bit state given as four 32-bit words (not all zero). */
 export class Xoshiro128 {
-  constructor(private a: number, private b: number, private c: number, private d: number) {
+  constructor(
+    private a: number,
+    private b: number,
+    private c: number,
+    private d: number,
+  ) {
     if ((a | b | c | d) === 0) this.a = 1;
   }
 

@@ -47,11 +47,30 @@ process.on('exit', () => rmSync(made, { recursive: true, force: true }));
 
 /** peft's adapter_config.json for a GPT-2 LoRA (r 8, alpha 8, c_attn, fan_in_fan_out, a saved score head). */
 export const GPT2_LORA_CONFIG: Record<string, unknown> = {
-  alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: 'gpt2', bias: 'none', fan_in_fan_out: true,
-  inference_mode: true, init_lora_weights: true, layer_replication: null, layers_pattern: null,
-  layers_to_transform: null, loftq_config: {}, lora_alpha: 8, lora_dropout: 0.0, megatron_config: null,
-  megatron_core: 'megatron.core', modules_to_save: null, peft_type: 'LORA', r: 8, rank_pattern: {},
-  revision: null, target_modules: ['c_attn'], task_type: 'SEQ_CLS', use_dora: false, use_rslora: false,
+  alpha_pattern: {},
+  auto_mapping: null,
+  base_model_name_or_path: 'gpt2',
+  bias: 'none',
+  fan_in_fan_out: true,
+  inference_mode: true,
+  init_lora_weights: true,
+  layer_replication: null,
+  layers_pattern: null,
+  layers_to_transform: null,
+  loftq_config: {},
+  lora_alpha: 8,
+  lora_dropout: 0.0,
+  megatron_config: null,
+  megatron_core: 'megatron.core',
+  modules_to_save: null,
+  peft_type: 'LORA',
+  r: 8,
+  rank_pattern: {},
+  revision: null,
+  target_modules: ['c_attn'],
+  task_type: 'SEQ_CLS',
+  use_dora: false,
+  use_rslora: false,
 };
 
 /**
@@ -75,9 +94,11 @@ export async function makeGpt2Adapter(dir: string, seed = 1): Promise<{ config: 
 
 /** Some English text to train a tokenizer on (seeded sentences from a small word list). */
 function corpusText(): string {
-  const words = ('the a cat dog sat on mat life world man time computer fortune once upon hello my is cute ' +
+  const words = (
+    'the a cat dog sat on mat life world man time computer fortune once upon hello my is cute ' +
     'how are you fine thanks summarize all day long first one here second sentence third post text law good ' +
-    'never tomorrow today what when where why love work money friend house night light water sun').split(' ');
+    'never tomorrow today what when where why love work money friend house night light water sun'
+  ).split(' ');
   const r = rng(42);
   const lines: string[] = [];
   for (let i = 0; i < 400; i++) {

@@ -26,7 +26,12 @@ ${extra}`;
 /** A slice of the real corpus in `dir`/corpus: keeps the tokenizer and pre-training to a second. */
 export function writeMicroCorpus(dir: string): void {
   mkdirSync(join(dir, 'corpus'));
-  writeFileSync(join(dir, 'corpus', 'fortunes'), readFileSync(join(FORTUNES, 'fortunes'), 'utf8').slice(0, 60_000).replace(/\n%\n[^%]*$/, '\n'));
+  writeFileSync(
+    join(dir, 'corpus', 'fortunes'),
+    readFileSync(join(FORTUNES, 'fortunes'), 'utf8')
+      .slice(0, 60_000)
+      .replace(/\n%\n[^%]*$/, '\n'),
+  );
 }
 
 /** A report without what differs between identical runs (seconds, CPU seconds, the cost sentence). */

@@ -52,7 +52,13 @@ function attrInts(name: string, v: number[]): number[] {
   return [...fStr(1, name), ...v.flatMap((x) => fInt(8, x)), ...fInt(20, 7)]; // type INTS = 7
 }
 function node(op: string, inputs: string[], outputs: string[], attrs: number[][] = []): number[] {
-  return [...inputs.flatMap((i) => fStr(1, i)), ...outputs.flatMap((o) => fStr(2, o)), ...fStr(3, `${op}_${outputs[0]}`), ...fStr(4, op), ...attrs.flatMap((a) => fBytes(5, a))];
+  return [
+    ...inputs.flatMap((i) => fStr(1, i)),
+    ...outputs.flatMap((o) => fStr(2, o)),
+    ...fStr(3, `${op}_${outputs[0]}`),
+    ...fStr(4, op),
+    ...attrs.flatMap((a) => fBytes(5, a)),
+  ];
 }
 function model(graph: number[]): Uint8Array {
   const opset = [...fStr(1, ''), ...fInt(2, 13)];
@@ -95,7 +101,13 @@ export function writeBagModel(path: string, m: BagModel, opts: WriteOptions = {}
   const idsDims = opts.idsDims ?? ['batch', 'seq'];
   const T = opts.typeEmbedding;
   const nodes: number[][] = [node('Gather', ['E', ids], [T ? 'tokemb' : 'emb'], [attrInt('axis', 0)])];
-  const inits = [floatTensor('E', [m.vocab, m.dim], m.E), floatTensor('W', [m.dim, m.classes], m.W), floatTensor('bias', [m.classes], m.b), int64Tensor('ax1', [1], [1n]), int64Tensor('ax2', [1], [2n])];
+  const inits = [
+    floatTensor('E', [m.vocab, m.dim], m.E),
+    floatTensor('W', [m.dim, m.classes], m.W),
+    floatTensor('bias', [m.classes], m.b),
+    int64Tensor('ax1', [1], [1n]),
+    int64Tensor('ax2', [1], [2n]),
+  ];
   const inputs = [valueInfo(ids, INT64, idsDims)];
   if (T) {
     inits.push(floatTensor('T', [2, m.dim], T));
@@ -116,7 +128,13 @@ export function writeBagModel(path: string, m: BagModel, opts: WriteOptions = {}
     nodes.push(node('ReduceMean', ['emb'], ['mean'], [attrInts('axes', [1]), attrInt('keepdims', 0)]));
   }
   nodes.push(node('MatMul', ['mean', 'W'], ['mw']), node('Add', ['mw', 'bias'], ['logits']));
-  const graph = [...nodes.flatMap((n) => fBytes(1, n)), ...fStr(2, 'bag'), ...inits.flatMap((t) => fBytes(5, t)), ...inputs.flatMap((i) => fBytes(11, i)), ...fBytes(12, valueInfo('logits', FLOAT, ['batch', m.classes]))];
+  const graph = [
+    ...nodes.flatMap((n) => fBytes(1, n)),
+    ...fStr(2, 'bag'),
+    ...inits.flatMap((t) => fBytes(5, t)),
+    ...inputs.flatMap((i) => fBytes(11, i)),
+    ...fBytes(12, valueInfo('logits', FLOAT, ['batch', m.classes])),
+  ];
   writeFileSync(path, model(graph));
 }
 

@@ -18,7 +18,8 @@ export function rng(seed: number): () => number {
 export function normals(n: number, r: () => number, scale = 1): Float64Array {
   const out = new Float64Array(n);
   for (let i = 0; i < n; i += 2) {
-    const u = r(), v = r();
+    const u = r(),
+      v = r();
     const m = Math.sqrt(-2 * Math.log(u));
     out[i] = m * Math.cos(2 * Math.PI * v) * scale || 1e-3;
     if (i + 1 < n) out[i + 1] = m * Math.sin(2 * Math.PI * v) * scale || 1e-3;

@@ -4,7 +4,8 @@ import { elementAt, f64ToBf16, f64ToF16, type DType, type Tensor } from '../../s
 /** out = Σ λᵢ xᵢ in float64, and Σ |λᵢ xᵢ| (the scale the accumulation error is bounded by). */
 export function referenceSum(sources: Tensor[], w: number[]): { ref: Float64Array; scale: Float64Array } {
   const n = sources[0].data.length;
-  const ref = new Float64Array(n), scale = new Float64Array(n);
+  const ref = new Float64Array(n),
+    scale = new Float64Array(n);
   for (let i = 0; i < sources.length; i++) {
     for (let k = 0; k < n; k++) {
       const v = w[i] * elementAt(sources[i], k);
@@ -28,7 +29,8 @@ export interface CheckResult {
 export function checkAgainst(out: Tensor, sources: Tensor[], w: number[]): CheckResult {
   const { ref, scale } = referenceSum(sources, w);
   const n = ref.length;
-  let worst = 0, relaxed = 0;
+  let worst = 0,
+    relaxed = 0;
   if (out.dtype === 'float32' || out.dtype === 'float64') {
     for (let k = 0; k < n; k++) {
       const v = out.data[k];

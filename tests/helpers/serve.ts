@@ -9,8 +9,17 @@ import { randomLlamaWeights } from '../../src/train/testing.js';
 import { makeTokenizer } from './fixtures.js';
 
 export const TINY: LlamaConfig = {
-  vocabSize: 37, hiddenSize: 24, intermediateSize: 40, numHiddenLayers: 2, numAttentionHeads: 4,
-  numKeyValueHeads: 2, rmsNormEps: 1e-5, ropeTheta: 500, tieWordEmbeddings: false, eosTokenId: 2, padTokenId: 0,
+  vocabSize: 37,
+  hiddenSize: 24,
+  intermediateSize: 40,
+  numHiddenLayers: 2,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  rmsNormEps: 1e-5,
+  ropeTheta: 500,
+  tieWordEmbeddings: false,
+  eosTokenId: 2,
+  padTokenId: 0,
 };
 
 export function makeBase(dir: string, cfg: LlamaConfig, seed = 1, opts: { tokenizer?: boolean; scale?: number } = {}): Promise<void> {
@@ -21,15 +30,29 @@ export function makeBase(dir: string, cfg: LlamaConfig, seed = 1, opts: { tokeni
   });
 }
 
-export interface AdapterSpec { r: number; alpha: number; targets: string[]; rslora?: boolean; seed: number; scale?: number }
+export interface AdapterSpec {
+  r: number;
+  alpha: number;
+  targets: string[];
+  rslora?: boolean;
+  seed: number;
+  scale?: number;
+}
 
 /** Random A and B (both non-zero) for every target module of every layer, as peft writes them. */
 export async function makeAdapter(dir: string, cfg: LlamaConfig, s: AdapterSpec): Promise<TensorMap> {
   const rnd = mulberry32(s.seed);
-  const H = cfg.hiddenSize, D = H / cfg.numAttentionHeads, I = cfg.intermediateSize;
+  const H = cfg.hiddenSize,
+    D = H / cfg.numAttentionHeads,
+    I = cfg.intermediateSize;
   const dims: Record<string, [number, number]> = {
-    q_proj: [H, cfg.numAttentionHeads * D], k_proj: [H, cfg.numKeyValueHeads * D], v_proj: [H, cfg.numKeyValueHeads * D],
-    o_proj: [cfg.numAttentionHeads * D, H], gate_proj: [H, I], up_proj: [H, I], down_proj: [I, H],
+    q_proj: [H, cfg.numAttentionHeads * D],
+    k_proj: [H, cfg.numKeyValueHeads * D],
+    v_proj: [H, cfg.numKeyValueHeads * D],
+    o_proj: [cfg.numAttentionHeads * D, H],
+    gate_proj: [H, I],
+    up_proj: [H, I],
+    down_proj: [I, H],
   };
   const t: TensorMap = {};
   const fill = (n: number) => Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * (s.scale ?? 0.3));
@@ -46,7 +69,8 @@ export async function makeAdapter(dir: string, cfg: LlamaConfig, s: AdapterSpec)
 }
 
 export const maxRel = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  let s = 0, m = 0;
+  let s = 0,
+    m = 0;
   for (let i = 0; i < b.length; i++) {
     s = Math.max(s, Math.abs(b[i]));
     m = Math.max(m, Math.abs(a[i] - b[i]));

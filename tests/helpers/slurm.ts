@@ -39,9 +39,13 @@ const readPid = (p: string) => (existsSync(p) ? Number(readFileSync(p, 'utf8').t
 
 /** Starts the cluster in `dir`, or says why it cannot (the test skips with that reason). */
 export async function startCluster(dir: string): Promise<{ cluster: Cluster } | { reason: string }> {
-  if (process.getuid?.() !== 0) return { reason: 'the test Slurm cluster runs slurmctld and slurmd as root (SlurmUser=root, no cgroups): run the tests as root' };
+  if (process.getuid?.() !== 0)
+    return { reason: 'the test Slurm cluster runs slurmctld and slurmd as root (SlurmUser=root, no cgroups): run the tests as root' };
   const absent = [...Object.values(SBIN).filter((p) => !existsSync(p)), ...['sbatch', 'scontrol', 'scancel', 'sinfo'].filter((c) => !onPath(c))];
-  if (absent.length) return { reason: `Slurm is not installed (${absent.join(', ')} missing): \`npm test\` installs slurmctld, slurmd, slurm-client and munge (scripts/bootstrap.mjs --test, as root)` };
+  if (absent.length)
+    return {
+      reason: `Slurm is not installed (${absent.join(', ')} missing): \`npm test\` installs slurmctld, slurmd, slurm-client and munge (scripts/bootstrap.mjs --test, as root)`,
+    };
   for (const p of SLURM_PORTS) {
     if (!(await portFree(p))) return { reason: `port ${p} is taken (another Slurm on this machine?): the test cluster does not start beside it` };
   }
@@ -50,7 +54,12 @@ export async function startCluster(dir: string): Promise<{ cluster: Cluster } | 
   const sock = join(dir, 'munge.socket');
   const env: NodeJS.ProcessEnv = { ...process.env, SLURM_CONF: conf };
   const pids: Record<string, number> = {};
-  const logs = () => ['munged.log', 'slurmctld.log', 'slurmd.log'].map((f) => join(dir, 'log', f)).filter(existsSync).map((f) => `${f}:\n${readFileSync(f, 'utf8').split('\n').slice(-8).join('\n')}`).join('\n');
+  const logs = () =>
+    ['munged.log', 'slurmctld.log', 'slurmd.log']
+      .map((f) => join(dir, 'log', f))
+      .filter(existsSync)
+      .map((f) => `${f}:\n${readFileSync(f, 'utf8').split('\n').slice(-8).join('\n')}`)
+      .join('\n');
 
   const stop = async (): Promise<string[]> => {
     if (pids.slurmctld && pidAlive(pids.slurmctld)) {
@@ -65,19 +74,38 @@ export async function startCluster(dir: string): Promise<{ cluster: Cluster } | 
     }
     if (pids.munged && pidAlive(pids.munged)) process.kill(pids.munged, 'SIGTERM');
     for (let i = 0; i < 50 && pids.munged && pidAlive(pids.munged); i++) await sleep(100);
-    return Object.entries(pids).filter(([, p]) => p && pidAlive(p)).map(([n, p]) => `${n} (pid ${p})`);
+    return Object.entries(pids)
+      .filter(([, p]) => p && pidAlive(p))
+      .map(([n, p]) => `${n} (pid ${p})`);
   };
 
   // munge: a key of our own, a socket in the temp dir (slurm.conf's AuthInfo points Slurm at it)
   writeFileSync(join(dir, 'munge.key'), randomBytes(1024), { mode: 0o600 });
-  const m = spawnSync(SBIN.munged, ['--force', `--socket=${sock}`, `--key-file=${join(dir, 'munge.key')}`, `--pid-file=${join(dir, 'munged.pid')}`, `--log-file=${join(dir, 'log', 'munged.log')}`, `--seed-file=${join(dir, 'munged.seed')}`], { stdio: 'ignore' });
+  const m = spawnSync(
+    SBIN.munged,
+    [
+      '--force',
+      `--socket=${sock}`,
+      `--key-file=${join(dir, 'munge.key')}`,
+      `--pid-file=${join(dir, 'munged.pid')}`,
+      `--log-file=${join(dir, 'log', 'munged.log')}`,
+      `--seed-file=${join(dir, 'munged.seed')}`,
+    ],
+    { stdio: 'ignore' },
+  );
   pids.munged = readPid(join(dir, 'munged.pid'));
   if (m.status !== 0 || !pids.munged) return { reason: `munged did not start (exit ${m.status}):\n${logs()}` };
 
   // the node line from slurmd -C (without NodeName and Boards), so the node is never drained for a mismatch
   const host = hostname().split('.')[0];
-  const node = execFileSync(SBIN.slurmd, ['-C'], { encoding: 'utf8' }).split('\n')[0].split(' ').filter((t) => !/^(NodeName|Boards)=/.test(t)).join(' ');
-  writeFileSync(conf, `# the rsoup tests' private one-node cluster (tests/helpers/slurm.ts)
+  const node = execFileSync(SBIN.slurmd, ['-C'], { encoding: 'utf8' })
+    .split('\n')[0]
+    .split(' ')
+    .filter((t) => !/^(NodeName|Boards)=/.test(t))
+    .join(' ');
+  writeFileSync(
+    conf,
+    `# the rsoup tests' private one-node cluster (tests/helpers/slurm.ts)
 ClusterName=rsouptest
 SlurmctldHost=${host}(127.0.0.1)
 SlurmUser=root
@@ -105,7 +133,8 @@ SlurmctldLogFile=${join(dir, 'log', 'slurmctld.log')}
 SlurmdLogFile=${join(dir, 'log', 'slurmd.log')}
 NodeName=${host} NodeAddr=127.0.0.1 ${node} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-`);
+`,
+  );
   // no DependencyParameters=kill_invalid_depend: the jobs' own --kill-on-invalid-dep=yes is what is tested
   const cluster: Cluster = { dir, conf, env, pids, stop };
   for (const d of ['slurmctld', 'slurmd'] as const) {

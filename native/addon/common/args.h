@@ -42,10 +42,14 @@ struct Field {
 
 inline void ReadFields(const Napi::Object& o, std::initializer_list<Field> fields) {
   for (const Field& f : fields) {
-    if (auto* d = std::get_if<double*>(&f.to)) **d = Num(o, f.name);
-    else if (auto* i = std::get_if<int64_t*>(&f.to)) **i = int64_t(Num(o, f.name));
-    else if (auto* b = std::get_if<bool*>(&f.to)) **b = Bool(o, f.name);
-    else **std::get_if<std::string*>(&f.to) = Str(o, f.name);
+    if (auto* d = std::get_if<double*>(&f.to))
+      **d = Num(o, f.name);
+    else if (auto* i = std::get_if<int64_t*>(&f.to))
+      **i = int64_t(Num(o, f.name));
+    else if (auto* b = std::get_if<bool*>(&f.to))
+      **b = Bool(o, f.name);
+    else
+      **std::get_if<std::string*>(&f.to) = Str(o, f.name);
   }
 }
 

@@ -95,7 +95,8 @@ inline MergeBaton MergeBatonIn(Napi::Env env, const Napi::Object& b, size_t nWei
       t.lowRank = true;
       if (!l.Get("baseFile").IsNumber()) ThrowType(env, what + ".lowRank.baseFile must be a number");
       t.lr.baseFile = l.Get("baseFile").As<Napi::Number>().Int32Value();
-      if (t.lr.baseFile >= 0 && size_t(t.lr.baseFile) >= m.files.size()) ThrowType(env, what + ".lowRank.baseFile = " + std::to_string(t.lr.baseFile) + " is not an index into files");
+      if (t.lr.baseFile >= 0 && size_t(t.lr.baseFile) >= m.files.size())
+        ThrowType(env, what + ".lowRank.baseFile = " + std::to_string(t.lr.baseFile) + " is not an index into files");
       t.lr.baseOffset = t.lr.baseFile >= 0 ? U64Of(env, l.Get("baseOffset"), what + ".lowRank.baseOffset") : 0;
       t.lr.rows = U64Of(env, l.Get("rows"), what + ".lowRank.rows");
       t.lr.cols = U64Of(env, l.Get("cols"), what + ".lowRank.cols");

@@ -56,8 +56,8 @@ class ModelThread {
  public:
   struct Job {
     ModelThread* s = nullptr;
-    std::function<void()> work;                      // model thread
-    std::function<Napi::Value(Napi::Env)> done;      // JS thread
+    std::function<void()> work;                  // model thread
+    std::function<Napi::Value(Napi::Env)> done;  // JS thread
     Napi::Promise::Deferred deferred;
     std::vector<Napi::Reference<Napi::Value>> keep;  // inputs read in place by `work`
     std::string error;
@@ -76,14 +76,13 @@ class ModelThread {
   static Napi::Value Start(Napi::Env env, const std::shared_ptr<Session>& sp, Job* first, const char* resource) {
     ModelThread* s = sp.get();
     std::shared_ptr<Session> owner = sp;
-    s->tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), resource, 0, 1,
-                                             [owner](Napi::Env) mutable {
-                                               // Normally the thread has released us and exits; at environment
-                                               // teardown it may still wait for jobs: stop it first.
-                                               owner->Stop();
-                                               if (owner->th_.joinable()) owner->th_.join();
-                                               owner.reset();
-                                             });
+    s->tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), resource, 0, 1, [owner](Napi::Env) mutable {
+      // Normally the thread has released us and exits; at environment
+      // teardown it may still wait for jobs: stop it first.
+      owner->Stop();
+      if (owner->th_.joinable()) owner->th_.join();
+      owner.reset();
+    });
     s->tsfn_.Unref(env);
     s->th_ = std::thread([s] { s->Loop(); });
     auto* handle = new std::shared_ptr<Session>(sp);

@@ -63,10 +63,23 @@ bool tryView(napi_env env, napi_value v, View* out) {
   if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok) return false;
   size_t elem = 1;
   switch (type) {
-    case napi_int16_array: case napi_uint16_array: elem = 2; break;
-    case napi_int32_array: case napi_uint32_array: case napi_float32_array: elem = 4; break;
-    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: elem = 8; break;
-    default: elem = 1; break;
+    case napi_int16_array:
+    case napi_uint16_array:
+      elem = 2;
+      break;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array:
+      elem = 4;
+      break;
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array:
+      elem = 8;
+      break;
+    default:
+      elem = 1;
+      break;
   }
   *out = {static_cast<uint8_t*>(data), length * elem};
   return true;
@@ -132,7 +145,8 @@ Napi::Value JS_mmapWindows(const Napi::CallbackInfo& info) {
     }
     auto* keep = new std::shared_ptr<soup::MappedFile>(file);
     uint8_t* p = const_cast<uint8_t*>(file->data()) + static_cast<size_t>(start);
-    out.Set(k, Napi::ArrayBuffer::New(env, p, static_cast<size_t>(len), [](Napi::Env, void*, std::shared_ptr<soup::MappedFile>* hint) { delete hint; }, keep));
+    out.Set(k, Napi::ArrayBuffer::New(
+                   env, p, static_cast<size_t>(len), [](Napi::Env, void*, std::shared_ptr<soup::MappedFile>* hint) { delete hint; }, keep));
   }
   return out;
 }
@@ -154,7 +168,8 @@ Napi::Value JS_allocBuffer(const Napi::CallbackInfo& info) {
   double maxBytes = 4294967296.0;
   if (info.Length() > 2 && info[2].IsNumber()) maxBytes = info[2].As<Napi::Number>().DoubleValue();
   if (d > maxBytes)
-    throw Napi::RangeError::New(env, "[ERR_SOUP_TOO_LARGE] allocBuffer: " + std::to_string(static_cast<size_t>(d)) + " bytes is over the runtime's ArrayBuffer limit");
+    throw Napi::RangeError::New(
+        env, "[ERR_SOUP_TOO_LARGE] allocBuffer: " + std::to_string(static_cast<size_t>(d)) + " bytes is over the runtime's ArrayBuffer limit");
   size_t n = static_cast<size_t>(d);
   if (n == 0) return Napi::ArrayBuffer::New(env, 0);
   void* p = nullptr;
@@ -164,11 +179,14 @@ Napi::Value JS_allocBuffer(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, e.what());
   }
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(n));
-  return Napi::ArrayBuffer::New(env, p, n, [](Napi::Env env, void* data, size_t* len) {
-    Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(*len));
-    free(data);
-    delete len;
-  }, new size_t(n));
+  return Napi::ArrayBuffer::New(
+      env, p, n,
+      [](Napi::Env env, void* data, size_t* len) {
+        Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(*len));
+        free(data);
+        delete len;
+      },
+      new size_t(n));
 }
 
 // ---- interpolate (in memory) -------------------------------------------------------------------
@@ -224,7 +242,8 @@ std::unique_ptr<SoupPlan> parsePlan(Napi::Env env, const Napi::Object& b) {
       if (napi_get_element(env, srcLists[i], static_cast<uint32_t>(k), &ev) != napi_ok || !tryView(env, ev, &v))
         argError(env, "sources[" + std::to_string(i) + "][" + std::to_string(k) + "] must be a TypedArray");
       if (v.bytes != inBytes)
-        argError(env, "sources[" + std::to_string(i) + "][" + std::to_string(k) + "]: " + std::to_string(v.bytes) + " bytes, expected " + std::to_string(inBytes));
+        argError(env,
+                 "sources[" + std::to_string(i) + "][" + std::to_string(k) + "]: " + std::to_string(v.bytes) + " bytes, expected " + std::to_string(inBytes));
       plan->ptrs[k * n + i] = v.data;
       plan->bytes += static_cast<double>(v.bytes);
     }
@@ -316,7 +335,8 @@ Napi::Value JS_prepareInterpolation(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) argError(env, "prepareInterpolation(baton): baton must be an object");
   std::unique_ptr<SoupPlan> plan = parsePlan(env, info[0].As<Napi::Object>());
   Napi::Object handle = Napi::Object::New(env);
-  napi_status st = napi_wrap(env, handle, plan.get(), [](napi_env, void* data, void*) { delete static_cast<SoupPlan*>(data); }, nullptr, nullptr);
+  napi_status st = napi_wrap(
+      env, handle, plan.get(), [](napi_env, void* data, void*) { delete static_cast<SoupPlan*>(data); }, nullptr, nullptr);
   if (st != napi_ok) throw Napi::Error::New(env, "[ERR_SOUP_INTERNAL] prepareInterpolation: cannot wrap the plan");
   plan.release();
   return handle;
@@ -382,44 +402,45 @@ uint64_t toU64(Napi::Env env, const Napi::Value& v, const std::string& what) { r
 //          or { name, numel, inDtype, outDtype, lowRank: { baseFile, baseOffset, rows, cols, rank, L: Float32Array, R: Float32Array } }
 Napi::Value JS_mergeFiles(const Napi::CallbackInfo& info) {
   // the baton stays referenced while the work runs: L and R are read in place
-  return soup::addon::QueueParsed<MergeFilesWorker>(info, "mergeFiles(baton): baton", soup::addon::BadBaton::Throw, [](Napi::Env env, const Napi::Object& b, MergeFilesWorker* w) {
-    auto& job = w->job;
-    auto wv = viewOf(env, b.Get("weights"), "weights");
-    const double* wd = reinterpret_cast<const double*>(wv.data);
-    job.weights.assign(wd, wd + wv.bytes / 8);
-    soup::addon::MergeBaton m = soup::addon::MergeBatonIn(env, b, job.weights.size());
-    job.files = std::move(m.files);
-    job.out = std::move(m.out);
-    job.header = std::move(m.header);
-    if (m.windowBytes > 0) job.windowBytes = static_cast<size_t>(m.windowBytes);
-    job.tensors.resize(m.tensors.size());
-    for (size_t k = 0; k < m.tensors.size(); k++) {
-      soup::addon::MergeBatonTensor& s = m.tensors[k];
-      soup::FileTensor& t = job.tensors[k];
-      t.name = std::move(s.name);
-      t.numel = s.numel;
-      t.inDtype = s.inDtype;
-      t.outDtype = s.outDtype;
-      if (s.lowRank) {
-        t.kind = soup::FileTensor::LowRankUpdate;
-        t.baseFile = s.lr.baseFile;
-        t.baseOffset = s.lr.baseOffset;
-        t.rows = s.lr.rows;
-        t.cols = s.lr.cols;
-        t.rank = s.lr.rank;
-        t.L = s.lr.L;
-        t.R = s.lr.R;
-      } else {
-        t.weights = std::move(s.weights);
-        t.srcFile = std::move(s.srcFile);
-        t.srcOffset = std::move(s.srcOffset);
-      }
-    }
-    job.opt.simd = parseSimd(env, b);
-    job.opt.threads = parseThreads(b);
-    job.opt.nonTemporal = false;  // the window is re-read at once by write(): keep it in cache
-    w->ctl.slots = controlSlots(env, b, w->keep);
-  });
+  return soup::addon::QueueParsed<MergeFilesWorker>(info, "mergeFiles(baton): baton", soup::addon::BadBaton::Throw,
+                                                    [](Napi::Env env, const Napi::Object& b, MergeFilesWorker* w) {
+                                                      auto& job = w->job;
+                                                      auto wv = viewOf(env, b.Get("weights"), "weights");
+                                                      const double* wd = reinterpret_cast<const double*>(wv.data);
+                                                      job.weights.assign(wd, wd + wv.bytes / 8);
+                                                      soup::addon::MergeBaton m = soup::addon::MergeBatonIn(env, b, job.weights.size());
+                                                      job.files = std::move(m.files);
+                                                      job.out = std::move(m.out);
+                                                      job.header = std::move(m.header);
+                                                      if (m.windowBytes > 0) job.windowBytes = static_cast<size_t>(m.windowBytes);
+                                                      job.tensors.resize(m.tensors.size());
+                                                      for (size_t k = 0; k < m.tensors.size(); k++) {
+                                                        soup::addon::MergeBatonTensor& s = m.tensors[k];
+                                                        soup::FileTensor& t = job.tensors[k];
+                                                        t.name = std::move(s.name);
+                                                        t.numel = s.numel;
+                                                        t.inDtype = s.inDtype;
+                                                        t.outDtype = s.outDtype;
+                                                        if (s.lowRank) {
+                                                          t.kind = soup::FileTensor::LowRankUpdate;
+                                                          t.baseFile = s.lr.baseFile;
+                                                          t.baseOffset = s.lr.baseOffset;
+                                                          t.rows = s.lr.rows;
+                                                          t.cols = s.lr.cols;
+                                                          t.rank = s.lr.rank;
+                                                          t.L = s.lr.L;
+                                                          t.R = s.lr.R;
+                                                        } else {
+                                                          t.weights = std::move(s.weights);
+                                                          t.srcFile = std::move(s.srcFile);
+                                                          t.srcOffset = std::move(s.srcOffset);
+                                                        }
+                                                      }
+                                                      job.opt.simd = parseSimd(env, b);
+                                                      job.opt.threads = parseThreads(b);
+                                                      job.opt.nonTemporal = false;  // the window is re-read at once by write(): keep it in cache
+                                                      w->ctl.slots = controlSlots(env, b, w->keep);
+                                                    });
 }
 
 // ---- bandwidth probe ---------------------------------------------------------------------------
@@ -432,9 +453,9 @@ class ProbeWorker : public PromiseWorker {
   soup::InterpOptions opt;
   std::vector<double> times;
   float* given[3] = {nullptr, nullptr, nullptr};  // caller's arrays (kept alive by `keep`), or null
-  std::vector<const float*> readStreams;           // kind 'read': the caller's arrays
-  double sum = 0;                                  // kind 'read': what was read, summed
-  bool warmup = true;                              // one untimed pass before the timed ones
+  std::vector<const float*> readStreams;          // kind 'read': the caller's arrays
+  double sum = 0;                                 // kind 'read': what was read, summed
+  bool warmup = true;                             // one untimed pass before the timed ones
 
  protected:
   void Run() override {
@@ -452,7 +473,11 @@ class ProbeWorker : public PromiseWorker {
         return static_cast<float*>(p);
       };
       a = alloc(ga), b = alloc(gb), c = alloc(gc);
-      for (size_t i = 0; i < n; i++) { a[i] = 0.f; b[i] = 1.0f + static_cast<float>(i & 7); c[i] = 0.5f; }  // first touch outside timing
+      for (size_t i = 0; i < n; i++) {
+        a[i] = 0.f;
+        b[i] = 1.0f + static_cast<float>(i & 7);
+        c[i] = 0.5f;
+      }  // first touch outside timing
     }
     if (warmup) soup::bandwidthTriad(a, b, c, n, 1, opt);
     for (int r = 0; r < reps; r++) times.push_back(soup::bandwidthTriad(a, b, c, n, 1, opt));
@@ -478,46 +503,57 @@ class ProbeWorker : public PromiseWorker {
 // kind 'read': sums 1..8 caller arrays read interleaved, as a soup reads its sources (what reading
 // alone costs, beside the triad's mix of reads and streaming writes).
 Napi::Value JS_bandwidthProbe(const Napi::CallbackInfo& info) {
-  return soup::addon::QueueParsed<ProbeWorker>(info, "bandwidthProbe(opts): opts", soup::addon::BadBaton::Throw, [](Napi::Env env, const Napi::Object& b, ProbeWorker* w) {
-    w->n = static_cast<size_t>(toU64(env, b.Get("bytes"), "bytes") / 4);
-    w->reps = b.Has("reps") ? b.Get("reps").As<Napi::Number>().Int32Value() : 5;
-    w->opt.simd = parseSimd(env, b);
-    w->opt.threads = parseThreads(b);
-    Napi::Value nt = b.Get("nonTemporal");
-    w->opt.nonTemporal = nt.IsBoolean() ? nt.As<Napi::Boolean>().Value() : true;
-    // warmup: false times the first pass, as a soup call is timed (merge bench, docs/notes/merge-measuring.md "Measuring")
-    Napi::Value wu = b.Get("warmup");
-    if (!wu.IsUndefined() && !wu.IsBoolean()) argError(env, "bandwidthProbe: warmup must be a boolean");
-    w->warmup = wu.IsBoolean() ? wu.As<Napi::Boolean>().Value() : true;
-    bool read = false;
-    if (b.Has("kind") && !b.Get("kind").IsUndefined()) {
-      std::string kind = b.Get("kind").IsString() ? b.Get("kind").As<Napi::String>().Utf8Value() : "";
-      if (kind != "triad" && kind != "read") argError(env, "bandwidthProbe: kind must be 'triad' or 'read'");
-      read = kind == "read";
-    }
-    if (read && (!b.Has("arrays") || b.Get("arrays").IsUndefined())) argError(env, "bandwidthProbe: kind 'read' needs arrays");
-    if (b.Has("arrays") && !b.Get("arrays").IsUndefined()) {
-      Napi::Value av = b.Get("arrays");
-      uint32_t count = av.IsArray() ? av.As<Napi::Array>().Length() : 0;
-      if (read ? count < 1 || count > 8 : count != 3)
-        argError(env, read ? "bandwidthProbe: arrays must be 1 to 8 Float32Arrays for kind 'read'" : "bandwidthProbe: arrays must be three Float32Arrays");
-      for (uint32_t k = 0; k < count; k++) {
-        Napi::Value e = av.As<Napi::Array>().Get(k);
-        if (!e.IsTypedArray() || e.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) argError(env, "bandwidthProbe: arrays[" + std::to_string(k) + "] must be a Float32Array");
-        View v = viewOf(env, e, "arrays");
-        if (v.bytes < w->n * 4) argError(env, "bandwidthProbe: arrays[" + std::to_string(k) + "] holds " + std::to_string(v.bytes) + " bytes, fewer than bytes");
-        if (read) w->readStreams.push_back(reinterpret_cast<const float*>(v.data));
-        else w->given[k] = reinterpret_cast<float*>(v.data);
-      }
-      w->keep.push_back(Napi::Persistent(av.As<Napi::Object>()));
-    }
-  });
+  return soup::addon::QueueParsed<ProbeWorker>(
+      info, "bandwidthProbe(opts): opts", soup::addon::BadBaton::Throw, [](Napi::Env env, const Napi::Object& b, ProbeWorker* w) {
+        w->n = static_cast<size_t>(toU64(env, b.Get("bytes"), "bytes") / 4);
+        w->reps = b.Has("reps") ? b.Get("reps").As<Napi::Number>().Int32Value() : 5;
+        w->opt.simd = parseSimd(env, b);
+        w->opt.threads = parseThreads(b);
+        Napi::Value nt = b.Get("nonTemporal");
+        w->opt.nonTemporal = nt.IsBoolean() ? nt.As<Napi::Boolean>().Value() : true;
+        // warmup: false times the first pass, as a soup call is timed (merge bench, docs/notes/merge-measuring.md "Measuring")
+        Napi::Value wu = b.Get("warmup");
+        if (!wu.IsUndefined() && !wu.IsBoolean()) argError(env, "bandwidthProbe: warmup must be a boolean");
+        w->warmup = wu.IsBoolean() ? wu.As<Napi::Boolean>().Value() : true;
+        bool read = false;
+        if (b.Has("kind") && !b.Get("kind").IsUndefined()) {
+          std::string kind = b.Get("kind").IsString() ? b.Get("kind").As<Napi::String>().Utf8Value() : "";
+          if (kind != "triad" && kind != "read") argError(env, "bandwidthProbe: kind must be 'triad' or 'read'");
+          read = kind == "read";
+        }
+        if (read && (!b.Has("arrays") || b.Get("arrays").IsUndefined())) argError(env, "bandwidthProbe: kind 'read' needs arrays");
+        if (b.Has("arrays") && !b.Get("arrays").IsUndefined()) {
+          Napi::Value av = b.Get("arrays");
+          uint32_t count = av.IsArray() ? av.As<Napi::Array>().Length() : 0;
+          if (read ? count < 1 || count > 8 : count != 3)
+            argError(env, read ? "bandwidthProbe: arrays must be 1 to 8 Float32Arrays for kind 'read'" : "bandwidthProbe: arrays must be three Float32Arrays");
+          for (uint32_t k = 0; k < count; k++) {
+            Napi::Value e = av.As<Napi::Array>().Get(k);
+            if (!e.IsTypedArray() || e.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+              argError(env, "bandwidthProbe: arrays[" + std::to_string(k) + "] must be a Float32Array");
+            View v = viewOf(env, e, "arrays");
+            if (v.bytes < w->n * 4)
+              argError(env, "bandwidthProbe: arrays[" + std::to_string(k) + "] holds " + std::to_string(v.bytes) + " bytes, fewer than bytes");
+            if (read)
+              w->readStreams.push_back(reinterpret_cast<const float*>(v.data));
+            else
+              w->given[k] = reinterpret_cast<float*>(v.data);
+          }
+          w->keep.push_back(Napi::Persistent(av.As<Napi::Object>()));
+        }
+      });
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  soup::addon::ExportAll(env, exports, {{"info", JS_info}, {"mmapWindows", JS_mmapWindows}, {"allocBuffer", JS_allocBuffer}, {"interpolate", JS_interpolate},
-                                        {"prepareInterpolation", JS_prepareInterpolation}, {"runInterpolation", JS_runInterpolation},
-                                        {"mergeFiles", JS_mergeFiles}, {"bandwidthProbe", JS_bandwidthProbe}});
+  soup::addon::ExportAll(env, exports,
+                         {{"info", JS_info},
+                          {"mmapWindows", JS_mmapWindows},
+                          {"allocBuffer", JS_allocBuffer},
+                          {"interpolate", JS_interpolate},
+                          {"prepareInterpolation", JS_prepareInterpolation},
+                          {"runInterpolation", JS_runInterpolation},
+                          {"mergeFiles", JS_mergeFiles},
+                          {"bandwidthProbe", JS_bandwidthProbe}});
   return exports;
 }
 

@@ -29,7 +29,8 @@ inline at::Tensor TensorIn(Napi::Env env, const Napi::Value& v, const std::strin
   Napi::Object o = v.As<Napi::Object>();
   at::ScalarType dt = DtypeOf(env, Str(o, "dtype"));
   Napi::Value sv = o.Get("shape"), dv = o.Get("data");
-  if (!sv.IsArray() || !dv.IsTypedArray()) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] tensor '" + name + "' needs shape: number[] and data: TypedArray");
+  if (!sv.IsArray() || !dv.IsTypedArray())
+    throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] tensor '" + name + "' needs shape: number[] and data: TypedArray");
   Napi::Array sa = sv.As<Napi::Array>();
   std::vector<int64_t> shape;
   int64_t numel = 1;
@@ -42,7 +43,8 @@ inline at::Tensor TensorIn(Napi::Env env, const Napi::Value& v, const std::strin
   Napi::TypedArray ta = dv.As<Napi::TypedArray>();
   size_t es = c10::elementSize(dt);
   if (ta.ByteLength() != size_t(numel) * es)
-    throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] tensor '" + name + "': data has " + std::to_string(ta.ByteLength()) + " bytes but shape and dtype need " + std::to_string(numel * es));
+    throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] tensor '" + name + "': data has " + std::to_string(ta.ByteLength()) +
+                                         " bytes but shape and dtype need " + std::to_string(numel * es));
   void* p = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
   keep.push_back(Napi::Persistent(dv));
   return at::from_blob(p, shape, at::TensorOptions().dtype(dt));
@@ -63,18 +65,21 @@ inline std::map<std::string, at::Tensor> TensorMapIn(Napi::Env env, const Napi::
 
 inline const char* DtypeName(at::ScalarType t) {
   switch (t) {
-    case at::kDouble: return "float64";
-    case at::kBFloat16: return "bfloat16";
-    case at::kHalf: return "float16";
-    default: return "float32";
+    case at::kDouble:
+      return "float64";
+    case at::kBFloat16:
+      return "bfloat16";
+    case at::kHalf:
+      return "float16";
+    default:
+      return "float32";
   }
 }
 
 // A tensor -> {dtype, shape, data} over an external ArrayBuffer that owns a contiguous CPU copy (or the
 // tensor itself when it already is one). float64/bfloat16/float16 keep their dtype; others become float32.
 inline Napi::Value TensorOut(Napi::Env env, at::Tensor t) {
-  if (t.scalar_type() != at::kDouble && t.scalar_type() != at::kBFloat16 && t.scalar_type() != at::kHalf && t.scalar_type() != at::kFloat)
-    t = t.to(at::kFloat);
+  if (t.scalar_type() != at::kDouble && t.scalar_type() != at::kBFloat16 && t.scalar_type() != at::kHalf && t.scalar_type() != at::kFloat) t = t.to(at::kFloat);
   t = t.detach().to(at::kCPU).contiguous();  // CUDA models hand results back through host memory
   Napi::Object o = Napi::Object::New(env);
   o.Set("dtype", DtypeName(t.scalar_type()));
@@ -88,15 +93,21 @@ inline Napi::Value TensorOut(Napi::Env env, at::Tensor t) {
   } else {
     auto* keep = new at::Tensor(t);
     const int64_t bytes = int64_t(t.nbytes());
-    ab = Napi::ArrayBuffer::New(env, t.data_ptr(), t.nbytes(), [](Napi::Env e, void*, at::Tensor* k) {
-      Napi::MemoryManagement::AdjustExternalMemory(e, -int64_t(k->nbytes()));
-      delete k;
-    }, keep);
+    ab = Napi::ArrayBuffer::New(
+        env, t.data_ptr(), t.nbytes(),
+        [](Napi::Env e, void*, at::Tensor* k) {
+          Napi::MemoryManagement::AdjustExternalMemory(e, -int64_t(k->nbytes()));
+          delete k;
+        },
+        keep);
     Napi::MemoryManagement::AdjustExternalMemory(env, bytes);  // let the GC see native bytes
   }
-  if (t.scalar_type() == at::kDouble) o.Set("data", Napi::Float64Array::New(env, n, ab, 0));
-  else if (t.scalar_type() == at::kFloat) o.Set("data", Napi::Float32Array::New(env, n, ab, 0));
-  else o.Set("data", Napi::Uint16Array::New(env, n, ab, 0));
+  if (t.scalar_type() == at::kDouble)
+    o.Set("data", Napi::Float64Array::New(env, n, ab, 0));
+  else if (t.scalar_type() == at::kFloat)
+    o.Set("data", Napi::Float32Array::New(env, n, ab, 0));
+  else
+    o.Set("data", Napi::Uint16Array::New(env, n, ab, 0));
   return o;
 }
 

@@ -32,8 +32,7 @@ PolicyPtr& Get(const Napi::Value& v, bool needIdle = true) {
 
 // A typed array's bytes as a tensor (copied: the inputs of an async update must outlive the call).
 at::Tensor ArrayIn(Napi::Env env, const Napi::Value& v, napi_typedarray_type want, at::ScalarType dt, int64_t numel, const std::string& what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
-    Throw(env, "[ERR_SOUP_INVALID_ARG] " + what + " has the wrong array type");
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want) Throw(env, "[ERR_SOUP_INVALID_ARG] " + what + " has the wrong array type");
   Napi::TypedArray a = v.As<Napi::TypedArray>();
   if (numel >= 0 && int64_t(a.ElementLength()) != numel)
     Throw(env, "[ERR_SOUP_SHAPE_MISMATCH] " + what + " has " + std::to_string(a.ElementLength()) + " elements, expected " + std::to_string(numel));
@@ -55,9 +54,19 @@ Napi::Value F64Out(Napi::Env env, const at::Tensor& t) {
 soup::control::PPOHyper HyperIn(const Napi::Object& o) {
   // Every field as ControlPPOConfigSchema fills it (src/train/control.ts, nativeHyper): no C++ defaults.
   soup::control::PPOHyper h;
-  ReadFields(o, {{"gamma", &h.gamma}, {"gaeLambda", &h.lam}, {"clipCoef", &h.clip}, {"vfCoef", &h.vfCoef}, {"entCoef", &h.entCoef},
-                 {"maxGradNorm", &h.maxGradNorm}, {"learningRate", &h.lr}, {"adamEps", &h.adamEps}, {"rewardClip", &h.rewardClip},
-                 {"updateEpochs", &h.epochs}, {"numMinibatches", &h.minibatches}, {"clipVloss", &h.clipVloss}, {"normAdv", &h.normAdv},
+  ReadFields(o, {{"gamma", &h.gamma},
+                 {"gaeLambda", &h.lam},
+                 {"clipCoef", &h.clip},
+                 {"vfCoef", &h.vfCoef},
+                 {"entCoef", &h.entCoef},
+                 {"maxGradNorm", &h.maxGradNorm},
+                 {"learningRate", &h.lr},
+                 {"adamEps", &h.adamEps},
+                 {"rewardClip", &h.rewardClip},
+                 {"updateEpochs", &h.epochs},
+                 {"numMinibatches", &h.minibatches},
+                 {"clipVloss", &h.clipVloss},
+                 {"normAdv", &h.normAdv},
                  {"normReward", &h.normReward}});
   return h;
 }
@@ -76,8 +85,7 @@ Napi::Value JS_ctlCreate(const Napi::CallbackInfo& info) {
   if (dt != "float32" && dt != "float64") Throw(env, "[ERR_SOUP_INVALID_ARG] dtype must be float32 or float64");
   auto p = std::make_shared<Policy>();
   try {
-    p->Init(int64_t(Num(b, "obsDim")), int64_t(Num(b, "actDim")), hidden, dt == "float64" ? at::kDouble : at::kFloat,
-            uint64_t(Num(b, "seed")));
+    p->Init(int64_t(Num(b, "obsDim")), int64_t(Num(b, "actDim")), hidden, dt == "float64" ? at::kDouble : at::kFloat, uint64_t(Num(b, "seed")));
   } catch (const std::exception& e) {
     Throw(env, MessageOf(e));
   }
@@ -99,15 +107,17 @@ Napi::Value JS_ctlSetRollout(const Napi::CallbackInfo& info) {
 Napi::Value JS_ctlAct(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   PolicyPtr& p = Get(info[0]);
-  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
-      !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !info[2].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     Throw(env, "[ERR_SOUP_INVALID_ARG] act(obs, actions): both must be Float32Arrays");
   Napi::Float32Array obs = info[1].As<Napi::Float32Array>(), act = info[2].As<Napi::Float32Array>();
   if (obs.ElementLength() % p->O != 0)
-    Throw(env, "[ERR_SOUP_SHAPE_MISMATCH] act: obs has " + std::to_string(obs.ElementLength()) + " values, not a multiple of the policy's obsDim " + std::to_string(p->O));
+    Throw(env, "[ERR_SOUP_SHAPE_MISMATCH] act: obs has " + std::to_string(obs.ElementLength()) + " values, not a multiple of the policy's obsDim " +
+                   std::to_string(p->O));
   const int64_t n = int64_t(obs.ElementLength()) / p->O;
   if (int64_t(act.ElementLength()) != n * p->A)
-    Throw(env, "[ERR_SOUP_SHAPE_MISMATCH] act: actions has " + std::to_string(act.ElementLength()) + " values, expected " + std::to_string(n) + " envs × actDim " + std::to_string(p->A));
+    Throw(env, "[ERR_SOUP_SHAPE_MISMATCH] act: actions has " + std::to_string(act.ElementLength()) + " values, expected " + std::to_string(n) +
+                   " envs × actDim " + std::to_string(p->A));
   try {
     p->Act(obs.Data(), act.Data(), n, info[3].As<Napi::Number>().Int64Value(), info[4].ToBoolean().Value(), info[5].ToBoolean().Value());
   } catch (const std::exception& e) {
@@ -201,9 +211,12 @@ Napi::Value JS_ctlLoss(const Napi::CallbackInfo& info) {
   Napi::Object b = info[1].As<Napi::Object>();
   soup::control::PPOHyper h = HyperIn(info[2].As<Napi::Object>());
   const int64_t B = int64_t(Num(b, "B"));
-  auto in = [&](const char* k, int64_t per) { return F64(env, b.Get(k), B * per, k).to(p->dtype).view(per == 1 ? std::vector<int64_t>{B} : std::vector<int64_t>{B, per}); };
+  auto in = [&](const char* k, int64_t per) {
+    return F64(env, b.Get(k), B * per, k).to(p->dtype).view(per == 1 ? std::vector<int64_t>{B} : std::vector<int64_t>{B, per});
+  };
   try {
-    at::Tensor obs = in("obs", p->O), act = in("actions", p->A), lp = in("logprobs", 1), adv = in("advantages", 1), ret = in("returns", 1), val = in("values", 1);
+    at::Tensor obs = in("obs", p->O), act = in("actions", p->A), lp = in("logprobs", 1), adv = in("advantages", 1), ret = in("returns", 1),
+               val = in("values", 1);
     p->flat.mutable_grad() = at::Tensor();
     soup::control::LossOut o = soup::control::PPOLossOn(*p, obs, act, lp, adv, ret, val, h);
     o.loss.backward();
@@ -229,8 +242,8 @@ Napi::Value JS_ctlGae(const Napi::CallbackInfo& info) {
   const int64_t T = int64_t(Num(b, "T")), N = int64_t(Num(b, "N"));
   at::Tensor adv, ret;
   soup::control::Gae(F64(env, b.Get("rewards"), T * N, "rewards").view({T, N}), F64(env, b.Get("values"), T * N, "values").view({T, N}),
-                     F64(env, b.Get("dones"), T * N, "dones").view({T, N}), F64(env, b.Get("lastValues"), N, "lastValues"),
-                     Num(b, "gamma"), Num(b, "gaeLambda"), &adv, &ret);
+                     F64(env, b.Get("dones"), T * N, "dones").view({T, N}), F64(env, b.Get("lastValues"), N, "lastValues"), Num(b, "gamma"),
+                     Num(b, "gaeLambda"), &adv, &ret);
   Napi::Object o = Napi::Object::New(env);
   o.Set("advantages", F64Out(env, adv));
   o.Set("returns", F64Out(env, ret));
@@ -320,7 +333,17 @@ Napi::Value JS_ctlDispose(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterControl(Napi::Env env, Napi::Object exports) {
-  ExportAll(env, exports, {{"ctlCreate", JS_ctlCreate}, {"ctlSetRollout", JS_ctlSetRollout}, {"ctlAct", JS_ctlAct}, {"ctlFreeze", JS_ctlFreeze},
-                           {"ctlGetTensors", JS_ctlGetTensors}, {"ctlSetTensors", JS_ctlSetTensors}, {"ctlRollout", JS_ctlRollout}, {"ctlLoss", JS_ctlLoss},
-                           {"ctlGae", JS_ctlGae}, {"ctlNormalizeRewards", JS_ctlNormalizeRewards}, {"ctlUpdate", JS_ctlUpdate}, {"ctlDispose", JS_ctlDispose}});
+  ExportAll(env, exports,
+            {{"ctlCreate", JS_ctlCreate},
+             {"ctlSetRollout", JS_ctlSetRollout},
+             {"ctlAct", JS_ctlAct},
+             {"ctlFreeze", JS_ctlFreeze},
+             {"ctlGetTensors", JS_ctlGetTensors},
+             {"ctlSetTensors", JS_ctlSetTensors},
+             {"ctlRollout", JS_ctlRollout},
+             {"ctlLoss", JS_ctlLoss},
+             {"ctlGae", JS_ctlGae},
+             {"ctlNormalizeRewards", JS_ctlNormalizeRewards},
+             {"ctlUpdate", JS_ctlUpdate},
+             {"ctlDispose", JS_ctlDispose}});
 }

@@ -29,9 +29,9 @@ namespace {
 namespace sc = soup::cuda;
 
 using soup::addon::ArrayOf;
+using soup::addon::QueueParsed;
 using soup::addon::View;
 using soup::addon::ViewOf;
-using soup::addon::QueueParsed;
 
 [[noreturn]] void argError(Napi::Env env, const std::string& msg) { soup::addon::ThrowType(env, msg); }
 
@@ -67,7 +67,6 @@ class PromiseWorker : public soup::addon::PromiseWorker {
     return p;
   }
 };
-
 
 double* controlOf(Napi::Env env, const Napi::Object& b) { return soup::addon::ControlOf(env, b); }
 
@@ -113,41 +112,42 @@ class InterpolateWorker : public PromiseWorker {
 };
 
 Napi::Value JS_interpolateCuda(const Napi::CallbackInfo& info) {
-  return QueueParsed<InterpolateWorker>(info, "interpolateCuda(baton): baton", soup::addon::BadBaton::Reject, [](Napi::Env env, const Napi::Object& b, InterpolateWorker* w) {
-    w->weights = weightsOf(env, b);
-    const size_t n = w->weights.size();
-    Napi::Array sources = ArrayOf(env, b, "sources");
-    Napi::Array outs = ArrayOf(env, b, "outs");
-    size_t nIn = 0, nOut = 0;
-    const int32_t* inDt = typedOf<napi_int32_array, int32_t>(env, b, "inDtypes", "Int32Array", &nIn);
-    const int32_t* outDt = typedOf<napi_int32_array, int32_t>(env, b, "outDtypes", "Int32Array", &nOut);
-    const size_t T = outs.Length();
-    if (sources.Length() != n)
-      argError(env, "sources has " + std::to_string(sources.Length()) + " lists but weights has " + std::to_string(n) + " entries");
-    if (nIn != T || nOut != T)
-      argError(env, "inDtypes (" + std::to_string(nIn) + ") and outDtypes (" + std::to_string(nOut) + ") must have one entry per output (" +
-                        std::to_string(T) + ")");
-    w->srcPtrs.assign(T, std::vector<const void*>(n));
-    w->tensors.resize(T);
-    for (size_t t = 0; t < T; ++t) {
-      checkDtype(env, inDt[t], "inDtypes[" + std::to_string(t) + "]");
-      checkDtype(env, outDt[t], "outDtypes[" + std::to_string(t) + "]");
-      View o = ViewOf(env, outs.Get(uint32_t(t)), "outs[" + std::to_string(t) + "]");
-      const size_t os = sc::dtypeSize(outDt[t]);
-      if (o.bytes % os) argError(env, "outs[" + std::to_string(t) + "] has " + std::to_string(o.bytes) + " bytes, not a multiple of " + std::to_string(os));
-      const int64_t numel = int64_t(o.bytes / os);
-      w->tensors[t] = sc::HostTensor{nullptr, o.data, numel, inDt[t], outDt[t]};
-    }
-    ForEachSource(env, sources, T, "output", [&](size_t i, size_t t, const std::string& what, View s) {
-      const size_t want = size_t(w->tensors[t].numel) * sc::dtypeSize(inDt[t]);
-      if (s.bytes != want)
-        throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] " + what + " has " + std::to_string(s.bytes) + " bytes; outs[" + std::to_string(t) +
-                                             "] holds " + std::to_string(w->tensors[t].numel) + " elements, so " + std::to_string(want) +
-                                             " bytes of " + sc::dtypeName(inDt[t]) + " were expected");
-      w->srcPtrs[t][i] = s.data;
-    });
-    w->control = controlOf(env, b);
-  });
+  return QueueParsed<InterpolateWorker>(
+      info, "interpolateCuda(baton): baton", soup::addon::BadBaton::Reject, [](Napi::Env env, const Napi::Object& b, InterpolateWorker* w) {
+        w->weights = weightsOf(env, b);
+        const size_t n = w->weights.size();
+        Napi::Array sources = ArrayOf(env, b, "sources");
+        Napi::Array outs = ArrayOf(env, b, "outs");
+        size_t nIn = 0, nOut = 0;
+        const int32_t* inDt = typedOf<napi_int32_array, int32_t>(env, b, "inDtypes", "Int32Array", &nIn);
+        const int32_t* outDt = typedOf<napi_int32_array, int32_t>(env, b, "outDtypes", "Int32Array", &nOut);
+        const size_t T = outs.Length();
+        if (sources.Length() != n)
+          argError(env, "sources has " + std::to_string(sources.Length()) + " lists but weights has " + std::to_string(n) + " entries");
+        if (nIn != T || nOut != T)
+          argError(env, "inDtypes (" + std::to_string(nIn) + ") and outDtypes (" + std::to_string(nOut) + ") must have one entry per output (" +
+                            std::to_string(T) + ")");
+        w->srcPtrs.assign(T, std::vector<const void*>(n));
+        w->tensors.resize(T);
+        for (size_t t = 0; t < T; ++t) {
+          checkDtype(env, inDt[t], "inDtypes[" + std::to_string(t) + "]");
+          checkDtype(env, outDt[t], "outDtypes[" + std::to_string(t) + "]");
+          View o = ViewOf(env, outs.Get(uint32_t(t)), "outs[" + std::to_string(t) + "]");
+          const size_t os = sc::dtypeSize(outDt[t]);
+          if (o.bytes % os) argError(env, "outs[" + std::to_string(t) + "] has " + std::to_string(o.bytes) + " bytes, not a multiple of " + std::to_string(os));
+          const int64_t numel = int64_t(o.bytes / os);
+          w->tensors[t] = sc::HostTensor{nullptr, o.data, numel, inDt[t], outDt[t]};
+        }
+        ForEachSource(env, sources, T, "output", [&](size_t i, size_t t, const std::string& what, View s) {
+          const size_t want = size_t(w->tensors[t].numel) * sc::dtypeSize(inDt[t]);
+          if (s.bytes != want)
+            throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] " + what + " has " + std::to_string(s.bytes) + " bytes; outs[" + std::to_string(t) +
+                                                 "] holds " + std::to_string(w->tensors[t].numel) + " elements, so " + std::to_string(want) + " bytes of " +
+                                                 sc::dtypeName(inDt[t]) + " were expected");
+          w->srcPtrs[t][i] = s.data;
+        });
+        w->control = controlOf(env, b);
+      });
 }
 
 // ---- mergeFilesCuda -----------------------------------------------------------------------------
@@ -163,9 +163,7 @@ class MergeWorker : public PromiseWorker {
   sc::PipelineOptions opt;
 
  protected:
-  void Run() override {
-    stats = sc::mergeFiles(files, out, header.data(), header.size(), tensors, weights.data(), int(weights.size()), progress(), opt);
-  }
+  void Run() override { stats = sc::mergeFiles(files, out, header.data(), header.size(), tensors, weights.data(), int(weights.size()), progress(), opt); }
   void Fill(Napi::Object& o) override {
     o.Set("bytesRead", stats.bytesRead);
     o.Set("bytesWritten", stats.bytesWritten);
@@ -173,30 +171,31 @@ class MergeWorker : public PromiseWorker {
 };
 
 Napi::Value JS_mergeFilesCuda(const Napi::CallbackInfo& info) {
-  return QueueParsed<MergeWorker>(info, "mergeFilesCuda(baton): baton", soup::addon::BadBaton::Reject, [](Napi::Env env, const Napi::Object& b, MergeWorker* w) {
-    w->weights = weightsOf(env, b);
-    soup::addon::MergeBaton m = soup::addon::MergeBatonIn(env, b, w->weights.size());
-    w->files = std::move(m.files);
-    w->out = std::move(m.out);
-    w->header = std::move(m.header);
-    if (m.windowBytes > 0) w->opt.windowBytes = int64_t(m.windowBytes);
-    w->tensors.resize(m.tensors.size());
-    for (size_t t = 0; t < m.tensors.size(); ++t) {
-      const soup::addon::MergeBatonTensor& mt = m.tensors[t];
-      // LoRA 'dense' plans (a tensor's own weights, low-rank updates) run on the CPU merge only
-      if (mt.lowRank || !mt.weights.empty())
-        argError(env, "tensors[" + std::to_string(t) + "]: per-tensor weights and low-rank updates are not supported by the CUDA merge");
-      sc::FileTensor& ft = w->tensors[t];
-      ft.numel = int64_t(mt.numel);
-      ft.inDtype = mt.inDtype;
-      ft.outDtype = mt.outDtype;
-      for (size_t i = 0; i < mt.srcFile.size(); ++i) {
-        ft.srcFile[i] = mt.srcFile[i];
-        ft.srcOffset[i] = int64_t(mt.srcOffset[i]);
-      }
-    }
-    w->control = controlOf(env, b);
-  });
+  return QueueParsed<MergeWorker>(
+      info, "mergeFilesCuda(baton): baton", soup::addon::BadBaton::Reject, [](Napi::Env env, const Napi::Object& b, MergeWorker* w) {
+        w->weights = weightsOf(env, b);
+        soup::addon::MergeBaton m = soup::addon::MergeBatonIn(env, b, w->weights.size());
+        w->files = std::move(m.files);
+        w->out = std::move(m.out);
+        w->header = std::move(m.header);
+        if (m.windowBytes > 0) w->opt.windowBytes = int64_t(m.windowBytes);
+        w->tensors.resize(m.tensors.size());
+        for (size_t t = 0; t < m.tensors.size(); ++t) {
+          const soup::addon::MergeBatonTensor& mt = m.tensors[t];
+          // LoRA 'dense' plans (a tensor's own weights, low-rank updates) run on the CPU merge only
+          if (mt.lowRank || !mt.weights.empty())
+            argError(env, "tensors[" + std::to_string(t) + "]: per-tensor weights and low-rank updates are not supported by the CUDA merge");
+          sc::FileTensor& ft = w->tensors[t];
+          ft.numel = int64_t(mt.numel);
+          ft.inDtype = mt.inDtype;
+          ft.outDtype = mt.outDtype;
+          for (size_t i = 0; i < mt.srcFile.size(); ++i) {
+            ft.srcFile[i] = mt.srcFile[i];
+            ft.srcOffset[i] = int64_t(mt.srcOffset[i]);
+          }
+        }
+        w->control = controlOf(env, b);
+      });
 }
 
 // ---- resident sources (the lambda sweep) -----------------------------------------------------------
@@ -238,33 +237,36 @@ class ResidentCreateWorker : public PromiseWorker {
 };
 
 Napi::Value JS_cudaResidentCreate(const Napi::CallbackInfo& info) {
-  return QueueParsed<ResidentCreateWorker>(info, "cudaResidentCreate(baton): baton", soup::addon::BadBaton::Reject, [](Napi::Env env, const Napi::Object& b, ResidentCreateWorker* w) {
-    Napi::Array sources = ArrayOf(env, b, "sources");
-    size_t nIn = 0, nOut = 0;
-    const int32_t* inDt = typedOf<napi_int32_array, int32_t>(env, b, "inDtypes", "Int32Array", &nIn);
-    const int32_t* outDt = typedOf<napi_int32_array, int32_t>(env, b, "outDtypes", "Int32Array", &nOut);
-    const size_t n = sources.Length();
-    if (n < 1 || n > size_t(sc::kMaxSources)) argError(env, "sources has " + std::to_string(n) + " lists; the CUDA kernel takes 1.." + std::to_string(sc::kMaxSources));
-    if (nIn != nOut) argError(env, "inDtypes (" + std::to_string(nIn) + ") and outDtypes (" + std::to_string(nOut) + ") differ in length");
-    const size_t T = nIn;
-    w->n = int(n);
-    w->srcPtrs.assign(T, std::vector<const void*>(n));
-    w->tensors.resize(T);
-    for (size_t t = 0; t < T; ++t) {
-      checkDtype(env, inDt[t], "inDtypes[" + std::to_string(t) + "]");
-      checkDtype(env, outDt[t], "outDtypes[" + std::to_string(t) + "]");
-    }
-    ForEachSource(env, sources, T, "dtype entry", [&](size_t i, size_t t, const std::string& what, View v) {
-      const size_t is = sc::dtypeSize(inDt[t]);
-      if (v.bytes % is) argError(env, what + " has " + std::to_string(v.bytes) + " bytes, not a multiple of " + std::to_string(is));
-      const int64_t numel = int64_t(v.bytes / is);
-      if (i == 0) w->tensors[t] = sc::HostTensor{nullptr, nullptr, numel, inDt[t], outDt[t]};
-      else if (numel != w->tensors[t].numel)
-        throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] " + what + " has " + std::to_string(numel) + " elements; sources[0][" +
-                                             std::to_string(t) + "] has " + std::to_string(w->tensors[t].numel));
-      w->srcPtrs[t][i] = v.data;
-    });
-  });
+  return QueueParsed<ResidentCreateWorker>(
+      info, "cudaResidentCreate(baton): baton", soup::addon::BadBaton::Reject, [](Napi::Env env, const Napi::Object& b, ResidentCreateWorker* w) {
+        Napi::Array sources = ArrayOf(env, b, "sources");
+        size_t nIn = 0, nOut = 0;
+        const int32_t* inDt = typedOf<napi_int32_array, int32_t>(env, b, "inDtypes", "Int32Array", &nIn);
+        const int32_t* outDt = typedOf<napi_int32_array, int32_t>(env, b, "outDtypes", "Int32Array", &nOut);
+        const size_t n = sources.Length();
+        if (n < 1 || n > size_t(sc::kMaxSources))
+          argError(env, "sources has " + std::to_string(n) + " lists; the CUDA kernel takes 1.." + std::to_string(sc::kMaxSources));
+        if (nIn != nOut) argError(env, "inDtypes (" + std::to_string(nIn) + ") and outDtypes (" + std::to_string(nOut) + ") differ in length");
+        const size_t T = nIn;
+        w->n = int(n);
+        w->srcPtrs.assign(T, std::vector<const void*>(n));
+        w->tensors.resize(T);
+        for (size_t t = 0; t < T; ++t) {
+          checkDtype(env, inDt[t], "inDtypes[" + std::to_string(t) + "]");
+          checkDtype(env, outDt[t], "outDtypes[" + std::to_string(t) + "]");
+        }
+        ForEachSource(env, sources, T, "dtype entry", [&](size_t i, size_t t, const std::string& what, View v) {
+          const size_t is = sc::dtypeSize(inDt[t]);
+          if (v.bytes % is) argError(env, what + " has " + std::to_string(v.bytes) + " bytes, not a multiple of " + std::to_string(is));
+          const int64_t numel = int64_t(v.bytes / is);
+          if (i == 0)
+            w->tensors[t] = sc::HostTensor{nullptr, nullptr, numel, inDt[t], outDt[t]};
+          else if (numel != w->tensors[t].numel)
+            throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] " + what + " has " + std::to_string(numel) + " elements; sources[0][" +
+                                                 std::to_string(t) + "] has " + std::to_string(w->tensors[t].numel));
+          w->srcPtrs[t][i] = v.data;
+        });
+      });
 }
 
 class ResidentRunWorker : public PromiseWorker {
@@ -283,32 +285,34 @@ class ResidentRunWorker : public PromiseWorker {
 };
 
 Napi::Value JS_cudaResidentRun(const Napi::CallbackInfo& info) {
-  return QueueParsed<ResidentRunWorker>(info, "cudaResidentRun(baton): baton", soup::addon::BadBaton::Reject, [](Napi::Env env, const Napi::Object& b, ResidentRunWorker* w) {
-    if (!b.Get("id").IsNumber()) argError(env, "id must be a number (from cudaResidentCreate)");
-    const uint32_t id = b.Get("id").As<Napi::Number>().Uint32Value();
-    {
-      std::lock_guard<std::mutex> lk(residentsMu);
-      auto it = residents.find(id);
-      if (it == residents.end()) argError(env, "id " + std::to_string(id) + " is not a live resident soup (freed, or never created)");
-      w->res = it->second;
-    }
-    w->weights = weightsOf(env, b);
-    if (int(w->weights.size()) != w->res->sources())
-      throw Napi::RangeError::New(env, "[ERR_SOUP_WEIGHTS] " + std::to_string(w->weights.size()) + " weights for " + std::to_string(w->res->sources()) + " resident sources");
-    Napi::Array outs = ArrayOf(env, b, "outs");
-    if (outs.Length() != w->res->tensors())
-      argError(env, "outs has " + std::to_string(outs.Length()) + " tensors; the resident soup has " + std::to_string(w->res->tensors()));
-    for (uint32_t t = 0; t < outs.Length(); ++t) {
-      const std::string what = "outs[" + std::to_string(t) + "]";
-      View o = ViewOf(env, outs.Get(t), what);
-      const size_t want = size_t(w->res->numel(t)) * sc::dtypeSize(w->res->outDtype(t));
-      if (o.bytes != want)
-        throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] " + what + " has " + std::to_string(o.bytes) + " bytes; " + std::to_string(want) + " bytes of " +
-                                             sc::dtypeName(w->res->outDtype(t)) + " expected");
-      w->outs.push_back(o.data);
-    }
-    w->control = controlOf(env, b);
-  });
+  return QueueParsed<ResidentRunWorker>(
+      info, "cudaResidentRun(baton): baton", soup::addon::BadBaton::Reject, [](Napi::Env env, const Napi::Object& b, ResidentRunWorker* w) {
+        if (!b.Get("id").IsNumber()) argError(env, "id must be a number (from cudaResidentCreate)");
+        const uint32_t id = b.Get("id").As<Napi::Number>().Uint32Value();
+        {
+          std::lock_guard<std::mutex> lk(residentsMu);
+          auto it = residents.find(id);
+          if (it == residents.end()) argError(env, "id " + std::to_string(id) + " is not a live resident soup (freed, or never created)");
+          w->res = it->second;
+        }
+        w->weights = weightsOf(env, b);
+        if (int(w->weights.size()) != w->res->sources())
+          throw Napi::RangeError::New(
+              env, "[ERR_SOUP_WEIGHTS] " + std::to_string(w->weights.size()) + " weights for " + std::to_string(w->res->sources()) + " resident sources");
+        Napi::Array outs = ArrayOf(env, b, "outs");
+        if (outs.Length() != w->res->tensors())
+          argError(env, "outs has " + std::to_string(outs.Length()) + " tensors; the resident soup has " + std::to_string(w->res->tensors()));
+        for (uint32_t t = 0; t < outs.Length(); ++t) {
+          const std::string what = "outs[" + std::to_string(t) + "]";
+          View o = ViewOf(env, outs.Get(t), what);
+          const size_t want = size_t(w->res->numel(t)) * sc::dtypeSize(w->res->outDtype(t));
+          if (o.bytes != want)
+            throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] " + what + " has " + std::to_string(o.bytes) + " bytes; " + std::to_string(want) +
+                                                 " bytes of " + sc::dtypeName(w->res->outDtype(t)) + " expected");
+          w->outs.push_back(o.data);
+        }
+        w->control = controlOf(env, b);
+      });
 }
 
 Napi::Value JS_cudaResidentFree(const Napi::CallbackInfo& info) {
@@ -349,9 +353,13 @@ bool SoupCudaCompiled() { return sc::compiled(); }
 int SoupCudaDeviceCount() { return sc::deviceCount(); }
 
 void RegisterCuda(Napi::Env env, Napi::Object exports) {
-  soup::addon::ExportAll(env, exports, {{"interpolateCuda", JS_interpolateCuda}, {"mergeFilesCuda", JS_mergeFilesCuda}, {"cudaInfo", JS_cudaInfo},
-                                        {"cudaResidentCreate", JS_cudaResidentCreate}, {"cudaResidentRun", JS_cudaResidentRun},
-                                        {"cudaResidentFree", JS_cudaResidentFree}});
+  soup::addon::ExportAll(env, exports,
+                         {{"interpolateCuda", JS_interpolateCuda},
+                          {"mergeFilesCuda", JS_mergeFilesCuda},
+                          {"cudaInfo", JS_cudaInfo},
+                          {"cudaResidentCreate", JS_cudaResidentCreate},
+                          {"cudaResidentRun", JS_cudaResidentRun},
+                          {"cudaResidentFree", JS_cudaResidentFree}});
 }
 
 #endif  // SOUP_HAVE_CUDA

@@ -30,7 +30,6 @@ struct DSession : ModelThread<UNet> {
 };
 using DJob = DSession::Job;
 
-
 using Call = ModelCall<DSession>;
 
 // A call on a batch of B images or captions, B in info[batchArg], shaped by the model's config.
@@ -51,7 +50,8 @@ at::Tensor ArrayIn(const Napi::Value& v, napi_typedarray_type type, const char* 
   int64_t n = 1;
   for (auto d : shape) n *= d;
   if (int64_t(a.ElementLength()) != n)
-    throw Napi::RangeError::New(env, "[ERR_SOUP_SHAPE_MISMATCH] " + std::string(what) + " has " + std::to_string(a.ElementLength()) + " elements, expected " + std::to_string(n));
+    throw Napi::RangeError::New(
+        env, "[ERR_SOUP_SHAPE_MISMATCH] " + std::string(what) + " has " + std::to_string(a.ElementLength()) + " elements, expected " + std::to_string(n));
   void* p = static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
   return at::from_blob(p, shape, at::TensorOptions().dtype(k.second)).clone();
 }
@@ -86,9 +86,7 @@ std::map<std::string, at::Tensor> TensorMapIn(Napi::Env env, const Napi::Value& 
 at::Tensor ImagesIn(const Napi::Value& v, const UNetConfig& c, int64_t B, const char* what) {
   return ArrayIn(v, napi_float32_array, what, {B, c.channels, c.imageSize, c.imageSize});
 }
-at::Tensor CaptionsIn(const Napi::Value& v, const UNetConfig& c, int64_t B) {
-  return ArrayIn(v, napi_int32_array, "tokens", {B, c.captionLen}).to(at::kLong);
-}
+at::Tensor CaptionsIn(const Napi::Value& v, const UNetConfig& c, int64_t B) { return ArrayIn(v, napi_int32_array, "tokens", {B, c.captionLen}).to(at::kLong); }
 
 // The diffusion model works in float32: its results go to JS as Float32Arrays.
 Napi::Value TensorOutF32(Napi::Env env, at::Tensor t) { return TensorOut(env, t.detach().to(at::kFloat)); }
@@ -96,8 +94,17 @@ Napi::Value TensorOutF32(Napi::Env env, at::Tensor t) { return TensorOut(env, t.
 // UNetConfig (src/native/torch.ts), every field given by DiffusionModel.create.
 UNetConfig ConfigIn(const Napi::Object& c) {
   UNetConfig u;
-  ReadFields(c, {{"imageSize", &u.imageSize}, {"channels", &u.channels}, {"ch0", &u.ch0}, {"ch1", &u.ch1}, {"tembDim", &u.tembDim}, {"textDim", &u.textDim},
-                 {"vocab", &u.vocab}, {"captionLen", &u.captionLen}, {"heads", &u.heads}, {"groups", &u.groups}, {"T", &u.T}});
+  ReadFields(c, {{"imageSize", &u.imageSize},
+                 {"channels", &u.channels},
+                 {"ch0", &u.ch0},
+                 {"ch1", &u.ch1},
+                 {"tembDim", &u.tembDim},
+                 {"textDim", &u.textDim},
+                 {"vocab", &u.vocab},
+                 {"captionLen", &u.captionLen},
+                 {"heads", &u.heads},
+                 {"groups", &u.groups},
+                 {"T", &u.T}});
   return u;
 }
 
@@ -173,13 +180,16 @@ Napi::Value JS_dmGetTensors(const Napi::CallbackInfo& info) {
   std::string group = o.Get("group").IsString() ? o.Get("group").ToString().Utf8Value() : "all";
   if (set != "params" && set != "ema") ThrowType(env, "set must be 'params' or 'ema', got '" + set + "'");
   if (group != "all" && group != "finetune") ThrowType(env, "group must be 'all' or 'finetune', got '" + group + "'");
-  return PostResult(call, [s, set, group] {
-    c10::NoGradGuard ng;
-    NamedTensors out;
-    auto& src = set == "ema" ? s->model.ema : s->model.p;
-    for (auto& n : s->model.Names(group == "finetune")) out.push_back({n, src.at(n).detach().clone()});
-    return out;
-  }, [](Napi::Env e, const NamedTensors& out) { return TensorMapOut(e, out, TensorOutF32); });
+  return PostResult(
+      call,
+      [s, set, group] {
+        c10::NoGradGuard ng;
+        NamedTensors out;
+        auto& src = set == "ema" ? s->model.ema : s->model.p;
+        for (auto& n : s->model.Names(group == "finetune")) out.push_back({n, src.at(n).detach().clone()});
+        return out;
+      },
+      [](Napi::Env e, const NamedTensors& out) { return TensorMapOut(e, out, TensorOutF32); });
 }
 
 // dmSetTensors(h, tensors, { target: 'params' | 'ema' | 'both', partial }) -> Promise<void>
@@ -198,7 +208,8 @@ Napi::Value JS_dmSetTensors(const Napi::CallbackInfo& info) {
     for (auto& [n, x] : *t) {
       auto it = m.p.find(n);
       if (it == m.p.end()) Fail("SHAPE_MISMATCH", "tensor '" + n + "' is not a parameter of this UNet: a checkpoint of another architecture?");
-      if (x.sizes() != it->second.sizes()) Fail("SHAPE_MISMATCH", "tensor '" + n + "' has another shape than this UNet's parameter: a checkpoint of another architecture?");
+      if (x.sizes() != it->second.sizes())
+        Fail("SHAPE_MISMATCH", "tensor '" + n + "' has another shape than this UNet's parameter: a checkpoint of another architecture?");
     }
     if (!partial)
       for (auto& n : m.order)
@@ -223,10 +234,20 @@ Napi::Value JS_dmTrainStep(const Napi::CallbackInfo& info) {
   if (!info[4].IsNull() && !info[4].IsUndefined()) w = ArrayIn(info[4], napi_float64_array, "weights", {B});
   Napi::Object o = info[5].IsObject() ? info[5].As<Napi::Object>() : Napi::Object::New(env);
   TrainOptions t;  // DiffusionModel.trainStep fills every field
-  ReadFields(o, {{"lr", &t.lr}, {"beta1", &t.b1}, {"beta2", &t.b2}, {"eps", &t.eps}, {"weightDecay", &t.wd}, {"emaDecay", &t.emaDecay},
-                 {"captionDropout", &t.captionDropout}, {"maxGradNorm", &t.maxGradNorm}, {"finetune", &t.finetune}});
-  return PostResult(call, [s, x0, tok, w, t] { return s->model.TrainStep(x0, tok, w, t); },
-                    [](Napi::Env e, double loss) { return NumbersOut(e, {{"loss", loss}}); });
+  ReadFields(o, {{"lr", &t.lr},
+                 {"beta1", &t.b1},
+                 {"beta2", &t.b2},
+                 {"eps", &t.eps},
+                 {"weightDecay", &t.wd},
+                 {"emaDecay", &t.emaDecay},
+                 {"captionDropout", &t.captionDropout},
+                 {"maxGradNorm", &t.maxGradNorm},
+                 {"finetune", &t.finetune}});
+  return PostResult(
+      call, [s, x0, tok, w, t] { return s->model.TrainStep(x0, tok, w, t); },
+      [](Napi::Env e, double loss) {
+        return NumbersOut(e, {{"loss", loss}});
+      });
 }
 
 // dmEps(h, x: Float32Array, t: Int32Array [B], tokens: Int32Array, B, useEma) -> Promise<Tensor>
@@ -238,10 +259,13 @@ Napi::Value JS_dmEps(const Napi::CallbackInfo& info) {
   at::Tensor t = ArrayIn(info[2], napi_int32_array, "t", {B}).to(at::kLong);
   at::Tensor tok = CaptionsIn(info[3], call.c, B);
   bool useEma = info[5].ToBoolean().Value();
-  return PostResult(call, [s, x, t, tok, useEma] {
-    c10::NoGradGuard ng;
-    return s->model.Eps(x, t, tok, useEma);
-  }, TensorOutF32);
+  return PostResult(
+      call,
+      [s, x, t, tok, useEma] {
+        c10::NoGradGuard ng;
+        return s->model.Eps(x, t, tok, useEma);
+      },
+      TensorOutF32);
 }
 
 // dmLoss(h, x0, tokens, t: Int32Array, noise: Float32Array, B, useEma) -> Promise<Tensor [B]> (per-example)
@@ -254,10 +278,13 @@ Napi::Value JS_dmLoss(const Napi::CallbackInfo& info) {
   at::Tensor t = ArrayIn(info[3], napi_int32_array, "t", {B});
   at::Tensor noise = ImagesIn(info[4], call.c, B, "noise");
   bool useEma = info[6].ToBoolean().Value();
-  return PostResult(call, [s, x0, tok, t, noise, useEma] {
-    c10::NoGradGuard ng;
-    return s->model.PerExampleLoss(x0, tok, t, noise, useEma);
-  }, TensorOutF32);
+  return PostResult(
+      call,
+      [s, x0, tok, t, noise, useEma] {
+        c10::NoGradGuard ng;
+        return s->model.PerExampleLoss(x0, tok, t, noise, useEma);
+      },
+      TensorOutF32);
 }
 
 // dmSample(h, tokens: Int32Array [B,L], B, noise: Float32Array [B,C,S,S], { steps, guidance, clip, useEma }) -> Promise<Tensor>
@@ -271,7 +298,8 @@ Napi::Value JS_dmSample(const Napi::CallbackInfo& info) {
   Napi::Object o = info[4].IsObject() ? info[4].As<Napi::Object>() : Napi::Object::New(env);
   SampleOptions so;  // DiffusionModel.sampleFromNoise fills every field
   ReadFields(o, {{"steps", &so.steps}, {"guidance", &so.guidance}, {"clip", &so.clip}, {"useEma", &so.useEma}});
-  return PostResult(call, [s, tok, noise, so] { return s->model.Sample(tok, noise, so); }, TensorOutF32);
+  return PostResult(
+      call, [s, tok, noise, so] { return s->model.Sample(tok, noise, so); }, TensorOutF32);
 }
 
 // dmOp(h, op, arg?) -> Promise<void>: dispose, copyToEma, resetOptimizer, seed
@@ -281,14 +309,17 @@ Napi::Value JS_dmOp(const Napi::CallbackInfo& info) {
   std::string op = info[1].ToString().Utf8Value();
   double arg = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0;
   call->work = [s, op, arg]() {
-    if (op == "dispose") s->model = UNet();
-    else if (op == "copyToEma") s->model.CopyToEma();
+    if (op == "dispose")
+      s->model = UNet();
+    else if (op == "copyToEma")
+      s->model.CopyToEma();
     else if (op == "resetOptimizer") {
       s->model.adam = AdamState();
       s->model.emaSteps = 0;  // a new run: the EMA warms up again
-    }
-    else if (op == "seed") s->model.Seed(uint64_t(arg));
-    else Fail("INVALID_ARG", "unknown op '" + op + "' (dispose, copyToEma, resetOptimizer, seed)");
+    } else if (op == "seed")
+      s->model.Seed(uint64_t(arg));
+    else
+      Fail("INVALID_ARG", "unknown op '" + op + "' (dispose, copyToEma, resetOptimizer, seed)");
   };
   Napi::Value p = call.Post();
   if (op == "dispose") s->Stop();
@@ -333,7 +364,17 @@ Napi::Value JS_dmNoise(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterDiffusion(Napi::Env env, Napi::Object exports) {
-  ExportAll(env, exports, {{"dmCreate", JS_dmCreate}, {"dmInfo", JS_dmInfo}, {"dmGetTensors", JS_dmGetTensors}, {"dmSetTensors", JS_dmSetTensors},
-                           {"dmTrainStep", JS_dmTrainStep}, {"dmEps", JS_dmEps}, {"dmLoss", JS_dmLoss}, {"dmSample", JS_dmSample}, {"dmOp", JS_dmOp},
-                           {"dmSchedule", JS_dmSchedule}, {"dmTimesteps", JS_dmTimesteps}, {"dmNoise", JS_dmNoise}});
+  ExportAll(env, exports,
+            {{"dmCreate", JS_dmCreate},
+             {"dmInfo", JS_dmInfo},
+             {"dmGetTensors", JS_dmGetTensors},
+             {"dmSetTensors", JS_dmSetTensors},
+             {"dmTrainStep", JS_dmTrainStep},
+             {"dmEps", JS_dmEps},
+             {"dmLoss", JS_dmLoss},
+             {"dmSample", JS_dmSample},
+             {"dmOp", JS_dmOp},
+             {"dmSchedule", JS_dmSchedule},
+             {"dmTimesteps", JS_dmTimesteps},
+             {"dmNoise", JS_dmNoise}});
 }

@@ -12,8 +12,14 @@ namespace soup::addon {
 // model's config.json.
 inline LlamaConfig LlamaConfigIn(const Napi::Object& c) {
   LlamaConfig cfg;
-  ReadFields(c, {{"vocabSize", &cfg.vocab}, {"hiddenSize", &cfg.hidden}, {"intermediateSize", &cfg.intermediate}, {"numHiddenLayers", &cfg.layers},
-                 {"numAttentionHeads", &cfg.heads}, {"numKeyValueHeads", &cfg.kvHeads}, {"rmsNormEps", &cfg.eps}, {"ropeTheta", &cfg.ropeTheta},
+  ReadFields(c, {{"vocabSize", &cfg.vocab},
+                 {"hiddenSize", &cfg.hidden},
+                 {"intermediateSize", &cfg.intermediate},
+                 {"numHiddenLayers", &cfg.layers},
+                 {"numAttentionHeads", &cfg.heads},
+                 {"numKeyValueHeads", &cfg.kvHeads},
+                 {"rmsNormEps", &cfg.eps},
+                 {"ropeTheta", &cfg.ropeTheta},
                  {"tieWordEmbeddings", &cfg.tied}});
   return cfg;
 }
@@ -24,8 +30,6 @@ struct Placement {
   std::string device;  // cpu | cuda
   bool autocast;       // CUDA: bf16 matmuls for fp32 models
 };
-inline Placement PlacementIn(Napi::Env env, const Napi::Object& b) {
-  return {DtypeOf(env, Str(b, "dtype")), Str(b, "device"), Bool(b, "autocast")};
-}
+inline Placement PlacementIn(Napi::Env env, const Napi::Object& b) { return {DtypeOf(env, Str(b, "dtype")), Str(b, "device"), Bool(b, "autocast")}; }
 
 }  // namespace soup::addon

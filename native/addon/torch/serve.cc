@@ -32,7 +32,6 @@ struct Engine : ModelThread<ServeEngine> {
 };
 using SJob = Engine::Job;
 
-
 using Call = ModelCall<Engine>;
 
 Napi::Value IntsOut(Napi::Env env, const std::vector<int64_t>& v) {
@@ -111,11 +110,14 @@ Napi::Value SamplesOut(Napi::Env env, const std::vector<ServeSample>& s, const a
 // Queues a step that samples one token per sequence (and the logits when `want`).
 template <class F>
 Napi::Value PostSamples(Call& c, bool want, F step) {
-  return PostResult(c, [step, want] {
-    std::pair<std::vector<ServeSample>, at::Tensor> out;
-    out.first = step(want ? &out.second : nullptr);
-    return out;
-  }, [want](Napi::Env env, const std::pair<std::vector<ServeSample>, at::Tensor>& out) { return SamplesOut(env, out.first, out.second, want); });
+  return PostResult(
+      c,
+      [step, want] {
+        std::pair<std::vector<ServeSample>, at::Tensor> out;
+        out.first = step(want ? &out.second : nullptr);
+        return out;
+      },
+      [want](Napi::Env env, const std::pair<std::vector<ServeSample>, at::Tensor>& out) { return SamplesOut(env, out.first, out.second, want); });
 }
 
 Napi::Value JS_serveAdd(const Napi::CallbackInfo& info) {
@@ -131,8 +133,10 @@ Napi::Value JS_serveAdd(const Napi::CallbackInfo& info) {
     ServeAdd a;
     a.id = int64_t(Num(o, "id"));
     Napi::Value tv = o.Get("tokens"), lv = o.Get("lambda");
-    if (!tv.IsTypedArray() || tv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] tokens must be an Int32Array");
-    if (!lv.IsTypedArray() || lv.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] lambda must be a Float64Array");
+    if (!tv.IsTypedArray() || tv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] tokens must be an Int32Array");
+    if (!lv.IsTypedArray() || lv.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] lambda must be a Float64Array");
     Napi::Int32Array ta = tv.As<Napi::Int32Array>();
     for (size_t k = 0; k < ta.ElementLength(); k++) a.tokens.push_back(ta[k]);
     Napi::Float64Array la = lv.As<Napi::Float64Array>();
@@ -156,7 +160,8 @@ Napi::Value JS_serveRemove(const Napi::CallbackInfo& info) {
   Call c(info, "serving engine");
   Engine* e = c.s;
   Napi::Env env = c.env;
-  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] ids must be an Int32Array");
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw Napi::TypeError::New(env, "[ERR_SOUP_INVALID_ARG] ids must be an Int32Array");
   Napi::Int32Array a = info[1].As<Napi::Int32Array>();
   std::vector<int64_t> ids;
   for (size_t k = 0; k < a.ElementLength(); k++) ids.push_back(a[k]);
@@ -167,16 +172,19 @@ Napi::Value JS_serveRemove(const Napi::CallbackInfo& info) {
 Napi::Value JS_serveInfo(const Napi::CallbackInfo& info) {
   Call c(info, "serving engine");
   Engine* e = c.s;
-  return PostResult(c, [e] {
-    int64_t R = 0;
-    for (auto& [_, c] : e->model.lora) R = std::max(R, c.A.size(0));
-    return std::make_tuple(int64_t(e->model.seqs.size()), e->model.Rows(), e->model.abUnavailable, R);
-  }, [](Napi::Env env2, const std::tuple<int64_t, int64_t, std::string, int64_t>& st) {
-    Napi::Object r = NumbersOut(env2, {{"sequences", double(std::get<0>(st))}, {"rows", double(std::get<1>(st))}}).As<Napi::Object>();
-    r.Set("abUnavailable", std::get<2>(st));
-    r.Set("maxRank", Napi::Number::New(env2, double(std::get<3>(st))));
-    return r;
-  });
+  return PostResult(
+      c,
+      [e] {
+        int64_t R = 0;
+        for (auto& [_, c] : e->model.lora) R = std::max(R, c.A.size(0));
+        return std::make_tuple(int64_t(e->model.seqs.size()), e->model.Rows(), e->model.abUnavailable, R);
+      },
+      [](Napi::Env env2, const std::tuple<int64_t, int64_t, std::string, int64_t>& st) {
+        Napi::Object r = NumbersOut(env2, {{"sequences", double(std::get<0>(st))}, {"rows", double(std::get<1>(st))}}).As<Napi::Object>();
+        r.Set("abUnavailable", std::get<2>(st));
+        r.Set("maxRank", Napi::Number::New(env2, double(std::get<3>(st))));
+        return r;
+      });
 }
 
 Napi::Value JS_serveDispose(const Napi::CallbackInfo& info) {
@@ -191,6 +199,11 @@ Napi::Value JS_serveDispose(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterServe(Napi::Env env, Napi::Object exports) {
-  ExportAll(env, exports, {{"serveCreate", JS_serveCreate}, {"serveAdd", JS_serveAdd}, {"serveStep", JS_serveStep},
-                           {"serveRemove", JS_serveRemove}, {"serveInfo", JS_serveInfo}, {"serveDispose", JS_serveDispose}});
+  ExportAll(env, exports,
+            {{"serveCreate", JS_serveCreate},
+             {"serveAdd", JS_serveAdd},
+             {"serveStep", JS_serveStep},
+             {"serveRemove", JS_serveRemove},
+             {"serveInfo", JS_serveInfo},
+             {"serveDispose", JS_serveDispose}});
 }

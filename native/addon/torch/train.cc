@@ -65,7 +65,8 @@ at::Tensor TokensIn(Napi::Env env, const Napi::Value& v, int64_t B, int64_t T, c
     throw Napi::TypeError::New(env, std::string("[ERR_SOUP_INVALID_ARG] ") + what + " must be an Int32Array");
   Napi::Int32Array a = v.As<Napi::Int32Array>();
   if (int64_t(a.ElementLength()) != B * T)
-    throw Napi::RangeError::New(env, std::string("[ERR_SOUP_SHAPE_MISMATCH] ") + what + " has " + std::to_string(a.ElementLength()) + " elements, expected " + std::to_string(B) + "x" + std::to_string(T));
+    throw Napi::RangeError::New(env, std::string("[ERR_SOUP_SHAPE_MISMATCH] ") + what + " has " + std::to_string(a.ElementLength()) + " elements, expected " +
+                                         std::to_string(B) + "x" + std::to_string(T));
   j->keep.push_back(Napi::Persistent(v));
   return at::from_blob(a.Data(), {B, T}, at::TensorOptions().dtype(at::kInt));
 }
@@ -76,7 +77,6 @@ Napi::Value IntsOut(Napi::Env env, const at::Tensor& t) {
   if (c.numel()) std::memcpy(a.Data(), c.data_ptr<int32_t>(), size_t(c.numel()) * 4);
   return a;
 }
-
 
 // { tokens: Int32Array [B, width], lengths: Int32Array [B], width }
 Napi::Value GenOut(Napi::Env env, const at::Tensor& tokens, const at::Tensor& lengths) {
@@ -106,7 +106,6 @@ at::Tensor VocabTokens(const LlamaModel& m, const at::Tensor& tok) {
   return t;
 }
 
-
 GenOptions GenIn(const Napi::Object& o);
 
 GenCall::GenCall(const Napi::CallbackInfo& info) : TokenCall(info, "prompt length"), o(Obj(info[5], "options")), g(GenIn(o)) {}
@@ -114,8 +113,14 @@ GenCall::GenCall(const Napi::CallbackInfo& info) : TokenCall(info, "prompt lengt
 // NativeGenOptions as genOptions() (src/train/llama.ts) and the PPO config fill them: every field, no C++ defaults.
 GenOptions GenIn(const Napi::Object& o) {
   GenOptions g;
-  ReadFields(o, {{"maxNewTokens", &g.maxNew}, {"minNewTokens", &g.minNew}, {"doSample", &g.sample}, {"temperature", &g.temperature},
-                 {"topK", &g.topK}, {"topP", &g.topP}, {"eosTokenId", &g.eos}, {"padTokenId", &g.pad}});
+  ReadFields(o, {{"maxNewTokens", &g.maxNew},
+                 {"minNewTokens", &g.minNew},
+                 {"doSample", &g.sample},
+                 {"temperature", &g.temperature},
+                 {"topK", &g.topK},
+                 {"topP", &g.topP},
+                 {"eosTokenId", &g.eos},
+                 {"padTokenId", &g.pad}});
   return g;
 }
 
@@ -162,15 +167,18 @@ Napi::Value JS_lmLogits(const Napi::CallbackInfo& info) {
   TokenCall c(info, "time");
   Session* s = c.s;
   at::Tensor tok = c.tok, mask = c.mask;
-  return PostResult(c, [s, tok, mask] {
-    c10::NoGradGuard ng;
-    at::Tensor t = VocabTokens(s->model, tok);
-    bool was = s->model.training;
-    s->model.training = false;
-    at::Tensor out = s->model.Logits(s->model.Hidden(t, mask.defined() ? mask.to(at::kLong) : mask, nullptr));
-    s->model.training = was;
-    return out;
-  }, TensorOut);
+  return PostResult(
+      c,
+      [s, tok, mask] {
+        c10::NoGradGuard ng;
+        at::Tensor t = VocabTokens(s->model, tok);
+        bool was = s->model.training;
+        s->model.training = false;
+        at::Tensor out = s->model.Logits(s->model.Hidden(t, mask.defined() ? mask.to(at::kLong) : mask, nullptr));
+        s->model.training = was;
+        return out;
+      },
+      TensorOut);
 }
 
 // lmGenerate(h, tokens, B, P, mask?, opts) -> Promise<{ tokens: Int32Array [B, maxNew], lengths }>
@@ -178,10 +186,13 @@ Napi::Value JS_lmGenerate(const Napi::CallbackInfo& info) {
   GenCall c(info);
   bool reseed = Has(c.o, "seed");  // absent: the model's generator goes on
   uint64_t seed = reseed ? uint64_t(Num(c.o, "seed")) : 0;
-  return PostResult(c, [s = c.s, tok = c.tok, mask = c.mask, g = c.g, reseed, seed] {
-    if (reseed) s->model.Seed(seed);
-    return s->model.Generate(VocabTokens(s->model, tok), mask.defined() ? mask.to(at::kLong) : mask, g);
-  }, [](Napi::Env e, const GenResult& out) { return GenOut(e, out.tokens, out.lengths); });
+  return PostResult(
+      c,
+      [s = c.s, tok = c.tok, mask = c.mask, g = c.g, reseed, seed] {
+        if (reseed) s->model.Seed(seed);
+        return s->model.Generate(VocabTokens(s->model, tok), mask.defined() ? mask.to(at::kLong) : mask, g);
+      },
+      [](Napi::Env e, const GenResult& out) { return GenOut(e, out.tokens, out.lengths); });
 }
 
 // lmGetTensors(h, group) -> Promise<TensorMap>
@@ -189,7 +200,8 @@ Napi::Value JS_lmGetTensors(const Napi::CallbackInfo& info) {
   Call c(info, "model");
   Session* s = c.s;
   std::string which = info[1].ToString().Utf8Value();
-  return PostResult(c, [s, which] { return s->model.StateDict(which); }, [](Napi::Env e, const NamedTensors& out) { return TensorMapOut(e, out); });
+  return PostResult(
+      c, [s, which] { return s->model.StateDict(which); }, [](Napi::Env e, const NamedTensors& out) { return TensorMapOut(e, out); });
 }
 
 // lmSetTensors(h, group, tensors) -> Promise<void>
@@ -209,9 +221,12 @@ Napi::Value JS_lmOp(const Napi::CallbackInfo& info) {
   std::string op = info[1].ToString().Utf8Value();
   c->work = [s, op]() {
     LlamaModel& m = s->model;
-    if (op == "merge") m.Merge();
-    else if (op == "unmerge") m.Unmerge();
-    else if (op == "enableAdapter") m.mode = AdapterMode::Active;
+    if (op == "merge")
+      m.Merge();
+    else if (op == "unmerge")
+      m.Unmerge();
+    else if (op == "enableAdapter")
+      m.mode = AdapterMode::Active;
     else if (op == "disableAdapter") {
       if (m.merged) Fail("INVALID_ARG", "the adapter is merged: unmerge it before disabling it");
       m.mode = AdapterMode::Disabled;
@@ -222,7 +237,8 @@ Napi::Value JS_lmOp(const Napi::CallbackInfo& info) {
     } else if (op == "dispose") {
       s->rollout.reset();
       s->model = LlamaModel();
-    } else Fail("INVALID_ARG", "unknown op '" + op + "'");
+    } else
+      Fail("INVALID_ARG", "unknown op '" + op + "'");
   };
   Napi::Value p = c.Post();
   if (op == "dispose") s->Stop();
@@ -273,11 +289,15 @@ Napi::Value JS_lmTrainStep(const Napi::CallbackInfo& info) {
   at::Tensor tok = c.tok, mask = c.mask;
   Napi::Object o = info[5].As<Napi::Object>();
   AdamWOptions opt;  // CausalLM.trainStep fills every field
-  ReadFields(o, {{"lr", &opt.lr}, {"beta1", &opt.beta1}, {"beta2", &opt.beta2}, {"eps", &opt.eps}, {"weightDecay", &opt.weightDecay},
-                 {"maxGradNorm", &opt.maxGradNorm}});
+  ReadFields(
+      o,
+      {{"lr", &opt.lr}, {"beta1", &opt.beta1}, {"beta2", &opt.beta2}, {"eps", &opt.eps}, {"weightDecay", &opt.weightDecay}, {"maxGradNorm", &opt.maxGradNorm}});
   bool all = Str(o, "params") == "all";
-  return PostResult(c, [s, tok, mask, opt, all] { return s->model.TrainStep(tok.to(at::kLong), mask.defined() ? mask.to(at::kLong) : mask, opt, all); },
-                    [](Napi::Env e, const TrainStepResult& r) { return NumbersOut(e, {{"loss", r.loss}, {"gradNorm", r.gradNorm}}); });
+  return PostResult(
+      c, [s, tok, mask, opt, all] { return s->model.TrainStep(tok.to(at::kLong), mask.defined() ? mask.to(at::kLong) : mask, opt, all); },
+      [](Napi::Env e, const TrainStepResult& r) {
+        return NumbersOut(e, {{"loss", r.loss}, {"gradNorm", r.gradNorm}});
+      });
 }
 
 // ppoRollout(h, tokens, B, P, mask?, { gen..., seed, refIsAdapter }) -> Promise<{ tokens [B, R], lengths, width }>
@@ -286,20 +306,23 @@ Napi::Value JS_ppoRollout(const Napi::CallbackInfo& info) {
   uint64_t seed = uint64_t(Num(c.o, "seed"));
   bool refIsAdapter = Bool(c.o, "refIsAdapter");
   // tokens [B, R], lengths, then the rollout's log-probs, reference log-probs and values
-  return PostResult(c, [s = c.s, tok = c.tok, mask = c.mask, g = c.g, seed, refIsAdapter] {
-    s->model.Seed(seed);
-    at::Tensor t = VocabTokens(s->model, tok);
-    if (refIsAdapter && s->model.refAdapter.empty()) Fail("INVALID_ARG", "reference 'adapter' requested but no reference adapter was set");
-    s->rollout = std::make_unique<Rollout>(PPORollout(s->model, t, mask.defined() ? mask.to(at::kLong) : mask, g, refIsAdapter));
-    const Rollout& r = *s->rollout;
-    return std::vector<at::Tensor>{r.input.narrow(1, r.P, r.R), r.respMask.sum(1), r.oldLogp.clone(), r.refLogp.clone(), r.oldValues.clone()};
-  }, [](Napi::Env e, const std::vector<at::Tensor>& out) {
-    Napi::Value r = GenOut(e, out[0], out[1]);
-    r.As<Napi::Object>().Set("logprobs", TensorOut(e, out[2]));
-    r.As<Napi::Object>().Set("refLogprobs", TensorOut(e, out[3]));
-    r.As<Napi::Object>().Set("values", TensorOut(e, out[4]));
-    return r;
-  });
+  return PostResult(
+      c,
+      [s = c.s, tok = c.tok, mask = c.mask, g = c.g, seed, refIsAdapter] {
+        s->model.Seed(seed);
+        at::Tensor t = VocabTokens(s->model, tok);
+        if (refIsAdapter && s->model.refAdapter.empty()) Fail("INVALID_ARG", "reference 'adapter' requested but no reference adapter was set");
+        s->rollout = std::make_unique<Rollout>(PPORollout(s->model, t, mask.defined() ? mask.to(at::kLong) : mask, g, refIsAdapter));
+        const Rollout& r = *s->rollout;
+        return std::vector<at::Tensor>{r.input.narrow(1, r.P, r.R), r.respMask.sum(1), r.oldLogp.clone(), r.refLogp.clone(), r.oldValues.clone()};
+      },
+      [](Napi::Env e, const std::vector<at::Tensor>& out) {
+        Napi::Value r = GenOut(e, out[0], out[1]);
+        r.As<Napi::Object>().Set("logprobs", TensorOut(e, out[2]));
+        r.As<Napi::Object>().Set("refLogprobs", TensorOut(e, out[3]));
+        r.As<Napi::Object>().Set("values", TensorOut(e, out[4]));
+        return r;
+      });
 }
 
 // PPO settings as PPOConfigSchema fills them (src/train/ppo.ts): read without defaults.
@@ -321,21 +344,30 @@ Napi::Value JS_ppoUpdate(const Napi::CallbackInfo& info) {
   Napi::Object o = info[2].As<Napi::Object>();
   PPOUpdateConfig cfg;
   cfg.params = ParamsIn(o);
-  ReadFields(o, {{"ppoEpochs", &cfg.ppoEpochs}, {"miniBatchSize", &cfg.miniBatchSize}, {"learningRate", &cfg.learningRate}, {"beta1", &cfg.beta1},
-                 {"beta2", &cfg.beta2}, {"adamEps", &cfg.adamEpsilon}, {"maxGradNorm", &cfg.maxGradNorm}, {"klPenalty", &cfg.klPenalty}});
+  ReadFields(o, {{"ppoEpochs", &cfg.ppoEpochs},
+                 {"miniBatchSize", &cfg.miniBatchSize},
+                 {"learningRate", &cfg.learningRate},
+                 {"beta1", &cfg.beta1},
+                 {"beta2", &cfg.beta2},
+                 {"adamEps", &cfg.adamEpsilon},
+                 {"maxGradNorm", &cfg.maxGradNorm},
+                 {"klPenalty", &cfg.klPenalty}});
   double beta = Num(o, "beta");
   uint64_t seed = uint64_t(Num(o, "seed"));
-  return PostResult(c, [s, scores, cfg, beta, seed] {
-    if (!s->rollout) Fail("INVALID_ARG", "ppoUpdate without a rollout");
-    s->model.Seed(seed);
-    auto st = PPOUpdate(s->model, *s->rollout, scores, beta, cfg);
-    s->rollout.reset();
-    return st;
-  }, [](Napi::Env e, const std::map<std::string, double>& st) {
-    Napi::Object r = Napi::Object::New(e);
-    for (auto& [k, v] : st) r.Set(k, Napi::Number::New(e, v));
-    return r;
-  });
+  return PostResult(
+      c,
+      [s, scores, cfg, beta, seed] {
+        if (!s->rollout) Fail("INVALID_ARG", "ppoUpdate without a rollout");
+        s->model.Seed(seed);
+        auto st = PPOUpdate(s->model, *s->rollout, scores, beta, cfg);
+        s->rollout.reset();
+        return st;
+      },
+      [](Napi::Env e, const std::map<std::string, double>& st) {
+        Napi::Object r = Napi::Object::New(e);
+        for (auto& [k, v] : st) r.Set(k, Napi::Number::New(e, v));
+        return r;
+      });
 }
 
 // ppoMath({ B, T, logp, ref, oldLogp, oldValues, vpred, mask, score, beta, klPenalty, ...params }) -> sync
@@ -353,8 +385,8 @@ Napi::Value JS_ppoMath(const Napi::CallbackInfo& info) {
     std::vector<int64_t> shape = n2 == 1 ? std::vector<int64_t>{n1} : std::vector<int64_t>{n1, n2};
     return at::from_blob(a.Data(), shape, at::kDouble).clone();
   };
-  at::Tensor logp = F("logp", B, T), ref = F("ref", B, T), oldLogp = F("oldLogp", B, T), oldV = F("oldValues", B, T),
-             vpred = F("vpred", B, T), mask = F("mask", B, T), score = F("score", B, 1);
+  at::Tensor logp = F("logp", B, T), ref = F("ref", B, T), oldLogp = F("oldLogp", B, T), oldV = F("oldValues", B, T), vpred = F("vpred", B, T),
+             mask = F("mask", B, T), score = F("score", B, 1);
   try {
     at::Tensor kl;
     at::Tensor rewards = PPORewards(score, oldLogp, ref, mask, Num(o, "beta"), Str(o, "klPenalty"), &kl);
@@ -364,7 +396,13 @@ Napi::Value JS_ppoMath(const Napi::CallbackInfo& info) {
     out.Set("kl", TensorOut(env, kl));
     out.Set("advantages", TensorOut(env, r.advantages));
     out.Set("returns", TensorOut(env, r.returns));
-    for (auto& [k, t] : std::vector<std::pair<const char*, at::Tensor>>{{"loss", r.loss}, {"pgLoss", r.pgLoss}, {"vfLoss", r.vfLoss}, {"pgClipfrac", r.pgClipfrac}, {"vfClipfrac", r.vfClipfrac}, {"approxKl", r.approxKl}, {"policyKl", r.policyKl}})
+    for (auto& [k, t] : std::vector<std::pair<const char*, at::Tensor>>{{"loss", r.loss},
+                                                                        {"pgLoss", r.pgLoss},
+                                                                        {"vfLoss", r.vfLoss},
+                                                                        {"pgClipfrac", r.pgClipfrac},
+                                                                        {"vfClipfrac", r.vfClipfrac},
+                                                                        {"approxKl", r.approxKl},
+                                                                        {"policyKl", r.policyKl}})
       out.Set(k, Napi::Number::New(env, t.item<double>()));
     return out;
   } catch (const std::exception& e) {
@@ -375,7 +413,16 @@ Napi::Value JS_ppoMath(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterTrain(Napi::Env env, Napi::Object exports) {
-  ExportAll(env, exports, {{"lmCreate", JS_lmCreate}, {"lmLogits", JS_lmLogits}, {"lmGenerate", JS_lmGenerate}, {"lmGetTensors", JS_lmGetTensors},
-                           {"lmSetTensors", JS_lmSetTensors}, {"lmOp", JS_lmOp}, {"lmLossGrad", JS_lmLossGrad}, {"lmTrainStep", JS_lmTrainStep},
-                           {"ppoRollout", JS_ppoRollout}, {"ppoUpdate", JS_ppoUpdate}, {"ppoMath", JS_ppoMath}});
+  ExportAll(env, exports,
+            {{"lmCreate", JS_lmCreate},
+             {"lmLogits", JS_lmLogits},
+             {"lmGenerate", JS_lmGenerate},
+             {"lmGetTensors", JS_lmGetTensors},
+             {"lmSetTensors", JS_lmSetTensors},
+             {"lmOp", JS_lmOp},
+             {"lmLossGrad", JS_lmLossGrad},
+             {"lmTrainStep", JS_lmTrainStep},
+             {"ppoRollout", JS_ppoRollout},
+             {"ppoUpdate", JS_ppoUpdate},
+             {"ppoMath", JS_ppoMath}});
 }

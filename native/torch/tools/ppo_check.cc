@@ -35,11 +35,16 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (i + 1 >= argc) Usage();
-    if (a == "--device") device = argv[++i];
-    else if (a == "--steps") steps = std::atoll(argv[++i]);
-    else if (a == "--autocast") autocast = std::atoi(argv[++i]) != 0;
-    else if (a == "--threads") threads = std::atoi(argv[++i]);
-    else Usage();
+    if (a == "--device")
+      device = argv[++i];
+    else if (a == "--steps")
+      steps = std::atoll(argv[++i]);
+    else if (a == "--autocast")
+      autocast = std::atoi(argv[++i]) != 0;
+    else if (a == "--threads")
+      threads = std::atoi(argv[++i]);
+    else
+      Usage();
   }
   if (steps < 1 || (device != "cpu" && device != "cuda")) Usage();
   if (threads > 0) at::set_num_threads(threads);
@@ -111,9 +116,8 @@ int main(int argc, char** argv) {
       }
       return o + "]";
     };
-    std::printf("{\"device\": \"%s\", \"steps\": %lld, \"seconds\": %.4f, \"autocast\": %s, \"losses\": %s, \"scores\": %s, \"kl\": %s}\n",
-                device.c_str(), (long long)steps, sec, m.amp ? "true" : "false", list(losses).c_str(),
-                list(scoresMean).c_str(), list(kls).c_str());
+    std::printf("{\"device\": \"%s\", \"steps\": %lld, \"seconds\": %.4f, \"autocast\": %s, \"losses\": %s, \"scores\": %s, \"kl\": %s}\n", device.c_str(),
+                (long long)steps, sec, m.amp ? "true" : "false", list(losses).c_str(), list(scoresMean).c_str(), list(kls).c_str());
     return 0;
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "ppo_check: libtorch: %s\n", e.what_without_backtrace());

@@ -21,13 +21,18 @@ function one<T>(flag: string, xs: T[]): T {
   return xs[0];
 }
 
-const counts = (flag: string, s: unknown): number[] => String(s).split(',').map((x) => count(flag, x));
+const counts = (flag: string, s: unknown): number[] =>
+  String(s)
+    .split(',')
+    .map((x) => count(flag, x));
 
 function dtypes(flag: string, s: unknown, allowed: readonly DType[] = DTYPES): DType[] {
-  return String(s).split(',').map((x) => {
-    if (!isDType(x) || !allowed.includes(x)) throw new UsageError(`${flag}: '${x}' is not one of ${allowed.join(', ')}`);
-    return x;
-  });
+  return String(s)
+    .split(',')
+    .map((x) => {
+      if (!isDType(x) || !allowed.includes(x)) throw new UsageError(`${flag}: '${x}' is not one of ${allowed.join(', ')}`);
+      return x;
+    });
 }
 
 export function register(program: Command): void {
@@ -87,7 +92,9 @@ export function register(program: Command): void {
     });
   bench
     .command('load')
-    .description('load a LLaMA-7B-shaped random bf16 dir (shards over 4 GiB; made when missing), logits and LoRA lossAndGrad on 16 tokens: times, VmHWM, peak RssAnon')
+    .description(
+      'load a LLaMA-7B-shaped random bf16 dir (shards over 4 GiB; made when missing), logits and LoRA lossAndGrad on 16 tokens: times, VmHWM, peak RssAnon',
+    )
     .option('--dir <dir>', 'the model dir (made there when it has no index; removed after unless --keep)', 'rsoup-bench-llama7b')
     .option('--keep', 'keep a dir the bench made')
     .option('--json', 'JSON line on stdout')
@@ -97,7 +104,9 @@ export function register(program: Command): void {
     });
   bench
     .command('serve')
-    .description('rsoup serve under loopback load: synthetic LLaMA, C concurrent requests each with its own λ vs one merged model (tokens/s ratio, TTFT, p50/p99), fresh vs repeated λ TTFT')
+    .description(
+      'rsoup serve under loopback load: synthetic LLaMA, C concurrent requests each with its own λ vs one merged model (tokens/s ratio, TTFT, p50/p99), fresh vs repeated λ TTFT',
+    )
     .option('--hidden <n>', 'hidden size', '1024')
     .option('--layers <n>', 'layers', '8')
     .option('--heads <n>', 'attention heads', '16')
@@ -121,19 +130,38 @@ export function register(program: Command): void {
         const rate = Number(o.rate);
         if (!(rate > 0)) throw new UsageError(`--rate: '${String(o.rate)}' is not a positive number`);
         const res = await soakServe({
-          seconds: count('--soak', o.soak), rate, hidden: count('--hidden', o.hidden), layers: count('--layers', o.layers), heads: count('--heads', o.heads), vocab: count('--vocab', o.vocab),
-          experts: count('--experts', o.experts), rank: count('--rank', o.rank), targets: String(o.targets).split(','),
-          promptTokens: count('--prompt-tokens', o.promptTokens), maxTokens: count('--max-tokens', o.maxTokens), threads: o.threads ? count('--threads', o.threads) : undefined,
+          seconds: count('--soak', o.soak),
+          rate,
+          hidden: count('--hidden', o.hidden),
+          layers: count('--layers', o.layers),
+          heads: count('--heads', o.heads),
+          vocab: count('--vocab', o.vocab),
+          experts: count('--experts', o.experts),
+          rank: count('--rank', o.rank),
+          targets: String(o.targets).split(','),
+          promptTokens: count('--prompt-tokens', o.promptTokens),
+          maxTokens: count('--max-tokens', o.maxTokens),
+          threads: o.threads ? count('--threads', o.threads) : undefined,
         });
         if (o.json) jsonLine(res);
         if (res.errors5xx > 0 || res.exitCode !== 0) process.exitCode = 1;
         return;
       }
       const res = await benchServe({
-        hidden: count('--hidden', o.hidden), layers: count('--layers', o.layers), heads: count('--heads', o.heads), vocab: count('--vocab', o.vocab),
-        experts: count('--experts', o.experts), rank: count('--rank', o.rank), targets: String(o.targets).split(','),
-        concurrency: count('--concurrency', o.concurrency), promptTokens: count('--prompt-tokens', o.promptTokens), maxTokens: count('--max-tokens', o.maxTokens),
-        waves: count('--waves', o.waves), ttftPairs: count('--ttft-pairs', o.ttftPairs), threads: o.threads ? count('--threads', o.threads) : undefined, seconds: count('--seconds', o.seconds),
+        hidden: count('--hidden', o.hidden),
+        layers: count('--layers', o.layers),
+        heads: count('--heads', o.heads),
+        vocab: count('--vocab', o.vocab),
+        experts: count('--experts', o.experts),
+        rank: count('--rank', o.rank),
+        targets: String(o.targets).split(','),
+        concurrency: count('--concurrency', o.concurrency),
+        promptTokens: count('--prompt-tokens', o.promptTokens),
+        maxTokens: count('--max-tokens', o.maxTokens),
+        waves: count('--waves', o.waves),
+        ttftPairs: count('--ttft-pairs', o.ttftPairs),
+        threads: o.threads ? count('--threads', o.threads) : undefined,
+        seconds: count('--seconds', o.seconds),
       });
       if (o.json) jsonLine(res);
     });

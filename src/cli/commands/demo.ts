@@ -21,7 +21,8 @@ export function register(program: Command): void {
     .action(async (o: { task: string; out: string; full?: boolean; dryRun?: boolean; json?: boolean }) => {
       if (!(TASK_NAMES as readonly string[]).includes(o.task)) throw new UsageError(`--task ${o.task}: unknown task (available: ${TASK_NAMES.join(', ')})`);
       const out = o.out === 'runs/demo' ? undefined : o.out; // each task's demo has its own default run dir
-      if (o.task === 'locomotion' || o.task === 'diffusion') return void (await TASKS[o.task].run({}, `the ${o.task} demo`, { out, dryRun: o.dryRun, json: o.json }));
+      if (o.task === 'locomotion' || o.task === 'diffusion')
+        return void (await TASKS[o.task].run({}, `the ${o.task} demo`, { out, dryRun: o.dryRun, json: o.json }));
       await runAndPrint(demoExperiment({ full: o.full }), { json: o.json, out: o.out, dryRun: o.dryRun, label: 'rsoup demo' });
     });
 }

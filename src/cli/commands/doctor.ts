@@ -18,7 +18,11 @@ async function clean(dir: string, json: boolean): Promise<void> {
   const temps = findTempFiles(dir);
   for (const t of temps) {
     if (t.stale) await rm(t.path, { recursive: true, force: true });
-    const state = t.stale ? 'removed' : t.host === hostname() ? `kept: pid ${t.pid} is running` : `kept: written on host ${t.host}, whose processes this host cannot see`;
+    const state = t.stale
+      ? 'removed'
+      : t.host === hostname()
+        ? `kept: pid ${t.pid} is running`
+        : `kept: written on host ${t.host}, whose processes this host cannot see`;
     if (json) jsonLine({ path: t.path, target: t.target, host: t.host, pid: t.pid, removed: t.stale });
     else process.stderr.write(`${t.path}  (for ${t.target})  ${state}\n`);
   }
@@ -46,7 +50,9 @@ export function register(program: Command): void {
         const info = torchAddon().info();
         report.torch = { state: 'built', ...info };
         report.cudaStatus = info.cuda.compiled
-          ? info.cuda.available ? `CUDA compiled, ${info.cuda.devices} device(s)` : 'CUDA compiled, no device'
+          ? info.cuda.available
+            ? `CUDA compiled, ${info.cuda.devices} device(s)`
+            : 'CUDA compiled, no device'
           : 'CUDA not compiled';
       } catch (e) {
         // not built is a state (merges, safetensors and rewards need only the core addon); built but

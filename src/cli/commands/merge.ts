@@ -19,7 +19,9 @@ export function checkOut(out: string, field: string): void {
   if (!/^\.[A-Za-z][A-Za-z0-9_-]*$/.test(ext)) return;
   if (existsSync(out) && statSync(out).isDirectory()) return;
   const stem = out.slice(0, -ext.length);
-  throw new UsageError(`${field} '${out}': '${ext}' is not .safetensors. For one file, name it '${stem}.safetensors'; for a directory (Hugging Face or PEFT layout), end it with a slash: '${out}/'`);
+  throw new UsageError(
+    `${field} '${out}': '${ext}' is not .safetensors. For one file, name it '${stem}.safetensors'; for a directory (Hugging Face or PEFT layout), end it with a slash: '${out}/'`,
+  );
 }
 
 /** Library messages name the API's options (allowExtrapolation, lora 'dense', base, shardSize, threads);
@@ -53,7 +55,7 @@ interface Flags {
 
 function number(s: string, field: string): number {
   const v = Number(s);
-  if (s.trim() === '' || Number.isNaN(v) && s.trim().toLowerCase() !== 'nan') throw new UsageError(`${field}: '${s}' is not a number`);
+  if (s.trim() === '' || (Number.isNaN(v) && s.trim().toLowerCase() !== 'nan')) throw new UsageError(`${field}: '${s}' is not a number`);
   return v;
 }
 
@@ -68,12 +70,12 @@ export function register(program: Command): void {
     .option('--out <path>', 'output: NAME.safetensors (one file) or a directory (a name without extension, or ending in /)')
     .option('--dtype <dtype>', `output dtype (default: the sources'): ${dtypeNames()}`)
     .option('--lora <mode>', "PEFT sources: 'params' (A and B separately, the paper's code) or 'dense' (exact Σ λᵢ sᵢ BᵢAᵢ)")
-    .option('--base <dir>', "with --lora dense: merge into this base model")
+    .option('--base <dir>', 'with --lora dense: merge into this base model')
     .option('--no-normalize', 'do not divide the weights by their sum')
     .option('--allow-extrapolation', 'allow λ outside the simplex (weights used as given)')
     .option('--shard-size <size>', 'maximum output shard size, e.g. 5GB (default 5GB)')
     .option('--threads <n>', 'worker threads (default: all cores)')
-    .option('--device <device>', "cpu or cuda", 'cpu')
+    .option('--device <device>', 'cpu or cuda', 'cpu')
     .option('--json', 'print the report as one JSON line on stdout')
     .addHelpText('after', () => `\n${mergeConfigHelp()}`)
     .action(async (config: string | undefined, outArg: string | undefined, flags: Flags) => {

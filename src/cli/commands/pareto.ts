@@ -11,17 +11,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { SoupError } from '../../errors.js';
-import {
-  cardinality,
-  hypervolume,
-  lmcGaps,
-  nadirRef,
-  paperBox,
-  paperHypervolume,
-  paretoFront,
-  selectLambda,
-  type Sense,
-} from '../../pareto/index.js';
+import { cardinality, hypervolume, lmcGaps, nadirRef, paperBox, paperHypervolume, paretoFront, selectLambda, type Sense } from '../../pareto/index.js';
 import { frontPlot, rewardVsLambdaPlot, spiderPlot, coefficientLabel, type Plot } from '../../report/index.js';
 import { jsonLine, reportError, UsageError } from '../output.js';
 
@@ -93,16 +83,22 @@ export function readResults(file: string): ResultModel[] {
     if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new SoupError('ERR_SOUP_FORMAT', `${file}:${line}: expected a JSON object`);
     const name = typeof obj.name === 'string' && obj.name !== '' ? obj.name : `line ${line}`;
     const where = `${file}:${line} (${JSON.stringify(name)})`;
-    if (!KINDS.includes(obj.kind as Kind)) throw new SoupError('ERR_SOUP_FORMAT', `${where}: kind is ${describe(obj.kind)}; expected one of ${KINDS.join(', ')}`);
+    if (!KINDS.includes(obj.kind as Kind))
+      throw new SoupError('ERR_SOUP_FORMAT', `${where}: kind is ${describe(obj.kind)}; expected one of ${KINDS.join(', ')}`);
     const r = obj.rewards;
-    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new SoupError('ERR_SOUP_FORMAT', `${where}: rewards is ${describe(r)}; expected an object { reward name: value }`);
+    if (r === null || typeof r !== 'object' || Array.isArray(r))
+      throw new SoupError('ERR_SOUP_FORMAT', `${where}: rewards is ${describe(r)}; expected an object { reward name: value }`);
     const lambda = coeff(obj.lambda, where, 'lambda');
     const mu = coeff(obj.mu, where, 'mu');
-    for (const [f, v] of [['lambda', lambda], ['mu', mu]] as const) {
+    for (const [f, v] of [
+      ['lambda', lambda],
+      ['mu', mu],
+    ] as const) {
       const vals = v === undefined ? [] : typeof v === 'number' ? [v] : v;
       if (vals.some((x) => !Number.isFinite(x))) throw new SoupError('ERR_SOUP_FORMAT', `${where}: ${f} is not finite`);
     }
-    if (obj.kind === 'soup' && lambda === undefined) throw new SoupError('ERR_SOUP_FORMAT', `${where}: a soup needs lambda (a number λ for [1 − λ, λ], or one weight per expert)`);
+    if (obj.kind === 'soup' && lambda === undefined)
+      throw new SoupError('ERR_SOUP_FORMAT', `${where}: a soup needs lambda (a number λ for [1 − λ, λ], or one weight per expert)`);
     out.push({ line, name, kind: obj.kind as Kind, lambda, mu, rewards: r as Record<string, number> });
   });
   if (out.length === 0) throw new SoupError('ERR_SOUP_FORMAT', `${file}: no models (expected one JSON object per line)`);
@@ -141,7 +137,8 @@ function parseFlags(opts: ParetoCommandOptions): { objectives: string[]; ref: nu
 function rewardVectors(models: ResultModel[], file: string, objectives: string[]): number[][] {
   const known = new Set(models.flatMap((m) => Object.keys(m.rewards)));
   for (const o of objectives) {
-    if (!known.has(o)) throw new UsageError(`unknown objective ${JSON.stringify(o)} in --objectives: the rewards in ${file} are ${[...known].join(', ') || '(none)'}`);
+    if (!known.has(o))
+      throw new UsageError(`unknown objective ${JSON.stringify(o)} in --objectives: the rewards in ${file} are ${[...known].join(', ') || '(none)'}`);
   }
   return models.map((m) =>
     objectives.map((o) => {
@@ -162,14 +159,18 @@ function orderExperts(experts: ResultModel[], file: string): ResultModel[] {
     const v = typeof l === 'number' ? [1 - l, l] : l;
     const i = v.findIndex((x) => x === 1);
     if (i < 0 || v.some((x, k) => k !== i && x !== 0)) {
-      throw new SoupError('ERR_SOUP_FORMAT', `${file}:${e.line} (${JSON.stringify(e.name)}): an expert's lambda must be one-hot (or 0/1 for two experts), got ${JSON.stringify(l)}`);
+      throw new SoupError(
+        'ERR_SOUP_FORMAT',
+        `${file}:${e.line} (${JSON.stringify(e.name)}): an expert's lambda must be one-hot (or 0/1 for two experts), got ${JSON.stringify(l)}`,
+      );
     }
     return i;
   };
   const out: ResultModel[] = [];
   for (const e of experts) {
     const i = slot(e);
-    if (out[i]) throw new SoupError('ERR_SOUP_FORMAT', `${file}:${e.line}: experts ${JSON.stringify(out[i].name)} and ${JSON.stringify(e.name)} have the same lambda`);
+    if (out[i])
+      throw new SoupError('ERR_SOUP_FORMAT', `${file}:${e.line}: experts ${JSON.stringify(out[i].name)} and ${JSON.stringify(e.name)} have the same lambda`);
     out[i] = e;
   }
   if (out.length !== experts.length || out.some((e) => e === undefined)) {
@@ -210,7 +211,9 @@ export async function paretoCommand(file: string, opts: ParetoCommandOptions): P
   if (hypervolume(vectors, { ref, sense, allowZero: true }) === 0) {
     throw new UsageError(
       `--ref ${ref.join(',')} is not strictly dominated by any model (sense ${sense.join(',')}), so every hypervolume would be 0; ` +
-        `pick a ref worse than the models, e.g. --ref ${nadirRef(vectors, { sense }).map((v) => Number(v.toPrecision(4))).join(',')}`,
+        `pick a ref worse than the models, e.g. --ref ${nadirRef(vectors, { sense })
+          .map((v) => Number(v.toPrecision(4)))
+          .join(',')}`,
     );
   }
   let box: { utopia: number[]; lower: number[] } | undefined;
@@ -221,7 +224,10 @@ export async function paretoCommand(file: string, opts: ParetoCommandOptions): P
   }
 
   say(`${models.length} models from ${file}; objectives ${objectives.join(', ')} (sense ${sense.join(',')}); ref [${ref.join(', ')}]`);
-  if (box) say(`paper hypervolume box (lower is better): lower [${box.lower.map(fmt).join(', ')}], utopia [${box.utopia.map(fmt).join(', ')}] = worst/best of each objective over all models`);
+  if (box)
+    say(
+      `paper hypervolume box (lower is better): lower [${box.lower.map(fmt).join(', ')}], utopia [${box.utopia.map(fmt).join(', ')}] = worst/best of each objective over all models`,
+    );
   for (const kind of ['soup', 'morl', 'all'] as const) {
     const items = kind === 'all' ? models.map((m, i) => ({ m, v: vectors[i] })) : byKind(kind);
     if (items.length === 0) continue;
@@ -229,19 +235,28 @@ export async function paretoCommand(file: string, opts: ParetoCommandOptions): P
     const front = paretoFront(pts, { sense });
     const hv = hypervolume(pts, { ref, sense, allowZero: true });
     const phv = box ? paperHypervolume(pts, { ...box, sense }) : null;
-    const members = front.indices.map((i) => ({ name: items[i].m.name, kind: items[i].m.kind, rewards: Object.fromEntries(objectives.map((o, k) => [o, pts[i][k]])) }));
+    const members = front.indices.map((i) => ({
+      name: items[i].m.name,
+      kind: items[i].m.kind,
+      rewards: Object.fromEntries(objectives.map((o, k) => [o, pts[i][k]])),
+    }));
     if (json) {
       jsonLine({ type: 'front', kind, count: items.length, cardinality: cardinality(pts, { sense }), front: members });
       jsonLine({ type: 'hypervolume', kind, hypervolume: hv, ref, paperHypervolume: phv, box: box ?? null });
     } else {
       say();
-      say(`${kind === 'all' ? 'all models' : kind}: ${items.length} models, ${members.length} on the front; hypervolume ${fmt(hv)}${phv === null ? '' : `, paper hypervolume ${fmt(phv)} (lower is better)`}`);
+      say(
+        `${kind === 'all' ? 'all models' : kind}: ${items.length} models, ${members.length} on the front; hypervolume ${fmt(hv)}${phv === null ? '' : `, paper hypervolume ${fmt(phv)} (lower is better)`}`,
+      );
       for (const f of members) say(`  ${f.name.padEnd(24)} ${objectives.map((o) => `${o}=${fmt(f.rewards[o])}`).join('  ')}`);
     }
   }
 
   const soups = byKind('soup');
-  const experts = orderExperts(byKind('expert').map((x) => x.m), file);
+  const experts = orderExperts(
+    byKind('expert').map((x) => x.m),
+    file,
+  );
   const expertVec = experts.map((e) => vectors[models.indexOf(e)]);
   if (soups.length > 0 && experts.length >= 2) {
     const cands = soups.map((s) => ({ lambda: s.m.lambda!, rewards: s.v, name: s.m.name }));
@@ -249,14 +264,29 @@ export async function paretoCommand(file: string, opts: ParetoCommandOptions): P
     try {
       rep = lmcGaps(cands, expertVec, { tolerance: flags.tolerance });
     } catch (err) {
-      throw new SoupError('ERR_SOUP_FORMAT', `${file}: LMC check: ${(err as Error).message} (soups are in file order; experts are ${experts.map((e) => e.name).join(', ')})`);
+      throw new SoupError(
+        'ERR_SOUP_FORMAT',
+        `${file}: LMC check: ${(err as Error).message} (soups are in file order; experts are ${experts.map((e) => e.name).join(', ')})`,
+      );
     }
     if (json) {
-      jsonLine({ type: 'lmc', experts: experts.map((e) => e.name), holds: rep.holds, fractionHolds: rep.fractionHolds, minGap: Object.fromEntries(objectives.map((o, k) => [o, rep.minGap[k]])), rows: rep.rows.map((r) => ({ name: r.name, lambda: r.lambda, gaps: Object.fromEntries(objectives.map((o, k) => [o, r.gaps[k]])), holds: r.holds })) });
+      jsonLine({
+        type: 'lmc',
+        experts: experts.map((e) => e.name),
+        holds: rep.holds,
+        fractionHolds: rep.fractionHolds,
+        minGap: Object.fromEntries(objectives.map((o, k) => [o, rep.minGap[k]])),
+        rows: rep.rows.map((r) => ({ name: r.name, lambda: r.lambda, gaps: Object.fromEntries(objectives.map((o, k) => [o, r.gaps[k]])), holds: r.holds })),
+      });
     } else {
       say();
-      say(`LMC (Hypothesis 1: R_k(θ(λ)) ≥ Σ λ_i R_k(θ_i)) against experts ${experts.map((e) => e.name).join(', ')}: ${rep.holds ? 'holds' : 'does NOT hold'} for ${(100 * rep.fractionHolds).toFixed(1)}% of (soup, reward) pairs`);
-      for (const r of rep.rows) say(`  λ=${coefficientLabel(r.lambda).padEnd(8)} ${(r.name ?? '').padEnd(20)} gaps ${objectives.map((o, k) => `${o}=${fmt(r.gaps[k])}`).join('  ')}${r.holds ? '' : '  ✗'}`);
+      say(
+        `LMC (Hypothesis 1: R_k(θ(λ)) ≥ Σ λ_i R_k(θ_i)) against experts ${experts.map((e) => e.name).join(', ')}: ${rep.holds ? 'holds' : 'does NOT hold'} for ${(100 * rep.fractionHolds).toFixed(1)}% of (soup, reward) pairs`,
+      );
+      for (const r of rep.rows)
+        say(
+          `  λ=${coefficientLabel(r.lambda).padEnd(8)} ${(r.name ?? '').padEnd(20)} gaps ${objectives.map((o, k) => `${o}=${fmt(r.gaps[k])}`).join('  ')}${r.holds ? '' : '  ✗'}`,
+        );
     }
   } else if (!json) {
     say();
@@ -276,13 +306,20 @@ export async function paretoCommand(file: string, opts: ParetoCommandOptions): P
     spotlight.add(soups[sel.best.index].m);
     if (sel.muRule) spotlight.add(soups[sel.muRule.index].m);
     if (json) {
-      jsonLine({ type: 'selection', prefer: flags.prefer, best: { ...sel.best, rewards: unsign(sel.best.rewards) }, muRule: sel.muRule ? { ...sel.muRule, rewards: unsign(sel.muRule.rewards) } : null });
+      jsonLine({
+        type: 'selection',
+        prefer: flags.prefer,
+        best: { ...sel.best, rewards: unsign(sel.best.rewards) },
+        muRule: sel.muRule ? { ...sel.muRule, rewards: unsign(sel.muRule.rewards) } : null,
+      });
     } else {
       say();
       say(`λ selection for the preference μ̂ = [${flags.prefer.map(fmt).join(', ')}] (Σ μ̂_k R_k):`);
       say(`  argmax over evaluated soups: ${sel.best.name} (λ=${coefficientLabel(sel.best.lambda)}), utility ${fmt(sel.best.utility)}`);
       if (sel.muRule) {
-        say(`  λ = μ̂ rule: ${sel.muRule.name} (λ=${coefficientLabel(sel.muRule.lambda)}, ${sel.muRule.distance < 1e-12 ? 'exact' : `nearest, distance ${fmt(sel.muRule.distance)}`}), utility ${fmt(sel.muRule.utility)}, regret ${fmt(sel.muRule.regret)}`);
+        say(
+          `  λ = μ̂ rule: ${sel.muRule.name} (λ=${coefficientLabel(sel.muRule.lambda)}, ${sel.muRule.distance < 1e-12 ? 'exact' : `nearest, distance ${fmt(sel.muRule.distance)}`}), utility ${fmt(sel.muRule.utility)}, regret ${fmt(sel.muRule.regret)}`,
+        );
       }
     }
   }

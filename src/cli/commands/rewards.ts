@@ -24,7 +24,8 @@ async function readSamples(file: string): Promise<Sample[]> {
         throw new SoupError('ERR_SOUP_FORMAT', `${file}:${n}: not valid JSON (${(err as Error).message})`);
       }
       const s = obj as Partial<Sample>;
-      if (!s || typeof s !== 'object' || typeof s.response !== 'string') throw new SoupError('ERR_SOUP_FORMAT', `${file}:${n}: expected an object with a string 'response' (and 'prompt', optional 'references', 'meta')`);
+      if (!s || typeof s !== 'object' || typeof s.response !== 'string')
+        throw new SoupError('ERR_SOUP_FORMAT', `${file}:${n}: expected an object with a string 'response' (and 'prompt', optional 'references', 'meta')`);
       out.push({ prompt: typeof s.prompt === 'string' ? s.prompt : '', response: s.response, references: s.references, meta: s.meta });
     }
   } catch (err) {

@@ -8,7 +8,19 @@
 import type { Command } from 'commander';
 import { hostname } from 'node:os';
 import { SoupError } from '../../errors.js';
-import { checkFiles, fmtTime, loadExperiment, LOCK_LEASE_S, planExperiment, readReport, runExperiment, RunDirBusyError, type Experiment, type ExperimentInput, type RunEvent } from '../../pipeline/index.js';
+import {
+  checkFiles,
+  fmtTime,
+  loadExperiment,
+  LOCK_LEASE_S,
+  planExperiment,
+  readReport,
+  runExperiment,
+  RunDirBusyError,
+  type Experiment,
+  type ExperimentInput,
+  type RunEvent,
+} from '../../pipeline/index.js';
 import { planSlurm, sbatchArgs, shq, type SlurmJobKey, type SlurmPlan } from '../../pipeline/executor/plan.js';
 import { failureMessage, followSlurm, submitSlurm, taskLabel } from '../../pipeline/executor/slurm.js';
 import { runStage, type RunResult, type StageSelection } from '../../pipeline/run.js';
@@ -26,10 +38,14 @@ const BUSY_RETRY_S = 15;
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      reject(new SoupError('ERR_SOUP_ABORTED', 'aborted while waiting for a lock'));
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        reject(new SoupError('ERR_SOUP_ABORTED', 'aborted while waiting for a lock'));
+      },
+      { once: true },
+    );
   });
 }
 
@@ -52,7 +68,9 @@ export function printEvent(e: RunEvent, json: boolean, t0: number): void {
   } else if (e.event === 'progress') {
     line = `${e.stage}: ${e.done}/${e.total}${e.eta !== undefined ? `, ETA ${fmtTime(e.eta)}` : ''}${e.detail ? ` (${e.detail})` : ''}`;
   } else if (e.event === 'finished') {
-    line = `finished in ${fmtTime(e.seconds)}: ${Object.entries(e.timings).map(([k, v]) => `${k} ${fmtTime(v)}`).join(', ')}`;
+    line = `finished in ${fmtTime(e.seconds)}: ${Object.entries(e.timings)
+      .map(([k, v]) => `${k} ${fmtTime(v)}`)
+      .join(', ')}`;
   }
   process.stderr.write(`[${el}] ${line}\n`);
 }
@@ -60,7 +78,13 @@ export function printEvent(e: RunEvent, json: boolean, t0: number): void {
 /** The sbatch command lines of a Slurm plan, with $BASE_JOB / $RUNS_JOB for the ids Slurm gives at submission. */
 function slurmDryRun(x: Experiment, sp: SlurmPlan) {
   const deps: Partial<Record<SlurmJobKey, string>> = { base: '$BASE_JOB', runs: '$RUNS_JOB' };
-  return sp.jobs.map((j) => ({ key: j.key, script: j.script, text: j.text, sbatch: ['sbatch', ...sbatchArgs(j, x, deps)].map((a) => (a.includes('$') ? a : shq(a))).join(' '), tasks: j.tasks }));
+  return sp.jobs.map((j) => ({
+    key: j.key,
+    script: j.script,
+    text: j.text,
+    sbatch: ['sbatch', ...sbatchArgs(j, x, deps)].map((a) => (a.includes('$') ? a : shq(a))).join(' '),
+    tasks: j.tasks,
+  }));
 }
 
 export function printPlan(x: Experiment, json: boolean): boolean {
@@ -68,7 +92,12 @@ export function printPlan(x: Experiment, json: boolean): boolean {
   const missing = plan.files.filter((f) => !f.exists);
   const slurm = x.executor.type === 'slurm' ? planSlurm(x) : undefined;
   if (json) {
-    jsonLine({ event: 'plan', ...plan, ok: missing.length === 0, ...(slurm ? { slurm: { dir: slurm.dir, jobs: slurmDryRun(x, slurm), nothing: slurm.nothing } } : {}) });
+    jsonLine({
+      event: 'plan',
+      ...plan,
+      ok: missing.length === 0,
+      ...(slurm ? { slurm: { dir: slurm.dir, jobs: slurmDryRun(x, slurm), nothing: slurm.nothing } } : {}),
+    });
     return missing.length === 0;
   }
   const w = process.stderr;
@@ -77,15 +106,24 @@ export function printPlan(x: Experiment, json: boolean): boolean {
   for (const f of plan.files) w.write(`  ${f.exists ? 'ok     ' : 'MISSING'} ${f.field}: ${f.path}\n`);
   w.write('plan:\n');
   for (const s of plan.stages) {
-    const cost = Object.entries(s.cost).map(([k, v]) => `${k} ${v}`).join(', ');
+    const cost = Object.entries(s.cost)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
     w.write(`  ${s.stage.padEnd(8)} ${s.cached ? '[cached] ' : ''}${s.what}${cost ? ` (${cost})` : ''}\n`);
   }
   const t = plan.total;
-  w.write(`cost: ${t.ppo_runs} PPO runs, ${t.ppo_steps} PPO steps, ${t.samples} samples, ~${t.generated_tokens} generated tokens; ${t.evaluations} evaluations. The soups' front costs ${t.soups_cost_runs} runs (the experts), MORL ${t.morl_cost_runs} more.\n`);
+  w.write(
+    `cost: ${t.ppo_runs} PPO runs, ${t.ppo_steps} PPO steps, ${t.samples} samples, ~${t.generated_tokens} generated tokens; ${t.evaluations} evaluations. The soups' front costs ${t.soups_cost_runs} runs (the experts), MORL ${t.morl_cost_runs} more.\n`,
+  );
   if (slurm) {
     const jobs = slurmDryRun(x, slurm);
-    w.write(`slurm: ${slurm.nothing ?? `${jobs.length} job${jobs.length > 1 ? 's' : ''}, scripts and logs under ${slurm.dir}/ (written at submission; nothing is submitted now)`}\n`);
-    for (const j of jobs) w.write(`  ${j.key === 'base' ? 'BASE_JOB=$(' : j.key === 'runs' ? 'RUNS_JOB=$(' : ''}${j.sbatch}${j.key !== 'sweep' ? ')' : ''}${j.tasks ? `    # tasks ${j.tasks.map((t) => `${t.index} ${t.run}`).join(', ')}` : ''}\n`);
+    w.write(
+      `slurm: ${slurm.nothing ?? `${jobs.length} job${jobs.length > 1 ? 's' : ''}, scripts and logs under ${slurm.dir}/ (written at submission; nothing is submitted now)`}\n`,
+    );
+    for (const j of jobs)
+      w.write(
+        `  ${j.key === 'base' ? 'BASE_JOB=$(' : j.key === 'runs' ? 'RUNS_JOB=$(' : ''}${j.sbatch}${j.key !== 'sweep' ? ')' : ''}${j.tasks ? `    # tasks ${j.tasks.map((t) => `${t.index} ${t.run}`).join(', ')}` : ''}\n`,
+      );
     for (const j of jobs) w.write(`--- ${j.script}\n${j.text}`);
   }
   if (missing.length) w.write(`dry run: ${missing.length} missing file${missing.length > 1 ? 's' : ''}: ${missing.map((f) => f.field).join(', ')}\n`);
@@ -93,7 +131,16 @@ export function printPlan(x: Experiment, json: boolean): boolean {
   return missing.length === 0;
 }
 
-export interface RunCliOptions { json?: boolean; out?: string; dryRun?: boolean; label?: string; executor?: string; wait?: boolean; stage?: string; index?: string }
+export interface RunCliOptions {
+  json?: boolean;
+  out?: string;
+  dryRun?: boolean;
+  label?: string;
+  executor?: string;
+  wait?: boolean;
+  stage?: string;
+  index?: string;
+}
 
 /** --stage/--index as a StageSelection (usage errors name the flag). */
 function stageSelection(o: RunCliOptions): StageSelection | undefined {
@@ -101,7 +148,10 @@ function stageSelection(o: RunCliOptions): StageSelection | undefined {
   if (o.stage === undefined) return undefined;
   if (o.stage === 'base' || o.stage === 'sweep') return { stage: o.stage };
   if (o.stage !== 'runs') throw new UsageError(`--stage ${o.stage}: expected base, runs (with --index) or sweep (the sweep and report)`);
-  if (o.index === undefined || !/^\d+$/.test(o.index)) throw new UsageError(`--stage runs needs --index K, a non-negative integer (the PPO run's place in the plan; a Slurm array task passes $SLURM_ARRAY_TASK_ID)${o.index !== undefined ? `, got '${o.index}'` : ''}`);
+  if (o.index === undefined || !/^\d+$/.test(o.index))
+    throw new UsageError(
+      `--stage runs needs --index K, a non-negative integer (the PPO run's place in the plan; a Slurm array task passes $SLURM_ARRAY_TASK_ID)${o.index !== undefined ? `, got '${o.index}'` : ''}`,
+    );
   return { stage: 'runs', index: Number(o.index) };
 }
 
@@ -111,7 +161,8 @@ export async function runAndPrint(src: string | ExperimentInput, o: RunCliOption
   if (o.executor !== undefined && o.executor !== 'local' && o.executor !== 'slurm') throw new UsageError(`--executor ${o.executor}: expected local or slurm`);
   const only = stageSelection(o);
   if (only && o.executor === 'slurm') throw new UsageError('--stage runs one piece here (as each Slurm job does); it does not combine with --executor slurm');
-  if (o.wait && o.executor !== 'slurm' && x.executor.type !== 'slurm') throw new UsageError('--wait follows Slurm jobs: it goes with --executor slurm (or `executor: { type: slurm }` in the config)');
+  if (o.wait && o.executor !== 'slurm' && x.executor.type !== 'slurm')
+    throw new UsageError('--wait follows Slurm jobs: it goes with --executor slurm (or `executor: { type: slurm }` in the config)');
   // the executor is in no stage hash: switching it reuses every finished stage
   if (o.executor) x.executor = { ...x.executor, type: o.executor as 'local' | 'slurm' };
   if (only) x.executor = { ...x.executor, type: 'local' };
@@ -124,7 +175,9 @@ export async function runAndPrint(src: string | ExperimentInput, o: RunCliOption
     return;
   }
   const t0 = performance.now();
-  process.stderr.write(`${o.label ?? 'rsoup run'}: ${x.name} → ${x.runDir}${only ? ` (--stage ${only.stage}${only.stage === 'runs' ? ` --index ${only.index}` : ''})` : ''}\n`);
+  process.stderr.write(
+    `${o.label ?? 'rsoup run'}: ${x.name} → ${x.runDir}${only ? ` (--stage ${only.stage}${only.stage === 'runs' ? ` --index ${only.index}` : ''})` : ''}\n`,
+  );
   let res: RunResult | undefined;
   try {
     res = await withSigint(async (signal) => {
@@ -155,7 +208,9 @@ export async function runAndPrint(src: string | ExperimentInput, o: RunCliOption
 function printFound(r: Report, reportPath: string, htmlPath: string, reading = true): void {
   if (reading) process.stderr.write(`\n${r.reading.map((l) => `  - ${l}`).join('\n')}\n\n`);
   process.stderr.write(`report: ${htmlPath} (numbers: ${reportPath}; front plot: ${reportPath.replace(/report\.json$/, 'front.png')})\n`);
-  process.stderr.write(`found: soups/MORL hypervolume ratio ${Number.isFinite(r.hypervolume.ratio) ? r.hypervolume.ratio.toFixed(3) : '∞'} (soups ${r.hypervolume.soups.toPrecision(4)}, MORL ${r.hypervolume.morl.toPrecision(4)}, same reference point [${r.hypervolume.ref.map((v) => +v.toFixed(4)).join(', ')}]); LMC (Hypothesis 1) ${r.lmc.verdict.split(':')[0]}\n`);
+  process.stderr.write(
+    `found: soups/MORL hypervolume ratio ${Number.isFinite(r.hypervolume.ratio) ? r.hypervolume.ratio.toFixed(3) : '∞'} (soups ${r.hypervolume.soups.toPrecision(4)}, MORL ${r.hypervolume.morl.toPrecision(4)}, same reference point [${r.hypervolume.ref.map((v) => +v.toFixed(4)).join(', ')}]); LMC (Hypothesis 1) ${r.lmc.verdict.split(':')[0]}\n`,
+  );
 }
 
 /**
@@ -187,20 +242,32 @@ async function submitAndPrint(x: Experiment, o: RunCliOptions): Promise<void> {
   const j = sub.jobs;
   if (o.json) jsonLine({ event: 'submitted', runDir: x.runDir, jobs: j });
   else for (const [k, v] of Object.entries(j)) process.stdout.write(`${k} ${v.id}\n`);
-  const parts = [j.base && `base job ${j.base.id}`, j.runs && `runs array ${j.runs.id} (${j.runs.tasks.map((t) => `${t.index} ${t.run}`).join(', ')})`, j.sweep && `sweep + report job ${j.sweep.id}`].filter(Boolean);
-  process.stderr.write(`rsoup run: ${x.name} → ${x.runDir}: submitted to Slurm: ${parts.join(', ')}; scripts and logs in ${x.runDir}/slurm/; \`rsoup status ${shq(x.runDir)}\` shows each task\n`);
+  const parts = [
+    j.base && `base job ${j.base.id}`,
+    j.runs && `runs array ${j.runs.id} (${j.runs.tasks.map((t) => `${t.index} ${t.run}`).join(', ')})`,
+    j.sweep && `sweep + report job ${j.sweep.id}`,
+  ].filter(Boolean);
+  process.stderr.write(
+    `rsoup run: ${x.name} → ${x.runDir}: submitted to Slurm: ${parts.join(', ')}; scripts and logs in ${x.runDir}/slurm/; \`rsoup status ${shq(x.runDir)}\` shows each task\n`,
+  );
   if (!o.wait) return;
   const el = () => fmtTime((performance.now() - t0) / 1000);
-  const res = await withSigint((signal) => followSlurm(sub, {
-    signal,
-    onState: (t) => {
-      if (o.json) jsonLine({ event: 'slurm', job: t.id, key: t.key, index: t.index, run: t.run, state: t.state, reason: t.reason, exitCode: t.exitCode, log: t.log });
-      else process.stderr.write(`[${el()}] slurm: ${taskLabel(t)}, job ${t.id}: ${t.state}${t.reason && t.state !== 'RUNNING' ? ` (${t.reason})` : ''}${isEnded(t.state) && t.exitCode ? `, exit code ${t.exitCode}` : ''}\n`);
-    },
-    onLog: (t, line) => {
-      if (!o.json) process.stderr.write(`  ${t.key === 'runs' ? `${t.run}` : t.key} | ${line}\n`);
-    },
-  }));
+  const res = await withSigint((signal) =>
+    followSlurm(sub, {
+      signal,
+      onState: (t) => {
+        if (o.json)
+          jsonLine({ event: 'slurm', job: t.id, key: t.key, index: t.index, run: t.run, state: t.state, reason: t.reason, exitCode: t.exitCode, log: t.log });
+        else
+          process.stderr.write(
+            `[${el()}] slurm: ${taskLabel(t)}, job ${t.id}: ${t.state}${t.reason && t.state !== 'RUNNING' ? ` (${t.reason})` : ''}${isEnded(t.state) && t.exitCode ? `, exit code ${t.exitCode}` : ''}\n`,
+          );
+      },
+      onLog: (t, line) => {
+        if (!o.json) process.stderr.write(`  ${t.key === 'runs' ? `${t.run}` : t.key} | ${line}\n`);
+      },
+    }),
+  );
   if (!res.ok) throw new SoupError('ERR_SOUP_TRAIN', failureMessage(sub, res.tasks));
   const r = readReport(x.runDir);
   if (!r) throw new SoupError('ERR_SOUP_INTERNAL', `the sweep job completed but ${x.runDir}/report.json is missing`);
@@ -215,22 +282,32 @@ export function register(program: Command): void {
   program
     .command('run')
     .description('run a rewarded-soup experiment: base → experts → MORL → sweep → report (cached, resumable)')
-    .argument('<experiment>', 'experiment YAML (see examples/ and docs/experiment.md); `task: locomotion` or `task: diffusion` at its top runs those experiments')
+    .argument(
+      '<experiment>',
+      'experiment YAML (see examples/ and docs/experiment.md); `task: locomotion` or `task: diffusion` at its top runs those experiments',
+    )
     .option('--dry-run', 'check the config and every file it names, print the plan and its cost; train nothing')
     .option('--json', 'JSON events on stdout')
-    .option('--out <dir>', 'run dir (default: the config\'s `output`)')
-    .option('--executor <type>', 'local (child processes here) or slurm (a job for the base, an array for the PPO runs, a job for the sweep + report); default: the config\'s executor.type')
-    .option('--wait', 'with --executor slurm: follow the jobs, print their progress, exit with the run\'s status (Ctrl-C cancels them)')
+    .option('--out <dir>', "run dir (default: the config's `output`)")
+    .option(
+      '--executor <type>',
+      "local (child processes here) or slurm (a job for the base, an array for the PPO runs, a job for the sweep + report); default: the config's executor.type",
+    )
+    .option('--wait', "with --executor slurm: follow the jobs, print their progress, exit with the run's status (Ctrl-C cancels them)")
     .option('--stage <stage>', 'run one piece here: base, runs (with --index) or sweep (the sweep and report); what each Slurm job runs')
     .option('--index <k>', 'with --stage runs: the PPO run to train (its place in the plan: experts, then MORL)')
     .action(async (file: string, o: RunCliOptions) => {
       const { task, config } = taskOf(readConfigFile(file, 'experiment'), file);
       if (task === 'text') return void (await runAndPrint(file, o));
       // locomotion and diffusion run here, in one process, through the task table
-      for (const [flag, set] of [['--executor', o.executor !== undefined && o.executor !== 'local'], ['--wait', o.wait], ['--stage', o.stage !== undefined], ['--index', o.index !== undefined]] as const) {
+      for (const [flag, set] of [
+        ['--executor', o.executor !== undefined && o.executor !== 'local'],
+        ['--wait', o.wait],
+        ['--stage', o.stage !== undefined],
+        ['--index', o.index !== undefined],
+      ] as const) {
         if (set) throw new UsageError(`${flag}: a ${task} experiment runs here, in one process; Slurm and single pieces take text experiments`);
       }
       await TASKS[task].run(config, file, { out: o.out, dryRun: o.dryRun, json: o.json });
     });
 }
-

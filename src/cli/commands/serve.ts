@@ -21,7 +21,7 @@ export function register(program: Command): void {
     .argument('[run-dir]', 'a run dir of `rsoup run` / `rsoup demo` (base model, experts, rewards, report)')
     .option('--base <dir>', 'a Hugging Face LLaMA dir (with tokenizer.json), instead of a run dir')
     .option('--experts <dirs...>', 'PEFT adapter dirs of the experts (with --base)')
-    .option('--names <list>', 'comma-separated expert names (default: the adapter dirs\' names)')
+    .option('--names <list>', "comma-separated expert names (default: the adapter dirs' names)")
     .option('--host <host>', 'address to bind (default 127.0.0.1: loopback only)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', '8000')
     .option('--api-key <key>', 'require Authorization: Bearer <key> on every route but /healthz (default: $RSOUP_API_KEY)')
@@ -40,7 +40,8 @@ export function register(program: Command): void {
     .action(async (runDir: string | undefined, o: Record<string, string | string[] | boolean | undefined>) => {
       if (runDir && (o.base || o.experts)) throw new UsageError('give a run dir or --base with --experts, not both');
       if (!runDir && !(o.base && o.experts)) throw new UsageError('give a run dir (rsoup serve RUN_DIR) or --base DIR --experts A B …');
-      if (o.mode !== undefined && !SOUP_MODES.includes(o.mode as SoupMode)) throw new UsageError(`--mode: '${String(o.mode)}' is not one of ${SOUP_MODES.join(', ')}`);
+      if (o.mode !== undefined && !SOUP_MODES.includes(o.mode as SoupMode))
+        throw new UsageError(`--mode: '${String(o.mode)}' is not one of ${SOUP_MODES.join(', ')}`);
       if (o.device !== 'cpu' && o.device !== 'cuda') throw new UsageError(`--device: '${String(o.device)}' is not cpu or cuda`);
       if (o.dtype !== 'float32' && o.dtype !== 'bfloat16') throw new UsageError(`--dtype: '${String(o.dtype)}' is not float32 or bfloat16`);
       const experts = o.experts as string[] | undefined;
@@ -49,12 +50,25 @@ export function register(program: Command): void {
       const drain = Number(o.drainTimeout);
       if (!(drain >= 0)) throw new UsageError(`--drain-timeout: '${String(o.drainTimeout)}' is not a number of seconds`);
       const s = await serve({
-        runDir, base: o.base as string | undefined, experts, expertNames: names,
-        host: o.host as string, port: int('--port', o.port, 0), apiKey: (o.apiKey as string | undefined) ?? process.env.RSOUP_API_KEY,
-        defaultMode: o.mode as SoupMode | undefined, allowExtrapolation: o.allowExtrapolation === true,
-        maxBatch: int('--max-batch', o.maxBatch), maxQueue: int('--max-queue', o.maxQueue), maxTokensCap: int('--max-tokens-cap', o.maxTokensCap),
-        maxPromptTokens: int('--max-prompt-tokens', o.maxPromptTokens), bodyLimit: parseSize(String(o.bodyLimit), '--body-limit'),
-        drainTimeoutMs: drain * 1000, device: o.device, dtype: o.dtype, threads: o.threads ? int('--threads', o.threads) : undefined, log: o.log === true,
+        runDir,
+        base: o.base as string | undefined,
+        experts,
+        expertNames: names,
+        host: o.host as string,
+        port: int('--port', o.port, 0),
+        apiKey: (o.apiKey as string | undefined) ?? process.env.RSOUP_API_KEY,
+        defaultMode: o.mode as SoupMode | undefined,
+        allowExtrapolation: o.allowExtrapolation === true,
+        maxBatch: int('--max-batch', o.maxBatch),
+        maxQueue: int('--max-queue', o.maxQueue),
+        maxTokensCap: int('--max-tokens-cap', o.maxTokensCap),
+        maxPromptTokens: int('--max-prompt-tokens', o.maxPromptTokens),
+        bodyLimit: parseSize(String(o.bodyLimit), '--body-limit'),
+        drainTimeoutMs: drain * 1000,
+        device: o.device,
+        dtype: o.dtype,
+        threads: o.threads ? int('--threads', o.threads) : undefined,
+        log: o.log === true,
       });
       const info = s.engine.experts.join(', ');
       process.stderr.write(`rsoup serve: listening on ${s.url} (experts: ${info}; playground at ${s.url}/)\n`);
@@ -62,7 +76,9 @@ export function register(program: Command): void {
         let n = 0;
         const onSig = (sig: NodeJS.Signals) => {
           if (++n > 1) process.exit(130);
-          process.stderr.write(`rsoup serve: ${sig}: draining ${s.scheduler.active + s.scheduler.queued} request(s) in flight (up to ${drain} s; again to exit at once)\n`);
+          process.stderr.write(
+            `rsoup serve: ${sig}: draining ${s.scheduler.active + s.scheduler.queued} request(s) in flight (up to ${drain} s; again to exit at once)\n`,
+          );
           void s.drain().then(({ completed }) => {
             process.stderr.write(`rsoup serve: ${completed ? 'drained' : 'drain deadline passed, connections closed'}; bye\n`);
             process.off('SIGINT', onSig);

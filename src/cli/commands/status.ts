@@ -10,7 +10,7 @@ export function register(program: Command): void {
   program
     .command('status')
     .description('show each stage and task of a run dir: its stage marker and its Slurm job (state, exit code, log)')
-    .argument('<run-dir>', 'the run dir of `rsoup run` (the config\'s `output`, or --out)')
+    .argument('<run-dir>', "the run dir of `rsoup run` (the config's `output`, or --out)")
     .option('--json', 'one JSON object on stdout')
     .action(async (dir: string, o: { json?: boolean }) => {
       const s = await runStatus(dir);
@@ -20,13 +20,34 @@ export function register(program: Command): void {
       }
       const w = process.stdout;
       const sub = s.submission;
-      w.write(`run dir ${dir}: experiment ${s.experiment}; ${sub ? `last Slurm submission ${sub.at}: ${Object.entries(sub.jobs).map(([k, v]) => `${k} ${v.id}`).join(', ')}` : 'never submitted to Slurm'}\n`);
+      w.write(
+        `run dir ${dir}: experiment ${s.experiment}; ${
+          sub
+            ? `last Slurm submission ${sub.at}: ${Object.entries(sub.jobs)
+                .map(([k, v]) => `${k} ${v.id}`)
+                .join(', ')}`
+            : 'never submitted to Slurm'
+        }\n`,
+      );
       if (s.slurmError) process.stderr.write(`rsoup status: the jobs' states are unknown: ${s.slurmError}\n`);
-      const rows = s.rows.map((r) => [r.stage, r.piece, r.progress, r.job ?? '-', r.state ? `${r.state}${r.reason && r.state !== 'RUNNING' && r.state !== 'COMPLETED' ? ` (${r.reason})` : ''}` : '-', r.exitCode ?? '-', r.log ? relative(dir, r.log) : '-']);
+      const rows = s.rows.map((r) => [
+        r.stage,
+        r.piece,
+        r.progress,
+        r.job ?? '-',
+        r.state ? `${r.state}${r.reason && r.state !== 'RUNNING' && r.state !== 'COMPLETED' ? ` (${r.reason})` : ''}` : '-',
+        r.exitCode ?? '-',
+        r.log ? relative(dir, r.log) : '-',
+      ]);
       const head = ['stage', 'piece', 'marker', 'job', 'state', 'exit', 'log'];
       const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
       for (const r of [head, ...rows]) w.write(`${r.map((c, i) => (i < r.length - 1 ? c.padEnd(width[i]) : c)).join('  ')}\n`);
-      const bad = s.rows.filter((r) => !r.done && r.state && !['COMPLETED', 'PENDING', 'RUNNING', 'REQUEUED', 'CONFIGURING'].includes(r.state) && !/Dependency/.test(r.reason ?? ''));
-      if (bad.length && sub) w.write(`failed: ${bad.map((r) => `${r.stage} ${r.piece} (job ${r.job}, ${r.state}, exit code ${r.exitCode}, log ${r.log})`).join('; ')}\nresubmit what is missing: ${sub.resubmit}\n`);
+      const bad = s.rows.filter(
+        (r) => !r.done && r.state && !['COMPLETED', 'PENDING', 'RUNNING', 'REQUEUED', 'CONFIGURING'].includes(r.state) && !/Dependency/.test(r.reason ?? ''),
+      );
+      if (bad.length && sub)
+        w.write(
+          `failed: ${bad.map((r) => `${r.stage} ${r.piece} (job ${r.job}, ${r.state}, exit code ${r.exitCode}, log ${r.log})`).join('; ')}\nresubmit what is missing: ${sub.resubmit}\n`,
+        );
     });
 }

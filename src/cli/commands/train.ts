@@ -14,29 +14,34 @@ import { CausalLM, PPOConfigSchema, PPOTrainer, parsePPOConfig } from '../../tra
 import { jsonLine, UsageError } from '../output.js';
 import { withSigint } from '../signals.js';
 
-export const TrainPPOFileSchema = z.object({
-  /** Hugging Face LLaMA dir: config.json, safetensors, tokenizer.json. */
-  model: z.string().min(1),
-  /** PEFT adapter dir to start from (the paper's Alpaca LoRA); else a fresh adapter from `lora`. */
-  adapter: z.string().min(1).optional(),
-  lora: z.object({
-    r: z.number().int().positive().default(8),
-    lora_alpha: z.number().positive().default(16),
-    lora_dropout: z.number().min(0).max(0.99).default(0.05),
-    target_modules: z.array(z.string()).min(1).default(['q_proj', 'v_proj']),
-    use_rslora: z.boolean().default(false),
-  }).strict().prefault({}),
-  dtype: z.enum(['float32', 'bfloat16', 'float16', 'float64']).default('float32'),
-  threads: z.number().int().positive().optional(),
-  /** Prompts: a list, or a text file (one per line) / JSON-lines file ({"prompt": ...}). */
-  prompts: z.union([z.array(z.string()).min(1), z.string().min(1)]),
-  steps: z.number().int().positive(),
-  output: z.string().min(1),
-  rewards: z.array(z.unknown()).min(1),
-  /** MORL weights μ, one per reward (renormalised by their sum). */
-  weights: z.array(z.number().nonnegative()).optional(),
-  ppo: PPOConfigSchema.prefault({}),
-}).strict();
+export const TrainPPOFileSchema = z
+  .object({
+    /** Hugging Face LLaMA dir: config.json, safetensors, tokenizer.json. */
+    model: z.string().min(1),
+    /** PEFT adapter dir to start from (the paper's Alpaca LoRA); else a fresh adapter from `lora`. */
+    adapter: z.string().min(1).optional(),
+    lora: z
+      .object({
+        r: z.number().int().positive().default(8),
+        lora_alpha: z.number().positive().default(16),
+        lora_dropout: z.number().min(0).max(0.99).default(0.05),
+        target_modules: z.array(z.string()).min(1).default(['q_proj', 'v_proj']),
+        use_rslora: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
+    dtype: z.enum(['float32', 'bfloat16', 'float16', 'float64']).default('float32'),
+    threads: z.number().int().positive().optional(),
+    /** Prompts: a list, or a text file (one per line) / JSON-lines file ({"prompt": ...}). */
+    prompts: z.union([z.array(z.string()).min(1), z.string().min(1)]),
+    steps: z.number().int().positive(),
+    output: z.string().min(1),
+    rewards: z.array(z.unknown()).min(1),
+    /** MORL weights μ, one per reward (renormalised by their sum). */
+    weights: z.array(z.number().nonnegative()).optional(),
+    ppo: PPOConfigSchema.prefault({}),
+  })
+  .strict();
 
 function readPrompts(spec: string | string[], base: string): string[] {
   if (Array.isArray(spec)) return spec;
@@ -68,7 +73,8 @@ export async function trainPPOFromFile(path: string, opts: { json?: boolean; res
   const base = dirname(resolve(path));
   const at = (x: string) => (isAbsolute(x) ? x : resolve(base, x));
   const ppo = parsePPOConfig(c.ppo, `${path}: ppo`);
-  if (c.weights && c.weights.length !== c.rewards.length) throw new SoupError('ERR_SOUP_CONFIG', `${path}: weights has ${c.weights.length} entries for ${c.rewards.length} rewards`);
+  if (c.weights && c.weights.length !== c.rewards.length)
+    throw new SoupError('ERR_SOUP_CONFIG', `${path}: weights has ${c.weights.length} entries for ${c.rewards.length} rewards`);
   if (!c.weights && c.rewards.length > 1) throw new SoupError('ERR_SOUP_CONFIG', `${path}: several rewards need MORL weights μ ('weights: [...]')`);
   const out = at(c.output);
   const resuming = existsSync(join(out, 'trainer_state.json'));
@@ -90,9 +96,26 @@ export async function trainPPOFromFile(path: string, opts: { json?: boolean; res
     }
     const steps = opts.steps ?? c.steps;
     for await (const s of trainer.train({ prompts, steps, signal })) {
-      if (opts.json) jsonLine({ step: s.step, score: s.score, rewards: s.rewards, kl: s.kl, kl_coef: s.klCoef, entropy: s.entropy, clipfrac: s.clipfrac, approxkl: s.approxKl, value_error: s.valueError, tokens_per_s: s.tokensPerSecond, seconds: s.seconds.total });
-      const per = Object.entries(s.rewards).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(' ');
-      process.stderr.write(`step ${s.step}/${steps} score ${s.score.toFixed(4)}${rewards.length > 1 ? ` (${per})` : ''} kl ${s.kl.toFixed(3)} β ${s.klCoef.toFixed(4)} entropy ${s.entropy.toFixed(3)} clip ${s.clipfrac.toFixed(3)} ${s.tokensPerSecond.toFixed(0)} tok/s\n`);
+      if (opts.json)
+        jsonLine({
+          step: s.step,
+          score: s.score,
+          rewards: s.rewards,
+          kl: s.kl,
+          kl_coef: s.klCoef,
+          entropy: s.entropy,
+          clipfrac: s.clipfrac,
+          approxkl: s.approxKl,
+          value_error: s.valueError,
+          tokens_per_s: s.tokensPerSecond,
+          seconds: s.seconds.total,
+        });
+      const per = Object.entries(s.rewards)
+        .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+        .join(' ');
+      process.stderr.write(
+        `step ${s.step}/${steps} score ${s.score.toFixed(4)}${rewards.length > 1 ? ` (${per})` : ''} kl ${s.kl.toFixed(3)} β ${s.klCoef.toFixed(4)} entropy ${s.entropy.toFixed(3)} clip ${s.clipfrac.toFixed(3)} ${s.tokensPerSecond.toFixed(0)} tok/s\n`,
+      );
     }
     process.stderr.write(`done: ${out} (PEFT adapter dir + trainer state)\n`);
   } finally {

@@ -35,7 +35,12 @@ export interface SlurmPlan {
 }
 
 /** How a job script starts rsoup: the submitting process's node, its loader flags and its CLI entry. */
-export interface RsoupCommand { node: string; execArgv: string[]; main: string; cwd: string }
+export interface RsoupCommand {
+  node: string;
+  execArgv: string[];
+  main: string;
+  cwd: string;
+}
 
 export const thisRsoup = (): RsoupCommand => ({ node: process.execPath, execArgv: process.execArgv, main: process.argv[1], cwd: process.cwd() });
 
@@ -62,7 +67,11 @@ export function taskCpus(x: Experiment): number {
   const where = x.path || 'experiment';
   const c = x.executor.cpus_per_task ?? x.worker_threads;
   // each task's worker uses worker_threads threads, as a local worker does: fewer CPUs would oversubscribe them
-  if (c < x.worker_threads) throw new SoupError('ERR_SOUP_CONFIG', `${where}: executor.cpus_per_task ${c} is below worker_threads ${x.worker_threads}: each PPO run uses worker_threads libtorch threads under either executor (raise cpus_per_task or lower worker_threads)`);
+  if (c < x.worker_threads)
+    throw new SoupError(
+      'ERR_SOUP_CONFIG',
+      `${where}: executor.cpus_per_task ${c} is below worker_threads ${x.worker_threads}: each PPO run uses worker_threads libtorch threads under either executor (raise cpus_per_task or lower worker_threads)`,
+    );
   return c;
 }
 
@@ -71,7 +80,11 @@ function resourceLines(x: Experiment, cpus: number): string[] {
   const e = x.executor;
   const where = x.path || 'experiment';
   e.extra_args.forEach((a, i) => {
-    if (!a.startsWith('-')) throw new SoupError('ERR_SOUP_CONFIG', `${where}: executor.extra_args[${i}] '${a}' is not an sbatch option: give each option whole, as '--constraint=a100'`);
+    if (!a.startsWith('-'))
+      throw new SoupError(
+        'ERR_SOUP_CONFIG',
+        `${where}: executor.extra_args[${i}] '${a}' is not an sbatch option: give each option whole, as '--constraint=a100'`,
+      );
   });
   return [
     `--cpus-per-task=${cpus}`,
@@ -90,7 +103,8 @@ function resourceLines(x: Experiment, cpus: number): string[] {
  * as for a local run; the executor block is in none of them.
  */
 export function planSlurm(x: Experiment, cmd: RsoupCommand = thisRsoup()): SlurmPlan {
-  if (!x.path) throw new SoupError('ERR_SOUP_CONFIG', 'the Slurm executor runs a config file (`rsoup run EXPERIMENT.yml --executor slurm`): its jobs read it again');
+  if (!x.path)
+    throw new SoupError('ERR_SOUP_CONFIG', 'the Slurm executor runs a config file (`rsoup run EXPERIMENT.yml --executor slurm`): its jobs read it again');
   const dir = join(x.runDir, 'slurm');
   const plan = planExperiment(x);
   const runs = plannedRuns(x);
@@ -121,18 +135,39 @@ export function planSlurm(x: Experiment, cmd: RsoupCommand = thisRsoup()): Slurm
     return { key, script: join(dir, `${key}.sh`), text, output };
   };
   const jobs: SlurmJobPlan[] = [];
-  if (!baseDone) jobs.push(job('base', [`rsoup: the base stage of experiment '${x.name}' (${plan.stages[0].what})`], join(dir, 'base_%j.out'), Math.max(cpus, x.base.pretrain?.threads ?? 0), '--stage base'));
+  if (!baseDone)
+    jobs.push(
+      job(
+        'base',
+        [`rsoup: the base stage of experiment '${x.name}' (${plan.stages[0].what})`],
+        join(dir, 'base_%j.out'),
+        Math.max(cpus, x.base.pretrain?.threads ?? 0),
+        '--stage base',
+      ),
+    );
   if (todo.length) {
-    const j = job('runs', [
-      `rsoup: the PPO runs of experiment '${x.name}', one per array task (index: run):`,
-      ...runs.map((r, i) => `  ${i}: ${r.name}${stageOf(i).cached ? ' (done)' : ''}`),
-    ], join(dir, 'runs_%A_%a.out'), cpus, '--stage runs --index "$SLURM_ARRAY_TASK_ID"');
+    const j = job(
+      'runs',
+      [
+        `rsoup: the PPO runs of experiment '${x.name}', one per array task (index: run):`,
+        ...runs.map((r, i) => `  ${i}: ${r.name}${stageOf(i).cached ? ' (done)' : ''}`),
+      ],
+      join(dir, 'runs_%A_%a.out'),
+      cpus,
+      '--stage runs --index "$SLURM_ARRAY_TASK_ID"',
+    );
     j.tasks = todo;
     if (!baseDone) j.after = 'base';
     jobs.push(j);
   }
   if (!(sweepDone && existsSync(join(x.runDir, 'report.json')))) {
-    const j = job('sweep', [`rsoup: the sweep and report of experiment '${x.name}' (${plan.stages[1 + runs.length].what})`], join(dir, 'sweep_%j.out'), Math.max(cpus, x.sweep.threads ?? 0), '--stage sweep');
+    const j = job(
+      'sweep',
+      [`rsoup: the sweep and report of experiment '${x.name}' (${plan.stages[1 + runs.length].what})`],
+      join(dir, 'sweep_%j.out'),
+      Math.max(cpus, x.sweep.threads ?? 0),
+      '--stage sweep',
+    );
     if (todo.length) j.after = 'runs';
     else if (!baseDone) j.after = 'base';
     jobs.push(j);

@@ -13,7 +13,11 @@ import { liveHolders, describeHolder } from '../lock.js';
 import { planExperiment, plannedRuns } from '../run.js';
 import { sbatchArgs, type SlurmJobKey, type SlurmPlan } from './plan.js';
 
-export interface SubmittedTask { index: number; run: string; log: string }
+export interface SubmittedTask {
+  index: number;
+  run: string;
+  log: string;
+}
 export interface Submission {
   at: string;
   runDir: string;
@@ -59,7 +63,11 @@ export function readSubmissions(runDir: string): Submission[] {
   }
 }
 
-interface Out { code: number; stdout: string; stderr: string }
+interface Out {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs a Slurm client command; a missing command is an error that says what to install. */
 function slurm(cmd: string, args: string[], timeoutMs = 60_000): Promise<Out> {
@@ -67,7 +75,12 @@ function slurm(cmd: string, args: string[], timeoutMs = 60_000): Promise<Out> {
     execFile(cmd, args, { encoding: 'utf8', timeout: timeoutMs }, (err, stdout, stderr) => {
       const e = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
       if (e && e.code === 'ENOENT') {
-        reject(new SoupError('ERR_SOUP_INVALID_ARG', `the Slurm executor needs \`${cmd}\`, which is not on PATH (${process.env.PATH ?? ''}): run on a Slurm login node, load Slurm's module, or install its client commands (Debian: slurm-client); \`--executor local\` runs the experiment here`));
+        reject(
+          new SoupError(
+            'ERR_SOUP_INVALID_ARG',
+            `the Slurm executor needs \`${cmd}\`, which is not on PATH (${process.env.PATH ?? ''}): run on a Slurm login node, load Slurm's module, or install its client commands (Debian: slurm-client); \`--executor local\` runs the experiment here`,
+          ),
+        );
         return;
       }
       resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr });
@@ -75,30 +88,46 @@ function slurm(cmd: string, args: string[], timeoutMs = 60_000): Promise<Out> {
   });
 }
 
-const unreachable = (o: Out) => /Unable to contact slurm controller|Socket timed out|Connection refused|is DOWN|Zero Bytes were transmitted/i.test(o.stdout + o.stderr);
+const unreachable = (o: Out) =>
+  /Unable to contact slurm controller|Socket timed out|Connection refused|is DOWN|Zero Bytes were transmitted/i.test(o.stdout + o.stderr);
 const noConfig = (o: Out) => /Could not establish a configuration source|fetch_config/i.test(o.stdout + o.stderr);
-const slurmMessage = (o: Out) => (o.stderr.trim() || o.stdout.trim() || `exit status ${o.code}`).split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
+const slurmMessage = (o: Out) =>
+  (o.stderr.trim() || o.stdout.trim() || `exit status ${o.code}`)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join('; ');
 
 /** sbatch on PATH and the controller answering, each with its own message. */
 export async function checkSlurm(): Promise<void> {
   await slurm('sbatch', ['--version']);
   const p = await slurm('scontrol', ['ping']);
-  if (noConfig(p)) throw new SoupError('ERR_SOUP_IO', `Slurm finds no configuration: ${process.env.SLURM_CONF ? `SLURM_CONF=${process.env.SLURM_CONF} cannot be read` : 'no /etc/slurm/slurm.conf, no SLURM_CONF, no DNS SRV record'} (\`scontrol ping\`: ${slurmMessage(p)})`);
+  if (noConfig(p))
+    throw new SoupError(
+      'ERR_SOUP_IO',
+      `Slurm finds no configuration: ${process.env.SLURM_CONF ? `SLURM_CONF=${process.env.SLURM_CONF} cannot be read` : 'no /etc/slurm/slurm.conf, no SLURM_CONF, no DNS SRV record'} (\`scontrol ping\`: ${slurmMessage(p)})`,
+    );
   if (p.code !== 0 || unreachable(p)) {
-    throw new SoupError('ERR_SOUP_IO', `the Slurm controller is unreachable (\`scontrol ping\`: ${slurmMessage(p)}); check that slurmctld runs and that SLURM_CONF${process.env.SLURM_CONF ? ` (${process.env.SLURM_CONF})` : ''} names it`);
+    throw new SoupError(
+      'ERR_SOUP_IO',
+      `the Slurm controller is unreachable (\`scontrol ping\`: ${slurmMessage(p)}); check that slurmctld runs and that SLURM_CONF${process.env.SLURM_CONF ? ` (${process.env.SLURM_CONF})` : ''} names it`,
+    );
   }
 }
 
 /** Parses `scontrol -o show job` lines into key → value maps. */
 export function parseScontrol(text: string): Array<Record<string, string>> {
-  return text.split('\n').filter((l) => l.trim()).map((l) => {
-    const rec: Record<string, string> = {};
-    for (const tok of l.trim().split(/\s+/)) {
-      const eq = tok.indexOf('=');
-      if (eq > 0) rec[tok.slice(0, eq)] = tok.slice(eq + 1);
-    }
-    return rec;
-  });
+  return text
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => {
+      const rec: Record<string, string> = {};
+      for (const tok of l.trim().split(/\s+/)) {
+        const eq = tok.indexOf('=');
+        if (eq > 0) rec[tok.slice(0, eq)] = tok.slice(eq + 1);
+      }
+      return rec;
+    });
 }
 
 /** Array task ids of a record: "3", "1-2", "0,2-4%2" (pending tasks share one record). */
@@ -119,12 +148,24 @@ export async function jobStates(sub: Submission): Promise<TaskState[]> {
     const r = await slurm('scontrol', ['-o', 'show', 'job', id]);
     if (r.code !== 0) {
       if (/Invalid job id/i.test(r.stdout + r.stderr)) return [];
-      if (unreachable(r) || noConfig(r)) throw new SoupError('ERR_SOUP_IO', `the Slurm controller is unreachable (\`scontrol show job ${id}\`${process.env.SLURM_CONF ? ` with SLURM_CONF=${process.env.SLURM_CONF}` : ''}: ${slurmMessage(r)})`);
+      if (unreachable(r) || noConfig(r))
+        throw new SoupError(
+          'ERR_SOUP_IO',
+          `the Slurm controller is unreachable (\`scontrol show job ${id}\`${process.env.SLURM_CONF ? ` with SLURM_CONF=${process.env.SLURM_CONF}` : ''}: ${slurmMessage(r)})`,
+        );
       throw new SoupError('ERR_SOUP_IO', `\`scontrol show job ${id}\` failed: ${slurmMessage(r)}`);
     }
     return parseScontrol(r.stdout);
   };
-  const fields = (rec: Record<string, string> | undefined) => rec ? { state: (rec.JobState ?? 'UNKNOWN').replace(/\+$/, ''), reason: rec.Reason && rec.Reason !== 'None' ? rec.Reason : undefined, exitCode: rec.ExitCode, restarts: Number(rec.Restarts ?? 0) } : { state: 'UNKNOWN' };
+  const fields = (rec: Record<string, string> | undefined) =>
+    rec
+      ? {
+          state: (rec.JobState ?? 'UNKNOWN').replace(/\+$/, ''),
+          reason: rec.Reason && rec.Reason !== 'None' ? rec.Reason : undefined,
+          exitCode: rec.ExitCode,
+          restarts: Number(rec.Restarts ?? 0),
+        }
+      : { state: 'UNKNOWN' };
   const one = async (key: 'base' | 'sweep') => {
     const j = sub.jobs[key];
     if (j) out.push({ key, id: j.id, log: j.log, ...fields((await show(j.id)).find((r) => r.JobId === j.id)) });
@@ -146,7 +187,8 @@ async function activeJobs(runDir: string): Promise<TaskState[]> {
   return last ? (await jobStates(last)).filter((t) => !isTerminal(t.state)) : [];
 }
 
-export const taskLabel = (t: Pick<TaskState, 'key' | 'index' | 'run'>) => (t.key === 'base' ? 'the base' : t.key === 'sweep' ? 'the sweep and report' : `run ${t.index} (${t.run})`);
+export const taskLabel = (t: Pick<TaskState, 'key' | 'index' | 'run'>) =>
+  t.key === 'base' ? 'the base' : t.key === 'sweep' ? 'the sweep and report' : `run ${t.index} (${t.run})`;
 
 /**
  * Writes the job scripts, then submits base → runs array → sweep, each depending on the one before.
@@ -155,9 +197,14 @@ export const taskLabel = (t: Pick<TaskState, 'key' | 'index' | 'run'>) => (t.key
 export async function submitSlurm(x: Experiment, plan: SlurmPlan, o: { resubmit: string }): Promise<Submission | undefined> {
   await checkSlurm();
   const active = await activeJobs(x.runDir);
-  if (active.length) throw new SoupError('ERR_SOUP_BUSY', `run dir ${x.runDir} has jobs of an earlier submission still queued or running: ${active.map((t) => `${t.id} ${taskLabel(t)} ${t.state}`).join(', ')}; wait for them (\`rsoup status ${x.runDir}\`) or cancel them (scancel ${[...new Set(active.map((t) => t.id.split('_')[0]))].join(' ')}), then submit again`);
+  if (active.length)
+    throw new SoupError(
+      'ERR_SOUP_BUSY',
+      `run dir ${x.runDir} has jobs of an earlier submission still queued or running: ${active.map((t) => `${t.id} ${taskLabel(t)} ${t.state}`).join(', ')}; wait for them (\`rsoup status ${x.runDir}\`) or cancel them (scancel ${[...new Set(active.map((t) => t.id.split('_')[0]))].join(' ')}), then submit again`,
+    );
   const holders = liveHolders(x.runDir);
-  if (holders.length) throw new SoupError('ERR_SOUP_BUSY', `run dir ${x.runDir} is busy: ${holders.map((h) => describeHolder(h)).join('; ')}; submit again when it finishes`);
+  if (holders.length)
+    throw new SoupError('ERR_SOUP_BUSY', `run dir ${x.runDir} is busy: ${holders.map((h) => describeHolder(h)).join('; ')}; submit again when it finishes`);
   if (!plan.jobs.length) return undefined;
   // the log directory must exist before submission: sbatch does not create it, and the job fails without a log
   mkdirSync(plan.dir, { recursive: true });
@@ -174,7 +221,10 @@ export async function submitSlurm(x: Experiment, plan: SlurmPlan, o: { resubmit:
       if (done.length) await slurm('scancel', done).catch(() => undefined);
       const what = `sbatch ${args.join(' ')}`;
       if (unreachable(r)) throw new SoupError('ERR_SOUP_IO', `the Slurm controller is unreachable: \`${what}\` said: ${slurmMessage(r)}`);
-      throw new SoupError('ERR_SOUP_CONFIG', `Slurm rejected the ${j.key} job of ${x.path} (\`${what}\`): ${slurmMessage(r)}${done.length ? `; cancelled the jobs submitted before it (${done.join(', ')})` : ''}; the job's options come from the config's \`executor\` block`);
+      throw new SoupError(
+        'ERR_SOUP_CONFIG',
+        `Slurm rejected the ${j.key} job of ${x.path} (\`${what}\`): ${slurmMessage(r)}${done.length ? `; cancelled the jobs submitted before it (${done.join(', ')})` : ''}; the job's options come from the config's \`executor\` block`,
+      );
     }
     ids[j.key] = id;
     if (j.key === 'runs') sub.jobs.runs = { id, tasks: j.tasks!.map((t) => ({ ...t, log: j.output.replace('%A', id).replace('%a', String(t.index)) })) };
@@ -205,7 +255,12 @@ export function logTail(path: string, n = 12): string {
     } finally {
       closeSync(fd);
     }
-    return buf.toString('utf8').split('\n').filter((l) => l.trim()).slice(-n).join('\n');
+    return buf
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.trim())
+      .slice(-n)
+      .join('\n');
   } catch {
     return '';
   }
@@ -220,7 +275,16 @@ export function failureMessage(sub: Submission, tasks: TaskState[]): string {
   const lines = [`the Slurm run of ${sub.runDir} did not finish:`];
   for (const t of bad) {
     const tail = logTail(t.log);
-    lines.push(`  ${taskLabel(t)}, job ${t.id}: ${t.state}${t.exitCode ? ` with exit code ${t.exitCode}` : ''}${t.reason ? ` (${t.reason})` : ''}; log ${t.log}${tail ? `, ending:\n${tail.split('\n').map((l) => `    | ${l}`).join('\n')}` : ' (empty)'}`);
+    lines.push(
+      `  ${taskLabel(t)}, job ${t.id}: ${t.state}${t.exitCode ? ` with exit code ${t.exitCode}` : ''}${t.reason ? ` (${t.reason})` : ''}; log ${t.log}${
+        tail
+          ? `, ending:\n${tail
+              .split('\n')
+              .map((l) => `    | ${l}`)
+              .join('\n')}`
+          : ' (empty)'
+      }`,
+    );
   }
   for (const t of dep) lines.push(`  ${taskLabel(t)}, job ${t.id}: cancelled by Slurm, a job it depends on did not complete`);
   for (const t of tasks.filter((u) => !isTerminal(u.state))) lines.push(`  ${taskLabel(t)}, job ${t.id}: still ${t.state}`);
@@ -267,7 +331,10 @@ export async function followSlurm(sub: Submission, o: FollowOptions = {}): Promi
   for (;;) {
     if (o.signal?.aborted) {
       const ids = await cancelSubmission(sub);
-      throw new SoupError('ERR_SOUP_ABORTED', `cancelled the Slurm jobs ${ids.join(', ')} (scancel); finished stages and checkpoints are kept; resubmit with: ${sub.resubmit}`);
+      throw new SoupError(
+        'ERR_SOUP_ABORTED',
+        `cancelled the Slurm jobs ${ids.join(', ')} (scancel); finished stages and checkpoints are kept; resubmit with: ${sub.resubmit}`,
+      );
     }
     let now: TaskState[];
     try {
@@ -341,17 +408,39 @@ export async function runStatus(runDir: string): Promise<{ experiment: string; s
   const steps = (dir: string) => {
     const p = join(dir, 'history.jsonl');
     if (!existsSync(p)) return 0;
-    const lines = readFileSync(p, 'utf8').split('\n').filter((l) => l.trim());
+    const lines = readFileSync(p, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim());
     return lines.length ? (JSON.parse(lines.at(-1)!) as { step: number }).step : 0;
   };
-  const rows: StatusRow[] = [{ stage: 'base', piece: 'base', done: plan.stages[0].cached, progress: plan.stages[0].cached ? 'done' : existsSync(join(runDir, 'base')) ? 'started' : 'not started', ...slurmOf('base') }];
+  const rows: StatusRow[] = [
+    {
+      stage: 'base',
+      piece: 'base',
+      done: plan.stages[0].cached,
+      progress: plan.stages[0].cached ? 'done' : existsSync(join(runDir, 'base')) ? 'started' : 'not started',
+      ...slurmOf('base'),
+    },
+  ];
   runs.forEach((r, i) => {
     const done = plan.stages[1 + i].cached;
     const k = steps(join(runDir, r.kind, r.name));
-    rows.push({ stage: r.kind, piece: `${i} ${r.name}`, done, progress: done ? 'done' : k ? `step ${k}/${r.steps}` : existsSync(join(runDir, r.kind, r.name)) ? 'no step done' : 'not started', ...slurmOf('runs', i) });
+    rows.push({
+      stage: r.kind,
+      piece: `${i} ${r.name}`,
+      done,
+      progress: done ? 'done' : k ? `step ${k}/${r.steps}` : existsSync(join(runDir, r.kind, r.name)) ? 'no step done' : 'not started',
+      ...slurmOf('runs', i),
+    });
   });
   const sweepDone = plan.stages[1 + runs.length].cached;
   const report = existsSync(join(runDir, 'report.json'));
-  rows.push({ stage: 'sweep', piece: 'sweep + report', done: sweepDone && report, progress: sweepDone ? (report ? 'done' : 'sweep done, no report') : 'not started', ...slurmOf('sweep') });
+  rows.push({
+    stage: 'sweep',
+    piece: 'sweep + report',
+    done: sweepDone && report,
+    progress: sweepDone ? (report ? 'done' : 'sweep done, no report') : 'not started',
+    ...slurmOf('sweep'),
+  });
   return { experiment: x.name, submission: sub, rows, ...(slurmError ? { slurmError } : {}) };
 }

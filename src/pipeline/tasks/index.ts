@@ -23,7 +23,12 @@ export const TASKS: Record<Exclude<TaskName, 'text'>, { run: (config: Record<str
   locomotion: {
     run: (config, where, o) => {
       parseLocomotion(config, where); // named errors before anything runs
-      return runLocomotionDemo({ overrides: config as LocomotionInput, out: o.out, dryRun: o.dryRun, onEvent: o.json ? (e) => process.stdout.write(`${JSON.stringify(e)}\n`) : undefined });
+      return runLocomotionDemo({
+        overrides: config as LocomotionInput,
+        out: o.out,
+        dryRun: o.dryRun,
+        onEvent: o.json ? (e) => process.stdout.write(`${JSON.stringify(e)}\n`) : undefined,
+      });
     },
   },
   diffusion: {
@@ -35,7 +40,8 @@ export const TASKS: Record<Exclude<TaskName, 'text'>, { run: (config: Record<str
 export function taskOf(doc: unknown, where: string): { task: TaskName; config: Record<string, unknown> } {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new SoupError('ERR_SOUP_CONFIG', `${where}: expected a mapping of settings`);
   const { task = 'text', ...config } = doc as Record<string, unknown>;
-  if (!(TASK_NAMES as readonly unknown[]).includes(task)) throw new SoupError('ERR_SOUP_CONFIG', `${where}: task: unknown task ${JSON.stringify(task)} (tasks: ${TASK_NAMES.join(', ')})`);
+  if (!(TASK_NAMES as readonly unknown[]).includes(task))
+    throw new SoupError('ERR_SOUP_CONFIG', `${where}: task: unknown task ${JSON.stringify(task)} (tasks: ${TASK_NAMES.join(', ')})`);
   return { task: task as TaskName, config };
 }
 
@@ -55,7 +61,8 @@ export function diffusionSettings(config: Record<string, unknown>, where: string
         if (!isPlain(v)) throw new SoupError('ERR_SOUP_CONFIG', `${where}: ${at}: expected a mapping`);
         Reflect.set(out, k, merge(b, v, at));
       } else {
-        if (b !== undefined && (Array.isArray(b) !== Array.isArray(v) || (!Array.isArray(b) && typeof b !== typeof v))) throw new SoupError('ERR_SOUP_CONFIG', `${where}: ${at}: expected ${Array.isArray(b) ? 'a list' : `a ${typeof b}`}, got ${JSON.stringify(v)}`);
+        if (b !== undefined && (Array.isArray(b) !== Array.isArray(v) || (!Array.isArray(b) && typeof b !== typeof v)))
+          throw new SoupError('ERR_SOUP_CONFIG', `${where}: ${at}: expected ${Array.isArray(b) ? 'a list' : `a ${typeof b}`}, got ${JSON.stringify(v)}`);
         Reflect.set(out, k, v);
       }
     }

@@ -3,7 +3,17 @@
 import { DIFFUSION_DEMO, checkSettings, runDiffusionExperiment, type DiffusionEvent, type DiffusionSettings } from './run.js';
 import { formatDuration } from '../../../util/duration.js';
 
-export { DIFFUSION_DEMO, runDiffusionExperiment, checkSettings, scoreImages, type DiffusionSettings, type DiffusionEvent, type DiffusionRunOptions, type FineTuned, type EvalResult } from './run.js';
+export {
+  DIFFUSION_DEMO,
+  runDiffusionExperiment,
+  checkSettings,
+  scoreImages,
+  type DiffusionSettings,
+  type DiffusionEvent,
+  type DiffusionRunOptions,
+  type FineTuned,
+  type EvalResult,
+} from './run.js';
 export { writeDiffusionReport, expertChecks, type DiffusionReportInput } from './report.js';
 export { gridPng, labelledGrid } from './grid.js';
 
@@ -41,9 +51,13 @@ export async function runDiffusionDemo(opts: DiffusionDemoOptions = {}) {
   };
   if (opts.dryRun) {
     checkSettings(settings);
-    const s = settings, fts = s.rewards.length + s.morl.mu.length + (s.control ? 1 : 0);
+    const s = settings,
+      fts = s.rewards.length + s.morl.mu.length + (s.control ? 1 : 0);
     const plan = {
-      event: 'plan', name: s.name, output: s.output, rewards: s.rewards,
+      event: 'plan',
+      name: s.name,
+      output: s.output,
+      rewards: s.rewards,
       stages: [
         { stage: 'base', what: `DDPM pre-training ${s.pretrain.steps} steps × ${s.pretrain.batch_size} images (cached in ${s.output}/base)` },
         { stage: 'samples', what: `${s.samples.count} images, ${s.samples.ddim_steps}-step DDIM, scored by ${s.rewards.join(', ')}` },

@@ -16,7 +16,13 @@ import type { TensorMap } from '../../../io/index.js';
 import { interpolate } from '../../../soup/index.js';
 import { imageReward, type Reward } from '../../../rewards/index.js';
 import {
-  DiffusionModel, DiffusionTrainer, controlWeights, normalisedAverage, topHalfWeights, UNET_ARCHITECTURE, type UNetConfig,
+  DiffusionModel,
+  DiffusionTrainer,
+  controlWeights,
+  normalisedAverage,
+  topHalfWeights,
+  UNET_ARCHITECTURE,
+  type UNetConfig,
 } from '../../../train/index.js';
 import { randomCaptions, type RgbImage } from '../../../data/shapes.js';
 import type { EvalEntry } from '../../sweep.js';
@@ -83,7 +89,6 @@ export interface EvalResult extends EvalEntry {
 
 const hashOf = (v: unknown) => createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
 
-
 /** Scores images with each reward (Reward adapters over samples whose meta.image is the image). */
 export async function scoreImages(rewards: Reward[], captions: readonly string[], images: readonly RgbImage[], signal?: AbortSignal): Promise<Float64Array[]> {
   const samples = images.map((image, i) => ({ prompt: captions[i], response: '', meta: { image } }));
@@ -94,9 +99,11 @@ export async function scoreImages(rewards: Reward[], captions: readonly string[]
 
 export function checkSettings(s: DiffusionSettings): DiffusionSettings {
   const rewards = s.rewards.map((r) => imageReward(r)); // unknown rewards fail here, before any training
-  if (rewards.length !== 2) throw new SoupError('ERR_SOUP_CONFIG', `diffusion experiment: exactly 2 rewards are supported (the front is 2-D), got ${rewards.length}`);
+  if (rewards.length !== 2)
+    throw new SoupError('ERR_SOUP_CONFIG', `diffusion experiment: exactly 2 rewards are supported (the front is 2-D), got ${rewards.length}`);
   for (const [i, mu] of s.morl.mu.entries()) {
-    if (mu.length !== rewards.length || mu.some((v) => !(v >= 0)) || Math.abs(mu.reduce((a, b) => a + b, 0) - 1) > 1e-9) throw new SoupError('ERR_SOUP_CONFIG', `morl.mu[${i}]: expected ${rewards.length} weights >= 0 summing to 1, got ${JSON.stringify(mu)}`);
+    if (mu.length !== rewards.length || mu.some((v) => !(v >= 0)) || Math.abs(mu.reduce((a, b) => a + b, 0) - 1) > 1e-9)
+      throw new SoupError('ERR_SOUP_CONFIG', `morl.mu[${i}]: expected ${rewards.length} weights >= 0 summing to 1, got ${JSON.stringify(mu)}`);
   }
   const pos = (v: number, f: string) => {
     if (!(Number.isInteger(v) && v >= 1)) throw new SoupError('ERR_SOUP_CONFIG', `${f} must be a positive integer, got ${v}`);
@@ -135,7 +142,9 @@ export async function runDiffusionExperiment(settings: DiffusionSettings, o: Dif
   const baseHash = hashOf({ unet: s.unet, pretrain: s.pretrain, seed: s.seed, arch: UNET_ARCHITECTURE, v: 1 });
   let base: DiffusionModel;
   let pretrainLosses: number[] = [];
-  const cachedHash = existsSync(join(baseDir, 'config.json')) ? (JSON.parse(readFileSync(join(baseDir, 'config.json'), 'utf8')) as { rsoup_hash?: string }).rsoup_hash : undefined;
+  const cachedHash = existsSync(join(baseDir, 'config.json'))
+    ? (JSON.parse(readFileSync(join(baseDir, 'config.json'), 'utf8')) as { rsoup_hash?: string }).rsoup_hash
+    : undefined;
   if (cachedHash === baseHash) {
     emit({ event: 'stage', stage: 'base', status: 'cached', detail: baseDir });
     base = await DiffusionModel.load(baseDir, { threads: s.threads, seed: s.seed });
@@ -144,7 +153,12 @@ export async function runDiffusionExperiment(settings: DiffusionSettings, o: Dif
     base = await stage('base', `DDPM pre-training, ${s.pretrain.steps} steps × ${s.pretrain.batch_size} images`, async () => {
       const m = await DiffusionModel.create({ config: s.unet, seed: s.seed, threads: s.threads });
       pretrainLosses = await new DiffusionTrainer(m).pretrain({
-        steps: s.pretrain.steps, batchSize: s.pretrain.batch_size, lr: s.pretrain.learning_rate, emaDecay: s.pretrain.ema, seed: s.seed, signal: o.signal,
+        steps: s.pretrain.steps,
+        batchSize: s.pretrain.batch_size,
+        lr: s.pretrain.learning_rate,
+        emaDecay: s.pretrain.ema,
+        seed: s.seed,
+        signal: o.signal,
         onStep: (i) => (i + 1) % 20 === 0 && emit({ event: 'progress', stage: 'base', done: i + 1, total: s.pretrain.steps }),
       });
       await m.save(baseDir, { meta: { rsoup_hash: baseHash, pretrain: s.pretrain, final_loss: pretrainLosses.at(-1) } });
@@ -162,40 +176,72 @@ export async function runDiffusionExperiment(settings: DiffusionSettings, o: Dif
     const K = s.samples.count;
     const sampleCaptions = randomCaptions(s.seed * 7919 + 1, K);
     const sampleSeeds = sampleCaptions.map((_, i) => s.seed * 1_000_000 + 500_000 + i);
-    const { images: sampleImages, scores } = await stage('samples', `${K} images, ${s.samples.ddim_steps}-step DDIM, guidance ${s.samples.guidance}`, async () => {
-      const images = await base.generate(sampleCaptions, sampleSeeds, { steps: s.samples.ddim_steps, guidance: s.samples.guidance });
-      return { images, scores: await scoreImages(rewards, sampleCaptions, images, o.signal) };
-    });
+    const { images: sampleImages, scores } = await stage(
+      'samples',
+      `${K} images, ${s.samples.ddim_steps}-step DDIM, guidance ${s.samples.guidance}`,
+      async () => {
+        const images = await base.generate(sampleCaptions, sampleSeeds, { steps: s.samples.ddim_steps, guidance: s.samples.guidance });
+        return { images, scores: await scoreImages(rewards, sampleCaptions, images, o.signal) };
+      },
+    );
 
     // ---- fine-tunes: experts, MORL, control
     const plans: Array<{ name: string; kind: FineTuned['kind']; reward?: string; mu?: number[]; sel: { indices: number[]; weights: Float64Array } }> = [];
     rewardNames.forEach((r, k) => plans.push({ name: `expert ${r}`, kind: 'expert', reward: r, sel: topHalfWeights(scores[k]) }));
     for (const mu of s.morl.mu) plans.push({ name: `MORL μ=[${mu.join(', ')}]`, kind: 'morl', mu, sel: topHalfWeights(normalisedAverage(scores, mu)) });
     if (s.control) plans.push({ name: 'control', kind: 'control', sel: controlWeights(K, s.seed + 17) });
-    const tuned: FineTuned[] = await stage('experts', `${plans.length} fine-tunes × ${s.finetune.steps} steps (cross-attention + biases + norm scales: ${info.finetuneNumel} of ${info.numel} parameters)`, async () => {
-      const out: FineTuned[] = new Array(plans.length);
-      let next = 0, done = 0;
-      const worker = async () => {
-        for (;;) {
-          const i = next++;
-          if (i >= plans.length) return;
-          const p = plans[i];
-          const t = performance.now();
-          const m = await DiffusionModel.create({ config: base.config, weights: baseTensors, seed: s.seed, threads: Math.max(1, Math.floor(s.threads / Math.max(1, s.finetune.concurrency))) });
-          try {
-            const losses = await new DiffusionTrainer(m).finetune(p.sel.indices.map((j) => sampleImages[j]), p.sel.indices.map((j) => sampleCaptions[j]), p.sel.weights, {
-              steps: s.finetune.steps, batchSize: s.finetune.batch_size, lr: s.finetune.learning_rate, emaDecay: s.finetune.ema, seed: s.seed + 101 + i, signal: o.signal,
+    const tuned: FineTuned[] = await stage(
+      'experts',
+      `${plans.length} fine-tunes × ${s.finetune.steps} steps (cross-attention + biases + norm scales: ${info.finetuneNumel} of ${info.numel} parameters)`,
+      async () => {
+        const out: FineTuned[] = new Array(plans.length);
+        let next = 0,
+          done = 0;
+        const worker = async () => {
+          for (;;) {
+            const i = next++;
+            if (i >= plans.length) return;
+            const p = plans[i];
+            const t = performance.now();
+            const m = await DiffusionModel.create({
+              config: base.config,
+              weights: baseTensors,
+              seed: s.seed,
+              threads: Math.max(1, Math.floor(s.threads / Math.max(1, s.finetune.concurrency))),
             });
-            out[i] = { name: p.name, kind: p.kind, reward: p.reward, mu: p.mu, tensors: await m.getTensors({ set: 'ema', group: 'finetune' }), seconds: (performance.now() - t) / 1000, losses };
-          } finally {
-            await m.dispose();
+            try {
+              const losses = await new DiffusionTrainer(m).finetune(
+                p.sel.indices.map((j) => sampleImages[j]),
+                p.sel.indices.map((j) => sampleCaptions[j]),
+                p.sel.weights,
+                {
+                  steps: s.finetune.steps,
+                  batchSize: s.finetune.batch_size,
+                  lr: s.finetune.learning_rate,
+                  emaDecay: s.finetune.ema,
+                  seed: s.seed + 101 + i,
+                  signal: o.signal,
+                },
+              );
+              out[i] = {
+                name: p.name,
+                kind: p.kind,
+                reward: p.reward,
+                mu: p.mu,
+                tensors: await m.getTensors({ set: 'ema', group: 'finetune' }),
+                seconds: (performance.now() - t) / 1000,
+                losses,
+              };
+            } finally {
+              await m.dispose();
+            }
+            emit({ event: 'progress', stage: 'experts', done: ++done, total: plans.length, detail: p.name });
           }
-          emit({ event: 'progress', stage: 'experts', done: ++done, total: plans.length, detail: p.name });
-        }
-      };
-      await Promise.all(Array.from({ length: Math.max(1, s.finetune.concurrency) }, worker));
-      return out;
-    });
+        };
+        await Promise.all(Array.from({ length: Math.max(1, s.finetune.concurrency) }, worker));
+        return out;
+      },
+    );
 
     // ---- sweep
     const evalCaptions = randomCaptions(s.eval.seed, s.eval.captions);
@@ -249,9 +295,20 @@ export async function runDiffusionExperiment(settings: DiffusionSettings, o: Dif
 
     // ---- report
     const { writeDiffusionReport } = await import('./report.js');
-    const res = await stage('report', 'front, hypervolumes, LMC gaps, image grid', () => writeDiffusionReport(dir, {
-      settings: s, rewardNames, entries, tuned, info, pretrainLosses, sampleScores: scores, evalCaptions, timings, load: { start: load0, end: loadavg()[0] },
-    }));
+    const res = await stage('report', 'front, hypervolumes, LMC gaps, image grid', () =>
+      writeDiffusionReport(dir, {
+        settings: s,
+        rewardNames,
+        entries,
+        tuned,
+        info,
+        pretrainLosses,
+        sampleScores: scores,
+        evalCaptions,
+        timings,
+        load: { start: load0, end: loadavg()[0] },
+      }),
+    );
     const seconds = (performance.now() - t0) / 1000;
     emit({ event: 'finished', report: res.reportPath, html: res.htmlPath, seconds, timings });
     return { ...res, seconds, timings };

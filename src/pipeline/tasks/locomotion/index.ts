@@ -12,65 +12,107 @@ import { z } from 'zod';
 import { SoupError } from '../../../errors.js';
 import { parseStrict } from '../../../util/config.js';
 import { formatDuration } from '../../../util/duration.js';
-import { VecEnv, evaluateEpisodes, resolveEnvName, filmstripPng, filmstripSvg, recordEpisodeFrames, type EpisodeRecord, type FilmstripRow } from '../../../envs/index.js';
+import {
+  VecEnv,
+  evaluateEpisodes,
+  resolveEnvName,
+  filmstripPng,
+  filmstripSvg,
+  recordEpisodeFrames,
+  type EpisodeRecord,
+  type FilmstripRow,
+} from '../../../envs/index.js';
 import type { TensorMap } from '../../../io/index.js';
 import { hypervolume, lambdaGrid, lmcGaps, nadirRef, pairedContrast, paperBox, paperHypervolume, paretoFront, type Paired } from '../../../pareto/index.js';
 import { frontPlot, renderSpec, rewardVsLambdaPlot, PLOT_CONFIG, type Plot } from '../../../report/index.js';
 import { interpolate } from '../../../soup/index.js';
-import { ControlPolicy, ControlPPOConfigSchema, ControlTrainer, isPolicyParameter, type ControlPPOConfig, type ControlTrainResult } from '../../../train/index.js';
+import {
+  ControlPolicy,
+  ControlPPOConfigSchema,
+  ControlTrainer,
+  isPolicyParameter,
+  type ControlPPOConfig,
+  type ControlTrainResult,
+} from '../../../train/index.js';
 import { createHash } from 'node:crypto';
 
 // ---- configuration ----------------------------------------------------------------------------------
 /** The fine-tunes' PPO settings: chosen by "the experts still learn" (docs/locomotion.md, the table). */
 export const FINETUNE_DEFAULTS = { learning_rate: 3e-4, anneal_lr: false, ent_coef: 1e-3 } as const;
 
-export const LocomotionSchema = z.object({
-  name: z.string().default('locomotion'),
-  seed: z.number().int().nonnegative().default(0),
-  output: z.string().default('runs/locomotion'),
-  env: z.object({
-    env: z.string().default('HalfCheetah-v5'),
-    num_envs: z.number().int().positive().default(8),
-    /** Threads stepping the training envs (results do not depend on it). */
-    threads: z.number().int().positive().default(1),
-    /** Episode length (Gymnasium's 1000; tests use less). */
-    max_episode_steps: z.number().int().positive().default(1000),
-  }).strict().prefault({}),
-  policy: z.object({ hidden: z.array(z.number().int().positive()).min(1).default([64, 64]) }).strict().prefault({}),
-  ppo: ControlPPOConfigSchema.prefault({}),
-  /** Pre-training on Gymnasium's reward v − 0.1·Σa² (reward-vector weights [1, 0.1]). */
-  pretrain: z.object({
-    steps: z.number().int().positive().default(400_000),
-    ctrl_cost: z.number().min(0).default(0.1),
-    /** Threads stepping the envs while pre-training runs alone (the fine-tunes overlap instead). */
-    threads: z.number().int().positive().default(2),
-  }).strict().prefault({}),
-  /** Fine-tuning from the pre-trained policy with frozen observation statistics. */
-  experts: z.object({
-    steps: z.number().int().positive().default(150_000),
-    /** R2 = v − alpha·Σa² (the cautious expert); R1 = v (the risky one). */
-    alpha: z.number().positive().default(1),
-  }).strict().prefault({}),
-  /** PPO settings of every fine-tune (experts and MORL) over `ppo`, which pre-training uses: the paper's
-   *  Table 6 ranges are lr {1e-5, 3e-5, 1e-4}, entropy cost {1e-3, 3e-3, 1e-2} (discount: `ppo.gamma`,
-   *  0.99, is in its range {0.97, 0.99, 0.999}). Defaults chosen in docs/locomotion.md. */
-  finetune: z.object({
-    learning_rate: z.number().positive().default(FINETUNE_DEFAULTS.learning_rate),
-    /** Anneal the lr linearly to 0 over the fine-tune (CleanRL) or keep it constant. */
-    anneal_lr: z.boolean().default(FINETUNE_DEFAULTS.anneal_lr),
-    ent_coef: z.number().min(0).default(FINETUNE_DEFAULTS.ent_coef),
-  }).strict().prefault({}),
-  /** MORL runs on v − μ·Σa² (μ in reward-vector weight terms; the paper's α = 0.5). */
-  morl: z.object({ ctrl_costs: z.array(z.number().min(0)).default([0.5]) }).strict().prefault({}),
-  sweep: z.object({
-    lambdas: z.number().int().min(2).default(11),
-    /** Evaluation episodes, shared by every model: enough for paired standard errors (n − 1 = 29);
-     *  at least 2, since a standard error needs a spread. */
-    episodes: z.number().int().min(2).default(30),
-    seed: z.number().int().nonnegative().default(1000),
-  }).strict().prefault({}),
-  render: z.object({ every: z.number().int().positive().default(12), frames: z.number().int().positive().default(8) }).strict().prefault({}),
-}).strict();
+export const LocomotionSchema = z
+  .object({
+    name: z.string().default('locomotion'),
+    seed: z.number().int().nonnegative().default(0),
+    output: z.string().default('runs/locomotion'),
+    env: z
+      .object({
+        env: z.string().default('HalfCheetah-v5'),
+        num_envs: z.number().int().positive().default(8),
+        /** Threads stepping the training envs (results do not depend on it). */
+        threads: z.number().int().positive().default(1),
+        /** Episode length (Gymnasium's 1000; tests use less). */
+        max_episode_steps: z.number().int().positive().default(1000),
+      })
+      .strict()
+      .prefault({}),
+    policy: z
+      .object({ hidden: z.array(z.number().int().positive()).min(1).default([64, 64]) })
+      .strict()
+      .prefault({}),
+    ppo: ControlPPOConfigSchema.prefault({}),
+    /** Pre-training on Gymnasium's reward v − 0.1·Σa² (reward-vector weights [1, 0.1]). */
+    pretrain: z
+      .object({
+        steps: z.number().int().positive().default(400_000),
+        ctrl_cost: z.number().min(0).default(0.1),
+        /** Threads stepping the envs while pre-training runs alone (the fine-tunes overlap instead). */
+        threads: z.number().int().positive().default(2),
+      })
+      .strict()
+      .prefault({}),
+    /** Fine-tuning from the pre-trained policy with frozen observation statistics. */
+    experts: z
+      .object({
+        steps: z.number().int().positive().default(150_000),
+        /** R2 = v − alpha·Σa² (the cautious expert); R1 = v (the risky one). */
+        alpha: z.number().positive().default(1),
+      })
+      .strict()
+      .prefault({}),
+    /** PPO settings of every fine-tune (experts and MORL) over `ppo`, which pre-training uses: the paper's
+     *  Table 6 ranges are lr {1e-5, 3e-5, 1e-4}, entropy cost {1e-3, 3e-3, 1e-2} (discount: `ppo.gamma`,
+     *  0.99, is in its range {0.97, 0.99, 0.999}). Defaults chosen in docs/locomotion.md. */
+    finetune: z
+      .object({
+        learning_rate: z.number().positive().default(FINETUNE_DEFAULTS.learning_rate),
+        /** Anneal the lr linearly to 0 over the fine-tune (CleanRL) or keep it constant. */
+        anneal_lr: z.boolean().default(FINETUNE_DEFAULTS.anneal_lr),
+        ent_coef: z.number().min(0).default(FINETUNE_DEFAULTS.ent_coef),
+      })
+      .strict()
+      .prefault({}),
+    /** MORL runs on v − μ·Σa² (μ in reward-vector weight terms; the paper's α = 0.5). */
+    morl: z
+      .object({ ctrl_costs: z.array(z.number().min(0)).default([0.5]) })
+      .strict()
+      .prefault({}),
+    sweep: z
+      .object({
+        lambdas: z.number().int().min(2).default(11),
+        /** Evaluation episodes, shared by every model: enough for paired standard errors (n − 1 = 29);
+         *  at least 2, since a standard error needs a spread. */
+        episodes: z.number().int().min(2).default(30),
+        seed: z.number().int().nonnegative().default(1000),
+      })
+      .strict()
+      .prefault({}),
+    render: z
+      .object({ every: z.number().int().positive().default(12), frames: z.number().int().positive().default(8) })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
 
 export type LocomotionConfig = z.output<typeof LocomotionSchema>;
 export type LocomotionInput = z.input<typeof LocomotionSchema>;
@@ -80,7 +122,11 @@ export function parseLocomotion(x: unknown, src = 'locomotion experiment'): Loco
   // R1 = v and R2 = v − α·Σa² are read off mo-halfcheetah's vector [v, −Σa²]; Hopper's vector has
   // other terms (each with the healthy reward added), so it would need its own objectives.
   const env = resolveEnvName(r.data.env.env);
-  if (env !== 'HalfCheetah-v5') throw new SoupError('ERR_SOUP_CONFIG', `${src}: env.env: the locomotion experiment runs on HalfCheetah-v5 (its reward vector is [v, −Σa²]); got '${r.data.env.env}'`);
+  if (env !== 'HalfCheetah-v5')
+    throw new SoupError(
+      'ERR_SOUP_CONFIG',
+      `${src}: env.env: the locomotion experiment runs on HalfCheetah-v5 (its reward vector is [v, −Σa²]); got '${r.data.env.env}'`,
+    );
   return r.data;
 }
 
@@ -141,9 +187,16 @@ function entryOf(kind: LocoEntry['kind'], name: string, eps: EpisodeRecord[], al
   const [m1, s1] = meanSe(r1);
   const [m2, s2] = meanSe(r2);
   return {
-    kind, name, rewards: [m1, m2], stderr: [s1, s2],
-    sumV: m1, sumA2: -meanSe(eps.map((e) => e.returns[1]))[0], distance: meanSe(eps.map((e) => e.distance))[0],
-    episodes: eps.map((e) => [e.returns[0], e.returns[1]]), perEpisode: { r1, r2, a2: eps.map((e) => -e.returns[1]) }, ...extra,
+    kind,
+    name,
+    rewards: [m1, m2],
+    stderr: [s1, s2],
+    sumV: m1,
+    sumA2: -meanSe(eps.map((e) => e.returns[1]))[0],
+    distance: meanSe(eps.map((e) => e.distance))[0],
+    episodes: eps.map((e) => [e.returns[0], e.returns[1]]),
+    perEpisode: { r1, r2, a2: eps.map((e) => -e.returns[1]) },
+    ...extra,
   };
 }
 
@@ -192,7 +245,16 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
     }
   };
 
-  const train = async (name: string, start: TensorMap | undefined, weights: number[], steps: number, seed: number, hash: string, config: ControlPPOConfig, threads = cfg.env.threads): Promise<ControlPolicy> => {
+  const train = async (
+    name: string,
+    start: TensorMap | undefined,
+    weights: number[],
+    steps: number,
+    seed: number,
+    hash: string,
+    config: ControlPPOConfig,
+    threads = cfg.env.threads,
+  ): Promise<ControlPolicy> => {
     const hit = await cached(name, hash);
     if (hit) {
       emit({ event: 'stage', stage: name, status: 'cached' });
@@ -213,7 +275,8 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
       const updates = Math.floor(steps / trainer.batchSize);
       const ts = performance.now();
       const res = await trainer.train(steps, {
-        seed, signal: opts.signal,
+        seed,
+        signal: opts.signal,
         onUpdate: (s) => {
           const eps = s.episodes;
           const ret = eps.length ? eps.reduce((a, e) => a + e.returns[0] * weights[0] + e.returns[1] * weights[1], 0) / eps.length : undefined;
@@ -239,7 +302,13 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
   let ts = performance.now();
   const preWeights = [1, cfg.pretrain.ctrl_cost];
   // results do not depend on the thread split (envs own their seed streams), so it is not hashed
-  const preHash = hashOf({ env: { ...cfg.env, threads: undefined }, policy: cfg.policy, ppo, pretrain: { ...cfg.pretrain, threads: undefined }, seed: cfg.seed });
+  const preHash = hashOf({
+    env: { ...cfg.env, threads: undefined },
+    policy: cfg.policy,
+    ppo,
+    pretrain: { ...cfg.pretrain, threads: undefined },
+    seed: cfg.seed,
+  });
   const pre = await train('pretrained', undefined, preWeights, cfg.pretrain.steps, cfg.seed, preHash, ppo, cfg.pretrain.threads);
   const preTensors = pre.tensors();
   timings.pretrain = (performance.now() - ts) / 1000;
@@ -255,7 +324,19 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
     { name: 'cautious', kind: 'expert', weights: [1, alpha] },
     ...cfg.morl.ctrl_costs.map((c) => ({ name: `morl-${c}`, kind: 'morl' as const, weights: [1, c] })),
   ];
-  const trained = await Promise.all(runs.map((r, i) => train(r.name, preTensors, r.weights, cfg.experts.steps, cfg.seed + 1 + i, hashOf({ preHash, experts: cfg.experts.steps, w: r.weights, i, finetune: cfg.finetune }), ftPpo)));
+  const trained = await Promise.all(
+    runs.map((r, i) =>
+      train(
+        r.name,
+        preTensors,
+        r.weights,
+        cfg.experts.steps,
+        cfg.seed + 1 + i,
+        hashOf({ preHash, experts: cfg.experts.steps, w: r.weights, i, finetune: cfg.finetune }),
+        ftPpo,
+      ),
+    ),
+  );
   timings.finetune = (performance.now() - ts) / 1000;
   const [risky, cautious] = trained;
 
@@ -276,7 +357,9 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
   try {
     pre.frozen = true;
     evalOne(pre, 'init', 'pretrained');
-    runs.forEach((r, i) => evalOne(trained[i], r.kind, r.name, r.kind === 'morl' ? { mu: [1 - r.weights[1], r.weights[1]] } : { lambda: i === 0 ? [1, 0] : [0, 1] }));
+    runs.forEach((r, i) =>
+      evalOne(trained[i], r.kind, r.name, r.kind === 'morl' ? { mu: [1 - r.weights[1], r.weights[1]] } : { lambda: i === 0 ? [1, 0] : [0, 1] }),
+    );
     const sources = [params(risky.tensors()), params(cautious.tensors())];
     const shared = Object.fromEntries(Object.entries(preTensors).filter(([n]) => !isPolicyParameter(n)));
     for (const l of lambdas) {
@@ -295,13 +378,39 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
     const filmEnv = await VecEnv.create({ env: cfg.env.env, numEnvs: 1, seed: cfg.sweep.seed, maxEpisodeSteps: cfg.env.max_episode_steps });
     const rows: FilmstripRow[] = [];
     const film = (label: string, p: ControlPolicy, e: LocoEntry | undefined) => {
-      const { frames } = recordEpisodeFrames(filmEnv, p.policyFn(), { seed: cfg.sweep.seed, every: cfg.render.every, maxFrames: cfg.render.frames, maxSteps: cfg.render.every * (cfg.render.frames - 1) });
+      const { frames } = recordEpisodeFrames(filmEnv, p.policyFn(), {
+        seed: cfg.sweep.seed,
+        every: cfg.render.every,
+        maxFrames: cfg.render.frames,
+        maxSteps: cfg.render.every * (cfg.render.frames - 1),
+      });
       rows.push({ label, frames, note: e ? `Σv ${e.sumV.toFixed(0)}, Σa² ${e.sumA2.toFixed(0)}` : undefined });
     };
-    film('risky (λ = 0)', risky, entries.find((e) => e.name === 'risky'));
-    if (soupPolicies['0.5']) film('soup λ = 0.5', soupPolicies['0.5'], entries.find((e) => e.name === 'soup λ=0.5'));
-    film('cautious (λ = 1)', cautious, entries.find((e) => e.name === 'cautious'));
-    runs.forEach((r, i) => r.kind === 'morl' && film(`MORL μ = ${r.weights[1]}`, trained[i], entries.find((e) => e.name === r.name)));
+    film(
+      'risky (λ = 0)',
+      risky,
+      entries.find((e) => e.name === 'risky'),
+    );
+    if (soupPolicies['0.5'])
+      film(
+        'soup λ = 0.5',
+        soupPolicies['0.5'],
+        entries.find((e) => e.name === 'soup λ=0.5'),
+      );
+    film(
+      'cautious (λ = 1)',
+      cautious,
+      entries.find((e) => e.name === 'cautious'),
+    );
+    runs.forEach(
+      (r, i) =>
+        r.kind === 'morl' &&
+        film(
+          `MORL μ = ${r.weights[1]}`,
+          trained[i],
+          entries.find((e) => e.name === r.name),
+        ),
+    );
     await filmEnv.close();
     const strip = { svg: filmstripSvg(rows, { labelWidth: 150 }), png: filmstripPng(rows, { labelWidth: 150 }) };
     timings.render = (performance.now() - ts) / 1000;
@@ -364,16 +473,37 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
   const hvMorl = hypervolume(morlPts, { ref, allowZero: true });
   const box = paperBox([soupPts, morlPts]);
   const paper = { ...box, soups: paperHypervolume(soupPts, box), morl: paperHypervolume(morlPts, box) };
-  const lmc = lmcGaps(soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards, name: e.name })), [risky.rewards, cautious.rewards]);
+  const lmc = lmcGaps(
+    soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards, name: e.name })),
+    [risky.rewards, cautious.rewards],
+  );
   // Every model ran on the same seeded episodes, so each contrast is taken per episode and its standard
   // error comes from the spread of those differences: variation the models share cancels, and none is
   // assumed independent.
   const rows = lmc.rows.map((row, j) => {
     const s = soups[j];
-    const paired = row.gaps.map((_, k) => pairedContrast([[1, perReward(s, k)], [-row.lambda[0], perReward(risky, k)], [-row.lambda[1], perReward(cautious, k)]]));
+    const paired = row.gaps.map((_, k) =>
+      pairedContrast([
+        [1, perReward(s, k)],
+        [-row.lambda[0], perReward(risky, k)],
+        [-row.lambda[1], perReward(cautious, k)],
+      ]),
+    );
     // the bound that treats the three models as independent, kept for comparison
-    const seIndependent = row.gaps.map((_, k) => Math.sqrt(s.stderr[k] ** 2 + (row.lambda[0] * risky.stderr[k]) ** 2 + (row.lambda[1] * cautious.stderr[k]) ** 2));
-    return { lambda: row.lambda, rewards: row.rewards, baseline: row.baseline, gaps: row.gaps, se: paired.map((p) => p.se), z: paired.map((p) => p.z), se_independent: seIndependent, holds: row.holds, beyond_segment: false };
+    const seIndependent = row.gaps.map((_, k) =>
+      Math.sqrt(s.stderr[k] ** 2 + (row.lambda[0] * risky.stderr[k]) ** 2 + (row.lambda[1] * cautious.stderr[k]) ** 2),
+    );
+    return {
+      lambda: row.lambda,
+      rewards: row.rewards,
+      baseline: row.baseline,
+      gaps: row.gaps,
+      se: paired.map((p) => p.se),
+      z: paired.map((p) => p.z),
+      se_independent: seIndependent,
+      holds: row.holds,
+      beyond_segment: false,
+    };
   });
   // In the plane: which side of the experts' segment a soup lies on (beyond = towards higher rewards,
   // i.e. the front the soups trace bulges out past the linear interpolation).
@@ -389,7 +519,11 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
   const nonneg = interior.reduce((a, x) => a + x.gaps.filter((g) => g >= 0).length, 0);
 
   // Did the experts learn? Each on its own reward against the pre-trained policy, paired per episode.
-  const gain = (e: LocoEntry, k: number) => pairedContrast([[1, perReward(e, k)], [-1, perReward(init, k)]]);
+  const gain = (e: LocoEntry, k: number) =>
+    pairedContrast([
+      [1, perReward(e, k)],
+      [-1, perReward(init, k)],
+    ]);
   const gains = {
     risky: { R1: pairedOut(gain(risky, 0)), R2: pairedOut(gain(risky, 1)) },
     cautious: { R1: pairedOut(gain(cautious, 0)), R2: pairedOut(gain(cautious, 1)) },
@@ -406,11 +540,30 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
     const soup = soups.reduce((best, e) => (Math.abs(e.lambda![1] - target) < Math.abs(best.lambda![1] - target) ? e : best));
     const own = (e: LocoEntry) => e.perEpisode.r1.map((v, i) => v - c * e.perEpisode.a2[i]);
     return {
-      morl: m.name, ctrl_cost: c, lambda_target: target, lambda: soup.lambda![1], soup: soup.name,
+      morl: m.name,
+      ctrl_cost: c,
+      lambda_target: target,
+      lambda: soup.lambda![1],
+      soup: soup.name,
       soup_minus_morl: {
-        R1: pairedOut(pairedContrast([[1, soup.perEpisode.r1], [-1, m.perEpisode.r1]])),
-        R2: pairedOut(pairedContrast([[1, soup.perEpisode.r2], [-1, m.perEpisode.r2]])),
-        [`v − ${c}·Σa²`]: pairedOut(pairedContrast([[1, own(soup)], [-1, own(m)]])),
+        R1: pairedOut(
+          pairedContrast([
+            [1, soup.perEpisode.r1],
+            [-1, m.perEpisode.r1],
+          ]),
+        ),
+        R2: pairedOut(
+          pairedContrast([
+            [1, soup.perEpisode.r2],
+            [-1, m.perEpisode.r2],
+          ]),
+        ),
+        [`v − ${c}·Σa²`]: pairedOut(
+          pairedContrast([
+            [1, own(soup)],
+            [-1, own(m)],
+          ]),
+        ),
       },
     };
   });
@@ -425,18 +578,39 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
     `Pre-trained policy: Σv ${f1(init.sumV)}, Σa² ${f1(init.sumA2)}.`,
     `H1 (LMC, Working Hypothesis 1): ${significant}/${interior.length * 2} interior (λ, reward) gaps are below −${H1_Z} paired s.e. (${h1Holds ? 'holds within noise' : 'does not hold'}); ${nonneg} are ≥ 0. (With the independence bound instead of the paired s.e.: ${significantIndependent}.) In the (R1, R2) plane ${beyondCount}/${interior.length} interior soups lie beyond the experts' segment (on the side of higher rewards).`,
     `H2: hypervolume (higher is better; reference point ${vec(ref)} = nadir of every evaluated model minus 10% of the range): soups ${hvSoups.toFixed(0)}, MORL set (experts + MORL) ${hvMorl.toFixed(0)}, ratio ${(hvSoups / hvMorl).toFixed(3)}.`,
-    ...h2.map((x) => `H2: soup λ = ${x.lambda.toFixed(1)}${Math.abs(x.lambda - x.lambda_target) > 1e-9 ? ` (nearest to ${x.lambda_target.toFixed(2)})` : ''} − ${x.morl}, paired over ${n} episodes: ${Object.entries(x.soup_minus_morl).map(([k, p]) => `${k} ${pm(p)}`).join(', ')}.`),
+    ...h2.map(
+      (x) =>
+        `H2: soup λ = ${x.lambda.toFixed(1)}${Math.abs(x.lambda - x.lambda_target) > 1e-9 ? ` (nearest to ${x.lambda_target.toFixed(2)})` : ''} − ${x.morl}, paired over ${n} episodes: ${Object.entries(
+          x.soup_minus_morl,
+        )
+          .map(([k, p]) => `${k} ${pm(p)}`)
+          .join(', ')}.`,
+    ),
     `Paper's lower-is-better hypervolume (box utopia ${vec(paper.utopia)}, lower ${vec(paper.lower)}): soups ${paper.soups.toFixed(0)}, MORL ${paper.morl.toFixed(0)}.`,
-    ...morl.map((m) => `MORL ${m.name} at ${vec(m.rewards)}${half ? (dominates(m.rewards, half.rewards) ? ' dominates' : dominates(half.rewards, m.rewards) ? ' is dominated by' : ' neither dominates nor is dominated by') + ` the λ = 0.5 soup at ${vec(half.rewards)}` : ''}.`),
+    ...morl.map(
+      (m) =>
+        `MORL ${m.name} at ${vec(m.rewards)}${half ? (dominates(m.rewards, half.rewards) ? ' dominates' : dominates(half.rewards, m.rewards) ? ' is dominated by' : ' neither dominates nor is dominated by') + ` the λ = 0.5 soup at ${vec(half.rewards)}` : ''}.`,
+    ),
     `Soups on the front: λ ∈ {${frontIdx.map((i) => soups[i].lambda![1].toFixed(1)).join(', ')}} of ${soups.length}.`,
   ];
-  const cost = Object.fromEntries(Object.entries(r.trainCost).map(([k, v]) => [k, { steps: v.steps, seconds: v.seconds, simulation_share: v.seconds.env / (v.seconds.env + v.seconds.act + v.seconds.learn) }]));
+  const cost = Object.fromEntries(
+    Object.entries(r.trainCost).map(([k, v]) => [
+      k,
+      { steps: v.steps, seconds: v.seconds, simulation_share: v.seconds.env / (v.seconds.env + v.seconds.act + v.seconds.learn) },
+    ]),
+  );
   return {
     format: 'rewarded-soups/locomotion-report@1',
     name: cfg.name,
     env: cfg.env.env,
     objectives,
-    evaluation: { episodes: cfg.sweep.episodes, seed: cfg.sweep.seed, policy: 'deterministic (mean action), frozen pre-trained observation statistics', max_steps: cfg.env.max_episode_steps, paired: 'every model on the same seeded episodes; contrasts (gains, LMC gaps, soup − MORL) get standard errors from their per-episode differences' },
+    evaluation: {
+      episodes: cfg.sweep.episodes,
+      seed: cfg.sweep.seed,
+      policy: 'deterministic (mean action), frozen pre-trained observation statistics',
+      max_steps: cfg.env.max_episode_steps,
+      paired: 'every model on the same seeded episodes; contrasts (gains, LMC gaps, soup − MORL) get standard errors from their per-episode differences',
+    },
     protocol: {
       pretrain: { steps: cfg.pretrain.steps, reward: `v − ${cfg.pretrain.ctrl_cost}·Σa²` },
       experts: { steps: cfg.experts.steps, risky: 'R1 = v', cautious: `R2 = v − ${alpha}·Σa²` },
@@ -445,15 +619,54 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
       soups: `θ(λ) = (1 − λ)·θ_risky + λ·θ_cautious, every parameter (actor, log-std, critic), ${cfg.sweep.lambdas} λ`,
       ppo: cfg.ppo,
     },
-    models: entries.map((e) => ({ kind: e.kind, name: e.name, lambda: e.lambda, mu: e.mu, rewards: e.rewards, stderr: e.stderr, sum_v: e.sumV, sum_a2: e.sumA2, distance: e.distance, per_episode: { r1: e.perEpisode.r1, r2: e.perEpisode.r2, sum_a2: e.perEpisode.a2 } })),
+    models: entries.map((e) => ({
+      kind: e.kind,
+      name: e.name,
+      lambda: e.lambda,
+      mu: e.mu,
+      rewards: e.rewards,
+      stderr: e.stderr,
+      sum_v: e.sumV,
+      sum_a2: e.sumA2,
+      distance: e.distance,
+      per_episode: { r1: e.perEpisode.r1, r2: e.perEpisode.r2, sum_a2: e.perEpisode.a2 },
+    })),
     experts: { risky_sum_a2: risky.sumA2, cautious_sum_a2: cautious.sumA2, ratio: ratioA2, differ_clearly: differ, gains },
     verdict: {
-      experts_learned: { risky: riskyLearned, cautious: cautiousLearned, differ, all: riskyLearned && cautiousLearned && differ, criterion: `own-reward gain over the pre-trained policy ≥ ${LEARN_Z} paired s.e. for each expert, and cautious Σa² ≤ ${DIFFER_RATIO} × risky Σa²` },
-      h1: { violations: significant, pairs: interior.length * 2, threshold_se: H1_Z, holds_within_noise: h1Holds, violations_independent_bound: significantIndependent },
+      experts_learned: {
+        risky: riskyLearned,
+        cautious: cautiousLearned,
+        differ,
+        all: riskyLearned && cautiousLearned && differ,
+        criterion: `own-reward gain over the pre-trained policy ≥ ${LEARN_Z} paired s.e. for each expert, and cautious Σa² ≤ ${DIFFER_RATIO} × risky Σa²`,
+      },
+      h1: {
+        violations: significant,
+        pairs: interior.length * 2,
+        threshold_se: H1_Z,
+        holds_within_noise: h1Holds,
+        violations_independent_bound: significantIndependent,
+      },
       h2: { hypervolume_ratio: hvSoups / hvMorl, ref, soup_minus_morl: h2 },
     },
-    hypervolume: { ref, ref_rule: 'nadir of every evaluated model (init, experts, MORL, soups) minus 10% of the range', soups: hvSoups, morl: hvMorl, ratio: hvSoups / hvMorl, paper, soups_front_lambdas: frontIdx.map((i) => soups[i].lambda) },
-    lmc: { rows, interior_beyond_segment: beyondCount, interior_nonnegative: nonneg, interior_pairs: interior.length * 2, significant_violations: significant, se: 'paired: standard error of the per-episode gap', min_gap: lmc.minGap },
+    hypervolume: {
+      ref,
+      ref_rule: 'nadir of every evaluated model (init, experts, MORL, soups) minus 10% of the range',
+      soups: hvSoups,
+      morl: hvMorl,
+      ratio: hvSoups / hvMorl,
+      paper,
+      soups_front_lambdas: frontIdx.map((i) => soups[i].lambda),
+    },
+    lmc: {
+      rows,
+      interior_beyond_segment: beyondCount,
+      interior_nonnegative: nonneg,
+      interior_pairs: interior.length * 2,
+      significant_violations: significant,
+      se: 'paired: standard error of the per-episode gap',
+      min_gap: lmc.minGap,
+    },
     cost,
     reading,
   };
@@ -467,10 +680,15 @@ async function curvePlot(curves: ReportIn['curves']): Promise<Plot> {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: 'Training: mean episode return of the reward each run optimises',
     config: PLOT_CONFIG,
-    width: 520, height: 240,
+    width: 520,
+    height: 240,
     data: { values },
     mark: { type: 'line', strokeWidth: 2 },
-    encoding: { x: { field: 'step', type: 'quantitative', title: 'env steps of the run' }, y: { field: 'ret', type: 'quantitative', title: 'episode return' }, color: { field: 'run', type: 'nominal' } },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: 'env steps of the run' },
+      y: { field: 'ret', type: 'quantitative', title: 'episode return' },
+      color: { field: 'run', type: 'nominal' },
+    },
   };
   return renderSpec(spec, { png: true });
 }
@@ -488,14 +706,28 @@ export async function writeLocomotionReport(dir: string, r: ReportIn): Promise<{
   const soups = r.entries.filter((e) => e.kind === 'soup');
   const two = (v: number[]) => [v[0], v[1]];
   const plots: Array<[string, Plot, string]> = [];
-  plots.push(['front', await frontPlot({
-    objectives: report.objectives,
-    soups: soups.map((e) => ({ lambda: e.lambda![1], rewards: two(e.rewards) })),
-    morl: r.entries.filter((e) => e.kind === 'morl').map((e) => ({ mu: e.mu![1], rewards: two(e.rewards) })),
-    experts: r.entries.filter((e) => e.kind === 'expert').map((e) => ({ rewards: two(e.rewards), name: e.name })),
-    init: { rewards: two(r.entries.find((e) => e.kind === 'init')!.rewards), name: 'pre-trained' },
-  }, { png: true, title: 'Locomotion: rewarded soups vs MORL (HalfCheetah-v5)' }), 'Soups θ(λ) between the risky (λ = 0) and the cautious (λ = 1) expert, MORL, the experts and the pre-trained policy; the dashed segment is the LMC lower bound. Means over the evaluation episodes.']);
-  plots.push(['rewards-vs-lambda', await rewardVsLambdaPlot({ objectives: report.objectives, soups: soups.map((e) => ({ lambda: e.lambda![1], rewards: e.rewards })) }, { png: true, normalize: true }), 'Each reward against λ (min-max normalised over the soups).']);
+  plots.push([
+    'front',
+    await frontPlot(
+      {
+        objectives: report.objectives,
+        soups: soups.map((e) => ({ lambda: e.lambda![1], rewards: two(e.rewards) })),
+        morl: r.entries.filter((e) => e.kind === 'morl').map((e) => ({ mu: e.mu![1], rewards: two(e.rewards) })),
+        experts: r.entries.filter((e) => e.kind === 'expert').map((e) => ({ rewards: two(e.rewards), name: e.name })),
+        init: { rewards: two(r.entries.find((e) => e.kind === 'init')!.rewards), name: 'pre-trained' },
+      },
+      { png: true, title: 'Locomotion: rewarded soups vs MORL (HalfCheetah-v5)' },
+    ),
+    'Soups θ(λ) between the risky (λ = 0) and the cautious (λ = 1) expert, MORL, the experts and the pre-trained policy; the dashed segment is the LMC lower bound. Means over the evaluation episodes.',
+  ]);
+  plots.push([
+    'rewards-vs-lambda',
+    await rewardVsLambdaPlot(
+      { objectives: report.objectives, soups: soups.map((e) => ({ lambda: e.lambda![1], rewards: e.rewards })) },
+      { png: true, normalize: true },
+    ),
+    'Each reward against λ (min-max normalised over the soups).',
+  ]);
   if (Object.keys(r.curves).length) plots.push(['training', await curvePlot(r.curves), 'Training curves (episodes finished during each update).']);
   for (const [name, p] of plots) {
     put(`${name}.svg`, p.svg);
@@ -503,19 +735,62 @@ export async function writeLocomotionReport(dir: string, r: ReportIn): Promise<{
   }
   put('gaits.svg', r.strip.svg);
   put('gaits.png', r.strip.png);
-  const lmcRows = report.lmc.rows.map((x) => `<tr><td>${x.lambda[1].toFixed(1)}</td>${x.rewards.map((v, k) => `<td>${f1(v)}</td><td>${f1(x.baseline[k])}</td><td>${x.gaps[k] >= 0 ? '+' : ''}${f1(x.gaps[k])} ± ${f1(x.se[k])}</td>`).join('')}</tr>`).join('');
-  const table = report.models.map((m) => `<tr><td>${esc(m.name)}</td><td>${m.lambda ? m.lambda[1].toFixed(1) : ''}</td><td>${m.mu ? m.mu[1].toFixed(2) : ''}</td>${m.rewards.map((v, k) => `<td>${f1(v)} ± ${f1(m.stderr[k])}</td>`).join('')}<td>${f1(m.sum_v)}</td><td>${f1(m.sum_a2)}</td><td>${m.distance.toFixed(1)}</td></tr>`).join('');
+  const lmcRows = report.lmc.rows
+    .map(
+      (x) =>
+        `<tr><td>${x.lambda[1].toFixed(1)}</td>${x.rewards.map((v, k) => `<td>${f1(v)}</td><td>${f1(x.baseline[k])}</td><td>${x.gaps[k] >= 0 ? '+' : ''}${f1(x.gaps[k])} ± ${f1(x.se[k])}</td>`).join('')}</tr>`,
+    )
+    .join('');
+  const table = report.models
+    .map(
+      (m) =>
+        `<tr><td>${esc(m.name)}</td><td>${m.lambda ? m.lambda[1].toFixed(1) : ''}</td><td>${m.mu ? m.mu[1].toFixed(2) : ''}</td>${m.rewards.map((v, k) => `<td>${f1(v)} ± ${f1(m.stderr[k])}</td>`).join('')}<td>${f1(m.sum_v)}</td><td>${f1(m.sum_a2)}</td><td>${m.distance.toFixed(1)}</td></tr>`,
+    )
+    .join('');
   const v = report.verdict;
   const g = report.experts.gains;
   const verdictRows = [
-    ['risky expert learned: R1 gain over pre-trained', `${pm(g.risky.R1)} (${f1(g.risky.R1.z)} s.e.)`, v.experts_learned.risky ? `yes (≥ ${LEARN_Z} s.e.)` : `no (< ${LEARN_Z} s.e.)`],
-    ['cautious expert learned: R2 gain over pre-trained', `${pm(g.cautious.R2)} (${f1(g.cautious.R2.z)} s.e.)`, v.experts_learned.cautious ? `yes (≥ ${LEARN_Z} s.e.)` : `no (< ${LEARN_Z} s.e.)`],
-    ['experts differ: cautious Σa² / risky Σa²', report.experts.ratio.toFixed(2), v.experts_learned.differ ? `yes (≤ ${DIFFER_RATIO})` : `no (> ${DIFFER_RATIO})`],
-    [`H1: interior LMC gaps below −${H1_Z} paired s.e.`, `${v.h1.violations} of ${v.h1.pairs}`, v.h1.holds_within_noise ? 'holds within noise' : 'does not hold'],
-    ['H2: hypervolume soups / MORL set', `${v.h2.hypervolume_ratio.toFixed(3)} (reference ${vec(v.h2.ref)})`, v.h2.hypervolume_ratio >= 1 ? 'soups ≥ MORL' : 'soups < MORL'],
-    ...v.h2.soup_minus_morl.map((x) => [`H2: soup λ = ${x.lambda.toFixed(1)} − ${x.morl}`, Object.entries(x.soup_minus_morl).map(([k, p]) => `${k} ${pm(p)}`).join('; '), '']),
-  ].map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('');
-  const cost = Object.entries(report.cost).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${v.steps}</td><td>${v.seconds.total.toFixed(0)}</td><td>${v.seconds.env.toFixed(0)}</td><td>${v.seconds.act.toFixed(0)}</td><td>${v.seconds.learn.toFixed(0)}</td><td>${(100 * v.simulation_share).toFixed(0)}%</td></tr>`).join('');
+    [
+      'risky expert learned: R1 gain over pre-trained',
+      `${pm(g.risky.R1)} (${f1(g.risky.R1.z)} s.e.)`,
+      v.experts_learned.risky ? `yes (≥ ${LEARN_Z} s.e.)` : `no (< ${LEARN_Z} s.e.)`,
+    ],
+    [
+      'cautious expert learned: R2 gain over pre-trained',
+      `${pm(g.cautious.R2)} (${f1(g.cautious.R2.z)} s.e.)`,
+      v.experts_learned.cautious ? `yes (≥ ${LEARN_Z} s.e.)` : `no (< ${LEARN_Z} s.e.)`,
+    ],
+    [
+      'experts differ: cautious Σa² / risky Σa²',
+      report.experts.ratio.toFixed(2),
+      v.experts_learned.differ ? `yes (≤ ${DIFFER_RATIO})` : `no (> ${DIFFER_RATIO})`,
+    ],
+    [
+      `H1: interior LMC gaps below −${H1_Z} paired s.e.`,
+      `${v.h1.violations} of ${v.h1.pairs}`,
+      v.h1.holds_within_noise ? 'holds within noise' : 'does not hold',
+    ],
+    [
+      'H2: hypervolume soups / MORL set',
+      `${v.h2.hypervolume_ratio.toFixed(3)} (reference ${vec(v.h2.ref)})`,
+      v.h2.hypervolume_ratio >= 1 ? 'soups ≥ MORL' : 'soups < MORL',
+    ],
+    ...v.h2.soup_minus_morl.map((x) => [
+      `H2: soup λ = ${x.lambda.toFixed(1)} − ${x.morl}`,
+      Object.entries(x.soup_minus_morl)
+        .map(([k, p]) => `${k} ${pm(p)}`)
+        .join('; '),
+      '',
+    ]),
+  ]
+    .map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`)
+    .join('');
+  const cost = Object.entries(report.cost)
+    .map(
+      ([k, v]) =>
+        `<tr><td>${esc(k)}</td><td>${v.steps}</td><td>${v.seconds.total.toFixed(0)}</td><td>${v.seconds.env.toFixed(0)}</td><td>${v.seconds.act.toFixed(0)}</td><td>${v.seconds.learn.toFixed(0)}</td><td>${(100 * v.simulation_share).toFixed(0)}%</td></tr>`,
+    )
+    .join('');
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>${esc(report.name)}: locomotion soups</title>
 <style>body{font-family:'DejaVu Sans',sans-serif;max-width:1150px;margin:2em auto;padding:0 1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}figure{margin:1.5em 0}img{max-width:100%}</style></head><body>
 <h1>${esc(report.name)}: rewarded soups vs MORL on ${esc(report.env)}</h1>
@@ -528,7 +803,9 @@ ${plots.map(([name, p, cap]) => `<figure>${p.svg}<figcaption>${esc(cap)} (<a hre
 <table><tr><th>λ</th>${report.objectives.map((o) => `<th>${esc(o)}</th><th>linear</th><th>gap</th>`).join('')}</tr>${lmcRows}</table>
 <h2>Every evaluated model</h2><table><tr><th>model</th><th>λ</th><th>μ (ctrl cost)</th>${report.objectives.map((o) => `<th>${esc(o)} (± s.e.)</th>`).join('')}<th>Σv</th><th>Σa²</th><th>distance (m)</th></tr>${table}</table>
 <h2>Training cost</h2><table><tr><th>run</th><th>steps</th><th>total s</th><th>env s</th><th>policy s</th><th>PPO update s</th><th>simulation share</th></tr>${cost}</table>
-<h2>Stage times</h2><ul>${Object.entries(r.timings).map(([k, v]) => `<li>${esc(k)}: ${v.toFixed(1)} s</li>`).join('')}</ul>
+<h2>Stage times</h2><ul>${Object.entries(r.timings)
+    .map(([k, v]) => `<li>${esc(k)}: ${v.toFixed(1)} s</li>`)
+    .join('')}</ul>
 <p>Numbers: report.json; policies: *.safetensors.</p></body></html>
 `;
   put('report.html', html);
@@ -569,13 +846,16 @@ export async function runLocomotionDemo(opts: LocomotionDemoOptions = {}): Promi
     signal: opts.signal,
     onEvent: (e) => {
       opts.onEvent?.(e);
-      if (e.event === 'stage') log(`[${e.stage}] ${e.status}${e.seconds !== undefined ? ` in ${formatDuration(e.seconds)}` : ''}${e.detail ? `: ${e.detail}` : ''}`);
+      if (e.event === 'stage')
+        log(`[${e.stage}] ${e.status}${e.seconds !== undefined ? ` in ${formatDuration(e.seconds)}` : ''}${e.detail ? `: ${e.detail}` : ''}`);
       else if (e.event === 'update') {
         // about ten lines per run
         const every = Math.max(1, Math.floor(e.updates / 10));
         if (e.meanReturn !== undefined) last[e.run] = e.meanReturn;
         if (e.update % every === 0 || e.update === e.updates) {
-          log(`[${e.run}] update ${e.update}/${e.updates}, ${e.step} steps, return ${last[e.run] !== undefined ? last[e.run].toFixed(0) : '–'}, ${formatDuration(e.seconds)}`);
+          log(
+            `[${e.run}] update ${e.update}/${e.updates}, ${e.step} steps, return ${last[e.run] !== undefined ? last[e.run].toFixed(0) : '–'}, ${formatDuration(e.seconds)}`,
+          );
         }
       } else if (e.event === 'eval') log(`[eval ${e.done}/${e.total}] ${e.name}: R1 ${e.rewards[0].toFixed(0)}, R2 ${e.rewards[1].toFixed(0)}`);
       else if (e.event === 'finished') {
