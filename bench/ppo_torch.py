@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# The baseline of bench/ppo.ts: the same computation as the native PPO step, written in PyTorch eager
+# The baseline of `rsoup bench ppo` (src/bench/ppo.ts): the same computation as the native PPO step, written in PyTorch eager
 # (Debian's python3-torch): LLaMA (RMSNorm, rotate-half RoPE, GQA, SwiGLU, tied embeddings), LoRA on
 # q/v with peft semantics, value head, KV-cache sampling (fixed length), trl 0.4.x PPO (rollout forward,
 # reference forward with the adapter disabled, GAE, whitening, clipped losses, Adam per minibatch).

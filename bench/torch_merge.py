@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# PyTorch baselines for bench/merge: the same shapes, dtype and N as the soup kernel, in one process that
+# PyTorch baselines for `rsoup bench merge` (src/bench/merge.ts): the same shapes, dtype and N as the soup kernel, in one process that
 # the bench keeps open and asks for one timed rep at a time, so that each rep sits between two runs of the
 # bandwidth probe (this VM's bandwidth drifts by ±20 % over seconds; docs/notes/merge-measuring.md, "Measuring").
 #   sum       sum(l*t) per tensor, as mergekit's linear merge and model-soups do (allocates temporaries)

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Per-call cost of an in-memory soup outside its kernel (`rsoup bench calls`, `npx tsx bench/calls.ts`):
+// Per-call cost of an in-memory soup outside its kernel (`rsoup bench calls`):
 // wall time of interpolate() and of a prepared run() minus the kernel's own time (stats.seconds), for
 // T tensors per source, called back to back or right after a triad has streamed 192 MiB through the
 // caches (as a λ sweep's evaluation does between two soups). The one-shot call checks every tensor and

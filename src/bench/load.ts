@@ -4,14 +4,13 @@
 // process loads it with CausalLM.fromPretrained, runs logits and a LoRA lossAndGrad on 16 tokens, and
 // reports the time of each step with VmHWM and the peak of RssAnon (VmHWM also counts the file-backed
 // pages of the memory mapping; RssAnon is what the weights cost the process for real).
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, writeSync, closeSync, readFileSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { buildHeader, f64ToBf16, indexJson, planShards, shardName, INDEX_NAME } from '../io/index.js';
 import { CausalLM, llamaConfigToHF, type LlamaConfig } from '../train/llama.js';
 import { llamaShapes } from '../train/testing.js';
 import { mulberry32 } from '../util/random.js';
+import { runChild } from './child.js';
 
 /** LLaMA-7B (Llama-2-7b-hf's config.json). */
 export const LLAMA_7B: LlamaConfig = {
@@ -78,11 +77,12 @@ function memStatus(): { vmHWM: number; rssAnon: number; rssFile: number } {
   return { vmHWM: kb('VmHWM'), rssAnon: kb('RssAnon'), rssFile: kb('RssFile') };
 }
 
-/** The measuring side (a fresh process): times and memory of load, logits and LoRA lossAndGrad. */
+/** The measuring side (the child process: `rsoup bench load --child <dir>`): times and memory of load, logits and LoRA lossAndGrad. */
 export async function measureLoad(dir: string, tokens = 16): Promise<Record<string, number>> {
   let peakAnon = 0;
   const sample = () => (peakAnon = Math.max(peakAnon, memStatus().rssAnon));
   const timer = setInterval(sample, 20);
+  timer.unref(); // a failed load must not keep the process alive
   const row: Record<string, number> = { baselineRssAnon: memStatus().rssAnon };
   const t0 = performance.now();
   const m = await CausalLM.fromPretrained(dir, { dtype: 'bfloat16', tokenizer: false, lora: { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] } });
@@ -122,21 +122,17 @@ export async function benchLoad(o: LoadBenchOptions): Promise<Record<string, num
     writeRandomLlamaDir(o.dir, LLAMA_7B, o.shardBytes ?? 4_600_000_000, 1, 0.02, log);
     log(`made ${o.dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--measure', o.dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  const code = await new Promise<number>((res) => child.on('close', (c) => res(c ?? 1)));
-  if (made && !o.keep) rmSync(o.dir, { recursive: true, force: true });
-  if (code !== 0) throw new Error(`the measuring process exited with ${code}`);
-  const row = JSON.parse(out) as Record<string, number>;
+  let row: Record<string, number>;
+  try {
+    // `rsoup bench load --child <dir>`: a fresh process, its progress on this one's stderr
+    row = await runChild<Record<string, number>>('load', o.dir, { inheritStderr: true });
+  } finally {
+    if (made && !o.keep) rmSync(o.dir, { recursive: true, force: true });
+  }
   const gib = (b: number) => (b / 2 ** 30).toFixed(2);
   log(
     `load ${row.loadSeconds.toFixed(1)} s, logits(${16} tokens) ${row.logitsSeconds.toFixed(1)} s, LoRA lossAndGrad ${row.lossAndGradSeconds.toFixed(1)} s (loss ${row.loss.toFixed(3)})`,
   );
   log(`VmHWM ${gib(row.vmHWM)} GiB, peak RssAnon ${gib(row.peakRssAnon)} GiB (after load ${gib(row.afterLoadRssAnon)} GiB)`);
   return row;
-}
-
-if (process.argv[2] === '--measure' && process.argv[1] === fileURLToPath(import.meta.url)) {
-  measureLoad(process.argv[3]).then((r) => process.stdout.write(`${JSON.stringify(r)}\n`));
 }

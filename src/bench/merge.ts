@@ -1,20 +1,19 @@
 // SPDX-License-Identifier: MIT
-// The merge benchmark (`rsoup bench merge`, `npx tsx bench/merge.ts`): effective GB/s = (N+1)·bytes/time
+// The merge benchmark (`rsoup bench merge`): effective GB/s = (N+1)·bytes/time
 // of the fused kernel for N = 2, 4, 8, fp32 and bf16, in two regimes (many small LoRA tensors; full-model
 // LLaMA-7B layer shapes), against baselines measured in the same run: the core addon's bandwidth probe
 // (a triad with the same threads and streaming stores), a plain JS loop, and PyTorch (Debian's
 // python3-torch) per-tensor sum(l*t) — how mergekit and model-soups do it — and in-place mul_/add_.
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { existsSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { coreAddon, packageRoot } from '../native/index.js';
 import { interpolate, prepareInterpolation } from '../soup/interpolate.js';
 import { viewAs, type DType, type TensorMap } from '../io/tensor.js';
 import { median, percentile, table, gitSha } from './stats.js';
+import { harnessPath, torchMissingReason } from './child.js';
 
 export interface MergeBenchOptions {
   /** Approximate bytes per source in the full-model regime (default 1 GiB). */
@@ -141,7 +140,7 @@ class TorchBaseline {
     proc.on('exit', (code) => this.waiting?.(new Error(`torch_merge.py exited with ${code}: ${this.stderr.trim().split('\n').at(-1) ?? ''}`)));
   }
   static async start(cfg: { shapes: number[][]; dtype: DType; n: number; threads: number }): Promise<TorchBaseline> {
-    const proc = spawn('/usr/bin/python3', [join(packageRoot, 'bench', 'torch_merge.py')], { env: { ...process.env, OMP_NUM_THREADS: String(cfg.threads) } });
+    const proc = spawn('/usr/bin/python3', [harnessPath('torch_merge.py')], { env: { ...process.env, OMP_NUM_THREADS: String(cfg.threads) } });
     const t = new TorchBaseline(proc);
     proc.stdin.write(`${JSON.stringify(cfg)}\n`);
     const ready = JSON.parse(await t.next()) as { ready?: boolean };
@@ -169,10 +168,6 @@ class TorchBaseline {
   }
 }
 
-export function torchAvailable(): boolean {
-  return existsSync('/usr/bin/python3') && spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
-}
-
 export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]> {
   const log = o.log ?? ((s: string) => process.stderr.write(`${s}\n`));
   const emit = o.json ?? (() => {});
@@ -198,8 +193,9 @@ export async function benchMerge(o: MergeBenchOptions = {}): Promise<BenchRow[]>
   const alloc = (n: number, hugePages?: boolean) => core.allocBuffer(n, hugePages);
   const probeFn = core.bandwidthProbe;
   const wantTorch = o.torch ?? true;
-  const useTorch = wantTorch && torchAvailable();
-  if (!useTorch) log(wantTorch ? '  (PyTorch baseline skipped: /usr/bin/python3 -c "import torch" failed)' : '  (PyTorch baseline skipped: --no-torch)');
+  const torchMissing = wantTorch ? torchMissingReason('torch_merge.py') : '--no-torch';
+  const useTorch = !torchMissing;
+  if (torchMissing) log(`  (PyTorch baseline skipped: ${torchMissing})`);
 
   // Every group's buffers are views into one set allocated up front (N+1 tensor slots and 3 probe
   // arrays of the largest group's size): freeing gigabytes per group is left to the GC, which ran too
