@@ -6,19 +6,10 @@ import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { z } from 'zod';
-import {
-  writeSafetensors,
-  saveModelDir,
-  writePeftAdapter,
-  loadExperiment,
-  ExperimentSchema,
-  PPOConfigSchema,
-  parsePPOConfig,
-  rewardsFromConfig,
-  checkRewardConfig,
-  SoupError,
-  type TensorMap,
-} from '../src/index.js';
+import { writeSafetensors, saveModelDir, writePeftAdapter, SoupError, type TensorMap } from '../src/index.js';
+import { loadExperiment, ExperimentSchema } from '../src/pipeline/index.js';
+import { checkRewardConfig, rewardsFromConfig } from '../src/rewards/index.js';
+import { PPOConfigSchema, parsePPOConfig } from '../src/train/index.js';
 import { ControlPPOConfigSchema } from '../src/train/index.js';
 import { LocomotionSchema, parseLocomotion } from '../src/pipeline/tasks/locomotion/index.js';
 import { cliMessage, checkOut } from '../src/cli/commands/merge.js';

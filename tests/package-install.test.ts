@@ -23,7 +23,8 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-const CONSUMER = `import { interpolate, merge, writeSafetensors, readSafetensors, onnxReward } from 'rewarded-soups';
+const CONSUMER = `import { interpolate, merge, writeSafetensors, readSafetensors } from 'rewarded-soups';
+import { onnxReward } from 'rewarded-soups/rewards';
 const t = (...v) => ({ dtype: 'float32', shape: [v.length], data: Float32Array.from(v) });
 const mid = await interpolate([{ w: t(1, 2, 3) }, { w: t(3, 2, 1) }], [0.25, 0.75]);
 await writeSafetensors('a.safetensors', { w: t(1, 2, 3, 4) });

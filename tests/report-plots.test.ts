@@ -3,7 +3,8 @@
 // the expected size with the series colours and drawn text (fonts found), and bad input is named.
 import { describe, expect, it } from 'vitest';
 import { PNG } from 'pngjs';
-import { frontPlot, rewardVsLambdaPlot, spiderPlot, SoupError } from '../src/index.js';
+import { SoupError } from '../src/index.js';
+import { frontPlot, rewardVsLambdaPlot, spiderPlot } from '../src/report/index.js';
 import { lambdaNotation, modelColor } from '../src/report/index.js';
 import { exampleFrontData } from '../src/report/example.js';
 

@@ -36,3 +36,18 @@ export {
   type LambdaSelection,
 } from './soups.js';
 export { meanStderr, pairedContrast, sampleSd, validationTestSplit, type Paired } from './paired.js';
+export {
+  analyse,
+  contrasts,
+  hypervolumeRatio,
+  AnalysisError,
+  REF_MARGIN,
+  type Analysis,
+  type AnalysisInput,
+  type Contrasts,
+  type ExpertModel,
+  type LmcAnalysisRow,
+  type Scored,
+  type SetAnalysis,
+  type SoupModel,
+} from './analysis.js';

@@ -9,12 +9,26 @@ export {
   plannedRuns,
   stageHashes,
   runPaths,
-  hashOf,
   type RunEvent,
   type RunOptions,
   type StageName,
   type PlannedRun,
 } from './run.js';
+export {
+  hashOf,
+  canonical,
+  recordedHash,
+  cachedStage,
+  timedStage,
+  progressEvent,
+  readMarker,
+  stageState,
+  type HashOptions,
+  type Marker,
+  type StageState,
+  type StageEvent,
+  type ProgressEvent,
+} from './stages.js';
 export { runSweep, catLora, type EvalEntry, type SweepInput } from './sweep.js';
 export { buildReport, writeReport, readReport, type Report, type ReportInput, type RunCost } from './report.js';
 export { buildRewards, lexiconReward, lexiconFraction } from './rewards.js';

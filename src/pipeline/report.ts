@@ -5,9 +5,18 @@
 // whichever way it came out.
 import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { hypervolume, lmcGaps, nadirRef, paperBox, paperHypervolume, paretoFront, selectLambda } from '../pareto/index.js';
+import {
+  analyse,
+  contrasts,
+  hypervolumeRatio,
+  pairedContrast,
+  sampleSd,
+  selectLambda,
+  validationTestSplit,
+  type Paired,
+  type Scored,
+} from '../pareto/index.js';
 import { frontPlot, lambdaNotation, modelColor, renderSpec, rewardVsLambdaPlot, spiderPlot, PLOT_CONFIG, type Plot } from '../report/index.js';
-import { pairedContrast, sampleSd, validationTestSplit, type Paired } from '../pareto/index.js';
 import type { EvalEntry, Fluency } from './sweep.js';
 
 /** An expert learned when its own reward rose by this many paired standard errors and this many
@@ -62,21 +71,18 @@ export function buildReport(r: ReportInput) {
   const soups = soupsAll.filter((e) => e.lambda!.every((v) => v >= 0 && v <= 1));
 
   // Paired statistics where the evaluations kept per-prompt scores (every sweep since they do); older
-  // evals.json files fall back to the independence bound.
-  const paired = r.entries.every((e) => e.perPrompt);
+  // evals.json files fall back to the independence bound (src/pareto/analysis.ts).
+  const scored = new Map<EvalEntry, Scored>(r.entries.map((e) => [e, { rewards: e.rewards, stderr: e.stderr, perSample: e.perPrompt }]));
+  const stats = contrasts([...scored.values()], { samples: r.evalPrompts });
+  const paired = stats.paired;
   const P = paired ? init.perPrompt![0].length : 0;
   const contrast = (k: number, terms: Array<[number, EvalEntry]>, idx?: number[]): Paired =>
-    paired
-      ? pairedContrast(
-          terms.map(([c, e]) => [c, e.perPrompt![k]]),
-          idx,
-        )
-      : (() => {
-          const mean = terms.reduce((a, [c, e]) => a + c * e.rewards[k], 0);
-          const se = Math.sqrt(terms.reduce((a, [c, e]) => a + (c * e.stderr[k]) ** 2, 0));
-          return { mean, se, n: r.evalPrompts, z: se > 0 ? mean / se : mean === 0 ? 0 : mean > 0 ? Infinity : -Infinity };
-        })();
-  const se_rule = paired ? 'paired: standard error of the per-prompt differences' : 'independence bound (no per-prompt scores)';
+    stats.contrast(
+      k,
+      terms.map(([c, e]) => [c, scored.get(e)!]),
+      idx,
+    );
+  const se_rule = stats.rule;
 
   // Learned: each expert's own reward against the initialisation's, in paired standard errors and in
   // standard deviations of that reward over the initialisation's responses (an effect, not only a small s.e.).
@@ -123,30 +129,27 @@ export function buildReport(r: ReportInput) {
   const hacked = fluency.filter((x) => 'reward_hacking' in x && x.reward_hacking).map((x) => x.name);
   const allLearned = learned.every((l) => l.clear);
 
-  // Hypervolumes: the soups' set (experts are λ = eᵢ) vs MORL's set (experts are μ = eᵢ, plus the MORL runs).
+  // Hypervolumes: the soups' set (experts are λ = eᵢ) vs MORL's set (experts are μ = eᵢ, plus the MORL runs),
+  // one reference point (given, or the nadir of every evaluated model minus 10% of the range); the front;
+  // LMC (Working Hypothesis 1): R_k(θ(λ)) − Σ λᵢ R_k(θᵢ), strictly and against 2 (paired) standard errors.
   const soupPts = soups.map((e) => e.rewards);
   const morlPts = [...experts.map((e) => e.rewards), ...morl.map((e) => e.rewards)];
-  const all = [...soupPts, ...morlPts, init.rewards];
-  const ref = r.ref ?? nadirRef(all, { margin: 0.1 });
-  const hvSoups = hypervolume(soupPts, { ref, allowZero: true });
-  const hvMorl = hypervolume(morlPts, { ref, allowZero: true });
-  let paper: { utopia: number[]; lower: number[]; soups: number; morl: number } | undefined;
-  try {
-    const box = paperBox([soupPts, morlPts]);
-    paper = { ...box, soups: paperHypervolume(soupPts, box), morl: paperHypervolume(morlPts, box) };
-  } catch {
-    paper = undefined;
-  }
-  const front = paretoFront(soupPts).indices.map((i) => soups[i].lambda!);
-
-  // LMC (Working Hypothesis 1): R_k(θ(λ)) − Σ λᵢ R_k(θᵢ), strictly and against 2 (paired) standard errors.
-  const lmc = lmcGaps(
-    soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards, name: e.name })),
-    experts.map((e) => e.rewards),
-  );
-  const rows = lmc.rows.map((row, j) => {
-    const s = soups[j];
-    const se = row.gaps.map((_, k) => contrast(k, [[1, s], ...experts.map((e, i): [number, EvalEntry] => [-row.lambda[i], e])]).se);
+  const a = analyse({
+    sets: { soups: soupPts, morl: morlPts },
+    ref: r.ref,
+    refPoints: [...soupPts, ...morlPts, init.rewards],
+    soups: soups.map((e) => ({ ...scored.get(e)!, lambda: e.lambda!, name: e.name })),
+    experts: experts.map((e) => scored.get(e)!),
+    contrasts: stats,
+  });
+  const ref = a.ref;
+  const hvSoups = a.sets.soups.hypervolume;
+  const hvMorl = a.sets.morl.hypervolume;
+  const paper = a.box ? { ...a.box, soups: a.sets.soups.paperHypervolume!, morl: a.sets.morl.paperHypervolume! } : undefined;
+  const front = a.sets.soups.front.map((i) => soups[i].lambda!);
+  const lmc = a.lmc!;
+  const rows = lmc.rows.map((row) => {
+    const se = row.contrast.map((c) => c.se);
     return {
       lambda: row.lambda,
       rewards: row.rewards,
@@ -287,7 +290,7 @@ export function buildReport(r: ReportInput) {
         : significant === 0
           ? `holds within noise: ${interiorHold}/${interiorPairs} (λ, reward) gaps are ≥ 0 and no negative gap exceeds 2 standard errors`
           : `does not hold: ${significant}/${interiorPairs} (λ, reward) gaps are negative by more than 2 standard errors (${withinNoise}/${interiorPairs} within noise, ${interiorHold}/${interiorPairs} ≥ 0)`;
-  const ratio = hvMorl > 0 ? hvSoups / hvMorl : Infinity;
+  const ratio = hypervolumeRatio(hvSoups, hvMorl);
   const fmtZ = (z: number) => (Number.isFinite(z) ? z.toFixed(1) : z > 0 ? '∞' : '−∞');
   const reading = [
     ...learned.map(

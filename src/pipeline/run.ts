@@ -6,13 +6,13 @@
 // from its checkpoint; a different hash (or a done marker whose files are missing) wipes the folder and
 // recomputes, and so does every stage downstream (their hashes include it). Each piece of work is
 // locked (./lock.ts) while a process works on it: one process per piece, the others exit naming it.
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// Markers, hashes and stage events: ./stages.ts, shared with the other tasks.
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { dirname, isAbsolute, join, relative } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { SoupError } from '../errors.js';
 import { readPeftAdapter } from '../io/index.js';
-import { atomicWriteFile, fsyncDir } from '../io/atomic.js';
+import { atomicWriteFile } from '../io/atomic.js';
 import { loadTokenizer } from '../train/index.js';
 import { pretrainTiny, type PretrainResult, type PretrainSpec } from './base.js';
 import { checkFiles, type Experiment } from './config.js';
@@ -22,14 +22,15 @@ import { runJobs } from './jobs.js';
 import { liveHolders, LOCK_LEASE_S, lockLabel, lockPath, RunDirBusyError, tryLock, type LockInfo, type LockStage, type RunLock } from './lock.js';
 import { writeReport, type Report, type RunCost } from './report.js';
 import { buildRewards } from './rewards.js';
+import { finishStage, hashOf, openFresh, progressEvent, readMarker, stageState, type ProgressEvent, type StageEvent, type StageState } from './stages.js';
 import { runSweep, type EvalEntry } from './sweep.js';
 import type { PPOJob, WorkerMessage } from './worker.js';
 
 export type StageName = 'base' | 'experts' | 'morl' | 'sweep' | 'report';
 
 export type RunEvent =
-  | { event: 'stage'; stage: StageName; status: 'start' | 'cached' | 'done'; seconds?: number; detail?: string }
-  | { event: 'progress'; stage: StageName; done: number; total: number; elapsed: number; eta?: number; detail?: string }
+  | StageEvent<StageName>
+  | (ProgressEvent<StageName> & { elapsed: number })
   | { event: 'run'; name: string; step: number; steps: number; rewards: Record<string, number>; kl: number }
   | { event: 'lock'; stage: LockStage; run?: string; pid: number; host: string }
   | { event: 'warning'; message: string }
@@ -55,105 +56,6 @@ export interface RunResult {
 
 /** Threads of a stage whose config leaves them open: the job's allocation under Slurm, else every core. */
 const hostThreads = () => Number(process.env.SLURM_CPUS_PER_TASK) || cpus().length;
-
-/** sha256 of a JSON value with sorted keys (first 16 hex digits). */
-export function hashOf(v: unknown): string {
-  const norm = (x: unknown): unknown => {
-    if (Array.isArray(x)) return x.map(norm);
-    if (x && typeof x === 'object')
-      return Object.fromEntries(
-        Object.keys(x as object)
-          .sort()
-          .map((k) => [k, norm((x as Record<string, unknown>)[k])]),
-      );
-    return x;
-  };
-  return createHash('sha256')
-    .update(JSON.stringify(norm(v)))
-    .digest('hex')
-    .slice(0, 16);
-}
-
-/** `files`: paths (relative to the stage dir) that the marker vouches for; done with one missing = not done. */
-interface Marker {
-  hash: string;
-  done: boolean;
-  seconds?: number;
-  info?: unknown;
-  files?: string[];
-}
-
-function readMarker(dir: string): Marker | undefined {
-  const p = join(dir, '.stage.json');
-  if (!existsSync(p)) return undefined;
-  try {
-    return JSON.parse(readFileSync(p, 'utf8')) as Marker;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Atomic (temporary file, fsync, rename): a kill never leaves half a marker, nor two writers a mixed one. */
-async function writeMarker(dir: string, m: Marker): Promise<void> {
-  mkdirSync(dir, { recursive: true });
-  await atomicWriteFile(join(dir, '.stage.json'), [Buffer.from(JSON.stringify(m, null, 2))]);
-}
-
-/**
- * Every file under `dir` (relative paths): what a done marker vouches for. Hidden names are left out:
- * the marker itself, and temporary files of killed writers, which a cleanup may remove at any time.
- */
-function listFiles(dir: string, sub = ''): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(join(dir, sub), { withFileTypes: true })) {
-    if (e.name.startsWith('.')) continue;
-    const rel = sub ? join(sub, e.name) : e.name;
-    if (e.isDirectory()) out.push(...listFiles(dir, rel));
-    else out.push(rel);
-  }
-  return out;
-}
-
-/** fsyncs the files and their directories, so that a marker written after them never outlives them. */
-async function syncFiles(dir: string, files: string[]): Promise<void> {
-  const dirs = new Set<string>([dir]);
-  for (const f of files) {
-    const fd = openSync(join(dir, f), 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    for (let d = dirname(join(dir, f)); relative(dir, d) && !relative(dir, d).startsWith('..'); d = dirname(d)) dirs.add(d);
-  }
-  for (const d of dirs) await fsyncDir(d);
-}
-
-/** Marks a stage done after its files exist and are on disk; the marker lists them. */
-async function finishStage(dir: string, m: Omit<Marker, 'done' | 'files'>, files = listFiles(dir)): Promise<void> {
-  await syncFiles(dir, files);
-  await writeMarker(dir, { ...m, done: true, files });
-}
-
-type StageState = { state: 'done' } | { state: 'resume' } | { state: 'fresh'; wipe: boolean; missing?: string[] };
-
-/**
- * 'done' (reuse), 'resume' (same inputs, unfinished) or 'fresh' (to wipe: new or changed inputs, or a
- * done marker whose files are missing). `required`: files a done stage has whatever its marker lists
- * (markers written before they listed files vouch for these).
- */
-function stageState(dir: string, hash: string, required: string[]): StageState {
-  const m = readMarker(dir);
-  if (!m || m.hash !== hash) return { state: 'fresh', wipe: existsSync(dir) };
-  if (!m.done) return { state: 'resume' };
-  const missing = [...new Set([...required, ...(m.files ?? [])])].filter((f) => !existsSync(join(dir, f)));
-  return missing.length ? { state: 'fresh', wipe: true, missing } : { state: 'done' };
-}
-
-async function openFresh(dir: string, hash: string): Promise<void> {
-  rmSync(dir, { recursive: true, force: true });
-  await writeMarker(dir, { hash, done: false });
-}
 
 export interface Paths {
   base: string;
@@ -694,18 +596,8 @@ async function runPieces(x: Experiment, o: RunOptions = {}, only?: StageSelectio
         interpolation: x.sweep.interpolation,
         ensemble: x.sweep.ensemble,
         signal: ac.signal,
-        onProgress: (done, total, e) => {
-          const el = (performance.now() - ts) / 1000;
-          emit({
-            event: 'progress',
-            stage: 'sweep',
-            done,
-            total,
-            elapsed: el,
-            eta: (el / done) * (total - done),
-            detail: `${e.name}: ${e.rewards.map((v, k) => `${x.rewardNames[k]} ${v.toFixed(4)}`).join(', ')}`,
-          });
-        },
+        onProgress: (done, total, e) =>
+          emit(progressEvent('sweep', done, total, ts, `${e.name}: ${e.rewards.map((v, k) => `${x.rewardNames[k]} ${v.toFixed(4)}`).join(', ')}`)),
       });
       writeFileSync(join(paths.sweep, 'evals.json'), JSON.stringify(entries, null, 1));
       const sec = (performance.now() - t0) / 1000;

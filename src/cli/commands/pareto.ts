@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { SoupError } from '../../errors.js';
-import { cardinality, hypervolume, lmcGaps, nadirRef, paperBox, paperHypervolume, paretoFront, selectLambda, type Sense } from '../../pareto/index.js';
+import { analyse, AnalysisError, nadirRef, type Sense } from '../../pareto/index.js';
 import { frontPlot, rewardVsLambdaPlot, spiderPlot, coefficientLabel, type Plot } from '../../report/index.js';
 import { jsonLine, reportError, UsageError } from '../output.js';
 
@@ -207,8 +207,8 @@ export async function paretoCommand(file: string, opts: ParetoCommandOptions): P
   const json = opts.json === true;
   const say = (s = '') => out.push(s);
 
-  // The ref must be worse than at least one model, else every hypervolume is 0: a flag error.
-  if (hypervolume(vectors, { ref, sense, allowZero: true }) === 0) {
+  // The ref must be worse than at least one model on every objective, else every hypervolume is 0: a flag error.
+  if (!vectors.some((v) => v.every((x, k) => (sense[k] === 'max' ? x > ref[k] : x < ref[k])))) {
     throw new UsageError(
       `--ref ${ref.join(',')} is not strictly dominated by any model (sense ${sense.join(',')}), so every hypervolume would be 0; ` +
         `pick a ref worse than the models, e.g. --ref ${nadirRef(vectors, { sense })
@@ -216,59 +216,68 @@ export async function paretoCommand(file: string, opts: ParetoCommandOptions): P
           .join(',')}`,
     );
   }
-  let box: { utopia: number[]; lower: number[] } | undefined;
-  try {
-    box = paperBox([vectors], { sense });
-  } catch {
-    box = undefined; // every model equal on some objective: no box, no paper hypervolume
-  }
-
-  say(`${models.length} models from ${file}; objectives ${objectives.join(', ')} (sense ${sense.join(',')}); ref [${ref.join(', ')}]`);
-  if (box)
-    say(
-      `paper hypervolume box (lower is better): lower [${box.lower.map(fmt).join(', ')}], utopia [${box.utopia.map(fmt).join(', ')}] = worst/best of each objective over all models`,
-    );
-  for (const kind of ['soup', 'morl', 'all'] as const) {
-    const items = kind === 'all' ? models.map((m, i) => ({ m, v: vectors[i] })) : byKind(kind);
-    if (items.length === 0) continue;
-    const pts = items.map((x) => x.v);
-    const front = paretoFront(pts, { sense });
-    const hv = hypervolume(pts, { ref, sense, allowZero: true });
-    const phv = box ? paperHypervolume(pts, { ...box, sense }) : null;
-    const members = front.indices.map((i) => ({
-      name: items[i].m.name,
-      kind: items[i].m.kind,
-      rewards: Object.fromEntries(objectives.map((o, k) => [o, pts[i][k]])),
-    }));
-    if (json) {
-      jsonLine({ type: 'front', kind, count: items.length, cardinality: cardinality(pts, { sense }), front: members });
-      jsonLine({ type: 'hypervolume', kind, hypervolume: hv, ref, paperHypervolume: phv, box: box ?? null });
-    } else {
-      say();
-      say(
-        `${kind === 'all' ? 'all models' : kind}: ${items.length} models, ${members.length} on the front; hypervolume ${fmt(hv)}${phv === null ? '' : `, paper hypervolume ${fmt(phv)} (lower is better)`}`,
-      );
-      for (const f of members) say(`  ${f.name.padEnd(24)} ${objectives.map((o) => `${o}=${fmt(f.rewards[o])}`).join('  ')}`);
-    }
-  }
-
   const soups = byKind('soup');
   const experts = orderExperts(
     byKind('expert').map((x) => x.m),
     file,
   );
   const expertVec = experts.map((e) => vectors[models.indexOf(e)]);
-  if (soups.length > 0 && experts.length >= 2) {
-    const cands = soups.map((s) => ({ lambda: s.m.lambda!, rewards: s.v, name: s.m.name }));
-    let rep;
-    try {
-      rep = lmcGaps(cands, expertVec, { tolerance: flags.tolerance });
-    } catch (err) {
+  const withLmc = soups.length > 0 && experts.length >= 2;
+
+  // The one analysis (src/pareto/analysis.ts): per kind and over all models, the front and both
+  // hypervolumes (the paper's box spans every model); the soups' LMC gaps; the λ for --prefer.
+  const kinds = (['soup', 'morl', 'all'] as const).filter((k) => k === 'all' || byKind(k).length > 0);
+  const items = (k: (typeof kinds)[number]) => (k === 'all' ? models.map((m, i) => ({ m, v: vectors[i] })) : byKind(k));
+  const cands = soups.map((x) => ({ lambda: x.m.lambda!, rewards: x.v, name: x.m.name }));
+  let a;
+  try {
+    a = analyse({
+      sets: Object.fromEntries(kinds.map((k) => [k, items(k).map((x) => x.v)])) as Record<(typeof kinds)[number], number[][]>,
+      ref,
+      sense,
+      boxSets: [vectors],
+      soups: cands,
+      experts: withLmc ? expertVec : undefined,
+      tolerance: flags.tolerance,
+      preference: flags.prefer,
+    });
+  } catch (err) {
+    if (err instanceof AnalysisError && err.part === 'lmc')
       throw new SoupError(
         'ERR_SOUP_FORMAT',
-        `${file}: LMC check: ${(err as Error).message} (soups are in file order; experts are ${experts.map((e) => e.name).join(', ')})`,
+        `${file}: LMC check: ${err.message} (soups are in file order; experts are ${experts.map((e) => e.name).join(', ')})`,
       );
+    throw err;
+  }
+  const box = a.box;
+
+  say(`${models.length} models from ${file}; objectives ${objectives.join(', ')} (sense ${sense.join(',')}); ref [${ref.join(', ')}]`);
+  if (box)
+    say(
+      `paper hypervolume box (lower is better): lower [${box.lower.map(fmt).join(', ')}], utopia [${box.utopia.map(fmt).join(', ')}] = worst/best of each objective over all models`,
+    );
+  for (const kind of kinds) {
+    const its = items(kind);
+    const set = a.sets[kind];
+    const members = set.front.map((i) => ({
+      name: its[i].m.name,
+      kind: its[i].m.kind,
+      rewards: Object.fromEntries(objectives.map((o, k) => [o, its[i].v[k]])),
+    }));
+    if (json) {
+      jsonLine({ type: 'front', kind, count: set.count, cardinality: set.cardinality, front: members });
+      jsonLine({ type: 'hypervolume', kind, hypervolume: set.hypervolume, ref, paperHypervolume: set.paperHypervolume, box: box ?? null });
+    } else {
+      say();
+      say(
+        `${kind === 'all' ? 'all models' : kind}: ${set.count} models, ${members.length} on the front; hypervolume ${fmt(set.hypervolume)}${set.paperHypervolume === null ? '' : `, paper hypervolume ${fmt(set.paperHypervolume)} (lower is better)`}`,
+      );
+      for (const f of members) say(`  ${f.name.padEnd(24)} ${objectives.map((o) => `${o}=${fmt(f.rewards[o])}`).join('  ')}`);
     }
+  }
+
+  if (a.lmc) {
+    const rep = a.lmc;
     if (json) {
       jsonLine({
         type: 'lmc',
@@ -297,21 +306,13 @@ export async function paretoCommand(file: string, opts: ParetoCommandOptions): P
   const spotlight = new Set<ResultModel>([...experts, ...byKind('init').map((x) => x.m)]);
   const utility = (v: number[]) => v.reduce((acc, x, k) => acc + flags.prefer[k] * (sense[k] === 'max' ? x : -x), 0);
   const morlBest = byKind('morl').sort((p, q) => utility(q.v) - utility(p.v))[0];
-  if (soups.length > 0) {
-    const cands = soups.map((s) => ({ lambda: s.m.lambda!, rewards: s.v, name: s.m.name }));
-    // Utilities are over maximised rewards: flip minimised objectives so "higher is better" holds.
-    const signed = cands.map((c) => ({ ...c, rewards: c.rewards.map((v, k) => (sense[k] === 'max' ? v : -v)) }));
-    const sel = selectLambda(signed, flags.prefer);
-    const unsign = (r: number[]) => r.map((v, k) => (sense[k] === 'max' ? v : -v));
+  if (a.selection) {
+    // utilities are over maximised rewards (minimised objectives flipped); rewards as in the file
+    const sel = a.selection;
     spotlight.add(soups[sel.best.index].m);
     if (sel.muRule) spotlight.add(soups[sel.muRule.index].m);
     if (json) {
-      jsonLine({
-        type: 'selection',
-        prefer: flags.prefer,
-        best: { ...sel.best, rewards: unsign(sel.best.rewards) },
-        muRule: sel.muRule ? { ...sel.muRule, rewards: unsign(sel.muRule.rewards) } : null,
-      });
+      jsonLine({ type: 'selection', prefer: flags.prefer, best: sel.best, muRule: sel.muRule ?? null });
     } else {
       say();
       say(`λ selection for the preference μ̂ = [${flags.prefer.map(fmt).join(', ')}] (Σ μ̂_k R_k):`);

@@ -5,6 +5,7 @@
 // (captions × models, paper Fig. 13), as report.json, PNG/SVG figures and report.html.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pairedContrast } from '../../../pareto/index.js';
 import { frontPlot, rewardVsLambdaPlot } from '../../../report/index.js';
 import type { UNetInfo } from '../../../train/index.js';
 import { buildReport, type RunCost } from '../../report.js';
@@ -42,11 +43,11 @@ export function expertChecks(rewardNames: string[], entries: EvalResult[]) {
       // Paired: every model sees the same captions with the same seeds, so per-caption differences cancel
       // the caption-to-caption spread (mean difference over its standard error).
       const paired = (o: EvalResult) => {
-        const d = e.scores[k].map((v, i) => v - o.scores[k][i]);
-        const n = d.length,
-          m = d.reduce((a, b) => a + b, 0) / n;
-        const se = n > 1 ? Math.sqrt(d.reduce((a, b) => a + (b - m) ** 2, 0) / (n - 1) / n) : 0;
-        return se > 0 ? m / se : m > 0 ? Infinity : 0;
+        const p = pairedContrast([
+          [1, e.scores[k]],
+          [-1, o.scores[k]],
+        ]);
+        return p.se > 0 ? p.z : p.mean > 0 ? Infinity : 0;
       };
       const aboveInit = e.rewards[k] > init.rewards[k];
       const aboveControl = control ? e.rewards[k] > control.rewards[k] : undefined;

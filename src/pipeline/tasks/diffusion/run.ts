@@ -7,8 +7,7 @@
 //            a control fine-tune (random half, random weights) that shows the drift common to all
 //   sweep    init, experts, MORL, control and the soups θ(λ) on fixed captions, one fixed seed per caption
 //   report   front, MORL's point, hypervolumes, LMC gaps (the pipeline's buildReport), the image grid
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { SoupError } from '../../../errors.js';
@@ -25,6 +24,7 @@ import {
   type UNetConfig,
 } from '../../../train/index.js';
 import { randomCaptions, type RgbImage } from '../../../data/shapes.js';
+import { cachedStage, hashOf, recordedHash, timedStage, type ProgressEvent, type StageEvent } from '../../stages.js';
 import type { EvalEntry } from '../../sweep.js';
 import { meanStderr } from '../../../pareto/index.js';
 
@@ -62,8 +62,8 @@ export const DIFFUSION_DEMO: DiffusionSettings = {
 
 export type DiffusionStage = 'base' | 'samples' | 'experts' | 'sweep' | 'report';
 export type DiffusionEvent =
-  | { event: 'stage'; stage: DiffusionStage; status: 'start' | 'cached' | 'done'; seconds?: number; detail?: string }
-  | { event: 'progress'; stage: DiffusionStage; done: number; total: number; detail?: string }
+  | StageEvent<DiffusionStage>
+  | ProgressEvent<DiffusionStage>
   | { event: 'finished'; report: string; html: string; seconds: number; timings: Record<string, number> };
 
 export interface DiffusionRunOptions {
@@ -86,8 +86,6 @@ export interface EvalResult extends EvalEntry {
   /** Per reward, per evaluation caption (same captions and seeds for every model: paired comparisons). */
   scores: number[][];
 }
-
-const hashOf = (v: unknown) => createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
 
 /** Scores images with each reward (Reward adapters over samples whose meta.image is the image). */
 export async function scoreImages(rewards: Reward[], captions: readonly string[], images: readonly RgbImage[], signal?: AbortSignal): Promise<Float64Array[]> {
@@ -128,45 +126,39 @@ export async function runDiffusionExperiment(settings: DiffusionSettings, o: Dif
   mkdirSync(dir, { recursive: true });
   const rewards = s.rewards.map((r) => imageReward(r));
   const rewardNames = rewards.map((r) => r.name);
-  const stage = async <T>(name: DiffusionStage, detail: string, fn: () => Promise<T>): Promise<T> => {
-    emit({ event: 'stage', stage: name, status: 'start', detail });
-    const t = performance.now();
-    const r = await fn();
-    timings[name] = (performance.now() - t) / 1000;
-    emit({ event: 'stage', stage: name, status: 'done', seconds: timings[name] });
-    return r;
-  };
+  const stage = <T>(name: DiffusionStage, detail: string, fn: () => Promise<T>): Promise<T> => timedStage(name, detail, emit, timings, fn);
 
-  // ---- base (cached)
+  // ---- base (cached): the model dir's config.json records the hash of its settings
   const baseDir = join(dir, 'base');
-  const baseHash = hashOf({ unet: s.unet, pretrain: s.pretrain, seed: s.seed, arch: UNET_ARCHITECTURE, v: 1 });
-  let base: DiffusionModel;
+  // keys as written: the recipe cached base models were saved with (src/pipeline/stages.ts)
+  const baseHash = hashOf({ unet: s.unet, pretrain: s.pretrain, seed: s.seed, arch: UNET_ARCHITECTURE, v: 1 }, { keys: 'as-written' });
   let pretrainLosses: number[] = [];
-  const cachedHash = existsSync(join(baseDir, 'config.json'))
-    ? (JSON.parse(readFileSync(join(baseDir, 'config.json'), 'utf8')) as { rsoup_hash?: string }).rsoup_hash
-    : undefined;
-  if (cachedHash === baseHash) {
-    emit({ event: 'stage', stage: 'base', status: 'cached', detail: baseDir });
-    base = await DiffusionModel.load(baseDir, { threads: s.threads, seed: s.seed });
-    timings.base = 0;
-  } else {
-    base = await stage('base', `DDPM pre-training, ${s.pretrain.steps} steps × ${s.pretrain.batch_size} images`, async () => {
-      const m = await DiffusionModel.create({ config: s.unet, seed: s.seed, threads: s.threads });
-      pretrainLosses = await new DiffusionTrainer(m).pretrain({
-        steps: s.pretrain.steps,
-        batchSize: s.pretrain.batch_size,
-        lr: s.pretrain.learning_rate,
-        emaDecay: s.pretrain.ema,
-        seed: s.seed,
-        signal: o.signal,
-        onStep: (i) => (i + 1) % 20 === 0 && emit({ event: 'progress', stage: 'base', done: i + 1, total: s.pretrain.steps }),
-      });
-      await m.save(baseDir, { meta: { rsoup_hash: baseHash, pretrain: s.pretrain, final_loss: pretrainLosses.at(-1) } });
-      // Fine-tunes and evaluation start from the EMA weights (what was saved) in both copies.
-      await m.setTensors(await m.getTensors({ set: 'ema' }));
-      return m;
-    });
-  }
+  const { value: base, cached: baseCached } = await cachedStage({
+    stage: 'base' as DiffusionStage,
+    hash: baseHash,
+    emit,
+    detail: baseDir,
+    recorded: () => recordedHash(join(baseDir, 'config.json'), { field: 'rsoup_hash' }),
+    load: () => DiffusionModel.load(baseDir, { threads: s.threads, seed: s.seed }),
+    compute: () =>
+      stage('base', `DDPM pre-training, ${s.pretrain.steps} steps × ${s.pretrain.batch_size} images`, async () => {
+        const m = await DiffusionModel.create({ config: s.unet, seed: s.seed, threads: s.threads });
+        pretrainLosses = await new DiffusionTrainer(m).pretrain({
+          steps: s.pretrain.steps,
+          batchSize: s.pretrain.batch_size,
+          lr: s.pretrain.learning_rate,
+          emaDecay: s.pretrain.ema,
+          seed: s.seed,
+          signal: o.signal,
+          onStep: (i) => (i + 1) % 20 === 0 && emit({ event: 'progress', stage: 'base', done: i + 1, total: s.pretrain.steps }),
+        });
+        await m.save(baseDir, { meta: { rsoup_hash: baseHash, pretrain: s.pretrain, final_loss: pretrainLosses.at(-1) } });
+        // Fine-tunes and evaluation start from the EMA weights (what was saved) in both copies.
+        await m.setTensors(await m.getTensors({ set: 'ema' }));
+        return m;
+      }),
+  });
+  if (baseCached) timings.base = 0;
   const info = await base.info();
   const baseTensors = await base.getTensors({ set: 'ema' });
   const baseFt = await base.getTensors({ set: 'ema', group: 'finetune' });

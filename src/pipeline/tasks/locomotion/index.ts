@@ -6,7 +6,7 @@
 // episodes, and write the report (front, MORL, hypervolumes with the stated reference, LMC gaps per λ and
 // soup − MORL with paired standard errors, the verdict, filmstrips of the gaits). Design notes:
 // docs/locomotion.md.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SoupError } from '../../../errors.js';
@@ -23,7 +23,7 @@ import {
   type FilmstripRow,
 } from '../../../envs/index.js';
 import type { TensorMap } from '../../../io/index.js';
-import { hypervolume, lambdaGrid, lmcGaps, nadirRef, pairedContrast, paperBox, paperHypervolume, paretoFront, type Paired } from '../../../pareto/index.js';
+import { analyse, contrasts, hypervolumeRatio, lambdaGrid, pairedContrast, type Paired, type Scored } from '../../../pareto/index.js';
 import { frontPlot, renderSpec, rewardVsLambdaPlot, PLOT_CONFIG, type Plot } from '../../../report/index.js';
 import { interpolate } from '../../../soup/index.js';
 import {
@@ -34,7 +34,7 @@ import {
   type ControlPPOConfig,
   type ControlTrainResult,
 } from '../../../train/index.js';
-import { createHash } from 'node:crypto';
+import { cachedStage, hashOf as stageHash, readRecord, recordedHash, type StageEvent } from '../../stages.js';
 
 // ---- configuration ----------------------------------------------------------------------------------
 /** The fine-tunes' PPO settings: chosen by "the experts still learn" (docs/locomotion.md, the table). */
@@ -144,7 +144,7 @@ export function fineTuneStart(pretrained: TensorMap, fresh: TensorMap): TensorMa
 
 // ---- events -------------------------------------------------------------------------------------------
 export type LocomotionEvent =
-  | { event: 'stage'; stage: string; status: 'start' | 'cached' | 'done'; seconds?: number; detail?: string }
+  | StageEvent
   | { event: 'update'; run: string; update: number; updates: number; step: number; meanReturn?: number; seconds: number }
   | { event: 'eval'; name: string; rewards: number[]; done: number; total: number }
   | { event: 'finished'; report: string; html: string; seconds: number; summary: string[] };
@@ -200,9 +200,8 @@ function entryOf(kind: LocoEntry['kind'], name: string, eps: EpisodeRecord[], al
   };
 }
 
-function hashOf(v: unknown): string {
-  return createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
-}
+/** The input hash of a run; keys as written: the recipe cached policies were saved with (src/pipeline/stages.ts). */
+const hashOf = (v: unknown) => stageHash(v, { keys: 'as-written' });
 
 function params(t: TensorMap): TensorMap {
   return Object.fromEntries(Object.entries(t).filter(([n]) => isPolicyParameter(n)));
@@ -228,21 +227,15 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
   const trainCost: Record<string, { steps: number; seconds: ControlTrainResult['seconds'] }> = {};
   const curves: Record<string, Array<{ step: number; ret: number }>> = {};
 
-  // A run's policy file carries the hash of everything it came from; a matching file is reused.
+  // A run's policy file has a sidecar `<name>.json` with the hash of everything it came from; a run whose
+  // sidecar holds the same hash is reused.
   const runFile = (name: string) => join(dir, `${name}.safetensors`);
-  const cached = async (name: string, hash: string): Promise<ControlPolicy | undefined> => {
-    const f = runFile(name);
-    const meta = join(dir, `${name}.json`);
-    if (!existsSync(f) || !existsSync(meta)) return undefined;
-    try {
-      const m = JSON.parse(readFileSync(meta, 'utf8')) as { hash: string; cost: (typeof trainCost)[string]; curve: (typeof curves)[string] };
-      if (m.hash !== hash) return undefined;
-      trainCost[name] = m.cost;
-      curves[name] = m.curve;
-      return await ControlPolicy.load(f);
-    } catch {
-      return undefined;
-    }
+  const metaFile = (name: string) => join(dir, `${name}.json`);
+  const load = async (name: string): Promise<ControlPolicy> => {
+    const m = readRecord<{ cost: (typeof trainCost)[string]; curve: (typeof curves)[string] }>(metaFile(name))!;
+    trainCost[name] = m.cost;
+    curves[name] = m.curve;
+    return ControlPolicy.load(runFile(name));
   };
 
   const train = async (
@@ -254,12 +247,28 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
     hash: string,
     config: ControlPPOConfig,
     threads = cfg.env.threads,
+  ): Promise<ControlPolicy> =>
+    (
+      await cachedStage({
+        stage: name,
+        hash,
+        emit,
+        recorded: () => recordedHash(metaFile(name), { needs: [runFile(name)] }),
+        load: () => load(name),
+        compute: () => trainRun(name, start, weights, steps, seed, hash, config, threads),
+      })
+    ).value;
+
+  const trainRun = async (
+    name: string,
+    start: TensorMap | undefined,
+    weights: number[],
+    steps: number,
+    seed: number,
+    hash: string,
+    config: ControlPPOConfig,
+    threads: number,
   ): Promise<ControlPolicy> => {
-    const hit = await cached(name, hash);
-    if (hit) {
-      emit({ event: 'stage', stage: name, status: 'cached' });
-      return hit;
-    }
     emit({ event: 'stage', stage: name, status: 'start', detail: `${steps} steps on v − ${weights[1]}·Σa²` });
     const env = await VecEnv.create({ ...envOpts, seed, threads: Math.min(threads, envOpts.numEnvs) });
     const fresh = ControlPolicy.create({ obsDim: env.info.obsDim, actDim: env.info.actDim, hidden: cfg.policy.hidden, seed });
@@ -287,7 +296,7 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
       trainCost[name] = { steps: res.steps, seconds: res.seconds };
       curves[name] = curve;
       await policy.save(runFile(name), { run: name, env: cfg.env.env, reward_weights: weights.join(','), steps: String(res.steps) });
-      writeFileSync(join(dir, `${name}.json`), JSON.stringify({ hash, cost: trainCost[name], curve }, null, 1));
+      writeFileSync(metaFile(name), JSON.stringify({ hash, cost: trainCost[name], curve }, null, 1));
       emit({ event: 'stage', stage: name, status: 'done', seconds: res.seconds.total });
       return policy;
     } catch (e) {
@@ -453,9 +462,6 @@ export const DIFFER_RATIO = 0.6;
 /** An interior LMC gap below −H1_Z paired standard errors counts against Working Hypothesis 1. */
 export const H1_Z = 2;
 
-/** R_k per episode of an entry (k = 0: R1, 1: R2). */
-const perReward = (e: LocoEntry, k: number) => (k === 0 ? e.perEpisode.r1 : e.perEpisode.r2);
-
 export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
   const { cfg, entries } = r;
   const alpha = cfg.experts.alpha;
@@ -468,30 +474,34 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
   const cautious = experts.find((e) => e.name === 'cautious')!;
   const soupPts = soups.map((e) => e.rewards);
   const morlPts = [...experts.map((e) => e.rewards), ...morl.map((e) => e.rewards)];
-  const ref = nadirRef([...soupPts, ...morlPts, init.rewards], { margin: 0.1 });
-  const hvSoups = hypervolume(soupPts, { ref, allowZero: true });
-  const hvMorl = hypervolume(morlPts, { ref, allowZero: true });
-  const box = paperBox([soupPts, morlPts]);
-  const paper = { ...box, soups: paperHypervolume(soupPts, box), morl: paperHypervolume(morlPts, box) };
-  const lmc = lmcGaps(
-    soups.map((e) => ({ lambda: e.lambda!, rewards: e.rewards, name: e.name })),
-    [risky.rewards, cautious.rewards],
-  );
   // Every model ran on the same seeded episodes, so each contrast is taken per episode and its standard
   // error comes from the spread of those differences: variation the models share cancels, and none is
   // assumed independent.
-  const rows = lmc.rows.map((row, j) => {
-    const s = soups[j];
-    const paired = row.gaps.map((_, k) =>
-      pairedContrast([
-        [1, perReward(s, k)],
-        [-row.lambda[0], perReward(risky, k)],
-        [-row.lambda[1], perReward(cautious, k)],
-      ]),
-    );
+  const scored = (e: LocoEntry): Scored => ({ rewards: e.rewards, stderr: e.stderr, perSample: [e.perEpisode.r1, e.perEpisode.r2] });
+  const stats = contrasts(entries.map(scored), { samples: init.perEpisode.r1.length, paired: true });
+  const a = analyse({
+    sets: { soups: soupPts, morl: morlPts },
+    refPoints: [...soupPts, ...morlPts, init.rewards],
+    soups: soups.map((e) => ({ ...scored(e), lambda: e.lambda!, name: e.name })),
+    experts: [scored(risky), scored(cautious)],
+    contrasts: stats,
+  });
+  const ref = a.ref;
+  const hvSoups = a.sets.soups.hypervolume;
+  const hvMorl = a.sets.morl.hypervolume;
+  const paper = a.box ? { ...a.box, soups: a.sets.soups.paperHypervolume!, morl: a.sets.morl.paperHypervolume! } : undefined;
+  const lmc = a.lmc!;
+  const rows = lmc.rows.map((row) => {
+    const s = soups[row.index];
+    const paired = row.contrast;
     // the bound that treats the three models as independent, kept for comparison
-    const seIndependent = row.gaps.map((_, k) =>
-      Math.sqrt(s.stderr[k] ** 2 + (row.lambda[0] * risky.stderr[k]) ** 2 + (row.lambda[1] * cautious.stderr[k]) ** 2),
+    const seIndependent = row.gaps.map(
+      (_, k) =>
+        stats.independent(k, [
+          [1, scored(s)],
+          [-row.lambda[0], scored(risky)],
+          [-row.lambda[1], scored(cautious)],
+        ]).se,
     );
     return {
       lambda: row.lambda,
@@ -505,6 +515,7 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
       beyond_segment: false,
     };
   });
+  const ratio = hypervolumeRatio(hvSoups, hvMorl);
   // In the plane: which side of the experts' segment a soup lies on (beyond = towards higher rewards,
   // i.e. the front the soups trace bulges out past the linear interpolation).
   const d = [cautious.rewards[0] - risky.rewards[0], cautious.rewards[1] - risky.rewards[1]];
@@ -520,9 +531,9 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
 
   // Did the experts learn? Each on its own reward against the pre-trained policy, paired per episode.
   const gain = (e: LocoEntry, k: number) =>
-    pairedContrast([
-      [1, perReward(e, k)],
-      [-1, perReward(init, k)],
+    stats.contrast(k, [
+      [1, scored(e)],
+      [-1, scored(init)],
     ]);
   const gains = {
     risky: { R1: pairedOut(gain(risky, 0)), R2: pairedOut(gain(risky, 1)) },
@@ -547,15 +558,15 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
       soup: soup.name,
       soup_minus_morl: {
         R1: pairedOut(
-          pairedContrast([
-            [1, soup.perEpisode.r1],
-            [-1, m.perEpisode.r1],
+          stats.contrast(0, [
+            [1, scored(soup)],
+            [-1, scored(m)],
           ]),
         ),
         R2: pairedOut(
-          pairedContrast([
-            [1, soup.perEpisode.r2],
-            [-1, m.perEpisode.r2],
+          stats.contrast(1, [
+            [1, scored(soup)],
+            [-1, scored(m)],
           ]),
         ),
         [`v − ${c}·Σa²`]: pairedOut(
@@ -567,7 +578,7 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
       },
     };
   });
-  const frontIdx = paretoFront(soupPts).indices;
+  const frontIdx = a.sets.soups.front;
   const half = soups.find((e) => Math.abs(e.lambda![1] - 0.5) < 1e-9);
   const dominates = (a: number[], b: number[]) => a.every((x, k) => x >= b[k]) && a.some((x, k) => x > b[k]);
   const n = init.perEpisode.r1.length;
@@ -577,7 +588,7 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
     `Experts differ: the cautious expert's Σa² is ${f1(cautious.sumA2)} against the risky one's ${f1(risky.sumA2)} (ratio ${ratioA2.toFixed(2)}; the issue asks ≤ ${DIFFER_RATIO}), with Σv ${f1(cautious.sumV)} vs ${f1(risky.sumV)}.`,
     `Pre-trained policy: Σv ${f1(init.sumV)}, Σa² ${f1(init.sumA2)}.`,
     `H1 (LMC, Working Hypothesis 1): ${significant}/${interior.length * 2} interior (λ, reward) gaps are below −${H1_Z} paired s.e. (${h1Holds ? 'holds within noise' : 'does not hold'}); ${nonneg} are ≥ 0. (With the independence bound instead of the paired s.e.: ${significantIndependent}.) In the (R1, R2) plane ${beyondCount}/${interior.length} interior soups lie beyond the experts' segment (on the side of higher rewards).`,
-    `H2: hypervolume (higher is better; reference point ${vec(ref)} = nadir of every evaluated model minus 10% of the range): soups ${hvSoups.toFixed(0)}, MORL set (experts + MORL) ${hvMorl.toFixed(0)}, ratio ${(hvSoups / hvMorl).toFixed(3)}.`,
+    `H2: hypervolume (higher is better; reference point ${vec(ref)} = nadir of every evaluated model minus 10% of the range): soups ${hvSoups.toFixed(0)}, MORL set (experts + MORL) ${hvMorl.toFixed(0)}, ratio ${ratio.toFixed(3)}.`,
     ...h2.map(
       (x) =>
         `H2: soup λ = ${x.lambda.toFixed(1)}${Math.abs(x.lambda - x.lambda_target) > 1e-9 ? ` (nearest to ${x.lambda_target.toFixed(2)})` : ''} − ${x.morl}, paired over ${n} episodes: ${Object.entries(
@@ -586,7 +597,11 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
           .map(([k, p]) => `${k} ${pm(p)}`)
           .join(', ')}.`,
     ),
-    `Paper's lower-is-better hypervolume (box utopia ${vec(paper.utopia)}, lower ${vec(paper.lower)}): soups ${paper.soups.toFixed(0)}, MORL ${paper.morl.toFixed(0)}.`,
+    ...(paper
+      ? [
+          `Paper's lower-is-better hypervolume (box utopia ${vec(paper.utopia)}, lower ${vec(paper.lower)}): soups ${paper.soups.toFixed(0)}, MORL ${paper.morl.toFixed(0)}.`,
+        ]
+      : []),
     ...morl.map(
       (m) =>
         `MORL ${m.name} at ${vec(m.rewards)}${half ? (dominates(m.rewards, half.rewards) ? ' dominates' : dominates(half.rewards, m.rewards) ? ' is dominated by' : ' neither dominates nor is dominated by') + ` the λ = 0.5 soup at ${vec(half.rewards)}` : ''}.`,
@@ -647,14 +662,14 @@ export function buildLocomotionReport(r: Omit<ReportIn, 'strip' | 'timings'>) {
         holds_within_noise: h1Holds,
         violations_independent_bound: significantIndependent,
       },
-      h2: { hypervolume_ratio: hvSoups / hvMorl, ref, soup_minus_morl: h2 },
+      h2: { hypervolume_ratio: ratio, ref, soup_minus_morl: h2 },
     },
     hypervolume: {
       ref,
       ref_rule: 'nadir of every evaluated model (init, experts, MORL, soups) minus 10% of the range',
       soups: hvSoups,
       morl: hvMorl,
-      ratio: hvSoups / hvMorl,
+      ratio,
       paper,
       soups_front_lambdas: frontIdx.map((i) => soups[i].lambda),
     },
