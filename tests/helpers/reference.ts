@@ -72,18 +72,5 @@ export function poisoned(dtype: DType, shape: number[]): Tensor {
   return { dtype, shape, data: new Uint16Array(n).fill(dtype === 'bfloat16' ? 0x7fc1 : 0x7e01) };
 }
 
-/** Naive 2-D hypervolume (maximisation): the union area of the boxes [ref, p] of the points above `ref`,
- *  by a sweep in descending x with Array.sort — the tests' independent reference and the benchmark's
- *  baseline. Only the first two coordinates are read. */
-export function staircaseArea(points: number[][], ref: number[]): number {
-  const live = points.filter((p) => p[0] > ref[0] && p[1] > ref[1]).sort((p, q) => q[0] - p[0]);
-  let area = 0;
-  let top = ref[1];
-  for (const p of live) {
-    if (p[1] > top) {
-      area += (p[0] - ref[0]) * (p[1] - top);
-      top = p[1];
-    }
-  }
-  return area;
-}
+// The naive 2-D hypervolume lives with the benchmark that uses it as its baseline (one copy).
+export { staircaseArea } from '../../src/bench/pareto.js';
