@@ -255,57 +255,46 @@ export async function runLocomotion(input: LocomotionInput, opts: LocomotionOpti
         emit,
         recorded: () => recordedHash(metaFile(name), { needs: [runFile(name)] }),
         load: () => load(name),
-        compute: () => trainRun(name, start, weights, steps, seed, hash, config, threads),
+        compute: async () => {
+          emit({ event: 'stage', stage: name, status: 'start', detail: `${steps} steps on v − ${weights[1]}·Σa²` });
+          const env = await VecEnv.create({ ...envOpts, seed, threads: Math.min(threads, envOpts.numEnvs) });
+          const fresh = ControlPolicy.create({ obsDim: env.info.obsDim, actDim: env.info.actDim, hidden: cfg.policy.hidden, seed });
+          let policy = fresh;
+          if (start) {
+            policy = ControlPolicy.fromTensors(fineTuneStart(start, fresh.tensors()), { source: 'the pre-trained policy', seed, env: env.info });
+            fresh.dispose();
+          }
+          policy.frozen = start !== undefined; // fine-tunes keep the pre-trained observation statistics
+          const curve: Array<{ step: number; ret: number }> = [];
+          try {
+            const trainer = new ControlTrainer(env, policy, { rewardWeights: weights, config });
+            const updates = Math.floor(steps / trainer.batchSize);
+            const ts = performance.now();
+            const res = await trainer.train(steps, {
+              seed,
+              signal: opts.signal,
+              onUpdate: (s) => {
+                const eps = s.episodes;
+                const ret = eps.length ? eps.reduce((a, e) => a + e.returns[0] * weights[0] + e.returns[1] * weights[1], 0) / eps.length : undefined;
+                if (ret !== undefined) curve.push({ step: s.step, ret });
+                emit({ event: 'update', run: name, update: s.update, updates, step: s.step, meanReturn: ret, seconds: (performance.now() - ts) / 1000 });
+              },
+            });
+            trainCost[name] = { steps: res.steps, seconds: res.seconds };
+            curves[name] = curve;
+            await policy.save(runFile(name), { run: name, env: cfg.env.env, reward_weights: weights.join(','), steps: String(res.steps) });
+            writeFileSync(metaFile(name), JSON.stringify({ hash, cost: trainCost[name], curve }, null, 1));
+            emit({ event: 'stage', stage: name, status: 'done', seconds: res.seconds.total });
+            return policy;
+          } catch (e) {
+            policy.dispose();
+            throw e;
+          } finally {
+            await env.close();
+          }
+        },
       })
     ).value;
-
-  const trainRun = async (
-    name: string,
-    start: TensorMap | undefined,
-    weights: number[],
-    steps: number,
-    seed: number,
-    hash: string,
-    config: ControlPPOConfig,
-    threads: number,
-  ): Promise<ControlPolicy> => {
-    emit({ event: 'stage', stage: name, status: 'start', detail: `${steps} steps on v − ${weights[1]}·Σa²` });
-    const env = await VecEnv.create({ ...envOpts, seed, threads: Math.min(threads, envOpts.numEnvs) });
-    const fresh = ControlPolicy.create({ obsDim: env.info.obsDim, actDim: env.info.actDim, hidden: cfg.policy.hidden, seed });
-    let policy = fresh;
-    if (start) {
-      policy = ControlPolicy.fromTensors(fineTuneStart(start, fresh.tensors()), { source: 'the pre-trained policy', seed, env: env.info });
-      fresh.dispose();
-    }
-    policy.frozen = start !== undefined; // fine-tunes keep the pre-trained observation statistics
-    const curve: Array<{ step: number; ret: number }> = [];
-    try {
-      const trainer = new ControlTrainer(env, policy, { rewardWeights: weights, config });
-      const updates = Math.floor(steps / trainer.batchSize);
-      const ts = performance.now();
-      const res = await trainer.train(steps, {
-        seed,
-        signal: opts.signal,
-        onUpdate: (s) => {
-          const eps = s.episodes;
-          const ret = eps.length ? eps.reduce((a, e) => a + e.returns[0] * weights[0] + e.returns[1] * weights[1], 0) / eps.length : undefined;
-          if (ret !== undefined) curve.push({ step: s.step, ret });
-          emit({ event: 'update', run: name, update: s.update, updates, step: s.step, meanReturn: ret, seconds: (performance.now() - ts) / 1000 });
-        },
-      });
-      trainCost[name] = { steps: res.steps, seconds: res.seconds };
-      curves[name] = curve;
-      await policy.save(runFile(name), { run: name, env: cfg.env.env, reward_weights: weights.join(','), steps: String(res.steps) });
-      writeFileSync(metaFile(name), JSON.stringify({ hash, cost: trainCost[name], curve }, null, 1));
-      emit({ event: 'stage', stage: name, status: 'done', seconds: res.seconds.total });
-      return policy;
-    } catch (e) {
-      policy.dispose();
-      throw e;
-    } finally {
-      await env.close();
-    }
-  };
 
   // 1. pre-training
   let ts = performance.now();
