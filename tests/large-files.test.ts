@@ -25,8 +25,8 @@ import {
   type TensorMap,
 } from '../src/io/index.js';
 import { interpolate } from '../src/soup/index.js';
-import { CausalLM, llamaConfigToHF, type LlamaConfig } from '../src/train/llama.js';
-import { randomLlamaWeights } from '../src/train/testing.js';
+import { CausalLM, llamaConfigToHF } from '../src/train/llama.js';
+import { randomLlamaWeights, tinyLlama } from '../src/train/testing.js';
 import { rng, randomMap } from './helpers/random.js';
 import { needs } from './helpers/fixtures.js';
 
@@ -201,7 +201,7 @@ describe('windows under a lowered ArrayBuffer limit', () => {
   });
 
   it('a LLaMA dir whose shard exceeds the limit loads with the logits of small shards', async () => {
-    const cfg: LlamaConfig = {
+    const cfg = tinyLlama({
       vocabSize: 41,
       hiddenSize: 24,
       intermediateSize: 36,
@@ -209,11 +209,9 @@ describe('windows under a lowered ArrayBuffer limit', () => {
       numAttentionHeads: 4,
       numKeyValueHeads: 2,
       rmsNormEps: 1e-5,
-      ropeTheta: 10000,
-      tieWordEmbeddings: false,
       eosTokenId: 2,
       padTokenId: 0,
-    };
+    });
     const W = randomLlamaWeights(cfg, 11, { dtype: 'float32' });
     const oneShard = join(tmp, 'llama-one'),
       small = join(tmp, 'llama-small');

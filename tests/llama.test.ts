@@ -9,9 +9,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { fixture, makeTokenizer } from './helpers/fixtures.js';
 import { saveModelDir, f32ToBf16, bf16ToF32, f16ToF32, type TensorMap } from '../src/io/index.js';
 import { CausalLM, llamaConfigToHF, type LlamaConfig } from '../src/train/llama.js';
-import { randomLlamaWeights } from '../src/train/testing.js';
+import { randomLlamaWeights, tinyLlama } from '../src/train/testing.js';
 
-const GQA: LlamaConfig = {
+const GQA = tinyLlama({
   vocabSize: 37,
   hiddenSize: 24,
   intermediateSize: 40,
@@ -20,23 +20,19 @@ const GQA: LlamaConfig = {
   numKeyValueHeads: 2,
   rmsNormEps: 1e-5,
   ropeTheta: 500,
-  tieWordEmbeddings: false,
   eosTokenId: 2,
   padTokenId: 0,
-};
-const TIED: LlamaConfig = {
+});
+const TIED = tinyLlama({
   vocabSize: 29,
   hiddenSize: 18,
   intermediateSize: 31,
   numHiddenLayers: 3,
   numAttentionHeads: 3,
-  numKeyValueHeads: 3,
-  rmsNormEps: 1e-6,
-  ropeTheta: 10000,
   tieWordEmbeddings: true,
   eosTokenId: 2,
   padTokenId: 0,
-};
+});
 
 // ---- float64 reference --------------------------------------------------------------------------
 function refLogits(c: LlamaConfig, W: TensorMap, toks: number[]): Float64Array {

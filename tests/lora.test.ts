@@ -8,22 +8,20 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fixture, makeGpt2Adapter, makeTokenizer } from './helpers/fixtures.js';
 import { readPeftAdapter, saveModelDir, type Tensor, type TensorMap } from '../src/io/index.js';
-import { CausalLM, llamaConfigToHF, mulberry32, type LlamaConfig } from '../src/train/llama.js';
-import { randomLlamaWeights } from '../src/train/testing.js';
+import { CausalLM, llamaConfigToHF, mulberry32 } from '../src/train/llama.js';
+import { randomLlamaWeights, tinyLlama } from '../src/train/testing.js';
 
-const CFG: LlamaConfig = {
+const CFG = tinyLlama({
   vocabSize: 23,
   hiddenSize: 16,
   intermediateSize: 27,
   numHiddenLayers: 2,
   numAttentionHeads: 4,
   numKeyValueHeads: 2,
-  rmsNormEps: 1e-6,
   ropeTheta: 1000,
-  tieWordEmbeddings: false,
   eosTokenId: 2,
   padTokenId: 0,
-};
+});
 const TOKS = [
   [3, 7, 11, 4, 19, 22, 5],
   [8, 1, 14, 9, 20, 6, 13],

@@ -8,13 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { serve } from '../src/serve/index.js';
-import type { LlamaConfig } from '../src/train/llama.js';
 import { makeAdapter, makeBase } from './helpers/serve.js';
 import { needs } from './helpers/fixtures.js';
+import { tinyLlama } from '../src/train/testing.js';
 
 const CHROMIUM = process.env.RSOUP_CHROMIUM ?? '/usr/bin/chromium';
 
-const CFG: LlamaConfig = {
+const CFG = tinyLlama({
   vocabSize: 320,
   hiddenSize: 32,
   intermediateSize: 48,
@@ -22,12 +22,10 @@ const CFG: LlamaConfig = {
   numAttentionHeads: 4,
   numKeyValueHeads: 2,
   rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieWordEmbeddings: false,
   bosTokenId: 1,
   eosTokenId: 2,
   padTokenId: 0,
-};
+});
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-serve-ui-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

@@ -6,27 +6,24 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CausalLM, type LlamaConfig } from '../src/train/llama.js';
-import { randomLlamaWeights } from '../src/train/testing.js';
+import { CausalLM } from '../src/train/llama.js';
+import { randomLlamaWeights, tinyLlama } from '../src/train/testing.js';
 import { distinctN, responseLogProbs } from '../src/pipeline/sweep.js';
 import { rocAuc, topicReward, trainTopicModel, topicProbability, wordSet } from '../src/pipeline/topic.js';
 import { fnv1a } from '../src/pipeline/corpus.js';
 import { heldOutBits } from '../src/pipeline/base.js';
 import { mulberry32 } from '../src/util/random.js';
 
-const CFG: LlamaConfig = {
+const CFG = tinyLlama({
   vocabSize: 29,
   hiddenSize: 16,
   intermediateSize: 24,
   numHiddenLayers: 2,
   numAttentionHeads: 2,
-  numKeyValueHeads: 2,
   rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieWordEmbeddings: false,
   eosTokenId: 2,
   padTokenId: 0,
-};
+});
 
 describe('heldOutBits', () => {
   it("equals libtorch's mean next-token cross-entropy over the same windows, in bits per character", async () => {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readPeftAdapter } from '../src/io/index.js';
 import { callNative } from '../src/train/native.js';
+import { tinyLlama } from '../src/train/testing.js';
 import {
   CausalLM,
   PPOTrainer,
@@ -16,26 +17,23 @@ import {
   evaluate,
   cosineLr,
   mulberry32,
-  type LlamaConfig,
   type PPOConfigInput,
   type PPOStats,
   type RewardLike,
   type TrainSample,
 } from '../src/train/index.js';
 
-const CFG: LlamaConfig = {
+const CFG = tinyLlama({
   vocabSize: 32,
   hiddenSize: 32,
   intermediateSize: 64,
   numHiddenLayers: 2,
   numAttentionHeads: 4,
   numKeyValueHeads: 2,
-  rmsNormEps: 1e-6,
-  ropeTheta: 10000,
   tieWordEmbeddings: true,
   eosTokenId: 2,
   padTokenId: 0,
-};
+});
 const TARGET = 7;
 const freq: RewardLike = {
   name: 'freq7',

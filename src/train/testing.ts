@@ -43,3 +43,9 @@ export function randomLlamaWeights(c: LlamaConfig, seed: number, opts: { dtype?:
   }
   return out;
 }
+
+/** A LlamaConfig from the sizes that matter, with transformers' LlamaConfig defaults for the rest
+ *  (key/value heads = heads, rms_norm_eps 1e-6, rope_theta 10000, untied embeddings); token ids only as given. */
+export function tinyLlama(c: Omit<LlamaConfig, 'numKeyValueHeads' | 'rmsNormEps' | 'ropeTheta' | 'tieWordEmbeddings'> & Partial<LlamaConfig>): LlamaConfig {
+  return { numKeyValueHeads: c.numAttentionHeads, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: false, ...c };
+}

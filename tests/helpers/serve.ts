@@ -5,10 +5,10 @@ import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { saveModelDir, writePeftAdapter, type TensorMap } from '../../src/io/index.js';
 import { llamaConfigToHF, mulberry32, peftAdapterConfig, type LlamaConfig } from '../../src/train/llama.js';
-import { randomLlamaWeights } from '../../src/train/testing.js';
+import { randomLlamaWeights, tinyLlama } from '../../src/train/testing.js';
 import { makeTokenizer } from './fixtures.js';
 
-export const TINY: LlamaConfig = {
+export const TINY = tinyLlama({
   vocabSize: 37,
   hiddenSize: 24,
   intermediateSize: 40,
@@ -17,10 +17,9 @@ export const TINY: LlamaConfig = {
   numKeyValueHeads: 2,
   rmsNormEps: 1e-5,
   ropeTheta: 500,
-  tieWordEmbeddings: false,
   eosTokenId: 2,
   padTokenId: 0,
-};
+});
 
 export function makeBase(dir: string, cfg: LlamaConfig, seed = 1, opts: { tokenizer?: boolean; scale?: number } = {}): Promise<void> {
   mkdirSync(dir, { recursive: true });
