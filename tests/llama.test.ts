@@ -10,19 +10,9 @@ import { fixture, makeTokenizer } from './helpers/fixtures.js';
 import { saveModelDir, f32ToBf16, bf16ToF32, f16ToF32, type TensorMap } from '../src/io/index.js';
 import { CausalLM, llamaConfigToHF, type LlamaConfig } from '../src/train/llama.js';
 import { randomLlamaWeights, tinyLlama } from '../src/train/testing.js';
+import { TINY } from './helpers/serve.js';
 
-const GQA = tinyLlama({
-  vocabSize: 37,
-  hiddenSize: 24,
-  intermediateSize: 40,
-  numHiddenLayers: 2,
-  numAttentionHeads: 4,
-  numKeyValueHeads: 2,
-  rmsNormEps: 1e-5,
-  ropeTheta: 500,
-  eosTokenId: 2,
-  padTokenId: 0,
-});
+const GQA = TINY;
 const TIED = tinyLlama({
   vocabSize: 29,
   hiddenSize: 18,

@@ -9,11 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, rsoup, rsoupAsync } from './helpers/cli.js';
-import { makeTokenizer } from './helpers/fixtures.js';
+import { makeTokenizer, tokenizerModelConfig } from './helpers/fixtures.js';
 import { saveModelDir } from '../src/io/index.js';
 import { CausalLM, llamaConfigToHF, randomLlamaWeights } from '../src/train/index.js';
 import { microConfig, stripTimes, writeMicroCorpus } from './helpers/micro.js';
-import { tinyLlama } from '../src/train/testing.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-run-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -201,18 +200,7 @@ describe('rsoup run (micro experiment)', () => {
   }, 120_000);
 
   it('runs on a Hugging Face model dir with a starting PEFT adapter and prompt files', async () => {
-    const CFG = tinyLlama({
-      vocabSize: makeTokenizer().vocabSize,
-      hiddenSize: 16,
-      intermediateSize: 24,
-      numHiddenLayers: 1,
-      numAttentionHeads: 2,
-      numKeyValueHeads: 1,
-      tieWordEmbeddings: true,
-      bosTokenId: 1,
-      eosTokenId: 2,
-      padTokenId: 0,
-    });
+    const CFG = tokenizerModelConfig();
     const root = join(tmp, 'hf');
     mkdirSync(root, { recursive: true });
     await saveModelDir(join(root, 'model'), randomLlamaWeights(CFG, 5, { dtype: 'float32', scale: 0.2 }), { config: llamaConfigToHF(CFG) });

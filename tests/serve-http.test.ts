@@ -12,22 +12,10 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serve, type RunningServer } from '../src/serve/index.js';
 import { readRunDir } from '../src/serve/rundir.js';
-import { makeAdapter, makeBase } from './helpers/serve.js';
+import { makeAdapter, makeBase, SERVE_CFG } from './helpers/serve.js';
 import { packageRoot } from '../src/native/index.js';
-import { tinyLlama } from '../src/train/testing.js';
 
-const CFG = tinyLlama({
-  vocabSize: 320,
-  hiddenSize: 32,
-  intermediateSize: 48,
-  numHiddenLayers: 2,
-  numAttentionHeads: 4,
-  numKeyValueHeads: 2,
-  rmsNormEps: 1e-5,
-  bosTokenId: 1,
-  eosTokenId: 2,
-  padTokenId: 0,
-});
+const CFG = SERVE_CFG;
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-serve-http-'));
 const base = join(tmp, 'base');
 const experts = [join(tmp, 'expert-pos'), join(tmp, 'expert-neg')];

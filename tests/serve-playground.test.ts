@@ -8,24 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { serve } from '../src/serve/index.js';
-import { makeAdapter, makeBase } from './helpers/serve.js';
+import { makeAdapter, makeBase, SERVE_CFG } from './helpers/serve.js';
 import { needs } from './helpers/fixtures.js';
-import { tinyLlama } from '../src/train/testing.js';
 
 const CHROMIUM = process.env.RSOUP_CHROMIUM ?? '/usr/bin/chromium';
 
-const CFG = tinyLlama({
-  vocabSize: 320,
-  hiddenSize: 32,
-  intermediateSize: 48,
-  numHiddenLayers: 2,
-  numAttentionHeads: 4,
-  numKeyValueHeads: 2,
-  rmsNormEps: 1e-5,
-  bosTokenId: 1,
-  eosTokenId: 2,
-  padTokenId: 0,
-});
+const CFG = SERVE_CFG;
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-serve-ui-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

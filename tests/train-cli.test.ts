@@ -8,22 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPeftAdapter, saveModelDir } from '../src/io/index.js';
 import { llamaConfigToHF, randomLlamaWeights } from '../src/train/index.js';
 import { rsoup } from './helpers/cli.js';
-import { makeTokenizer } from './helpers/fixtures.js';
-import { tinyLlama } from '../src/train/testing.js';
+import { makeTokenizer, tokenizerModelConfig } from './helpers/fixtures.js';
 
 // the vocabulary of the tokenizer made by tests/helpers/fixtures.ts
-const CFG = tinyLlama({
-  vocabSize: makeTokenizer().vocabSize,
-  hiddenSize: 16,
-  intermediateSize: 24,
-  numHiddenLayers: 1,
-  numAttentionHeads: 2,
-  numKeyValueHeads: 1,
-  tieWordEmbeddings: true,
-  bosTokenId: 1,
-  eosTokenId: 2,
-  padTokenId: 0,
-});
+const CFG = tokenizerModelConfig();
 const tmp = mkdtempSync(join(tmpdir(), 'rsoup-train-cli-'));
 const model = join(tmp, 'model');
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -239,15 +239,13 @@ async function wave(
   };
 }
 
-export async function benchServe(opts: ServeBenchOptions = {}): Promise<ServeBenchResult> {
-  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const H = opts.hidden ?? 1024;
-  const heads = opts.heads ?? 16;
-  const cfg: LlamaConfig = {
-    vocabSize: opts.vocab ?? 32000,
+/** The benches' LLaMA-shaped model: SwiGLU width 8/3·H rounded to 64, untied, transformers' other defaults. */
+function benchLlama(H: number, heads: number, layers = 8, vocab = 32000, intermediate = Math.round((H * 8) / 3 / 64) * 64): LlamaConfig {
+  return {
+    vocabSize: vocab,
     hiddenSize: H,
-    intermediateSize: opts.intermediate ?? Math.round((H * 8) / 3 / 64) * 64,
-    numHiddenLayers: opts.layers ?? 8,
+    intermediateSize: intermediate,
+    numHiddenLayers: layers,
     numAttentionHeads: heads,
     numKeyValueHeads: heads,
     rmsNormEps: 1e-5,
@@ -255,6 +253,13 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<ServeBen
     tieWordEmbeddings: false,
     eosTokenId: 2,
   };
+}
+
+export async function benchServe(opts: ServeBenchOptions = {}): Promise<ServeBenchResult> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const H = opts.hidden ?? 1024;
+  const heads = opts.heads ?? 16;
+  const cfg = benchLlama(H, heads, opts.layers, opts.vocab, opts.intermediate);
   const N = opts.experts ?? 4,
     r = opts.rank ?? 16;
   const targets = opts.targets ?? ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
@@ -417,18 +422,7 @@ export async function soakServe(opts: SoakOptions = {}): Promise<SoakResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const H = opts.hidden ?? 1024,
     heads = opts.heads ?? 16;
-  const cfg: LlamaConfig = {
-    vocabSize: opts.vocab ?? 32000,
-    hiddenSize: H,
-    intermediateSize: Math.round((H * 8) / 3 / 64) * 64,
-    numHiddenLayers: opts.layers ?? 8,
-    numAttentionHeads: heads,
-    numKeyValueHeads: heads,
-    rmsNormEps: 1e-5,
-    ropeTheta: 10000,
-    tieWordEmbeddings: false,
-    eosTokenId: 2,
-  };
+  const cfg = benchLlama(H, heads, opts.layers, opts.vocab);
   const N = opts.experts ?? 4,
     r = opts.rank ?? 16,
     T = opts.maxTokens ?? 16,

@@ -14,6 +14,8 @@ import type { TestContext } from 'vitest';
 import { writePeftAdapter, type TensorMap } from '../../src/io/index.js';
 import { SPECIAL_TOKENS, trainTokenizer } from '../../src/pipeline/corpus.js';
 import { randomTensor, rng } from './random.js';
+import { tinyLlama } from '../../src/train/testing.js';
+import type { LlamaConfig } from '../../src/train/llama.js';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -125,4 +127,20 @@ export function makeTokenizer(): { path: string; vocabSize: number; special: typ
     tokenizerMade = { path, vocabSize };
   }
   return { ...tokenizerMade, special: SPECIAL_TOKENS };
+}
+
+/** A tiny tied model over the vocabulary of makeTokenizer()'s tokenizer (pipeline-run, train-cli). */
+export function tokenizerModelConfig(): LlamaConfig {
+  return tinyLlama({
+    vocabSize: makeTokenizer().vocabSize,
+    hiddenSize: 16,
+    intermediateSize: 24,
+    numHiddenLayers: 1,
+    numAttentionHeads: 2,
+    numKeyValueHeads: 1,
+    tieWordEmbeddings: true,
+    bosTokenId: 1,
+    eosTokenId: 2,
+    padTokenId: 0,
+  });
 }

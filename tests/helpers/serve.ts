@@ -21,6 +21,20 @@ export const TINY = tinyLlama({
   padTokenId: 0,
 });
 
+/** The serving tests' model (serve-http, serve-playground): GQA, untied, a 320-token vocabulary. */
+export const SERVE_CFG = tinyLlama({
+  vocabSize: 320,
+  hiddenSize: 32,
+  intermediateSize: 48,
+  numHiddenLayers: 2,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  rmsNormEps: 1e-5,
+  bosTokenId: 1,
+  eosTokenId: 2,
+  padTokenId: 0,
+});
+
 export function makeBase(dir: string, cfg: LlamaConfig, seed = 1, opts: { tokenizer?: boolean; scale?: number } = {}): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const w = randomLlamaWeights(cfg, seed, { dtype: 'float32', scale: opts.scale ?? 0.3 });
