@@ -11,7 +11,7 @@ import { SoupEngine, type ExpertAdapter } from '../serve/engine.js';
 import { serve, type RunningServer } from '../serve/server.js';
 import type { TextCodec } from '../serve/codec.js';
 import type { LlamaConfig } from '../train/llama.js';
-import { llamaShapes } from '../train/testing.js';
+import { llamaShapes, tinyLlama } from '../train/testing.js';
 import type { Tensor, TensorMap } from '../io/index.js';
 import { mulberry32 } from '../util/random.js';
 
@@ -239,20 +239,17 @@ async function wave(
   };
 }
 
-/** The benches' LLaMA-shaped model: SwiGLU width 8/3·H rounded to 64, untied, transformers' other defaults. */
+/** The benches' LLaMA-shaped model: SwiGLU width 8/3·H rounded to 64, untied, rms_norm_eps 1e-5, EOS 2. */
 function benchLlama(H: number, heads: number, layers = 8, vocab = 32000, intermediate = Math.round((H * 8) / 3 / 64) * 64): LlamaConfig {
-  return {
+  return tinyLlama({
     vocabSize: vocab,
     hiddenSize: H,
     intermediateSize: intermediate,
     numHiddenLayers: layers,
     numAttentionHeads: heads,
-    numKeyValueHeads: heads,
     rmsNormEps: 1e-5,
-    ropeTheta: 10000,
-    tieWordEmbeddings: false,
     eosTokenId: 2,
-  };
+  });
 }
 
 export async function benchServe(opts: ServeBenchOptions = {}): Promise<ServeBenchResult> {

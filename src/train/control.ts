@@ -217,7 +217,7 @@ export class ControlPolicy {
     const stack = new Error().stack;
     try {
       return await addon().ctlUpdate(this.handle, {
-        ...nativeHyper(),
+        ...DEFAULT_HYPER,
         ...hyper,
         rewards: rollout.rewards,
         weights,
@@ -233,7 +233,7 @@ export class ControlPolicy {
 
   /** CleanRL's PPO loss on one minibatch and its gradient (tests, checks). */
   loss(batch: ControlBatch, hyper: Partial<NativeHyper> = {}): ControlLoss {
-    return call('ctlLoss', this.handle, batch, { ...nativeHyper(), ...hyper });
+    return call('ctlLoss', this.handle, batch, { ...DEFAULT_HYPER, ...hyper });
   }
 
   /** The last rollout as stored natively (normalised obs, actions, log-probs, values), float64. */
@@ -298,6 +298,9 @@ export function nativeHyper(c: ControlPPOConfig = ControlPPOConfigSchema.parse({
     normReward: c.norm_reward,
   };
 }
+
+/** CleanRL's defaults as the native update reads them: what `ControlPolicy.loss/update` fill a partial set from (built once). */
+const DEFAULT_HYPER: NativeHyper = nativeHyper();
 
 export function parseControlPPOConfig(x: unknown, src = 'control ppo config'): ControlPPOConfig {
   return parseStrict(ControlPPOConfigSchema, x ?? {}, src);
